@@ -1,0 +1,273 @@
+"""Postwerk settings, read from the environment (see the table in README.md).
+
+Embedded default: SQLite (WAL) and Celery's filesystem broker under POSTWERK_DATA_DIR, so a bare machine runs
+the whole platform. Production: DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL (Redis or RabbitMQ).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import socket
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Values for the embedded mode may come from a local .env file; the environment always wins.
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DATA_DIR = Path(env.str("POSTWERK_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+DATABASE_URL = env.str("DATABASE_URL", default="")
+EMBEDDED = not DATABASE_URL
+
+
+def _secret(name: str, *, generate: bool) -> str:
+    """A secret from NAME or NAME_FILE; generated once into the data folder only in embedded mode."""
+    value = env.str(name, default="")
+    file_name = env.str(f"{name}_FILE", default="")
+    if file_name:
+        try:
+            value = Path(file_name).read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {file_name}: {exc}") from exc
+    if value:
+        return value
+    if not generate:
+        raise ImproperlyConfigured(
+            f"{name} (or {name}_FILE) must be set when DATABASE_URL is set: secrets have no production default"
+        )
+    # Embedded mode: keep a generated secret beside the SQLite database so restarts keep sessions and keys.
+    path = DATA_DIR / name.lower()
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret("SECRET_KEY", generate=EMBEDDED)
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
+    "sending",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+if EMBEDDED:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / "postwerk.sqlite3"),
+            "OPTIONS": {
+                # WAL lets the web, SMTP and worker processes read while one writes; IMMEDIATE takes the write
+                # lock at BEGIN so concurrent writers wait on busy_timeout instead of failing mid-transaction.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+            },
+            # A file, not :memory:, so a real Celery worker process in the tests sees the test database.
+            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
+        }
+    }
+else:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "/admin/login/"
+
+# --- Postwerk -------------------------------------------------------------------------------------------
+
+POSTWERK_HOSTNAME = env.str("POSTWERK_HOSTNAME", default=socket.getfqdn() or "localhost")
+
+
+def _dns_servers(raw: list[str]) -> list[tuple[str, int]]:
+    servers = []
+    for item in raw:
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host:
+            host, port = item.strip(), "53"
+        host = host.strip("[]")
+        try:
+            servers.append((host, int(port)))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"POSTWERK_DNS_SERVERS: bad entry {item!r} (want host:port)") from exc
+    return servers
+
+
+# Empty means the system resolver configuration (/etc/resolv.conf).
+POSTWERK_DNS_SERVERS = _dns_servers(env.list("POSTWERK_DNS_SERVERS", default=[]))
+POSTWERK_DNS_TIMEOUT = env.float("POSTWERK_DNS_TIMEOUT", default=5.0)
+POSTWERK_SMTP_DELIVERY_PORT = env.int("POSTWERK_SMTP_DELIVERY_PORT", default=25)
+POSTWERK_SMTP_CONNECT_TIMEOUT = env.float("POSTWERK_SMTP_CONNECT_TIMEOUT", default=30.0)
+# RFC 5321 §4.5.3.2 suggests minutes per command; a shorter bound keeps a worker slot from idling on a tarpit.
+POSTWERK_SMTP_COMMAND_TIMEOUT = env.float("POSTWERK_SMTP_COMMAND_TIMEOUT", default=120.0)
+
+POSTWERK_MAX_MESSAGE_SIZE = env.int("POSTWERK_MAX_MESSAGE_SIZE", default=25 * 1024 * 1024)
+POSTWERK_MAX_RECIPIENTS = env.int("POSTWERK_MAX_RECIPIENTS", default=50)
+POSTWERK_BATCH_MAX_MESSAGES = env.int("POSTWERK_BATCH_MAX_MESSAGES", default=500)
+
+# Seconds between delivery attempts after a temporary failure; the last step repeats until the age limit.
+POSTWERK_RETRY_SCHEDULE = [
+    int(s)
+    for s in env.list(
+        "POSTWERK_RETRY_SCHEDULE", default=["60", "300", "900", "1800", "3600", "7200", "14400"]
+    )
+]
+POSTWERK_MAX_DELIVERY_AGE = env.int("POSTWERK_MAX_DELIVERY_AGE", default=2 * 24 * 3600)
+# A recipient left in `sending` this long belonged to a worker that died; the sweep queues it again.
+POSTWERK_SENDING_TIMEOUT = env.int("POSTWERK_SENDING_TIMEOUT", default=600)
+# How long an enqueued id may wait for a worker before the sweep assumes the broker lost it.
+POSTWERK_ENQUEUE_LEASE = env.int("POSTWERK_ENQUEUE_LEASE", default=300)
+POSTWERK_SWEEP_INTERVAL = env.float("POSTWERK_SWEEP_INTERVAL", default=30.0)
+POSTWERK_MX_CACHE_MAX_TTL = env.int("POSTWERK_MX_CACHE_MAX_TTL", default=3600)
+POSTWERK_DELIVERY_BATCH = env.int("POSTWERK_DELIVERY_BATCH", default=100)
+POSTWERK_IDEMPOTENCY_TTL = env.int("POSTWERK_IDEMPOTENCY_TTL", default=24 * 3600)
+POSTWERK_DKIM_SELECTOR_PREFIX = env.str("POSTWERK_DKIM_SELECTOR_PREFIX", default="pw")
+
+
+def _fernet_key() -> bytes:
+    raw = _secret("POSTWERK_ENCRYPTION_KEY", generate=EMBEDDED)
+    try:
+        key = base64.urlsafe_b64decode(raw.encode())
+    except ValueError:
+        key = b""
+    if len(key) == 32:
+        return raw.encode()
+    # Any other string is stretched into a Fernet key, so a passphrase works too.
+    return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest())
+
+
+POSTWERK_ENCRYPTION_KEY = _fernet_key()
+
+# --- Celery ---------------------------------------------------------------------------------------------
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = DATA_DIR / "broker"
+    for sub in ("queue", "processed"):
+        (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir / "queue"),
+        "data_folder_out": str(_queue_dir / "queue"),
+        "processed_folder": str(_queue_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Acknowledge after the task ran, so a worker that dies mid-task leaves the message on the broker; the
+# database claim makes the second run harmless.
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "sweep-recipients": {"task": "sending.tasks.sweep", "schedule": POSTWERK_SWEEP_INTERVAL},
+    "expire-idempotency-keys": {"task": "sending.tasks.expire_idempotency_keys", "schedule": 3600.0},
+}
+CELERY_TASK_ROUTES = {
+    "sending.tasks.deliver": {"queue": "delivery"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "default"
+
+# --- API ------------------------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "sending.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Postwerk API",
+    "DESCRIPTION": "Send transactional email and follow every recipient's delivery.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# The send API checks the size itself (413); Django's own cap would answer 400 before the view runs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,241 @@
+"""Request and response shapes of the send API. Validation names the exact field that is wrong."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from django.conf import settings
+from rest_framework import serializers
+
+from ..addresses import AddressError, Mailbox, parse_mailbox
+from ..composer import Attachment, Draft, HeaderError, check_header
+from ..models import Event, Message, Recipient
+
+
+class AddressListField(serializers.ListField):
+    """A list of addresses ("Name <a@b>" or "a@b"); a single string is taken as a list of one."""
+
+    child = serializers.CharField(trim_whitespace=False)
+
+    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        if isinstance(data, str):
+            data = [data]
+        values = super().to_internal_value(data)
+        mailboxes, errors = [], {}
+        for i, value in enumerate(values):
+            try:
+                mailboxes.append(parse_mailbox(value))
+            except AddressError as exc:
+                errors[i] = [str(exc)]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return mailboxes
+
+
+class AttachmentSerializer(serializers.Serializer):
+    filename = serializers.CharField(max_length=255)
+    content_type = serializers.CharField(max_length=255, default="application/octet-stream")
+    content = serializers.CharField(help_text="Base64", trim_whitespace=False)
+    content_id = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)
+
+    def validate_filename(self, value: str) -> str:
+        if any(c in value for c in "\r\n\0"):
+            raise serializers.ValidationError("Line breaks are not allowed in a file name.")
+        return value
+
+    def validate_content_type(self, value: str) -> str:
+        maintype, _, subtype = value.partition("/")
+        if not maintype or not subtype or any(c in value for c in '\r\n\0;" '):
+            raise serializers.ValidationError("Expected a MIME type such as application/pdf.")
+        return value.lower()
+
+    def validate_content_id(self, value: str | None) -> str | None:
+        if value is not None and (any(c in value for c in "\r\n\0<> ") or not value):
+            raise serializers.ValidationError("A content id is a plain token, without angle brackets.")
+        return value
+
+    def validate_content(self, value: str) -> bytes:
+        try:
+            return base64.b64decode("".join(value.split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise serializers.ValidationError("Not valid base64.") from exc
+
+
+def _no_line_breaks(value: str) -> None:
+    if any(c in value for c in "\r\n\0"):
+        raise serializers.ValidationError("Line breaks are not allowed here.")
+
+
+class SendMessageSerializer(serializers.Serializer):
+    # `from` is a Python keyword, so the field is declared under its JSON name below.
+    to = AddressListField(required=False, default=list)
+    cc = AddressListField(required=False, default=list)
+    bcc = AddressListField(required=False, default=list)
+    reply_to = AddressListField(required=False, default=list)
+    subject = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=998,
+        trim_whitespace=False,
+        validators=[_no_line_breaks],
+    )
+    text = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False
+    )
+    html = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False
+    )
+    headers = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, default=dict
+    )
+    attachments = AttachmentSerializer(many=True, required=False, default=list)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list, max_length=20
+    )
+    metadata = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=1000), required=False, default=dict
+    )
+
+    def get_fields(self):  # type: ignore[no-untyped-def]
+        fields = super().get_fields()
+        fields["from"] = AddressListField(min_length=1, max_length=1, help_text="The sender, one address")
+        return fields
+
+    def validate_headers(self, value: dict[str, str]) -> dict[str, str]:
+        errors = {}
+        for name, header_value in value.items():
+            try:
+                check_header(name, header_value)
+            except HeaderError as exc:
+                errors[name] = [str(exc)]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+    def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > 50:
+            raise serializers.ValidationError("At most 50 metadata keys.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        errors: dict[str, list[str]] = {}
+        recipients: list[Mailbox] = attrs["to"] + attrs["cc"] + attrs["bcc"]
+        if not recipients:
+            errors["to"] = ["At least one recipient (to, cc or bcc) is required."]
+        limit = settings.POSTWERK_MAX_RECIPIENTS
+        if len(recipients) > limit:
+            errors["to"] = [f"At most {limit} recipients (to, cc and bcc together); got {len(recipients)}."]
+        if not (attrs.get("text") or attrs.get("html")):
+            errors["text"] = ["A text or html body is required."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    def to_draft(self) -> Draft:
+        data = self.validated_data
+        return Draft(
+            sender=data["from"][0],
+            to=data["to"],
+            cc=data["cc"],
+            bcc=data["bcc"],
+            reply_to=data["reply_to"],
+            subject=data["subject"],
+            text=data["text"] if data["text"] else None,
+            html=data["html"] if data["html"] else None,
+            headers=data["headers"],
+            attachments=[Attachment(**a) for a in data["attachments"]],
+            tags=data["tags"],
+            metadata=data["metadata"],
+        )
+
+
+class AcceptedRecipientSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    address = serializers.CharField()
+    status = serializers.CharField()
+
+
+class AcceptedMessageSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    message_id = serializers.CharField()
+    status = serializers.CharField()
+    recipients = AcceptedRecipientSerializer(many=True)
+
+
+class EventSerializer(serializers.ModelSerializer):
+    recipient_id = serializers.UUIDField(allow_null=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "type", "created_at", "recipient_id", "details"]
+
+
+class RecipientSerializer(serializers.ModelSerializer):
+    last_reply = serializers.SerializerMethodField()
+    events = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recipient
+        fields = [
+            "id",
+            "address",
+            "kind",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "last_reply",
+            "mx_host",
+            "tls",
+            "delivered_at",
+            "created_at",
+            "updated_at",
+            "events",
+        ]
+
+    def get_last_reply(self, obj: Recipient) -> dict | None:
+        if obj.last_code is None:
+            return None
+        return {"code": obj.last_code, "enhanced": obj.last_enhanced, "text": obj.last_text}
+
+    def get_events(self, obj: Recipient) -> list[dict]:
+        events = self.context.get("events_by_recipient", {}).get(obj.pk, [])
+        return EventSerializer(events, many=True).data
+
+
+class MessageSummarySerializer(serializers.ModelSerializer):
+    from_ = serializers.CharField(source="mail_from")
+    recipients = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "message_id",
+            "from_",
+            "subject",
+            "tags",
+            "metadata",
+            "size",
+            "created_at",
+            "recipients",
+        ]
+
+    def get_recipients(self, obj: Message) -> list[dict]:
+        return [{"id": str(r.id), "address": r.address, "state": r.state} for r in obj.recipients.all()]
+
+    def to_representation(self, instance):  # type: ignore[no-untyped-def]
+        data = super().to_representation(instance)
+        data["from"] = data.pop("from_")
+        return data
+
+
+class MessageDetailSerializer(MessageSummarySerializer):
+    recipients = serializers.SerializerMethodField()
+
+    class Meta(MessageSummarySerializer.Meta):
+        fields = [*MessageSummarySerializer.Meta.fields]
+
+    def get_recipients(self, obj: Message) -> list[dict]:
+        return RecipientSerializer(obj.recipients.all(), many=True, context=self.context).data

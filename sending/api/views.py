@@ -1,0 +1,234 @@
+"""The send API's views: parse, call one service, shape the answer."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..domains import sender_domain
+from ..models import RecipientState
+from ..selectors import events_by_recipient, message_get, message_list
+from ..submission import (
+    DuplicateRequest,
+    IdempotencyRecord,
+    MessageTooLarge,
+    Prepared,
+    message_prepare,
+    messages_submit,
+)
+from . import idempotency
+from .errors import ApiError
+from .serializers import (
+    AcceptedMessageSerializer,
+    MessageDetailSerializer,
+    MessageSummarySerializer,
+    SendMessageSerializer,
+)
+
+
+def _check_body_size(request: Request, limit: int) -> None:
+    # base64 attachments grow by a third; refuse before reading a body that cannot fit.
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit * 4 // 3 + 1024 * 1024:
+        raise ApiError(
+            413,
+            f"The request body is {length} bytes; messages are limited to {limit} bytes.",
+            code="too_large",
+        )
+
+
+def _prepare(request: Request, data: object) -> Prepared:
+    """Validate one message and build it. Raises ApiError (400, 403, 413)."""
+    serializer = SendMessageSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    draft = serializer.to_draft()
+    organization = request.user.organization
+    domain = sender_domain(organization, draft.sender.domain)
+    if domain is None:
+        raise ApiError(
+            403,
+            f"{draft.sender.domain} is not a sending domain of this organization.",
+            {"from": [f"Add and verify {draft.sender.domain} before sending from it."]},
+            "domain_not_allowed",
+        )
+    try:
+        return message_prepare(organization=organization, api_key=request.auth, domain=domain, draft=draft)
+    except MessageTooLarge as exc:
+        raise ApiError(413, str(exc), code="too_large") from exc
+
+
+def _accepted(prepared: Prepared) -> dict:
+    return {
+        "id": str(prepared.message.id),
+        "message_id": prepared.message.message_id,
+        "status": "queued",
+        "recipients": [
+            {"id": str(r.id), "address": r.address, "status": RecipientState.QUEUED}
+            for r in prepared.recipients
+        ],
+    }
+
+
+def _submit_once(request: Request, prepared: list[Prepared], status_code: int, body: dict) -> Response:
+    """Commit, remembering the answer under the Idempotency-Key if one was given."""
+    organization = request.user.organization
+    key = idempotency.request_key(request)
+    record = None
+    if key is not None:
+        record = IdempotencyRecord(key, idempotency.request_hash(request.data), status_code, body)
+    try:
+        messages_submit(organization=organization, prepared=prepared, idempotency=record)
+    except DuplicateRequest:
+        stored = idempotency.stored_answer(
+            organization=organization, key=key, fingerprint=record.request_hash
+        )
+        return Response(stored.response, status=stored.status_code)
+    return Response(body, status=status_code)
+
+
+def _replay(request: Request) -> Response | None:
+    key = idempotency.request_key(request)
+    if key is None:
+        return None
+    stored = idempotency.stored_answer(
+        organization=request.user.organization, key=key, fingerprint=idempotency.request_hash(request.data)
+    )
+    return Response(stored.response, status=stored.status_code) if stored else None
+
+
+class MessagePagination(CursorPagination):
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+    ordering = "-created_at"
+
+
+class MessagesView(APIView):
+    @extend_schema(
+        request=SendMessageSerializer,
+        responses={202: AcceptedMessageSerializer},
+        parameters=[OpenApiParameter(idempotency.HEADER, str, OpenApiParameter.HEADER, required=False)],
+        summary="Send a message",
+    )
+    def post(self, request: Request) -> Response:
+        _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE)
+        replay = _replay(request)
+        if replay is not None:
+            return replay
+        prepared = _prepare(request, request.data)
+        return _submit_once(request, [prepared], status.HTTP_202_ACCEPTED, _accepted(prepared))
+
+    @extend_schema(
+        responses={200: MessageSummarySerializer(many=True)},
+        parameters=[
+            OpenApiParameter("status", str, enum=RecipientState.values),
+            OpenApiParameter("recipient", str),
+            OpenApiParameter("tag", str),
+            OpenApiParameter("since", str, description="ISO 8601 date-time"),
+            OpenApiParameter("until", str, description="ISO 8601 date-time"),
+        ],
+        summary="List messages",
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        status_filter = params.get("status") or None
+        if status_filter and status_filter not in RecipientState.values:
+            raise ApiError(
+                400, "Unknown status.", {"status": [f"One of {', '.join(RecipientState.values)}."]}, "invalid"
+            )
+        qs = message_list(
+            organization=request.user.organization,
+            status=status_filter,
+            recipient=params.get("recipient") or None,
+            tag=params.get("tag") or None,
+            since=_datetime_param(params, "since"),
+            until=_datetime_param(params, "until"),
+        )
+        paginator = MessagePagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(MessageSummarySerializer(page, many=True).data)
+
+
+class BatchSerializer(serializers.Serializer):
+    messages = SendMessageSerializer(many=True)
+
+
+class MessageBatchView(APIView):
+    @extend_schema(request=BatchSerializer, summary="Send up to 500 messages in one request")
+    def post(self, request: Request) -> Response:
+        limit = settings.POSTWERK_BATCH_MAX_MESSAGES
+        _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
+        items = request.data.get("messages") if isinstance(request.data, dict) else request.data
+        if not isinstance(items, list) or not items:
+            raise ApiError(
+                400, "Expected a list of messages.", {"messages": ["A non-empty list."]}, "invalid"
+            )
+        if len(items) > limit:
+            raise ApiError(
+                400, f"At most {limit} messages per batch.", {"messages": [f"Got {len(items)}."]}, "invalid"
+            )
+        replay = _replay(request)
+        if replay is not None:
+            return replay
+        results, prepared = [], []
+        for item in items:
+            try:
+                one = _prepare(request, item)
+            except (ApiError, serializers.ValidationError) as exc:
+                results.append(_item_error(exc))
+                continue
+            prepared.append(one)
+            results.append({"status": 202, **_accepted(one)})
+        body = {"accepted": len(prepared), "rejected": len(items) - len(prepared), "results": results}
+        if not prepared:
+            return Response(body, status=status.HTTP_200_OK)
+        return _submit_once(request, prepared, status.HTTP_200_OK, body)
+
+
+def _item_error(exc: Exception) -> dict:
+    if isinstance(exc, ApiError):
+        out = {"status": exc.status_code, "error": exc.error_code, "message": exc.message}
+        if exc.fields:
+            out["fields"] = exc.fields
+        return out
+    assert isinstance(exc, serializers.ValidationError)
+    return {
+        "status": 400,
+        "error": "invalid",
+        "message": "The message has invalid fields.",
+        "fields": exc.detail,
+    }
+
+
+class MessageDetailView(APIView):
+    @extend_schema(
+        responses={200: MessageDetailSerializer}, summary="A message and each recipient's delivery"
+    )
+    def get(self, request: Request, message_id: str) -> Response:
+        message = message_get(organization=request.user.organization, message_id=message_id)
+        if message is None:
+            raise ApiError(404, "No such message.", code="not_found")
+        context = {"events_by_recipient": events_by_recipient(message)}
+        return Response(MessageDetailSerializer(message, context=context).data)
+
+
+def _datetime_param(params, name: str):  # type: ignore[no-untyped-def]
+    raw = params.get(name)
+    if not raw:
+        return None
+    value = parse_datetime(raw)
+    if value is None:
+        raise ApiError(400, f"Bad {name}.", {name: ["An ISO 8601 date-time."]}, "invalid")
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)

@@ -1,0 +1,150 @@
+"""Building the RFC 5322 message from an API request, with Python's email package. Pure: no database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy as email_policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from .addresses import Mailbox
+
+# Headers the platform owns: letting a caller set them would break signing, routing or Bcc privacy.
+FORBIDDEN_HEADERS = frozenset(
+    {
+        "bcc",
+        "cc",
+        "content-transfer-encoding",
+        "content-type",
+        "date",
+        "dkim-signature",
+        "from",
+        "message-id",
+        "mime-version",
+        "received",
+        "reply-to",
+        "return-path",
+        "sender",
+        "subject",
+        "to",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+        "authentication-results",
+    }
+)
+# RFC 5322 §2.2: a field name is printable ASCII except the colon.
+_FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
+
+
+class HeaderError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+    content_id: str | None = None
+
+
+@dataclass
+class Draft:
+    sender: Mailbox
+    to: list[Mailbox]
+    cc: list[Mailbox] = field(default_factory=list)
+    bcc: list[Mailbox] = field(default_factory=list)
+    reply_to: list[Mailbox] = field(default_factory=list)
+    subject: str = ""
+    text: str | None = None
+    html: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def recipients(self) -> list[tuple[str, Mailbox]]:
+        return [("to", m) for m in self.to] + [("cc", m) for m in self.cc] + [("bcc", m) for m in self.bcc]
+
+    @property
+    def smtputf8(self) -> bool:
+        return any(m.smtputf8 for m in [self.sender, *self.to, *self.cc, *self.bcc, *self.reply_to])
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise HeaderError for a header a caller may not set, or one that smuggles CR/LF."""
+    if not _FIELD_NAME.match(name):
+        raise HeaderError(f"{name!r} is not a valid header name.")
+    if name.lower() in FORBIDDEN_HEADERS:
+        raise HeaderError(f"The {name} header is set by Postwerk and cannot be given.")
+    if any(c in value for c in "\r\n\0"):
+        raise HeaderError(f"The {name} header contains a line break.")
+    if len(value) > 2000:
+        raise HeaderError(f"The {name} header is longer than 2000 characters.")
+
+
+def _address(mailbox: Mailbox) -> Address:
+    local, domain = mailbox.envelope_address.rsplit("@", 1)
+    return Address(display_name=mailbox.display_name, username=local, domain=domain)
+
+
+def build_message(draft: Draft, *, message_id: str, date: datetime) -> bytes:
+    """Return the message as CRLF bytes, ready for DKIM signing. Bcc never appears in it."""
+    policy = email_policy.SMTPUTF8 if draft.smtputf8 else email_policy.SMTP
+    msg = EmailMessage(policy=policy)
+    msg["From"] = _address(draft.sender)
+    if draft.to:
+        msg["To"] = [_address(m) for m in draft.to]
+    if draft.cc:
+        msg["Cc"] = [_address(m) for m in draft.cc]
+    if draft.reply_to:
+        msg["Reply-To"] = [_address(m) for m in draft.reply_to]
+    msg["Subject"] = draft.subject
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    for name, value in draft.headers.items():
+        check_header(name, value)
+        msg[name] = value
+
+    if draft.text is not None:
+        msg.set_content(draft.text, cte=_cte(draft.text))
+        if draft.html is not None:
+            msg.add_alternative(draft.html, subtype="html", cte=_cte(draft.html))
+    else:
+        html = draft.html or ""
+        msg.set_content(html, subtype="html", cte=_cte(html))
+
+    inline = [a for a in draft.attachments if a.content_id]
+    if inline:
+        html_part = msg.get_body(("html",))
+        target = html_part if html_part is not None else msg
+        for att in inline:
+            maintype, subtype = _split_type(att.content_type)
+            target.add_related(
+                att.content,
+                maintype=maintype,
+                subtype=subtype,
+                cid=f"<{att.content_id}>",
+                filename=att.filename,
+                disposition="inline",
+            )
+    for att in draft.attachments:
+        if not att.content_id:
+            maintype, subtype = _split_type(att.content_type)
+            msg.add_attachment(att.content, maintype=maintype, subtype=subtype, filename=att.filename)
+    return msg.as_bytes(policy=policy)
+
+
+def _cte(body: str) -> str | None:
+    # 8bit bodies need 8BITMIME at every hop and may be re-encoded on the way, which breaks DKIM's body hash.
+    return None if body.isascii() else "quoted-printable"
+
+
+def _split_type(content_type: str) -> tuple[str, str]:
+    maintype, _, subtype = content_type.partition("/")
+    return maintype or "application", subtype or "octet-stream"

@@ -1,0 +1,291 @@
+"""The delivery stage: claim recipients, route them by MX, send over reused SMTP sessions, record outcomes.
+
+Each step is a small function; `deliver` strings them together. Nothing here raises for an ordinary
+failure: every recipient leaves with an Outcome, and `record_outcomes` turns outcomes into states and events.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .crypto import decrypt
+from .dns import Route, RouteStatus, host_addresses, mx_route
+from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
+from .retry import next_attempt
+from .signing import dkim_sign
+from .smtp_client import Reply, SessionLost, SmtpSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recipient: Recipient
+    reply: Reply
+    mx_host: str = ""
+    tls: bool | None = None
+    # A permanent failure that is ours, not the receiver's (e.g. the message cannot be signed): `failed`.
+    internal: bool = False
+
+
+# --- claim ------------------------------------------------------------------------------------------------
+
+
+def claim(recipient_ids: list[str]) -> list[Recipient]:
+    """Move queued recipients to `sending` and return the ones this call won (none if another worker did)."""
+    token, now = uuid.uuid4(), timezone.now()
+    with transaction.atomic():
+        won = Recipient.objects.filter(id__in=recipient_ids, state=RecipientState.QUEUED).update(
+            state=RecipientState.SENDING,
+            claim_token=token,
+            sending_since=now,
+            updated_at=now,
+            attempts=F("attempts") + 1,
+        )
+        if not won:
+            return []
+        recipients = list(
+            Recipient.objects.filter(id__in=recipient_ids, claim_token=token).select_related("message")
+        )
+        Event.objects.bulk_create(
+            Event(
+                organization_id=r.organization_id,
+                message_id=r.message_id,
+                recipient=r,
+                type=EventType.SENT,
+                created_at=now,
+                details={"address": r.address, "attempt": r.attempts},
+            )
+            for r in recipients
+        )
+    return recipients
+
+
+# --- sign -------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _private_key(key_id: int, encrypted: str) -> bytes:
+    return decrypt(encrypted)
+
+
+def signed_message(message: Message) -> bytes:
+    """The message as it goes on the wire: DKIM-signed with its domain's newest active key."""
+    key = (
+        DkimKey.objects.filter(domain_id=message.domain_id, active=True)
+        .select_related("domain")
+        .order_by("-created_at")
+        .first()
+    )
+    raw = bytes(message.raw)
+    if key is None:
+        raise LookupError(f"no active DKIM key for the domain of message {message.pk}")
+    return dkim_sign(
+        raw,
+        domain=key.domain.name,
+        selector=key.selector,
+        private_key_pem=_private_key(key.pk, key.private_key_encrypted),
+    )
+
+
+# --- route and connect ------------------------------------------------------------------------------------
+
+
+def route_outcomes(route: Route, recipients: list[Recipient]) -> list[Outcome] | None:
+    """Outcomes decided by DNS alone (null MX, no such domain, DNS failure), or None when there is a route."""
+    if route.status is RouteStatus.NULL_MX:
+        reply = Reply(556, "5.1.10", route.detail)  # RFC 7505 §4.2
+    elif route.status is RouteStatus.NO_DOMAIN:
+        reply = Reply(550, "5.1.2", route.detail)
+    elif route.status is RouteStatus.TEMPORARY:
+        reply = Reply(451, "4.4.3", route.detail)
+    else:
+        return None
+    return [Outcome(r, reply) for r in recipients]
+
+
+def connect(route: Route) -> tuple[SmtpSession | None, Reply]:
+    """A session with the best reachable MX host, trying each host and address in order."""
+    failure = Reply(421, "4.4.1", "no MX host could be reached")
+    for host in route.hosts:
+        addresses = host_addresses(host)
+        if not addresses:
+            failure = Reply(421, "4.4.4", f"MX host {host} has no address")
+            continue
+        for address in addresses:
+            session = SmtpSession(
+                mx_host=host,
+                address=address,
+                port=settings.POSTWERK_SMTP_DELIVERY_PORT,
+                helo=settings.POSTWERK_HOSTNAME,
+                connect_timeout=settings.POSTWERK_SMTP_CONNECT_TIMEOUT,
+                command_timeout=settings.POSTWERK_SMTP_COMMAND_TIMEOUT,
+            )
+            try:
+                session.open()
+                return session, Reply(220, "", "")
+            except Exception as exc:  # refused, timed out, TLS or protocol error: try the next address
+                failure = Reply(421, "4.4.1", f"{host} [{address}]: {exc}")
+                log.info("connection to %s [%s] failed: %s", host, address, exc)
+    return None, failure
+
+
+# --- send -------------------------------------------------------------------------------------------------
+
+
+def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]:
+    """All recipients of one destination, one message per transaction, over one reused session."""
+    route = mx_route(domain)
+    decided = route_outcomes(route, recipients)
+    if decided is not None:
+        return decided
+
+    by_message: dict[object, list[Recipient]] = defaultdict(list)
+    for r in recipients:
+        by_message[r.message_id].append(r)
+
+    outcomes: list[Outcome] = []
+    session: SmtpSession | None = None
+    try:
+        for group in by_message.values():
+            message = group[0].message
+            try:
+                data = signed_message(message)
+            except (
+                Exception
+            ) as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
+                log.exception("cannot sign message %s", message.pk)
+                reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
+                outcomes.extend(Outcome(r, reply, internal=True) for r in group)
+                continue
+            if session is None or not session.is_open:
+                session, failure = connect(route)
+                if session is None:
+                    outcomes.extend(Outcome(r, failure) for r in group)
+                    continue
+            outcomes.extend(send_message(session, message, group, data))
+    finally:
+        if session is not None:
+            session.close()
+    return outcomes
+
+
+def send_message(
+    session: SmtpSession, message: Message, group: list[Recipient], data: bytes
+) -> list[Outcome]:
+    def outcome(r: Recipient, reply: Reply) -> Outcome:
+        return Outcome(r, reply, mx_host=session.mx_host, tls=session.tls)
+
+    if message.smtputf8 and not session.supports_smtputf8:
+        reply = Reply(553, "5.6.7", f"{session.mx_host} does not support SMTPUTF8 (RFC 6531)")
+        return [outcome(r, reply) for r in group]
+    if session.max_size is not None and len(data) > session.max_size:
+        reply = Reply(552, "5.3.4", f"message of {len(data)} bytes exceeds {session.mx_host}'s limit")
+        return [outcome(r, reply) for r in group]
+    try:
+        replies = session.send(
+            mail_from=message.mail_from,
+            rcpts=[r.address for r in group],
+            data=data,
+            smtputf8=message.smtputf8,
+        )
+    except SessionLost as lost:
+        return [outcome(r, lost.reply) for r in group]
+    return [outcome(r, replies[r.address]) for r in group]
+
+
+# --- record -----------------------------------------------------------------------------------------------
+
+
+def record_outcomes(outcomes: list[Outcome]) -> None:
+    """Write each recipient's new state and its event, in one transaction for the whole batch."""
+    now = timezone.now()
+    events = []
+    for o in outcomes:
+        r = o.recipient
+        r.last_code, r.last_enhanced, r.last_text = o.reply.code, o.reply.enhanced, o.reply.text[:2000]
+        r.mx_host, r.tls, r.updated_at, r.sending_since, r.claim_token = o.mx_host, o.tls, now, None, None
+        details = {
+            "address": r.address,
+            "attempt": r.attempts,
+            "smtp": _reply_json(o.reply),
+            "mx_host": o.mx_host,
+        }
+        if o.tls is not None:
+            details["tls"] = o.tls
+        if o.reply.success:
+            r.state, r.delivered_at = RecipientState.DELIVERED, now
+            event_type = EventType.DELIVERED
+        elif o.internal:
+            r.state, event_type = RecipientState.FAILED, EventType.FAILED
+        elif o.reply.permanent:
+            r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
+            details["reason"] = "rejected"
+        else:
+            when = next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
+            if when is None:
+                r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
+                details["reason"] = "expired"
+            else:
+                r.state, r.next_attempt_at, event_type = RecipientState.DEFERRED, when, EventType.DEFERRED
+                details["next_attempt_at"] = when.isoformat()
+        events.append(
+            Event(
+                organization_id=r.organization_id,
+                message_id=r.message_id,
+                recipient=r,
+                type=event_type,
+                created_at=now,
+                details=details,
+            )
+        )
+    with transaction.atomic():
+        Recipient.objects.bulk_update(
+            [o.recipient for o in outcomes],
+            [
+                "state",
+                "last_code",
+                "last_enhanced",
+                "last_text",
+                "mx_host",
+                "tls",
+                "updated_at",
+                "sending_since",
+                "claim_token",
+                "delivered_at",
+                "next_attempt_at",
+            ],
+        )
+        Event.objects.bulk_create(events)
+
+
+def _reply_json(reply: Reply) -> dict[str, object]:
+    return {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}
+
+
+# --- the whole stage ----------------------------------------------------------------------------------------
+
+
+def deliver(recipient_ids: list[str]) -> int:
+    """Deliver what can be claimed of these recipients; returns how many this call handled."""
+    recipients = claim(recipient_ids)
+    by_domain: dict[str, list[Recipient]] = defaultdict(list)
+    for r in recipients:
+        by_domain[r.domain].append(r)
+    for domain, group in by_domain.items():
+        try:
+            outcomes = deliver_to_domain(domain, group)
+        except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
+            log.exception("delivery to %s failed", domain)
+            outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in group]
+        record_outcomes(outcomes)
+    return len(recipients)

@@ -1,0 +1,57 @@
+"""`manage.py provision`: create (or reuse) an organization, its sender domain and an API key, for scripts."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.services import api_key_create, organization_get_or_create
+from sending.domains import DomainError, dns_records, domain_get_or_create
+
+
+class Command(BaseCommand):
+    help = "Create or reuse an organization and sender domain, generate its DKIM key and a new API key."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("--org", required=True, help="Organization name")
+        parser.add_argument("--domain", action="append", default=[], help="Sender domain (repeatable)")
+        parser.add_argument("--api-key-name", default="default", help="Name of the API key to create")
+        parser.add_argument("--no-api-key", action="store_true", help="Do not create an API key")
+        parser.add_argument("--json", action="store_true", help="Print the result as JSON")
+
+    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+        organization, _ = organization_get_or_create(name=options["org"])
+        domains = []
+        for name in options["domain"]:
+            try:
+                domain, _ = domain_get_or_create(organization=organization, name=name)
+            except DomainError as exc:
+                raise CommandError(str(exc)) from exc
+            domains.append(domain)
+        api_key = None
+        if not options["no_api_key"]:
+            # Keys are secrets shown once, so each run makes a new one under a unique name.
+            base, name, n = options["api_key_name"], options["api_key_name"], 1
+            while organization.api_keys.filter(name=name).exists():
+                n += 1
+                name = f"{base}-{n}"
+            _, api_key = api_key_create(organization=organization, name=name)
+        records = [record for domain in domains for record in dns_records(domain)]
+        result = {
+            "organization": {"id": organization.pk, "name": organization.name},
+            "domain": domains[0].name if domains else None,
+            "domains": [d.name for d in domains],
+            "api_key": api_key,
+            "dns_records": records,
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(result, indent=2))
+            return
+        self.stdout.write(f"Organization: {organization.name}")
+        for domain in domains:
+            self.stdout.write(f"Domain: {domain.name}")
+        if api_key:
+            self.stdout.write(f"API key (shown once): {api_key}")
+        for record in records:
+            self.stdout.write(f'Publish {record["type"]} {record["name"]}  "{record["value"]}"')

@@ -1,0 +1,193 @@
+"""What Postwerk stores: sender domains and keys, messages, per-recipient delivery state and events."""
+
+from __future__ import annotations
+
+import uuid
+
+import uuid6
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7), so new rows land at the end of the primary-key index."""
+    return uuid.UUID(int=uuid6.uuid7().int)
+
+
+class Domain(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="domains")
+    # Stored as ASCII (IDNA) lower case; one organization owns a domain.
+    name = models.CharField(max_length=253, unique=True)
+    allow_subdomains = models.BooleanField(
+        default=False, help_text="Allow From addresses at any subdomain of this domain."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DkimKey(models.Model):
+    class Algorithm(models.TextChoices):
+        RSA = "rsa"
+        ED25519 = "ed25519"
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="dkim_keys")
+    selector = models.CharField(max_length=63)
+    algorithm = models.CharField(max_length=16, choices=Algorithm.choices, default=Algorithm.RSA)
+    # Fernet token of the PEM private key (POSTWERK_ENCRYPTION_KEY); never stored in the clear.
+    private_key_encrypted = models.TextField()
+    # Base64 of the DER public key: the p= tag of the DNS record.
+    public_key = models.TextField()
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["domain", "selector"], name="dkim_selector_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain.name}"
+
+    @property
+    def record_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain.name}"
+
+    @property
+    def record_value(self) -> str:
+        return f"v=DKIM1; k={self.algorithm}; p={self.public_key}"
+
+
+class Message(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="messages")
+    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="messages")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    message_id = models.CharField(max_length=998, help_text="The Message-ID header")
+    mail_from = models.CharField(max_length=320, help_text="The From address")
+    subject = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # The message as built, before DKIM: signing happens once per delivery batch in the worker.
+    raw = models.BinaryField()
+    size = models.PositiveIntegerField()
+    smtputf8 = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="message_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} from {self.mail_from}"
+
+
+class MessageTag(models.Model):
+    """One row per tag, so filtering by tag is an indexed lookup on every database."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="tag_rows")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "name"], name="tag_org_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RecipientState(models.TextChoices):
+    QUEUED = "queued"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+
+
+# States a recipient never leaves.
+FINAL_STATES = (RecipientState.DELIVERED, RecipientState.BOUNCED, RecipientState.FAILED)
+
+
+class Recipient(models.Model):
+    class Kind(models.TextChoices):
+        TO = "to"
+        CC = "cc"
+        BCC = "bcc"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(max_length=320)
+    # The destination: ASCII (IDNA) lower-case domain, the unit of MX lookup and connection reuse.
+    domain = models.CharField(max_length=253)
+    kind = models.CharField(max_length=3, choices=Kind.choices, default=Kind.TO)
+    state = models.CharField(max_length=16, choices=RecipientState.choices, default=RecipientState.QUEUED)
+    attempts = models.PositiveIntegerField(default=0)
+    # For queued/deferred: when the sweep may (re)enqueue it. Bumped by a lease whenever it is enqueued.
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    sending_since = models.DateTimeField(null=True, blank=True)
+    # Set by the worker that moved the row to `sending`, so it can read back exactly the rows it won.
+    claim_token = models.UUIDField(null=True, blank=True)
+    last_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_enhanced = models.CharField(max_length=16, blank=True)
+    last_text = models.TextField(blank=True)
+    mx_host = models.CharField(max_length=253, blank=True)
+    tls = models.BooleanField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="recipient_due"),
+            models.Index(fields=["organization", "address"], name="recipient_org_address"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.state})"
+
+
+class EventType(models.TextChoices):
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"
+    FAILED = "failed"
+
+
+class Event(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events")
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    recipient = models.ForeignKey(
+        Recipient, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    type = models.CharField(max_length=40, choices=EventType.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="event_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class IdempotencyKey(models.Model):
+    """A send request's answer, kept so a retried request with the same key gets it again."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "key"], name="idempotency_unique")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,170 @@
+"""One outbound SMTP session to one MX host, reused for several messages (RFC 5321)."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the remote server said, with the enhanced status (RFC 3463) split out."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.code < 300
+
+    @classmethod
+    def parse(cls, code: int, message: bytes | str) -> Reply:
+        text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        text = " ".join(text.split())
+        match = _ENHANCED.match(text)
+        if match:
+            return cls(code, match.group(0), text[match.end() :].strip())
+        return cls(code, "", text)
+
+    def __str__(self) -> str:
+        return " ".join(p for p in (str(self.code), self.enhanced, self.text) if p)
+
+
+class SessionLost(Exception):
+    """The connection broke mid-transaction: what was in flight has an unknown outcome."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def _opportunistic_context() -> ssl.SSLContext:
+    # Opportunistic TLS (RFC 3207 with no authentication, as Postfix's "may" level): an unverifiable
+    # certificate still gets encryption, because the alternative is plain text.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmtpSession:
+    def __init__(
+        self,
+        *,
+        mx_host: str,
+        address: str,
+        port: int,
+        helo: str,
+        connect_timeout: float,
+        command_timeout: float,
+    ) -> None:
+        self.mx_host, self.address, self.port, self.helo = mx_host, address, port, helo
+        self.connect_timeout, self.command_timeout = connect_timeout, command_timeout
+        self.tls = False
+        self._smtp: smtplib.SMTP | None = None
+
+    def open(self, *, try_tls: bool = True) -> None:
+        """Connect, EHLO, STARTTLS when offered. Raises OSError/SMTPException when the host is unusable."""
+        smtp = smtplib.SMTP(local_hostname=self.helo, timeout=self.connect_timeout)
+        try:
+            code, banner = smtp.connect(self.address, self.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, banner)
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.command_timeout)
+            smtp.ehlo_or_helo_if_needed()
+            if try_tls and smtp.has_extn("starttls"):
+                try:
+                    smtp.starttls(context=_opportunistic_context())
+                    smtp.ehlo()
+                    self.tls = True
+                except (ssl.SSLError, smtplib.SMTPResponseException, OSError):
+                    # A broken TLS stack on the far side: start over in plain text rather than not deliver.
+                    smtp.close()
+                    self.open(try_tls=False)
+                    return
+        except BaseException:
+            smtp.close()
+            raise
+        self._smtp = smtp
+
+    @property
+    def max_size(self) -> int | None:
+        assert self._smtp is not None
+        value = self._smtp.esmtp_features.get("size", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    @property
+    def supports_smtputf8(self) -> bool:
+        assert self._smtp is not None
+        return self._smtp.has_extn("smtputf8")
+
+    def send(self, *, mail_from: str, rcpts: list[str], data: bytes, smtputf8: bool) -> dict[str, Reply]:
+        """One mail transaction; returns the reply that decided each recipient's fate.
+
+        Raises SessionLost when the connection breaks: the caller must treat in-flight recipients as deferred.
+        """
+        smtp = self._smtp
+        assert smtp is not None
+        options = []
+        if smtp.has_extn("size"):
+            options.append(f"SIZE={len(data)}")
+        if smtputf8:
+            options.append("SMTPUTF8")
+        if smtp.has_extn("8bitmime") and not data.isascii():
+            options.append("BODY=8BITMIME")
+        try:
+            reply = Reply.parse(*smtp.mail(mail_from, options))
+            if not reply.success:
+                self._reset()
+                return dict.fromkeys(rcpts, reply)
+            results: dict[str, Reply] = {}
+            accepted = []
+            for rcpt in rcpts:
+                results[rcpt] = Reply.parse(*smtp.rcpt(rcpt))
+                if results[rcpt].success:
+                    accepted.append(rcpt)
+            if not accepted:
+                self._reset()
+                return results
+            try:
+                final = Reply.parse(*smtp.data(data))
+            except smtplib.SMTPDataError as exc:  # the reply to DATA itself was not 354
+                final = Reply.parse(exc.smtp_code, exc.smtp_error)
+                self._reset()
+            for rcpt in accepted:
+                results[rcpt] = final
+            return results
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.close()
+            raise SessionLost(Reply(421, "4.4.2", f"connection to {self.mx_host} lost: {exc}")) from exc
+
+    def _reset(self) -> None:
+        # The transaction's outcome is already known; a failed RSET only means the next message reconnects.
+        try:
+            assert self._smtp is not None
+            self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._smtp is not None
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (TimeoutError, smtplib.SMTPException, OSError):
+            smtp.close()

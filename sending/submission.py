@@ -1,0 +1,139 @@
+"""Accepting messages: build them, then commit each message with all its recipients before anyone says yes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import ApiKey, Organization
+
+from .composer import Draft, build_message
+from .models import Domain, Event, EventType, IdempotencyKey, Message, MessageTag, Recipient, uuid7
+from .queueing import enqueue_after_commit
+
+
+class MessageTooLarge(ValueError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"The message is {size} bytes; the limit is {limit} bytes.")
+        self.size, self.limit = size, limit
+
+
+class DuplicateRequest(Exception):
+    """Another request with the same Idempotency-Key committed first."""
+
+
+@dataclass
+class Prepared:
+    """A built message with its ids, not yet stored."""
+
+    message: Message
+    recipients: list[Recipient]
+    tags: list[str]
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    key: str
+    request_hash: str
+    status_code: int
+    response: dict | list
+
+
+def message_prepare(
+    *, organization: Organization, api_key: ApiKey | None, domain: Domain, draft: Draft
+) -> Prepared:
+    """Build the MIME message and its rows in memory. Raises MessageTooLarge."""
+    now = timezone.now()
+    message_pk = uuid7()
+    message_id = f"<{message_pk}@{settings.POSTWERK_HOSTNAME}>"
+    raw = build_message(draft, message_id=message_id, date=now)
+    if len(raw) > settings.POSTWERK_MAX_MESSAGE_SIZE:
+        raise MessageTooLarge(len(raw), settings.POSTWERK_MAX_MESSAGE_SIZE)
+    message = Message(
+        id=message_pk,
+        organization=organization,
+        domain=domain,
+        api_key=api_key,
+        message_id=message_id,
+        mail_from=draft.sender.envelope_address,
+        subject=draft.subject,
+        tags=draft.tags,
+        metadata=draft.metadata,
+        raw=raw,
+        size=len(raw),
+        smtputf8=draft.smtputf8,
+        created_at=now,
+    )
+    # The lease keeps the sweep off a fresh recipient while its broker message is on the way to a worker.
+    lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
+    recipients, seen = [], set()
+    for kind, mailbox in draft.recipients:
+        address = mailbox.envelope_address
+        if address.lower() in seen:
+            continue  # one delivery per address, however often it is named
+        seen.add(address.lower())
+        recipients.append(
+            Recipient(
+                id=uuid7(),
+                message=message,
+                organization=organization,
+                address=address,
+                domain=mailbox.domain,
+                kind=kind,
+                next_attempt_at=lease_until,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return Prepared(message=message, recipients=recipients, tags=list(dict.fromkeys(draft.tags)))
+
+
+def messages_submit(
+    *, organization: Organization, prepared: list[Prepared], idempotency: IdempotencyRecord | None = None
+) -> None:
+    """Store messages, recipients and their `queued` events in one transaction; enqueue after commit.
+
+    Raises DuplicateRequest if the idempotency key was taken by a concurrent request: nothing is stored then.
+    """
+    messages = [p.message for p in prepared]
+    recipients = [r for p in prepared for r in p.recipients]
+    try:
+        with transaction.atomic():
+            if idempotency is not None:
+                IdempotencyKey.objects.create(
+                    organization=organization,
+                    key=idempotency.key,
+                    request_hash=idempotency.request_hash,
+                    status_code=idempotency.status_code,
+                    response=idempotency.response,
+                )
+            Message.objects.bulk_create(messages)
+            Recipient.objects.bulk_create(recipients)
+            MessageTag.objects.bulk_create(
+                MessageTag(message=p.message, organization=organization, name=tag)
+                for p in prepared
+                for tag in p.tags
+            )
+            Event.objects.bulk_create(
+                Event(
+                    organization=organization,
+                    message_id=r.message_id,
+                    recipient=r,
+                    type=EventType.QUEUED,
+                    created_at=r.created_at,
+                    details={"address": r.address},
+                )
+                for r in recipients
+            )
+            enqueue_after_commit([(str(r.id), r.domain) for r in recipients])
+    except IntegrityError as exc:
+        if (
+            idempotency is not None
+            and IdempotencyKey.objects.filter(organization=organization, key=idempotency.key).exists()
+        ):
+            raise DuplicateRequest from exc
+        raise

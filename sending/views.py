@@ -1,0 +1,23 @@
+"""Plain Django views: the health check and the (for now minimal) dashboard landing page."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from .health import broker_ok, database_ok
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    db, db_detail = database_ok()
+    broker, broker_detail = broker_ok()
+    body = {
+        "status": "ok" if db and broker else "unavailable",
+        "database": {"ok": db, "detail": db_detail},
+        "broker": {"ok": broker, "detail": broker_detail},
+    }
+    return JsonResponse(body, status=200 if db and broker else 503)
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "sending/home.html")
