@@ -24,8 +24,9 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 DATA_DIR = Path(env.str("POSTWERK_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-DATABASE_URL = env.str("DATABASE_URL", default="")
-EMBEDDED = not DATABASE_URL
+DATABASE_URL = env.str("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'postwerk.sqlite3'}")
+# Embedded mode is SQLite: one machine, secrets generated into the data folder on first start.
+EMBEDDED = DATABASE_URL.startswith("sqlite:")
 
 
 def _secret(name: str, *, generate: bool) -> str:
@@ -41,7 +42,7 @@ def _secret(name: str, *, generate: bool) -> str:
         return value
     if not generate:
         raise ImproperlyConfigured(
-            f"{name} (or {name}_FILE) must be set when DATABASE_URL is set: secrets have no production default"
+            f"{name} (or {name}_FILE) must be set with DATABASE_URL: secrets have no production default"
         )
     # Embedded mode: keep a generated secret beside the SQLite database so restarts keep sessions and keys.
     path = DATA_DIR / name.lower()
@@ -99,24 +100,19 @@ TEMPLATES = [
     },
 ]
 
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 if EMBEDDED:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(DATA_DIR / "postwerk.sqlite3"),
-            "OPTIONS": {
-                # WAL lets the web, SMTP and worker processes read while one writes; IMMEDIATE takes the write
-                # lock at BEGIN so concurrent writers wait on busy_timeout instead of failing mid-transaction.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 30,
-            },
-            # A file, not :memory:, so a real Celery worker process in the tests sees the test database.
-            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
-        }
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the web, SMTP and worker processes read while one writes; IMMEDIATE takes the write
+        # lock at BEGIN so concurrent writers wait on the busy timeout instead of failing mid-transaction.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
     }
+    # A file, not :memory:, so a real Celery worker process in the tests sees the test database.
+    _db_path = Path(DATABASES["default"]["NAME"])
+    DATABASES["default"]["TEST"] = {"NAME": str(_db_path.with_name(f"test_{_db_path.name}"))}
 else:
-    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
@@ -136,6 +132,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

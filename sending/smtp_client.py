@@ -83,11 +83,13 @@ class SmtpSession:
                 smtp.sock.settimeout(self.command_timeout)
             smtp.ehlo_or_helo_if_needed()
             if try_tls and smtp.has_extn("starttls"):
+                # smtplib sends its constructor's host as SNI; we connected by address, so name the MX host.
+                smtp._host = self.mx_host
                 try:
                     smtp.starttls(context=_opportunistic_context())
                     smtp.ehlo()
                     self.tls = True
-                except (ssl.SSLError, smtplib.SMTPResponseException, OSError):
+                except (ssl.SSLError, smtplib.SMTPResponseException, OSError, ValueError):
                     # A broken TLS stack on the far side: start over in plain text rather than not deliver.
                     smtp.close()
                     self.open(try_tls=False)

@@ -190,7 +190,8 @@ class MessageBatchView(APIView):
                 results.append(_item_error(exc))
                 continue
             prepared.append(one)
-            results.append({"status": 202, **_accepted(one)})
+            # In a batch `status` is each item's HTTP-like code; recipients still say `queued`.
+            results.append({**_accepted(one), "status": 202})
         body = {"accepted": len(prepared), "rejected": len(items) - len(prepared), "results": results}
         if not prepared:
             return Response(body, status=status.HTTP_200_OK)

@@ -1,0 +1,132 @@
+"""Fixtures: a real DNS server and real SMTP servers on loopback, and the platform pointed at them."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.services import api_key_create, organization_get_or_create
+from sending import dns as postwerk_dns
+from sending.domains import domain_get_or_create
+from sending.models import Domain, Recipient, RecipientState
+from tests.servers import DnsServer, SmtpSink
+
+SENDER_DOMAIN = "acme.example"
+MX_HOSTS = [f"127.0.0.{n}" for n in range(2, 10)]
+
+
+def _free_port_on_all(hosts: list[str]) -> int:
+    """One port free on every loopback MX address: delivery uses a single outbound port for every host."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = probe.getsockname()[1]
+        ok = True
+        for host in hosts[1:]:
+            with socket.socket() as other:
+                try:
+                    other.bind((host, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise RuntimeError("no common free port on the loopback MX addresses")
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[DnsServer]:
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mx_port() -> int:
+    return _free_port_on_all(MX_HOSTS)
+
+
+@pytest.fixture(autouse=True)
+def postwerk_network(settings, dns_server: DnsServer, mx_port: int) -> Iterator[DnsServer]:
+    """Every test resolves through the loopback DNS server and delivers to loopback MX hosts."""
+    settings.POSTWERK_DNS_SERVERS = [dns_server.address]
+    settings.POSTWERK_DNS_TIMEOUT = 2.0
+    settings.POSTWERK_SMTP_DELIVERY_PORT = mx_port
+    settings.POSTWERK_SMTP_CONNECT_TIMEOUT = 3.0
+    settings.POSTWERK_SMTP_COMMAND_TIMEOUT = 5.0
+    settings.POSTWERK_HOSTNAME = "mta.postwerk.example"
+    postwerk_dns.clear_caches()
+    dns_server.clear()
+    yield dns_server
+    dns_server.clear()
+    postwerk_dns.clear_caches()
+
+
+@pytest.fixture
+def mx(mx_port: int) -> Iterator[Callable[..., SmtpSink]]:
+    """Start a recipient MX on a loopback address: mx("127.0.0.2")."""
+    started: list[SmtpSink] = []
+
+    def start(host: str, **kwargs: object) -> SmtpSink:
+        sink = SmtpSink(host, mx_port, **kwargs).start()
+        started.append(sink)
+        return sink
+
+    yield start
+    for sink in started:
+        sink.stop()
+
+
+@pytest.fixture
+def zone(dns_server: DnsServer) -> DnsServer:
+    return dns_server
+
+
+def add_mx_domain(zone: DnsServer, domain: str, *hosts: str) -> None:
+    """MX records for `domain`, one per host address, in preference order."""
+    for i, host in enumerate(hosts):
+        name = f"mx{i + 1}.{domain}"
+        zone.add(domain, "MX", f"{(i + 1) * 10} {name}.")
+        zone.add(name, "A", host)
+
+
+@pytest.fixture
+def organization(db):
+    org, _ = organization_get_or_create(name="Acme")
+    return org
+
+
+@pytest.fixture
+def domain(organization) -> Domain:
+    domain, _ = domain_get_or_create(organization=organization, name=SENDER_DOMAIN)
+    return domain
+
+
+@pytest.fixture
+def api_key(organization, domain) -> str:
+    _, secret = api_key_create(organization=organization, name="test")
+    return secret
+
+
+@pytest.fixture
+def api(api_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+    return client
+
+
+def publish_dkim(zone: DnsServer, domain: Domain) -> None:
+    for key in domain.dkim_keys.filter(active=True):
+        zone.add(key.record_name, "TXT", key.record_value)
+
+
+def deliver_queued() -> int:
+    """Run the delivery stage in this process for everything queued, as a worker would."""
+    from sending.delivery import deliver
+
+    ids = [
+        str(pk) for pk in Recipient.objects.filter(state=RecipientState.QUEUED).values_list("id", flat=True)
+    ]
+    return deliver(ids) if ids else 0

@@ -1,0 +1,241 @@
+"""The delivery stage against a real DNS server and real recipient MX hosts on loopback."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dkim
+import dns.nameserver
+import dns.resolver
+import pytest
+from django.utils import timezone
+
+from sending.models import Event, EventType, Recipient, RecipientState
+from sending.sweep import sweep
+from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
+from tests.servers import make_self_signed
+
+pytestmark = pytest.mark.django_db
+
+
+def send(api, to, **extra):
+    body = {"from": "Acme <hello@acme.example>", "to": to, "subject": "Hi", "text": "Hello there\n"}
+    body.update(extra)
+    response = api.post("/api/v1/messages", body, format="json")
+    assert response.status_code == 202, response.content
+    return response.json()
+
+
+def states(message_id=None):
+    qs = Recipient.objects.all() if message_id is None else Recipient.objects.filter(message_id=message_id)
+    return {r.address: r.state for r in qs}
+
+
+def dns_txt(zone):
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(zone.host, zone.port)]
+
+    def lookup(name, timeout=5):
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    return lookup
+
+
+def test_delivered_and_dkim_signature_verifies_against_dns(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    publish_dkim(zone, domain)
+    sent = send(api, ["jane@dest.example"])
+
+    assert deliver_queued() == 1
+
+    assert len(sink.messages) == 1
+    received = sink.messages[0]
+    assert received.rcpt_tos == ["jane@dest.example"]
+    assert received.mail_from == "hello@acme.example"
+    assert received.data.startswith(b"DKIM-Signature:")
+    assert dkim.verify(received.data, dnsfunc=dns_txt(zone))
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DELIVERED
+    assert (recipient.last_code, recipient.mx_host, recipient.tls) == (250, "mx1.dest.example", False)
+    assert recipient.delivered_at is not None
+    types = list(Event.objects.filter(message_id=sent["id"]).order_by("id").values_list("type", flat=True))
+    assert types == [EventType.QUEUED, EventType.SENT, EventType.DELIVERED]
+
+
+def test_recipients_of_one_domain_share_a_transaction_and_messages_share_a_connection(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["a@dest.example", "b@dest.example"], cc=["c@dest.example"])
+    send(api, ["d@dest.example"])
+
+    assert deliver_queued() == 4
+
+    assert sorted(len(m.rcpt_tos) for m in sink.messages) == [1, 3]
+    assert sink.connections == 1
+    assert {m.session_id for m in sink.messages} == {sink.messages[0].session_id}
+
+
+def test_mx_lookup_is_cached(api, zone, mx, domain):
+    mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["a@dest.example"])
+    deliver_queued()
+    send(api, ["b@dest.example"])
+    deliver_queued()
+    assert [q for q in zone.queries if q[:2] == ("dest.example", "MX")] == [("dest.example", "MX", "udp")]
+
+
+def test_temporary_failure_is_deferred_then_delivered_on_retry(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    sink.tempfail_next = 1
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DEFERRED
+    assert (recipient.last_code, recipient.last_enhanced) == (451, "4.3.0")
+    assert recipient.next_attempt_at > timezone.now() + timedelta(seconds=30)
+
+    # Not due yet: the sweep leaves it alone.
+    assert sweep().enqueued == 0
+    Recipient.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert sweep().enqueued == 1
+    deliver_queued()
+
+    recipient.refresh_from_db()
+    assert recipient.state == RecipientState.DELIVERED
+    assert recipient.attempts == 2
+    assert len(sink.messages) == 1
+    assert Event.objects.filter(type=EventType.DEFERRED).count() == 1
+
+
+def test_permanent_rejection_bounces_with_the_reply_kept(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    sink.rcpt_replies = {"gone@dest.example": "550 5.1.1 <gone@dest.example>: no such user"}
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sent = send(api, ["gone@dest.example", "here@dest.example"])
+
+    deliver_queued()
+
+    assert states() == {"gone@dest.example": "bounced", "here@dest.example": "delivered"}
+    gone = Recipient.objects.get(address="gone@dest.example")
+    assert (gone.last_code, gone.last_enhanced) == (550, "5.1.1")
+    assert "no such user" in gone.last_text
+    assert sink.messages[0].rcpt_tos == ["here@dest.example"]
+    bounce = Event.objects.get(type=EventType.BOUNCED, message_id=sent["id"])
+    assert bounce.details["smtp"]["enhanced"] == "5.1.1"
+
+
+def test_rejected_data_bounces_every_recipient_of_the_transaction(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    sink.data_reply = "554 5.7.1 Message rejected as spam"
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["a@dest.example", "b@dest.example"])
+    deliver_queued()
+    assert states() == {"a@dest.example": "bounced", "b@dest.example": "bounced"}
+
+
+def test_first_mx_down_second_accepts(api, zone, mx, domain):
+    sink = mx("127.0.0.3")
+    add_mx_domain(zone, "dest.example", "127.0.0.5", "127.0.0.3")  # nothing listens on .5
+    send(api, ["jane@dest.example"])
+    deliver_queued()
+    assert len(sink.messages) == 1
+    assert Recipient.objects.get().mx_host == "mx2.dest.example"
+
+
+def test_all_mx_down_is_deferred(api, zone, domain):
+    add_mx_domain(zone, "dest.example", "127.0.0.5")
+    send(api, ["jane@dest.example"])
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DEFERRED
+    assert recipient.last_enhanced == "4.4.1"
+
+
+def test_null_mx_bounces_at_once(api, zone, domain):
+    zone.add("nomail.example", "MX", "0 .")
+    send(api, ["x@nomail.example"])
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.BOUNCED
+    assert (recipient.last_code, recipient.last_enhanced) == (556, "5.1.10")
+
+
+def test_nxdomain_bounces(api, zone, domain):
+    send(api, ["x@missing.example"])
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.BOUNCED
+    assert recipient.last_enhanced == "5.1.2"
+
+
+def test_no_mx_falls_back_to_the_address_record(api, zone, mx, domain):
+    sink = mx("127.0.0.4")
+    zone.add("plain.example", "A", "127.0.0.4")
+    send(api, ["x@plain.example"])
+    deliver_queued()
+    assert len(sink.messages) == 1
+    assert Recipient.objects.get().state == RecipientState.DELIVERED
+
+
+def test_dns_failure_defers(api, zone, domain):
+    zone.add("flaky.example", "MX", "10 mx.flaky.example.")
+    zone.servfail("flaky.example")
+    send(api, ["x@flaky.example"])
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DEFERRED
+    assert recipient.last_enhanced == "4.4.3"
+
+
+def test_deferral_past_the_age_limit_bounces_as_expired(api, zone, domain, settings):
+    settings.POSTWERK_MAX_DELIVERY_AGE = 30
+    add_mx_domain(zone, "dest.example", "127.0.0.5")
+    send(api, ["jane@dest.example"])
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.BOUNCED
+    assert Event.objects.get(type=EventType.BOUNCED).details["reason"] == "expired"
+
+
+def test_starttls_is_used_when_offered(api, zone, mx, domain, tmp_path):
+    sink = mx("127.0.0.2", tls_cert=make_self_signed(tmp_path, "mx1.dest.example"))
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+    deliver_queued()
+    assert sink.messages[0].tls is True
+    assert Recipient.objects.get().tls is True
+
+
+def test_internationalised_recipient_travels_with_smtputf8(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jösé@dest.example"])
+    deliver_queued()
+    assert sink.messages[0].smtputf8 is True
+    assert sink.messages[0].rcpt_tos == ["jösé@dest.example"]
+
+
+def test_worker_that_died_mid_delivery_is_rescued_by_the_sweep_once(api, zone, mx, domain, settings):
+    from sending.delivery import claim, deliver
+
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+    ids = [str(pk) for pk in Recipient.objects.values_list("id", flat=True)]
+    assert claim(ids)  # a worker claimed it, then died before recording anything
+    assert deliver(ids) == 0  # a duplicate task finds nothing left to claim
+
+    settings.POSTWERK_SENDING_TIMEOUT = 60
+    assert sweep().rescued == 0  # not stuck long enough yet
+    Recipient.objects.update(sending_since=timezone.now() - timedelta(seconds=61))
+    report = sweep()
+    assert (report.rescued, report.enqueued) == (1, 1)
+    deliver(ids)
+    deliver(ids)
+    assert len(sink.messages) == 1
+    assert Recipient.objects.get().state == RecipientState.DELIVERED

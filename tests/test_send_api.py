@@ -1,0 +1,284 @@
+"""The send API's contract: what it accepts, and the clear 4xx it gives for everything else."""
+
+from __future__ import annotations
+
+import base64
+import email
+from email import policy
+
+import pytest
+
+from accounts.services import api_key_create, api_key_revoke, organization_get_or_create
+from sending.domains import domain_get_or_create
+from sending.models import Event, EventType, Message, Recipient, RecipientState
+
+pytestmark = pytest.mark.django_db
+
+
+def payload(**overrides):
+    body = {
+        "from": "Acme <hello@acme.example>",
+        "to": ["Jane <jane@dest.example>"],
+        "subject": "Hello",
+        "text": "Hello Jane",
+    }
+    body.update(overrides)
+    return body
+
+
+def send(api, body, **headers):
+    return api.post("/api/v1/messages", body, format="json", **headers)
+
+
+def test_accepts_message_and_commits_recipients(api):
+    response = send(api, payload(cc=["bob@dest.example"], bcc=["carol@other.example"], tags=["welcome"]))
+    assert response.status_code == 202, response.json()
+    body = response.json()
+    message = Message.objects.get(pk=body["id"])
+    assert [r["address"] for r in body["recipients"]] == [
+        "jane@dest.example",
+        "bob@dest.example",
+        "carol@other.example",
+    ]
+    assert Recipient.objects.filter(message=message, state=RecipientState.QUEUED).count() == 3
+    assert Event.objects.filter(message=message, type=EventType.QUEUED).count() == 3
+    parsed = email.message_from_bytes(bytes(message.raw), policy=policy.default)
+    assert parsed["Bcc"] is None and b"carol@other.example" not in bytes(message.raw)
+    assert parsed["Message-ID"] == body["message_id"]
+    assert parsed["Date"]
+
+
+def test_non_ascii_names_subject_and_body_are_encoded(api):
+    response = send(
+        api,
+        payload(
+            **{"from": "Jörg Müller <joerg@acme.example>"},
+            subject="Grüße 👋",
+            text="Schöne Grüße",
+            html="<p>Schöne Grüße</p>",
+        ),
+    )
+    assert response.status_code == 202
+    raw = bytes(Message.objects.get().raw)
+    assert raw.isascii()
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed["Subject"] == "Grüße 👋"
+    assert parsed["From"].addresses[0].display_name == "Jörg Müller"
+    assert parsed.get_body(("plain",)).get_content().strip() == "Schöne Grüße"
+
+
+def test_internationalised_address_needs_smtputf8(api):
+    response = send(api, payload(to=["jösé@dest.example"]))
+    assert response.status_code == 202
+    assert Message.objects.get().smtputf8 is True
+
+
+def test_attachments_and_inline_images(api):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+    response = send(
+        api,
+        payload(
+            html='<img src="cid:logo">',
+            attachments=[
+                {
+                    "filename": "report.pdf",
+                    "content_type": "application/pdf",
+                    "content": base64.b64encode(b"%PDF").decode(),
+                },
+                {"filename": "logo.png", "content_type": "image/png", "content": png, "content_id": "logo"},
+            ],
+        ),
+    )
+    assert response.status_code == 202, response.json()
+    parsed = email.message_from_bytes(bytes(Message.objects.get().raw), policy=policy.default)
+    parts = {p.get_filename(): p for p in parsed.walk() if p.get_filename()}
+    assert parts["report.pdf"].get_content() == b"%PDF"
+    assert parts["logo.png"]["Content-ID"] == "<logo>"
+
+
+def test_custom_headers_and_metadata_are_kept(api):
+    response = send(api, payload(headers={"X-Campaign": "spring"}, metadata={"user_id": "42"}))
+    assert response.status_code == 202
+    message = Message.objects.get()
+    assert b"X-Campaign: spring" in bytes(message.raw)
+    assert message.metadata == {"user_id": "42"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"to": ["not-an-address"]}, "to"),
+        ({"to": [], "cc": [], "bcc": []}, "to"),
+        ({"text": "", "html": ""}, "text"),
+        ({"from": "nobody"}, "from"),
+        ({"subject": "Hi\r\nBcc: victim@example.com"}, "subject"),
+        ({"headers": {"X-Evil": "a\r\nBcc: victim@example.com"}}, "headers"),
+        ({"headers": {"Bcc": "victim@example.com"}}, "headers"),
+        ({"headers": {"DKIM-Signature": "v=1"}}, "headers"),
+        ({"headers": {"Received": "from x"}}, "headers"),
+        ({"to": [f"u{i}@dest.example" for i in range(51)]}, "to"),
+        ({"attachments": [{"filename": "a", "content": "!!!notbase64"}]}, "attachments"),
+        ({"to": ["Jane\r\n <jane@dest.example>"]}, "to"),
+        ({"tags": "notalist"}, "tags"),
+        ({"metadata": {"k": {"nested": 1}}}, "metadata"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(api, overrides, field):
+    response = send(api, payload(**overrides))
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert field in body["fields"], body
+    assert not Message.objects.exists()
+
+
+def test_missing_from_is_400(api):
+    body = payload()
+    del body["from"]
+    response = send(api, body)
+    assert response.status_code == 400
+    assert "from" in response.json()["fields"]
+
+
+def test_malformed_json_is_400(api):
+    response = api.post("/api/v1/messages", data="{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def test_non_object_body_is_400(api):
+    response = api.post("/api/v1/messages", data="[1, 2]", content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_bad_or_missing_or_revoked_key_is_401(api, organization, domain, client):
+    assert client.post("/api/v1/messages", payload(), content_type="application/json").status_code == 401
+    response = client.post(
+        "/api/v1/messages",
+        payload(),
+        content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer pwk_deadbeef_nope",
+    )
+    assert response.status_code == 401
+    assert response.json()["error"]
+    key, secret = api_key_create(organization=organization, name="temp")
+    api_key_revoke(api_key=key)
+    response = client.post(
+        "/api/v1/messages", payload(), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {secret}"
+    )
+    assert response.status_code == 401
+
+
+def test_from_domain_not_owned_is_403(api):
+    response = send(api, payload(**{"from": "ceo@bank.example"}))
+    assert response.status_code == 403
+    assert "from" in response.json()["fields"]
+
+
+def test_other_organizations_domain_is_403(api, db):
+    other, _ = organization_get_or_create(name="Other")
+    domain_get_or_create(organization=other, name="other.example")
+    assert send(api, payload(**{"from": "x@other.example"})).status_code == 403
+
+
+def test_subdomain_only_when_allowed(api, domain):
+    assert send(api, payload(**{"from": "x@mail.acme.example"})).status_code == 403
+    domain.allow_subdomains = True
+    domain.save()
+    assert send(api, payload(**{"from": "x@mail.acme.example"})).status_code == 202
+
+
+def test_oversize_message_is_413(api, settings):
+    settings.POSTWERK_MAX_MESSAGE_SIZE = 10_000
+    response = send(api, payload(text="x" * 20_000))
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+    assert not Message.objects.exists()
+
+
+def test_idempotent_retry_returns_original_and_sends_once(api):
+    first = send(api, payload(), HTTP_IDEMPOTENCY_KEY="order-42")
+    second = send(api, payload(), HTTP_IDEMPOTENCY_KEY="order-42")
+    assert first.status_code == second.status_code == 202
+    assert first.json() == second.json()
+    assert Message.objects.count() == 1
+    reused = send(api, payload(subject="Different"), HTTP_IDEMPOTENCY_KEY="order-42")
+    assert reused.status_code == 422
+    assert "Idempotency-Key" in reused.json()["fields"]
+
+
+def test_idempotency_keys_are_per_organization(api, db, client):
+    send(api, payload(), HTTP_IDEMPOTENCY_KEY="k1")
+    other, _ = organization_get_or_create(name="Other")
+    domain_get_or_create(organization=other, name="other.example")
+    _, secret = api_key_create(organization=other, name="k")
+    response = client.post(
+        "/api/v1/messages",
+        payload(**{"from": "a@other.example"}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+        HTTP_IDEMPOTENCY_KEY="k1",
+    )
+    assert response.status_code == 202
+    assert Message.objects.count() == 2
+
+
+def test_message_detail_and_list_are_scoped(api, db, client):
+    message_id = send(api, payload(tags=["welcome"])).json()["id"]
+    detail = api.get(f"/api/v1/messages/{message_id}")
+    assert detail.status_code == 200
+    body = detail.json()
+    assert body["recipients"][0]["state"] == "queued"
+    assert [e["type"] for e in body["recipients"][0]["events"]] == ["queued"]
+
+    listing = api.get("/api/v1/messages", {"tag": "welcome", "status": "queued"})
+    assert [m["id"] for m in listing.json()["results"]] == [message_id]
+    assert api.get("/api/v1/messages", {"tag": "other"}).json()["results"] == []
+    assert api.get("/api/v1/messages", {"recipient": "jane@dest.example"}).json()["results"]
+    assert api.get("/api/v1/messages", {"status": "bogus"}).status_code == 400
+    assert api.get("/api/v1/messages", {"since": "yesterday"}).status_code == 400
+
+    other, _ = organization_get_or_create(name="Other")
+    _, secret = api_key_create(organization=other, name="k")
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    assert client.get(f"/api/v1/messages/{message_id}").status_code == 404
+    assert client.get("/api/v1/messages").json()["results"] == []
+    assert client.get("/api/v1/messages/not-a-uuid").status_code == 404
+
+
+def test_batch_accepts_valid_and_reports_invalid(api):
+    response = api.post(
+        "/api/v1/messages/batch",
+        {
+            "messages": [
+                payload(to=["a@dest.example"]),
+                payload(to=["bad"]),
+                payload(**{"from": "x@bank.example"}),
+            ]
+        },
+        format="json",
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["accepted"] == 1 and body["rejected"] == 2
+    assert [r["status"] for r in body["results"]] == [202, 400, 403]
+    assert "to" in body["results"][1]["fields"]
+    assert Message.objects.count() == 1
+
+
+def test_batch_limits(api, settings):
+    settings.POSTWERK_BATCH_MAX_MESSAGES = 2
+    response = api.post("/api/v1/messages/batch", {"messages": [payload()] * 3}, format="json")
+    assert response.status_code == 400
+    assert api.post("/api/v1/messages/batch", {"messages": []}, format="json").status_code == 400
+
+
+def test_schema_and_docs(client, db):
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
+
+
+def test_healthz_reports_database_and_broker(client, db):
+    response = client.get("/healthz")
+    body = response.json()
+    assert body["database"]["ok"] is True
+    assert response.status_code in (200, 503)
