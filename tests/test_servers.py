@@ -35,7 +35,7 @@ MESSAGE = b"From: a@sender.test\r\nTo: b@rcpt.test\r\nSubject: hi\r\n\r\nline on
 
 
 @pytest.fixture
-def dns_server() -> Iterator[DnsServer]:
+def loaded_dns() -> Iterator[DnsServer]:
     with DnsServer() as server:
         server.add("example.test", "MX", "10 mx1.example.test.")
         server.add("example.test", "MX", "20 mx2.example.test")
@@ -56,8 +56,8 @@ def make_resolver(server: DnsServer, lifetime: float = 2.0) -> dns.resolver.Reso
 
 
 @pytest.fixture
-def resolver(dns_server: DnsServer) -> dns.resolver.Resolver:
-    return make_resolver(dns_server)
+def resolver(loaded_dns: DnsServer) -> dns.resolver.Resolver:
+    return make_resolver(loaded_dns)
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def unverified_context() -> ssl.SSLContext:
 # --------------------------------------------------------------------------- DNS
 
 
-def test_mx_and_a_records(dns_server: DnsServer, resolver: dns.resolver.Resolver) -> None:
+def test_mx_and_a_records(loaded_dns: DnsServer, resolver: dns.resolver.Resolver) -> None:
     answer = resolver.resolve("example.test", "MX")
     assert answer.response.flags & dns.flags.AA
     assert sorted((r.preference, r.exchange.to_text()) for r in answer) == [
@@ -90,13 +90,13 @@ def test_mx_and_a_records(dns_server: DnsServer, resolver: dns.resolver.Resolver
     ]
     assert [r.address for r in resolver.resolve("mx1.example.test", "A")] == ["127.0.0.2"]
     assert [r.address for r in resolver.resolve("mx1.example.test", "AAAA")] == ["::1"]
-    assert dns_server.address == ("127.0.0.1", dns_server.port)
+    assert loaded_dns.address == ("127.0.0.1", loaded_dns.port)
 
 
-def test_names_are_case_insensitive(dns_server: DnsServer, resolver: dns.resolver.Resolver) -> None:
-    dns_server.add("MiXeD.Example.TEST.", "A", "127.0.0.9")
+def test_names_are_case_insensitive(loaded_dns: DnsServer, resolver: dns.resolver.Resolver) -> None:
+    loaded_dns.add("MiXeD.Example.TEST.", "A", "127.0.0.9")
     assert [r.address for r in resolver.resolve("mixed.example.test", "A")] == ["127.0.0.9"]
-    assert ("mixed.example.test", "A", "udp") in dns_server.queries
+    assert ("mixed.example.test", "A", "udp") in loaded_dns.queries
 
 
 def test_dkim_txt_is_split_into_character_strings(resolver: dns.resolver.Resolver) -> None:
@@ -106,32 +106,32 @@ def test_dkim_txt_is_split_into_character_strings(resolver: dns.resolver.Resolve
     assert b"".join(rdata.strings).decode() == DKIM_KEY
 
 
-def test_quoted_txt_presentation_value(dns_server: DnsServer, resolver: dns.resolver.Resolver) -> None:
-    dns_server.add("_dmarc.example.test", "TXT", '"v=DMARC1; " "p=reject"')
+def test_quoted_txt_presentation_value(loaded_dns: DnsServer, resolver: dns.resolver.Resolver) -> None:
+    loaded_dns.add("_dmarc.example.test", "TXT", '"v=DMARC1; " "p=reject"')
     rdata = resolver.resolve("_dmarc.example.test", "TXT")[0]
     assert rdata.strings == (b"v=DMARC1; ", b"p=reject")
 
 
 def test_oversized_udp_answer_truncates_and_resolver_retries_over_tcp(
-    dns_server: DnsServer, resolver: dns.resolver.Resolver
+    loaded_dns: DnsServer, resolver: dns.resolver.Resolver
 ) -> None:
     big = "x" * 1500
-    dns_server.add("big.example.test", "TXT", big)
+    loaded_dns.add("big.example.test", "TXT", big)
     rdata = resolver.resolve("big.example.test", "TXT")[0]
     assert b"".join(rdata.strings).decode() == big
-    assert dns_server.queries[-2:] == [
+    assert loaded_dns.queries[-2:] == [
         ("big.example.test", "TXT", "udp"),
         ("big.example.test", "TXT", "tcp"),
     ]
 
     # Raw UDP without EDNS: TC set, answer withheld.
     query = dns.message.make_query("big.example.test", "TXT")
-    response = dns.query.udp(query, dns_server.host, port=dns_server.port, timeout=2)
+    response = dns.query.udp(query, loaded_dns.host, port=loaded_dns.port, timeout=2)
     assert response.flags & dns.flags.TC
 
     # With a large enough EDNS payload the whole answer fits in one datagram.
     query = dns.message.make_query("big.example.test", "TXT", use_edns=0, payload=4096)
-    response = dns.query.udp(query, dns_server.host, port=dns_server.port, timeout=2)
+    response = dns.query.udp(query, loaded_dns.host, port=loaded_dns.port, timeout=2)
     assert not response.flags & dns.flags.TC
     assert len(response.answer) == 1
 
@@ -142,7 +142,7 @@ def test_nxdomain(resolver: dns.resolver.Resolver) -> None:
 
 
 def test_nodata_for_existing_name_and_empty_non_terminal(
-    dns_server: DnsServer, resolver: dns.resolver.Resolver
+    loaded_dns: DnsServer, resolver: dns.resolver.Resolver
 ) -> None:
     with pytest.raises(dns.resolver.NoAnswer):
         resolver.resolve("mx1.example.test", "MX")
@@ -151,73 +151,73 @@ def test_nodata_for_existing_name_and_empty_non_terminal(
         resolver.resolve("_domainkey.example.test", "TXT")
     # The negative answer carries an SOA so resolvers can cache it.
     query = dns.message.make_query("_domainkey.example.test", "TXT")
-    response = dns.query.udp(query, dns_server.host, port=dns_server.port, timeout=2)
+    response = dns.query.udp(query, loaded_dns.host, port=loaded_dns.port, timeout=2)
     assert response.rcode() == dns.rcode.NOERROR
     assert response.answer == []
     assert response.authority[0].rdtype == dns.rdatatype.SOA
 
 
-def test_cname_is_chased_in_zone(dns_server: DnsServer, resolver: dns.resolver.Resolver) -> None:
+def test_cname_is_chased_in_zone(loaded_dns: DnsServer, resolver: dns.resolver.Resolver) -> None:
     answer = resolver.resolve("alias.example.test", "A")
     assert answer.canonical_name == dns.name.from_text("mx1.example.test")
     assert [r.address for r in answer] == ["127.0.0.2"]
-    dns_server.add("dangling.example.test", "CNAME", "gone.example.test")
+    loaded_dns.add("dangling.example.test", "CNAME", "gone.example.test")
     with pytest.raises(dns.resolver.NXDOMAIN):
         resolver.resolve("dangling.example.test", "A")
 
 
-def test_servfail(dns_server: DnsServer, resolver: dns.resolver.Resolver) -> None:
-    dns_server.servfail("example.test")
+def test_servfail(loaded_dns: DnsServer, resolver: dns.resolver.Resolver) -> None:
+    loaded_dns.servfail("example.test")
     query = dns.message.make_query("example.test", "MX")
-    response = dns.query.udp(query, dns_server.host, port=dns_server.port, timeout=2)
+    response = dns.query.udp(query, loaded_dns.host, port=loaded_dns.port, timeout=2)
     assert response.rcode() == dns.rcode.SERVFAIL
     # dnspython gives up on a nameserver that SERVFAILs.
     with pytest.raises(dns.resolver.NoNameservers):
         resolver.resolve("example.test", "MX")
-    dns_server.heal("example.test")
+    loaded_dns.heal("example.test")
     assert len(resolver.resolve("example.test", "MX")) == 2
 
 
-def test_drop_times_out(dns_server: DnsServer) -> None:
-    dns_server.drop("mx1.example.test", "A")
-    resolver = make_resolver(dns_server, lifetime=0.3)
+def test_drop_times_out(loaded_dns: DnsServer) -> None:
+    loaded_dns.drop("mx1.example.test", "A")
+    resolver = make_resolver(loaded_dns, lifetime=0.3)
     started = time.monotonic()
     with pytest.raises(dns.exception.Timeout):
         resolver.resolve("mx1.example.test", "A")
     assert time.monotonic() - started < 2
-    assert ("mx1.example.test", "A", "udp") in dns_server.queries
+    assert ("mx1.example.test", "A", "udp") in loaded_dns.queries
     # Only the dropped type is affected.
     assert [r.address for r in resolver.resolve("mx1.example.test", "AAAA")] == ["::1"]
 
 
-def test_tcp_several_queries_per_connection(dns_server: DnsServer) -> None:
-    with socket.create_connection(dns_server.address, timeout=2) as sock:
+def test_tcp_several_queries_per_connection(loaded_dns: DnsServer) -> None:
+    with socket.create_connection(loaded_dns.address, timeout=2) as sock:
         for name, rtype in (("example.test", "MX"), ("mx2.example.test", "A"), ("nope.example.test", "A")):
             query = dns.message.make_query(name, rtype)
-            response = dns.query.tcp(query, dns_server.host, timeout=2, sock=sock)
+            response = dns.query.tcp(query, loaded_dns.host, timeout=2, sock=sock)
             assert response.id == query.id
     assert response.rcode() == dns.rcode.NXDOMAIN
-    assert [q[2] for q in dns_server.queries] == ["tcp", "tcp", "tcp"]
+    assert [q[2] for q in loaded_dns.queries] == ["tcp", "tcp", "tcp"]
 
 
-def test_remove_and_clear(dns_server: DnsServer, resolver: dns.resolver.Resolver) -> None:
-    dns_server.remove("mx1.example.test", "A")
+def test_remove_and_clear(loaded_dns: DnsServer, resolver: dns.resolver.Resolver) -> None:
+    loaded_dns.remove("mx1.example.test", "A")
     with pytest.raises(dns.resolver.NoAnswer):
         resolver.resolve("mx1.example.test", "A")
-    dns_server.remove("mx1.example.test")
+    loaded_dns.remove("mx1.example.test")
     with pytest.raises(dns.resolver.NXDOMAIN):
         resolver.resolve("mx1.example.test", "AAAA")
-    dns_server.clear()
-    assert dns_server.queries == []
+    loaded_dns.clear()
+    assert loaded_dns.queries == []
     with pytest.raises(dns.resolver.NXDOMAIN):
         resolver.resolve("example.test", "MX")
 
 
-def test_queries_log_shows_resolver_caching(dns_server: DnsServer, resolver: dns.resolver.Resolver) -> None:
+def test_queries_log_shows_resolver_caching(loaded_dns: DnsServer, resolver: dns.resolver.Resolver) -> None:
     resolver.cache = dns.resolver.Cache()
     resolver.resolve("example.test", "MX")
     resolver.resolve("example.test", "MX")
-    assert dns_server.queries.count(("example.test", "MX", "udp")) == 1
+    assert loaded_dns.queries.count(("example.test", "MX", "udp")) == 1
 
 
 # --------------------------------------------------------------------------- SMTP
