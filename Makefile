@@ -1,0 +1,69 @@
+# Postwerk developer entry points. `make run` brings the whole platform up on embedded defaults
+# (SQLite + filesystem broker under ./var); set DATABASE_URL / CELERY_BROKER_URL for the production mode.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Touched after a successful install, so the venv is rebuilt only when the dependency files change.
+STAMP := $(VENV)/.installed
+
+# The first interpreter >= 3.11 (pyproject's requires-python). A version check, not just `command -v`,
+# because pyenv shims exist for versions that are not active and fail when run.
+define find_python
+py=""; \
+for c in python3.13 python3.12 python3.11 python3; do \
+  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+    py=$$c; break; \
+  fi; \
+done; \
+if [ -z "$$py" ]; then echo "error: Python >= 3.11 not found (tried python3.13 python3.12 python3.11 python3)" >&2; exit 1; fi
+endef
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint bench lock clean
+
+help:
+	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
+	@echo "make test   run the test suite (PYTEST_ARGS='-k name -x' to pass options)"
+	@echo "make lint   ruff check + ruff format --check"
+	@echo "make bench  send-API benchmark (BENCH_ARGS=...)"
+	@echo "make lock   regenerate constraints.txt from a fresh venv"
+	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(find_python); \
+	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$py"; $$py -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	exec platform/dev-run
+
+test: venv
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: venv
+	$(PY) bench/send_api.py $(BENCH_ARGS)
+
+# Resolve the newest versions pyproject allows in a throwaway venv, so nothing stale from .venv leaks in;
+# written through a temporary file so a failed resolve never truncates constraints.txt.
+lock:
+	@$(find_python); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$$py -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install --quiet --disable-pip-version-check -e '.[dev]'; \
+	"$$tmp/venv/bin/pip" freeze --exclude-editable > "$$tmp/constraints.txt"; \
+	mv "$$tmp/constraints.txt" constraints.txt; \
+	echo "constraints.txt: $$(wc -l < constraints.txt) pins"
+
+clean:
+	rm -rf var/
