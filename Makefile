@@ -47,9 +47,12 @@ run: venv
 test: venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Both checks run even when the first fails, so one pass shows everything to fix.
 lint: venv
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	@rc=0; \
+	$(VENV)/bin/ruff check . || rc=1; \
+	$(VENV)/bin/ruff format --check . || rc=1; \
+	exit $$rc
 
 bench: venv
 	$(PY) bench/send_api.py $(BENCH_ARGS)

@@ -33,9 +33,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         token = token.strip()
         prefix = parse_api_key_prefix(token)
         api_key = (
-            ApiKey.objects.select_related("organization")
-            .filter(prefix=prefix, revoked_at__isnull=True)
-            .first()
+            ApiKey.objects.select_related("organization").filter(prefix=prefix, revoked_at__isnull=True).first()
             if prefix
             else None
         )

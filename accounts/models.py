@@ -53,3 +53,29 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class SmtpCredential(models.Model):
+    """A username and password an application uses for SMTP submission. Only a hash of the password is kept."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="smtp_credentials")
+    name = models.CharField(max_length=200)
+    username = models.CharField(max_length=64, unique=True)
+    password_hash = models.CharField(max_length=64)
+    # Empty means every domain of the organization.
+    allowed_domains = models.ManyToManyField("sending.Domain", blank=True, related_name="+")
+    # CIDR strings; empty means any source address.
+    allowed_networks = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="smtpcredential_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.username})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

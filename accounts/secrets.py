@@ -16,6 +16,13 @@ def generate_api_key() -> tuple[str, str, str]:
     return key, prefix, hash_secret(key)
 
 
+def generate_smtp_credential() -> tuple[str, str, str]:
+    """Return (username, password, password hash). 192 random bits: a fast hash is as good as a slow one."""
+    username = f"pw-{secrets.token_hex(6)}"
+    password = secrets.token_urlsafe(24)
+    return username, password, hash_secret(password)
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, Organization
-from .secrets import generate_api_key
+from .models import ApiKey, Organization, SmtpCredential
+from .secrets import generate_api_key, generate_smtp_credential, secret_matches
 
 # Recording every request's time would make each send a write; a minute's precision is plenty.
 LAST_USED_PRECISION = timedelta(seconds=60)
@@ -38,3 +40,66 @@ def api_key_touch(*, api_key: ApiKey) -> None:
     if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+
+
+def _check_networks(networks: list[str]) -> list[str]:
+    cleaned = []
+    for item in networks:
+        try:
+            cleaned.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except (ValueError, AttributeError) as exc:
+            raise ValueError(f"{item!r} is not a CIDR network") from exc
+    return cleaned
+
+
+@transaction.atomic
+def smtp_credential_create(
+    *, organization: Organization, name: str, domains: Iterable = (), networks: Iterable[str] = ()
+) -> tuple[SmtpCredential, str]:
+    """Create a credential and return it with its password, which exists only in this return value."""
+    username, password, password_hash = generate_smtp_credential()
+    credential = SmtpCredential.objects.create(
+        organization=organization,
+        name=name,
+        username=username,
+        password_hash=password_hash,
+        allowed_networks=_check_networks(list(networks)),
+    )
+    domains = list(domains)
+    if any(d.organization_id != organization.pk for d in domains):
+        raise ValueError("a credential can only be limited to its own organization's domains")
+    credential.allowed_domains.set(domains)
+    return credential, password
+
+
+def smtp_credential_revoke(*, credential: SmtpCredential) -> SmtpCredential:
+    if credential.revoked_at is None:
+        credential.revoked_at = timezone.now()
+        credential.save(update_fields=["revoked_at"])
+    return credential
+
+
+def smtp_credential_authenticate(*, username: str, password: str, peer_ip: str | None) -> SmtpCredential | None:
+    """The active credential for this username and password, if the peer may use it; else None."""
+    credential = (
+        SmtpCredential.objects.select_related("organization").filter(username=username, revoked_at__isnull=True).first()
+    )
+    if credential is None or not secret_matches(password, credential.password_hash):
+        return None
+    if credential.allowed_networks and not _ip_allowed(peer_ip, credential.allowed_networks):
+        return None
+    now = timezone.now()
+    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_PRECISION:
+        SmtpCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
+        credential.last_used_at = now
+    return credential
+
+
+def _ip_allowed(peer_ip: str | None, networks: list[str]) -> bool:
+    if not peer_ip:
+        return False
+    try:
+        address = ipaddress.ip_address(peer_ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(n, strict=False) for n in networks)

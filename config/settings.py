@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
 import socket
 from pathlib import Path
@@ -174,10 +175,7 @@ POSTWERK_BATCH_MAX_MESSAGES = env.int("POSTWERK_BATCH_MAX_MESSAGES", default=500
 
 # Seconds between delivery attempts after a temporary failure; the last step repeats until the age limit.
 POSTWERK_RETRY_SCHEDULE = [
-    int(s)
-    for s in env.list(
-        "POSTWERK_RETRY_SCHEDULE", default=["60", "300", "900", "1800", "3600", "7200", "14400"]
-    )
+    int(s) for s in env.list("POSTWERK_RETRY_SCHEDULE", default=["60", "300", "900", "1800", "3600", "7200", "14400"])
 ]
 POSTWERK_MAX_DELIVERY_AGE = env.int("POSTWERK_MAX_DELIVERY_AGE", default=2 * 24 * 3600)
 # A recipient left in `sending` this long belonged to a worker that died; the sweep queues it again.
@@ -205,20 +203,58 @@ def _fernet_key() -> bytes:
 
 POSTWERK_ENCRYPTION_KEY = _fernet_key()
 
+# SMTP submission listeners: "host:port", or "off". Unprivileged ports when not root, so `make run` works.
+_privileged = hasattr(os, "geteuid") and os.geteuid() == 0
+_smtp_host = "127.0.0.1" if EMBEDDED else "0.0.0.0"  # noqa: S104 - production listens on every interface
+POSTWERK_SMTP_SUBMISSION = env.str("POSTWERK_SMTP_SUBMISSION", default=f"{_smtp_host}:{587 if _privileged else 2587}")
+POSTWERK_SMTP_SUBMISSIONS = env.str("POSTWERK_SMTP_SUBMISSIONS", default=f"{_smtp_host}:{465 if _privileged else 2465}")
+# Certificate and key (PEM) for STARTTLS and implicit TLS. Embedded mode generates a self-signed pair.
+POSTWERK_SMTP_TLS_CERT = env.str("POSTWERK_SMTP_TLS_CERT", default="")
+POSTWERK_SMTP_TLS_KEY = env.str("POSTWERK_SMTP_TLS_KEY", default="")
+POSTWERK_SMTP_IDLE_TIMEOUT = env.float("POSTWERK_SMTP_IDLE_TIMEOUT", default=300.0)
+POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP = env.int("POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP", default=50)
+POSTWERK_SMTP_AUTH_MAX_FAILURES = env.int("POSTWERK_SMTP_AUTH_MAX_FAILURES", default=10)
+POSTWERK_SMTP_AUTH_FAILURE_WINDOW = env.int("POSTWERK_SMTP_AUTH_FAILURE_WINDOW", default=900)
+
 # --- Celery ---------------------------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
         "processed_folder": str(_queue_dir / "processed"),
         "store_processed": False,
+        # Otherwise kombu writes its control exchange into the current directory of each process.
+        "control_folder": str(_queue_dir / "control"),
+        # The filesystem transport polls; a short interval keeps delivery and shutdown snappy.
+        "polling_interval": 0.2,
     }
 CELERY_TASK_IGNORE_RESULT = True
+
+# Shared counters (SMTP AUTH failure limits). Every process on every host must see the same cache, so Redis
+# in production: CACHE_URL, or the Redis broker when that is what CELERY_BROKER_URL names.
+_cache_url = env.str("CACHE_URL", default="")
+if not _cache_url and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    _cache_url = CELERY_BROKER_URL
+if _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "postwerk",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
+    }
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -53,9 +53,7 @@ def claim(recipient_ids: list[str]) -> list[Recipient]:
         )
         if not won:
             return []
-        recipients = list(
-            Recipient.objects.filter(id__in=recipient_ids, claim_token=token).select_related("message")
-        )
+        recipients = list(Recipient.objects.filter(id__in=recipient_ids, claim_token=token).select_related("message"))
         Event.objects.bulk_create(
             Event(
                 organization_id=r.organization_id,
@@ -160,9 +158,7 @@ def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]
             message = group[0].message
             try:
                 data = signed_message(message)
-            except (
-                Exception
-            ) as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
+            except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
                 log.exception("cannot sign message %s", message.pk)
                 reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
                 outcomes.extend(Outcome(r, reply, internal=True) for r in group)
@@ -179,9 +175,7 @@ def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]
     return outcomes
 
 
-def send_message(
-    session: SmtpSession, message: Message, group: list[Recipient], data: bytes
-) -> list[Outcome]:
+def send_message(session: SmtpSession, message: Message, group: list[Recipient], data: bytes) -> list[Outcome]:
     def outcome(r: Recipient, reply: Reply) -> Outcome:
         return Outcome(r, reply, mx_host=session.mx_host, tls=session.tls)
 

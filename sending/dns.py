@@ -96,9 +96,7 @@ def _lookup_mx(domain: str) -> tuple[Route, float]:
         # RFC 5321 §5.1: no MX records means the domain itself is the implicit MX, if it has an address.
         if host_addresses(domain):
             return Route(RouteStatus.OK, hosts=[domain], detail="no MX; using the domain's address"), 300
-        return Route(
-            RouteStatus.NO_DOMAIN, detail=f"{domain} has neither MX nor address records"
-        ), NEGATIVE_TTL
+        return Route(RouteStatus.NO_DOMAIN, detail=f"{domain} has neither MX nor address records"), NEGATIVE_TTL
     except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.YXDOMAIN) as exc:
         return Route(RouteStatus.TEMPORARY, detail=f"DNS lookup for {domain} failed: {exc}"), 0
     except dns.exception.DNSException as exc:

@@ -20,8 +20,6 @@ def broker_ok(timeout: float = 3.0) -> tuple[bool, str]:
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=timeout)
-            return True, conn.transport_cls if isinstance(
-                conn.transport_cls, str
-            ) else conn.transport.driver_name
+            return True, conn.transport_cls if isinstance(conn.transport_cls, str) else conn.transport.driver_name
     except Exception as exc:
         return False, str(exc)

@@ -8,7 +8,7 @@ import uuid6
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Organization, SmtpCredential
 
 
 def uuid7() -> uuid.UUID:
@@ -64,6 +64,9 @@ class Message(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="messages")
     domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="messages")
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    smtp_credential = models.ForeignKey(
+        SmtpCredential, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     message_id = models.CharField(max_length=998, help_text="The Message-ID header")
     mail_from = models.CharField(max_length=320, help_text="The From address")
     subject = models.TextField(blank=True)
@@ -159,12 +162,8 @@ class EventType(models.TextChoices):
 
 class Event(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events")
-    message = models.ForeignKey(
-        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
-    )
-    recipient = models.ForeignKey(
-        Recipient, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
-    )
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
     type = models.CharField(max_length=40, choices=EventType.choices)
     created_at = models.DateTimeField(default=timezone.now)
     details = models.JSONField(default=dict, blank=True)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Organization, SmtpCredential
 
+from .addresses import Mailbox
 from .composer import Draft, build_message
 from .models import Domain, Event, EventType, IdempotencyKey, Message, MessageTag, Recipient, uuid7
 from .queueing import enqueue_after_commit
@@ -43,40 +45,75 @@ class IdempotencyRecord:
     response: dict | list
 
 
-def message_prepare(
-    *, organization: Organization, api_key: ApiKey | None, domain: Domain, draft: Draft
-) -> Prepared:
-    """Build the MIME message and its rows in memory. Raises MessageTooLarge."""
-    now = timezone.now()
+def message_prepare(*, organization: Organization, api_key: ApiKey | None, domain: Domain, draft: Draft) -> Prepared:
+    """Build the MIME message of an API request and its rows in memory. Raises MessageTooLarge."""
     message_pk = uuid7()
     message_id = f"<{message_pk}@{settings.POSTWERK_HOSTNAME}>"
+    now = timezone.now()
     raw = build_message(draft, message_id=message_id, date=now)
+    return prepared_rows(
+        organization=organization,
+        domain=domain,
+        message_pk=message_pk,
+        message_id=message_id,
+        raw=raw,
+        mail_from=draft.sender.envelope_address,
+        subject=draft.subject,
+        recipients=draft.recipients,
+        smtputf8=draft.smtputf8,
+        tags=draft.tags,
+        metadata=draft.metadata,
+        api_key=api_key,
+        now=now,
+    )
+
+
+def prepared_rows(
+    *,
+    organization: Organization,
+    domain: Domain,
+    message_pk: uuid.UUID,
+    message_id: str,
+    raw: bytes,
+    mail_from: str,
+    subject: str,
+    recipients: list[tuple[str, Mailbox]],
+    smtputf8: bool,
+    tags: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
+    api_key: ApiKey | None = None,
+    smtp_credential: SmtpCredential | None = None,
+    now: datetime | None = None,
+) -> Prepared:
+    """The Message and Recipient rows for a built message, whichever way it arrived. Raises MessageTooLarge."""
     if len(raw) > settings.POSTWERK_MAX_MESSAGE_SIZE:
         raise MessageTooLarge(len(raw), settings.POSTWERK_MAX_MESSAGE_SIZE)
+    now = now or timezone.now()
     message = Message(
         id=message_pk,
         organization=organization,
         domain=domain,
         api_key=api_key,
+        smtp_credential=smtp_credential,
         message_id=message_id,
-        mail_from=draft.sender.envelope_address,
-        subject=draft.subject,
-        tags=draft.tags,
-        metadata=draft.metadata,
+        mail_from=mail_from,
+        subject=subject,
+        tags=tags or [],
+        metadata=metadata or {},
         raw=raw,
         size=len(raw),
-        smtputf8=draft.smtputf8,
+        smtputf8=smtputf8,
         created_at=now,
     )
     # The lease keeps the sweep off a fresh recipient while its broker message is on the way to a worker.
     lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
-    recipients, seen = [], set()
-    for kind, mailbox in draft.recipients:
+    rows, seen = [], set()
+    for kind, mailbox in recipients:
         address = mailbox.envelope_address
         if address.lower() in seen:
             continue  # one delivery per address, however often it is named
         seen.add(address.lower())
-        recipients.append(
+        rows.append(
             Recipient(
                 id=uuid7(),
                 message=message,
@@ -89,7 +126,7 @@ def message_prepare(
                 updated_at=now,
             )
         )
-    return Prepared(message=message, recipients=recipients, tags=list(dict.fromkeys(draft.tags)))
+    return Prepared(message=message, recipients=rows, tags=list(dict.fromkeys(tags or [])))
 
 
 def messages_submit(
@@ -114,9 +151,7 @@ def messages_submit(
             Message.objects.bulk_create(messages)
             Recipient.objects.bulk_create(recipients)
             MessageTag.objects.bulk_create(
-                MessageTag(message=p.message, organization=organization, name=tag)
-                for p in prepared
-                for tag in p.tags
+                MessageTag(message=p.message, organization=organization, name=tag) for p in prepared for tag in p.tags
             )
             Event.objects.bulk_create(
                 Event(

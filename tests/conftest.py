@@ -126,7 +126,5 @@ def deliver_queued() -> int:
     """Run the delivery stage in this process for everything queued, as a worker would."""
     from sending.delivery import deliver
 
-    ids = [
-        str(pk) for pk in Recipient.objects.filter(state=RecipientState.QUEUED).values_list("id", flat=True)
-    ]
+    ids = [str(pk) for pk in Recipient.objects.filter(state=RecipientState.QUEUED).values_list("id", flat=True)]
     return deliver(ids) if ids else 0

@@ -63,3 +63,44 @@ def test_dkim_private_key_is_encrypted_at_rest():
     key = DkimKey.objects.get()
     assert "PRIVATE KEY" not in key.private_key_encrypted
     assert b"BEGIN PRIVATE KEY" in decrypt(key.private_key_encrypted)
+
+
+def test_provision_adds_an_smtp_credential():
+    result = provision("--org", "Acme", "--domain", "acme.example", "--smtp-credential", "app")
+    assert result["smtp_username"].startswith("pw-")
+    from accounts.models import SmtpCredential
+
+    credential = SmtpCredential.objects.get()
+    assert result["smtp_password"] not in credential.password_hash
+    again = provision("--org", "Acme", "--domain", "acme.example", "--smtp-credential", "app")
+    assert again["smtp_username"] != result["smtp_username"]
+
+
+def test_smtp_credentials_api_create_list_revoke_scoped(api, client, domain):
+    response = api.post(
+        "/api/v1/smtp-credentials",
+        {"name": "app", "allowed_domains": ["acme.example"], "allowed_networks": ["10.0.0.0/8"]},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["password"] and body["username"].startswith("pw-")
+    assert body["allowed_domains"] == ["acme.example"]
+    listing = api.get("/api/v1/smtp-credentials").json()
+    assert [c["name"] for c in listing] == ["app"] and "password" not in listing[0]
+    assert api.post("/api/v1/smtp-credentials", {"name": "app"}, format="json").status_code == 400
+    bad = api.post("/api/v1/smtp-credentials", {"name": "x", "allowed_networks": ["nope"]}, format="json")
+    assert bad.status_code == 400 and "allowed_networks" in bad.json()["fields"]
+    bad = api.post("/api/v1/smtp-credentials", {"name": "y", "allowed_domains": ["bank.example"]}, format="json")
+    assert bad.status_code == 400 and "allowed_domains" in bad.json()["fields"]
+
+    from accounts.services import api_key_create, organization_get_or_create
+
+    other, _ = organization_get_or_create(name="Other")
+    _, secret = api_key_create(organization=other, name="k")
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {secret}"
+    assert client.get(f"/api/v1/smtp-credentials/{body['id']}").status_code == 404
+    assert client.delete(f"/api/v1/smtp-credentials/{body['id']}").status_code == 404
+
+    revoked = api.delete(f"/api/v1/smtp-credentials/{body['id']}")
+    assert revoked.status_code == 200 and revoked.json()["active"] is False

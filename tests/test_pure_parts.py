@@ -34,8 +34,9 @@ def test_retry_schedule_repeats_its_last_step_and_expires(settings):
 
 def test_signature_covers_headers_and_body():
     pair = generate_rsa_keypair()
-    draft = Draft(sender=parse_mailbox("a@acme.example"), to=[parse_mailbox("b@dest.example")], subject="Hi",
-                  text="Body")
+    draft = Draft(
+        sender=parse_mailbox("a@acme.example"), to=[parse_mailbox("b@dest.example")], subject="Hi", text="Body"
+    )
     raw = build_message(draft, message_id="<1@x>", date=datetime(2026, 1, 1, tzinfo=UTC))
     signed = dkim_sign(raw, domain="acme.example", selector="s1", private_key_pem=pair.private_pem)
 
@@ -57,6 +58,9 @@ def test_bad_addresses_are_refused(text):
 def test_display_names_and_idn_domains():
     box = parse_mailbox('"Doe, Jane" <Jane@Bücher.example>')
     assert (box.display_name, box.domain, box.envelope_address) == (
-        "Doe, Jane", "xn--bcher-kva.example", "Jane@xn--bcher-kva.example")
+        "Doe, Jane",
+        "xn--bcher-kva.example",
+        "Jane@xn--bcher-kva.example",
+    )
     assert not box.smtputf8
     assert parse_mailbox("jösé@dest.example").smtputf8

@@ -31,13 +31,14 @@ def test_api_to_mx_through_a_real_worker(api, zone, mx, tmp_path):
         send(api, ["a@dest.example", "b@dest.example"])
         send(api, ["c@dest.example"])
         assert sink.wait_for(2, timeout=60), worker.log()
-        assert wait_until(lambda: not Recipient.objects.exclude(state=RecipientState.DELIVERED).exists()), (
-            worker.log()
-        )
+        assert wait_until(lambda: not Recipient.objects.exclude(state=RecipientState.DELIVERED).exists()), worker.log()
     finally:
         worker.stop()
-    assert sorted(a for m in sink.messages for a in m.rcpt_tos) == ["a@dest.example", "b@dest.example",
-                                                                     "c@dest.example"]
+    assert sorted(a for m in sink.messages for a in m.rcpt_tos) == [
+        "a@dest.example",
+        "b@dest.example",
+        "c@dest.example",
+    ]
 
 
 def test_worker_killed_mid_delivery_then_the_sweep_delivers_exactly_once(api, zone, mx, tmp_path, settings):

@@ -15,9 +15,7 @@ log = logging.getLogger(__name__)
 class ApiError(exceptions.APIException):
     """An error with its own status, message and optional field errors."""
 
-    def __init__(
-        self, status_code: int, message: str, fields: dict | None = None, code: str = "error"
-    ) -> None:
+    def __init__(self, status_code: int, message: str, fields: dict | None = None, code: str = "error") -> None:
         super().__init__(message)
         self.status_code, self.message, self.fields, self.error_code = status_code, message, fields, code
 
@@ -31,9 +29,7 @@ def error_body(message: str, *, code: str, fields: dict | None = None) -> dict:
 
 def exception_handler(exc, context):  # type: ignore[no-untyped-def]
     if isinstance(exc, ApiError):
-        return Response(
-            error_body(exc.message, code=exc.error_code, fields=exc.fields), status=exc.status_code
-        )
+        return Response(error_body(exc.message, code=exc.error_code, fields=exc.fields), status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return Response(

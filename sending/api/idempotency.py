@@ -23,9 +23,7 @@ def request_key(request) -> str | None:  # type: ignore[no-untyped-def]
         return None
     key = key.strip()
     if not key or len(key) > 255 or not key.isprintable():
-        raise ApiError(
-            400, "Invalid Idempotency-Key.", {HEADER: ["1 to 255 printable characters."]}, "invalid"
-        )
+        raise ApiError(400, "Invalid Idempotency-Key.", {HEADER: ["1 to 255 printable characters."]}, "invalid")
     return key
 
 

@@ -81,12 +81,8 @@ class SendMessageSerializer(serializers.Serializer):
         trim_whitespace=False,
         validators=[_no_line_breaks],
     )
-    text = serializers.CharField(
-        required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False
-    )
-    html = serializers.CharField(
-        required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False
-    )
+    text = serializers.CharField(required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False)
+    html = serializers.CharField(required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False)
     headers = serializers.DictField(
         child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, default=dict
     )

@@ -1,9 +1,17 @@
 from django.urls import path
 
+from accounts import api as accounts_api
+
 from . import views
 
 urlpatterns = [
     path("messages", views.MessagesView.as_view(), name="messages"),
     path("messages/batch", views.MessageBatchView.as_view(), name="messages-batch"),
     path("messages/<uuid:message_id>", views.MessageDetailView.as_view(), name="message-detail"),
+    path("smtp-credentials", accounts_api.SmtpCredentialsView.as_view(), name="smtp-credentials"),
+    path(
+        "smtp-credentials/<int:credential_id>",
+        accounts_api.SmtpCredentialDetailView.as_view(),
+        name="smtp-credential-detail",
+    ),
 ]

@@ -75,8 +75,7 @@ def _accepted(prepared: Prepared) -> dict:
         "message_id": prepared.message.message_id,
         "status": "queued",
         "recipients": [
-            {"id": str(r.id), "address": r.address, "status": RecipientState.QUEUED}
-            for r in prepared.recipients
+            {"id": str(r.id), "address": r.address, "status": RecipientState.QUEUED} for r in prepared.recipients
         ],
     }
 
@@ -91,9 +90,7 @@ def _submit_once(request: Request, prepared: list[Prepared], status_code: int, b
     try:
         messages_submit(organization=organization, prepared=prepared, idempotency=record)
     except DuplicateRequest:
-        stored = idempotency.stored_answer(
-            organization=organization, key=key, fingerprint=record.request_hash
-        )
+        stored = idempotency.stored_answer(organization=organization, key=key, fingerprint=record.request_hash)
         return Response(stored.response, status=stored.status_code)
     return Response(body, status=status_code)
 
@@ -166,19 +163,15 @@ class BatchSerializer(serializers.Serializer):
 
 
 class MessageBatchView(APIView):
-    @extend_schema(request=BatchSerializer, summary="Send up to 500 messages in one request")
+    @extend_schema(request=BatchSerializer, responses={200: dict}, summary="Send up to 500 messages in one request")
     def post(self, request: Request) -> Response:
         limit = settings.POSTWERK_BATCH_MAX_MESSAGES
         _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
         items = request.data.get("messages") if isinstance(request.data, dict) else request.data
         if not isinstance(items, list) or not items:
-            raise ApiError(
-                400, "Expected a list of messages.", {"messages": ["A non-empty list."]}, "invalid"
-            )
+            raise ApiError(400, "Expected a list of messages.", {"messages": ["A non-empty list."]}, "invalid")
         if len(items) > limit:
-            raise ApiError(
-                400, f"At most {limit} messages per batch.", {"messages": [f"Got {len(items)}."]}, "invalid"
-            )
+            raise ApiError(400, f"At most {limit} messages per batch.", {"messages": [f"Got {len(items)}."]}, "invalid")
         replay = _replay(request)
         if replay is not None:
             return replay
@@ -215,7 +208,9 @@ def _item_error(exc: Exception) -> dict:
 
 class MessageDetailView(APIView):
     @extend_schema(
-        responses={200: MessageDetailSerializer}, summary="A message and each recipient's delivery"
+        parameters=[OpenApiParameter("message_id", str, OpenApiParameter.PATH)],
+        responses={200: MessageDetailSerializer},
+        summary="A message and each recipient's delivery",
     )
     def get(self, request: Request, message_id: str) -> Response:
         message = message_get(organization=request.user.organization, message_id=message_id)

@@ -178,9 +178,7 @@ class DnsServer:
         else:
             # relativize=False keeps targets like "mx1.example.test" absolute
             # instead of turning them into names relative to the root.
-            rdata = dns.rdata.from_text(
-                dns.rdataclass.IN, rdtype, value, origin=dns.name.root, relativize=False
-            )
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, value, origin=dns.name.root, relativize=False)
         with self._lock:
             node = self._data.setdefault(owner, {})
             rrset = node.get(rdtype)

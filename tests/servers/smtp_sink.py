@@ -188,9 +188,7 @@ class SmtpSink:
         self._loop = loop
         self._start_error = None
         ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name=f"smtp-sink-{self.host}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(ready,), name=f"smtp-sink-{self.host}", daemon=True)
         self._thread.start()
         if not ready.wait(_STOP_TIMEOUT) or self._start_error is not None:
             error = self._start_error

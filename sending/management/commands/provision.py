@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.services import api_key_create, organization_get_or_create
+from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
 from sending.domains import DomainError, dns_records, domain_get_or_create
 
 
@@ -18,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--domain", action="append", default=[], help="Sender domain (repeatable)")
         parser.add_argument("--api-key-name", default="default", help="Name of the API key to create")
         parser.add_argument("--no-api-key", action="store_true", help="Do not create an API key")
+        parser.add_argument("--smtp-credential", metavar="NAME", help="Also create an SMTP credential of this name")
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
@@ -37,6 +38,15 @@ class Command(BaseCommand):
                 n += 1
                 name = f"{base}-{n}"
             _, api_key = api_key_create(organization=organization, name=name)
+        smtp = None
+        if options["smtp_credential"]:
+            # Like API keys, the password exists only now; a second run makes a second credential.
+            base, name, n = options["smtp_credential"], options["smtp_credential"], 1
+            while organization.smtp_credentials.filter(name=name).exists():
+                n += 1
+                name = f"{base}-{n}"
+            credential, password = smtp_credential_create(organization=organization, name=name)
+            smtp = {"smtp_username": credential.username, "smtp_password": password}
         records = [record for domain in domains for record in dns_records(domain)]
         result = {
             "organization": {"id": organization.pk, "name": organization.name},
@@ -45,6 +55,8 @@ class Command(BaseCommand):
             "api_key": api_key,
             "dns_records": records,
         }
+        if smtp:
+            result.update(smtp)
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return
@@ -53,5 +65,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Domain: {domain.name}")
         if api_key:
             self.stdout.write(f"API key (shown once): {api_key}")
+        if smtp:
+            self.stdout.write(f"SMTP username: {smtp['smtp_username']}  password (shown once): {smtp['smtp_password']}")
         for record in records:
             self.stdout.write(f'Publish {record["type"]} {record["name"]}  "{record["value"]}"')

@@ -1,0 +1,77 @@
+"""aiosmtpd's SMTP protocol with Postwerk's rules: enhanced status codes everywhere, implicit TLS counted as
+TLS, a cap on connections per IP, and a slower answer after failed AUTH attempts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP
+
+from .replies import with_enhanced_status
+
+
+class PostwerkSMTP(SMTP):
+    # Connections per source IP, per process.
+    _per_ip: Counter[str] = Counter()
+
+    def __init__(self, *args: Any, implicit_tls: bool = False, max_per_ip: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._implicit_tls = implicit_tls
+        self._max_per_ip = max_per_ip
+        self._peer_ip: str | None = None
+        self._plain_replies = False
+        self.auth_delay = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if not first:
+            return  # the STARTTLS upgrade of a connection already counted
+        if self._implicit_tls and transport.get_extra_info("ssl_object") is not None:
+            # aiosmtpd only knows TLS that began with STARTTLS; on port 465 the socket is TLS from the start,
+            # and AUTH (auth_require_tls) must see that.
+            self._tls_protocol = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self._peer_ip = peer[0] if isinstance(peer, tuple) else None
+        if self._peer_ip:
+            self._per_ip[self._peer_ip] += 1
+            if self._max_per_ip and self._per_ip[self._peer_ip] > self._max_per_ip:
+                transport.write(b"421 4.7.0 Too many connections from your address\r\n")
+                transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._peer_ip:
+            self._per_ip[self._peer_ip] -= 1
+            if self._per_ip[self._peer_ip] <= 0:
+                del self._per_ip[self._peer_ip]
+            self._peer_ip = None
+        super().connection_lost(error)
+
+    @property
+    def peer_ip(self) -> str | None:
+        return self._peer_ip
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and not self._plain_replies:
+            status = with_enhanced_status(status)
+            if status.startswith(("535", "454 4.7.0 Too many")) and self.auth_delay:
+                delay, self.auth_delay = self.auth_delay, 0.0
+                await asyncio.sleep(delay)
+        await super().push(status)
+
+    # RFC 2034 §3: the replies to HELO and EHLO carry no enhanced status code.
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._plain_replies = True
+        try:
+            await super().smtp_HELO(hostname)
+        finally:
+            self._plain_replies = False
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._plain_replies = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._plain_replies = False

@@ -1,0 +1,168 @@
+"""The submission handler: AUTH with SMTP credentials, early checks at MAIL and RCPT, storage after DATA.
+
+Each step answers with a code and enhanced status (RFC 3463). Database work runs in a thread, so one slow
+query never stalls the other sessions on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+
+from accounts.models import SmtpCredential
+from accounts.services import smtp_credential_authenticate
+
+from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_submit
+from . import auth_limits
+from .protocol import PostwerkSMTP
+
+log = logging.getLogger(__name__)
+
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, nothing was accepted; try again later"
+
+
+def _db(fn, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+    """Run a database call in a worker thread, with a fresh connection if the old one went stale."""
+
+    def call():  # type: ignore[no-untyped-def]
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return asyncio.to_thread(call)
+
+
+# aiosmtpd calls the authenticator synchronously inside the event loop, where Django forbids queries. The lookup
+# runs on this pool and the loop waits for it: one indexed query, about a millisecond.
+_auth_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smtp-auth")
+
+
+def _check_credentials(username: str, password: str, ip: str | None) -> SmtpCredential | None | str:
+    close_old_connections()
+    if auth_limits.locked_out(ip, username):
+        return "locked"
+    return smtp_credential_authenticate(username=username, password=password, peer_ip=ip)
+
+
+def authenticator(server: PostwerkSMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any):  # type: ignore[no-untyped-def]
+    """aiosmtpd calls this synchronously for AUTH PLAIN and LOGIN."""
+    if not isinstance(auth_data, LoginPassword):
+        return AuthResult(success=False, handled=False)
+    username = auth_data.login.decode("utf-8", "replace")
+    password = auth_data.password.decode("utf-8", "replace")
+    ip = server.peer_ip
+    try:
+        credential = _auth_pool.submit(_check_credentials, username, password, ip).result(timeout=30)
+    except (DatabaseError, TimeoutError):
+        log.exception("AUTH failed on a database error")
+        return AuthResult(success=False, handled=False, message="454 4.7.0 Temporary authentication failure")
+    if credential == "locked":
+        server.auth_delay = 1.0
+        return AuthResult(
+            success=False, handled=False, message="454 4.7.0 Too many failed authentication attempts; try again later"
+        )
+    if credential is None:
+        server.auth_delay = auth_limits.delay_after(auth_limits.record_failure(ip, username))
+        return AuthResult(success=False, handled=False)
+    return AuthResult(success=True, auth_data=credential)
+
+
+class SubmissionHandler:
+    def __init__(self, *, max_recipients: int) -> None:
+        self.max_recipients = max_recipients
+
+    async def handle_EHLO(
+        self, server: PostwerkSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd handles pipelined commands already; say so, and that every reply has an enhanced status.
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+    async def handle_MAIL(
+        self,
+        server: PostwerkSMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        credential: SmtpCredential = session.auth_data
+        try:
+            await _db(check_sender, credential, address)
+        except Refused as refused:
+            return refused.reply
+        except DatabaseError:
+            log.exception("MAIL FROM check failed on a database error")
+            return TEMPORARY_FAILURE
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self,
+        server: PostwerkSMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return f"452 4.5.3 Too many recipients (at most {self.max_recipients} per message)"
+        try:
+            check_recipient(address)
+        except Refused as refused:
+            return refused.reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: PostwerkSMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        try:
+            message = await _db(
+                smtp_message_submit,
+                credential=session.auth_data,
+                mail_from=envelope.mail_from,
+                rcpt_tos=list(envelope.rcpt_tos),
+                raw=raw,
+                smtputf8=bool(envelope.smtp_utf8),
+            )
+        except Refused as refused:
+            return refused.reply
+        except DatabaseError:
+            log.exception("a submitted message could not be stored")
+            return TEMPORARY_FAILURE
+        except Exception:  # never a 250 for something not stored, never a dropped connection
+            log.exception("a submitted message could not be accepted")
+            return TEMPORARY_FAILURE
+        return f"250 2.0.0 Ok: queued as {message.id}"
+
+
+def submission_protocol(*, tls_context, implicit_tls: bool):  # type: ignore[no-untyped-def]
+    """A factory of protocol instances for one listener."""
+    handler = SubmissionHandler(max_recipients=settings.POSTWERK_MAX_RECIPIENTS)
+
+    def factory() -> PostwerkSMTP:
+        return PostwerkSMTP(
+            handler,
+            hostname=settings.POSTWERK_HOSTNAME,
+            ident="Postwerk ESMTP",
+            data_size_limit=settings.POSTWERK_MAX_MESSAGE_SIZE,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=None if implicit_tls else tls_context,
+            require_starttls=False,
+            timeout=settings.POSTWERK_SMTP_IDLE_TIMEOUT,
+            auth_required=True,
+            auth_require_tls=True,
+            authenticator=authenticator,
+            implicit_tls=implicit_tls,
+            max_per_ip=settings.POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP,
+        )
+
+    return factory

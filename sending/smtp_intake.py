@@ -1,0 +1,118 @@
+"""Accepting a message submitted over SMTP: the same rows, queue, signing and delivery as the send API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import SmtpCredential
+
+from .addresses import AddressError, Mailbox, parse_mailbox
+from .domains import sender_domain
+from .models import Domain, Message, uuid7
+from .raw_message import (
+    date_header,
+    from_addresses,
+    normalize_newlines,
+    parse_headers,
+    prepend_headers,
+    remove_headers,
+)
+from .submission import MessageTooLarge, messages_submit, prepared_rows
+
+# Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4).
+STRIPPED_HEADERS = {"bcc", "return-path"}
+
+
+@dataclass
+class Refused(Exception):
+    """The submission is refused with this SMTP reply."""
+
+    reply: str
+
+    def __str__(self) -> str:
+        return self.reply
+
+
+def credential_domain(credential: SmtpCredential, address_domain: str) -> Domain | None:
+    """The organization's domain this credential may send as `address_domain`, or None."""
+    domain = sender_domain(credential.organization, address_domain)
+    if domain is None:
+        return None
+    allowed = {d.pk for d in credential.allowed_domains.all()}
+    if allowed and domain.pk not in allowed:
+        return None
+    return domain
+
+
+def check_sender(credential: SmtpCredential, address: str) -> Mailbox:
+    """MAIL FROM: a valid address at a domain this credential may use."""
+    try:
+        mailbox = parse_mailbox(address)
+    except AddressError as exc:
+        raise Refused("553 5.1.7 Bad sender address syntax") from exc
+    if credential_domain(credential, mailbox.domain) is None:
+        raise Refused(f"550 5.7.1 Sender domain {mailbox.domain} is not allowed for this credential")
+    return mailbox
+
+
+def check_recipient(address: str) -> Mailbox:
+    try:
+        return parse_mailbox(address)
+    except AddressError as exc:
+        raise Refused("553 5.1.3 Bad recipient address syntax") from exc
+
+
+def smtp_message_submit(
+    *, credential: SmtpCredential, mail_from: str, rcpt_tos: list[str], raw: bytes, smtputf8: bool = False
+) -> Message:
+    """Store a submitted message and its recipients in one transaction. Raises Refused."""
+    raw = normalize_newlines(raw)
+    headers = parse_headers(raw)
+    froms = from_addresses(headers)
+    if not froms:
+        raise Refused("550 5.6.0 The message has no From header")
+    for address in froms:
+        try:
+            from_box = parse_mailbox(address)
+        except AddressError as exc:
+            raise Refused("550 5.6.0 The From header is not a valid address") from exc
+        domain = credential_domain(credential, from_box.domain)
+        if domain is None:
+            raise Refused(f"550 5.7.1 From domain {from_box.domain} is not allowed for this credential")
+    domain = credential_domain(credential, parse_mailbox(froms[0]).domain)
+    assert domain is not None
+    recipients = [("to", check_recipient(r)) for r in rcpt_tos]
+    envelope_from = check_sender(credential, mail_from)
+
+    now = timezone.now()
+    message_pk = uuid7()
+    added: list[tuple[str, str]] = []
+    message_id = " ".join(str(headers.get("Message-ID", "")).split())
+    if not message_id or len(message_id) > 900:
+        message_id = f"<{message_pk}@{settings.POSTWERK_HOSTNAME}>"
+        added.append(("Message-ID", message_id))
+    if headers.get("Date") is None:
+        added.append(("Date", date_header(now)))
+    raw = prepend_headers(remove_headers(raw, STRIPPED_HEADERS), added)
+    head = raw.partition(b"\r\n\r\n")[0]
+    try:
+        prepared = prepared_rows(
+            organization=credential.organization,
+            domain=domain,
+            message_pk=message_pk,
+            message_id=message_id,
+            raw=raw,
+            mail_from=envelope_from.envelope_address,
+            subject=" ".join(str(headers.get("Subject", "")).split())[:998],
+            recipients=recipients,
+            smtputf8=smtputf8 or not head.isascii() or any(m.smtputf8 for _, m in recipients),
+            smtp_credential=credential,
+            now=now,
+        )
+    except MessageTooLarge as exc:
+        raise Refused("552 5.3.4 Message size exceeds the fixed maximum") from exc
+    messages_submit(organization=credential.organization, prepared=[prepared])
+    return prepared.message

@@ -1,0 +1,365 @@
+"""SMTP submission: real clients (smtplib, swaks) against a real listener on loopback, every rule's reply."""
+
+from __future__ import annotations
+
+import base64
+import email
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+from email import policy
+
+import dkim
+import pytest
+
+from accounts.services import smtp_credential_create, smtp_credential_revoke
+from sending.models import Message, Recipient, RecipientState
+from sending.smtp import auth_limits
+from sending.smtp.server import Listener, SmtpServer
+from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
+from tests.servers import make_self_signed
+from tests.test_delivery import dns_txt
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def smtp_server(settings, tmp_path, domain):
+    cert, key = make_self_signed(tmp_path, "smtp.postwerk.example")
+    settings.POSTWERK_SMTP_TLS_CERT, settings.POSTWERK_SMTP_TLS_KEY = cert, key
+    settings.POSTWERK_MAX_MESSAGE_SIZE = 200_000
+    settings.POSTWERK_SMTP_AUTH_MAX_FAILURES = 4
+    auth_limits.reset("127.0.0.1", None)
+    server = SmtpServer(
+        [Listener("submission", "127.0.0.1", 0, False), Listener("submissions", "127.0.0.1", 0, True)]
+    ).start()
+    yield server
+    server.stop()
+    auth_limits.reset("127.0.0.1", None)
+
+
+@pytest.fixture
+def credential(organization, domain):
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    return credential.username, password
+
+
+def _unverified() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def connect(server, *, tls=True) -> smtplib.SMTP:
+    host, port = server.bound["submission"]
+    client = smtplib.SMTP(host, port, timeout=10)
+    client.ehlo("client.example")
+    if tls:
+        client.starttls(context=_unverified())
+        client.ehlo("client.example")
+    return client
+
+
+def logged_in(server, credential) -> smtplib.SMTP:
+    client = connect(server)
+    client.login(*credential)
+    return client
+
+
+MESSAGE = (
+    "From: App <app@acme.example>\r\nTo: jane@dest.example\r\nBcc: secret@dest.example\r\n"
+    "Subject: Hi\r\n\r\nHello Jane\r\n"
+)
+
+
+def test_ehlo_advertises_auth_only_after_tls(smtp_server):
+    client = connect(smtp_server, tls=False)
+    features = client.esmtp_features
+    for name in ("starttls", "size", "8bitmime", "smtputf8", "pipelining", "enhancedstatuscodes"):
+        assert name in features, features
+    assert features["size"] == "200000"
+    assert "auth" not in features
+    client.starttls(context=_unverified())
+    client.ehlo()
+    assert set(client.esmtp_features["auth"].split()) >= {"PLAIN", "LOGIN"}
+    assert "starttls" not in client.esmtp_features
+    client.quit()
+
+
+def test_auth_before_tls_is_538(smtp_server, credential):
+    client = connect(smtp_server, tls=False)
+    code, text = client.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0a\0b").decode())
+    assert (code, text[:6]) == (538, b"5.7.11")
+
+
+def test_mail_before_auth_is_530_and_nothing_relays(smtp_server):
+    client = connect(smtp_server)
+    code, text = client.mail("anyone@outside.example")
+    assert (code, text[:5]) == (530, b"5.7.0")
+    code, text = client.rcpt("victim@elsewhere.example")
+    assert code == 530 or code == 503
+    plain = connect(smtp_server, tls=False)
+    assert plain.mail("anyone@outside.example")[0] == 530
+
+
+def test_bad_credentials_are_535_then_locked_out_with_454(smtp_server, credential):
+    username = credential[0]
+    codes = []
+    for _ in range(5):
+        client = connect(smtp_server)
+        try:
+            client.login(username, "wrong")
+        except smtplib.SMTPAuthenticationError as exc:
+            codes.append((exc.smtp_code, exc.smtp_error[:5]))
+        client.close()
+    assert codes[0] == (535, b"5.7.8")
+    assert codes[-1] == (454, b"4.7.0")
+    client = connect(smtp_server)
+    with pytest.raises(smtplib.SMTPAuthenticationError) as locked:
+        client.login(*credential)  # even the right password waits until the window passes
+    assert locked.value.smtp_code == 454
+
+
+def test_revoked_credential_is_refused(smtp_server, organization):
+    credential, password = smtp_credential_create(organization=organization, name="old")
+    smtp_credential_revoke(credential=credential)
+    client = connect(smtp_server)
+    with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        client.login(credential.username, password)
+    assert refused.value.smtp_code == 535
+
+
+def test_source_ip_allow_list(smtp_server, organization):
+    credential, password = smtp_credential_create(organization=organization, name="office", networks=["10.0.0.0/8"])
+    client = connect(smtp_server)
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        client.login(credential.username, password)
+    credential2, password2 = smtp_credential_create(organization=organization, name="local", networks=["127.0.0.0/8"])
+    logged_in(smtp_server, (credential2.username, password2)).quit()
+
+
+def test_accepted_message_is_stored_with_bcc_stripped_and_ids_added(smtp_server, credential):
+    client = logged_in(smtp_server, credential)
+    code, text = client.mail("app@acme.example")
+    assert code == 250
+    client.rcpt("jane@dest.example")
+    client.rcpt("secret@dest.example")
+    code, text = client.data(MESSAGE.encode())
+    assert code == 250 and text.startswith(b"2.0.0 Ok: queued as ")
+    message_id = text.decode().rsplit(" ", 1)[1]
+    message = Message.objects.get(pk=message_id)
+    assert message.smtp_credential is not None
+    raw = bytes(message.raw)
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed["Bcc"] is None and b"secret@" not in raw
+    assert parsed["Message-ID"] == message.message_id and parsed["Date"]
+    assert sorted(Recipient.objects.filter(message=message).values_list("address", flat=True)) == [
+        "jane@dest.example",
+        "secret@dest.example",
+    ]
+    client.quit()
+
+
+def test_implicit_tls_with_auth_login(smtp_server, credential):
+    host, port = smtp_server.bound["submissions"]
+    client = smtplib.SMTP_SSL(host, port, timeout=10, context=_unverified())
+    client.ehlo()
+    assert "starttls" not in client.esmtp_features
+    client.user, client.password = credential
+    code, _ = client.auth("LOGIN", client.auth_login, initial_response_ok=False)
+    assert code == 235
+    client.sendmail("app@acme.example", ["jane@dest.example"], MESSAGE.encode())
+    assert Message.objects.count() == 1
+    client.quit()
+
+
+def test_sender_domains_are_checked_at_mail_and_after_data(smtp_server, credential):
+    client = logged_in(smtp_server, credential)
+    code, text = client.mail("ceo@bank.example")
+    assert (code, text[:5]) == (550, b"5.7.1")
+    client.rset()
+    client.mail("app@acme.example")
+    client.rcpt("jane@dest.example")
+    code, text = client.data(MESSAGE.replace("app@acme.example", "ceo@bank.example").encode())
+    assert (code, text[:5]) == (550, b"5.7.1")
+    assert not Message.objects.exists()
+
+
+def test_credential_limited_to_some_domains(smtp_server, organization, domain):
+    from sending.domains import domain_get_or_create
+
+    other, _ = domain_get_or_create(organization=organization, name="other.example")
+    credential, password = smtp_credential_create(organization=organization, name="limited", domains=[other])
+    client = logged_in(smtp_server, (credential.username, password))
+    assert client.mail("app@acme.example")[0] == 550
+    client.rset()
+    assert client.mail("app@other.example")[0] == 250
+
+
+def test_too_many_recipients_is_452(smtp_server, credential, settings):
+    client = logged_in(smtp_server, credential)
+    client.mail("app@acme.example")
+    codes = [client.rcpt(f"u{i}@dest.example") for i in range(settings.POSTWERK_MAX_RECIPIENTS + 1)]
+    assert all(code == 250 for code, _ in codes[:-1])
+    assert (codes[-1][0], codes[-1][1][:5]) == (452, b"4.5.3")
+
+
+def test_size_declared_and_actual_over_the_limit_are_552(smtp_server, credential):
+    client = logged_in(smtp_server, credential)
+    code, text = client.mail("app@acme.example", ["SIZE=999999999"])
+    assert (code, text[:5]) == (552, b"5.3.4")
+    client.rset()
+    client.mail("app@acme.example")
+    client.rcpt("jane@dest.example")
+    big = MESSAGE + ("x" * 990 + "\r\n") * 250
+    code, text = client.data(big.encode())
+    assert (code, text[:5]) == (552, b"5.3.4")
+    assert not Message.objects.exists()
+    assert client.noop()[0] == 250  # the session goes on
+
+
+def test_malformed_commands_and_addresses(smtp_server, credential):
+    client = logged_in(smtp_server, credential)
+    code, text = client.docmd("MAIL", "FROM:<not an address>")
+    assert code in (501, 553) and text[:2] in (b"5.", b"5.")
+    code, text = client.docmd("MAIL", "FROM:<app@acme.example>")
+    assert code == 250
+    code, text = client.docmd("RCPT", "TO:<bad@@dest>")
+    assert code in (501, 553) and text[:4] == b"5.1."
+    code, text = client.docmd("FROBNICATE")
+    assert (code, text[:5]) == (500, b"5.5.1")
+    code, text = client.docmd("NOOP " + "x" * 2000)
+    assert (code, text[:5]) == (500, b"5.5.6")
+    assert client.noop()[0] == 250
+
+
+def test_pipelined_transaction(smtp_server, credential):
+    client = logged_in(smtp_server, credential)
+    sock = client.sock
+    sock.sendall(b"MAIL FROM:<app@acme.example>\r\nRCPT TO:<a@dest.example>\r\nRCPT TO:<b@dest.example>\r\nDATA\r\n")
+    replies = b""
+    while replies.count(b"\r\n") < 4:
+        replies += sock.recv(4096)
+    assert [line[:3] for line in replies.split(b"\r\n")[:4]] == [b"250", b"250", b"250", b"354"]
+    sock.sendall(MESSAGE.encode() + b".\r\nQUIT\r\n")
+    tail = b""
+    while b"221" not in tail:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        tail += chunk
+    assert tail.startswith(b"250 2.0.0 Ok: queued as")
+    assert Recipient.objects.count() == 2
+
+
+def test_client_that_disconnects_mid_data_queues_nothing(smtp_server, credential):
+    client = logged_in(smtp_server, credential)
+    client.mail("app@acme.example")
+    client.rcpt("jane@dest.example")
+    client.putcmd("DATA")
+    assert client.getreply()[0] == 354
+    client.send(b"From: app@acme.example\r\nSubject: half\r\n\r\npartial body")
+    client.sock.close()
+    # The server keeps serving others.
+    other = logged_in(smtp_server, credential)
+    other.sendmail("app@acme.example", ["x@dest.example"], MESSAGE.encode())
+    assert Message.objects.count() == 1
+    assert Recipient.objects.get().address == "x@dest.example"
+
+
+def test_random_bytes_get_replies_and_the_server_survives(smtp_server, credential):
+    import os
+
+    host, port = smtp_server.bound["submission"]
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.recv(1024)
+        sock.sendall(os.urandom(4096) + b"\r\n")
+        data = sock.recv(4096)
+        assert data[:1] in (b"5", b"")
+    logged_in(smtp_server, credential).quit()
+
+
+def test_8bit_and_smtputf8_messages_arrive_intact_and_dkim_valid(smtp_server, credential, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    publish_dkim(zone, domain)
+    body8 = "From: app@acme.example\r\nTo: jane@dest.example\r\nSubject: Greetings\r\nContent-Type: text/plain; "
+    body8 += "charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSchöne Grüße aus Köln\r\n"
+    client = logged_in(smtp_server, credential)
+    client.sendmail("app@acme.example", ["jane@dest.example"], body8.encode(), mail_options=["BODY=8BITMIME"])
+    client.sendmail(
+        "app@acme.example",
+        ["jösé@dest.example"],
+        body8.replace("jane@", "jösé@").encode(),
+        mail_options=["SMTPUTF8", "BODY=8BITMIME"],
+    )
+    client.quit()
+    assert deliver_queued() == 2
+    assert sink.wait_for(2)
+    for received in sink.messages:
+        assert "Schöne Grüße aus Köln".encode() in received.data
+        assert dkim.verify(received.data, dnsfunc=dns_txt(zone))
+    assert {m.smtputf8 for m in sink.messages} == {False, True}
+
+
+def test_smtp_and_api_deliveries_are_equivalent(smtp_server, credential, zone, mx, domain, api):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    publish_dkim(zone, domain)
+    client = logged_in(smtp_server, credential)
+    client.sendmail(
+        "app@acme.example",
+        ["jane@dest.example"],
+        b"From: app@acme.example\r\nTo: jane@dest.example\r\nSubject: Same\r\n\r\nSame body\r\n",
+    )
+    client.quit()
+    response = api.post(
+        "/api/v1/messages",
+        {"from": "app@acme.example", "to": ["jane@dest.example"], "subject": "Same", "text": "Same body"},
+        format="json",
+    )
+    assert response.status_code == 202
+    deliver_queued()
+    assert sink.wait_for(2)
+    assert [m.mail_from for m in sink.messages] == ["app@acme.example"] * 2
+    assert [m.rcpt_tos for m in sink.messages] == [["jane@dest.example"]] * 2
+    parsed = [email.message_from_bytes(m.data, policy=policy.default) for m in sink.messages]
+    assert {p["Subject"] for p in parsed} == {"Same"}
+    assert all(p["DKIM-Signature"] and "Same body" in p.get_body(("plain",)).get_content() for p in parsed)
+    assert all(dkim.verify(m.data, dnsfunc=dns_txt(zone)) for m in sink.messages)
+    assert set(Recipient.objects.values_list("state", flat=True)) == {RecipientState.DELIVERED}
+
+
+@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is installed by .ci/run")
+def test_swaks_submits_over_starttls(smtp_server, credential):
+    host, port = smtp_server.bound["submission"]
+    result = subprocess.run(
+        [
+            "swaks",
+            "--server",
+            host,
+            "--port",
+            str(port),
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            credential[0],
+            "--auth-password",
+            credential[1],
+            "--from",
+            "app@acme.example",
+            "--to",
+            "jane@dest.example",
+            "--header",
+            "From: app@acme.example",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "250 2.0.0 Ok: queued as" in result.stdout, result.stdout + result.stderr
+    assert Message.objects.count() == 1
