@@ -162,6 +162,8 @@ def _dns_servers(raw: list[str]) -> list[tuple[str, int]]:
 
 
 # Empty means the system resolver configuration (/etc/resolv.conf).
+# The domain of envelope senders (bounce addresses). Its MX should point at Postwerk's inbound listener.
+POSTWERK_RETURN_PATH_DOMAIN = env.str("POSTWERK_RETURN_PATH_DOMAIN", default=POSTWERK_HOSTNAME)
 POSTWERK_DNS_SERVERS = _dns_servers(env.list("POSTWERK_DNS_SERVERS", default=[]))
 POSTWERK_DNS_TIMEOUT = env.float("POSTWERK_DNS_TIMEOUT", default=5.0)
 POSTWERK_SMTP_DELIVERY_PORT = env.int("POSTWERK_SMTP_DELIVERY_PORT", default=25)

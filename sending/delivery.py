@@ -21,6 +21,7 @@ from .crypto import decrypt
 from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from .retry import next_attempt
+from .return_path import return_path
 from .signing import dkim_sign
 from .smtp_client import Reply, SessionLost, SmtpSession
 
@@ -187,7 +188,7 @@ def send_message(session: SmtpSession, message: Message, group: list[Recipient],
         return [outcome(r, reply) for r in group]
     try:
         replies = session.send(
-            mail_from=message.mail_from,
+            mail_from=return_path(message.pk),
             rcpts=[r.address for r in group],
             data=data,
             smtputf8=message.smtputf8,

@@ -57,6 +57,7 @@ def postwerk_network(settings, dns_server: DnsServer, mx_port: int) -> Iterator[
     settings.POSTWERK_SMTP_CONNECT_TIMEOUT = 3.0
     settings.POSTWERK_SMTP_COMMAND_TIMEOUT = 5.0
     settings.POSTWERK_HOSTNAME = "mta.postwerk.example"
+    settings.POSTWERK_RETURN_PATH_DOMAIN = "bounces.postwerk.example"
     postwerk_dns.clear_caches()
     dns_server.clear()
     yield dns_server

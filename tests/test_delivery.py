@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import dkim
@@ -11,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from sending.models import Event, EventType, Recipient, RecipientState
+from sending.return_path import message_id_from_return_path
 from sending.sweep import sweep
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 from tests.servers import make_self_signed
@@ -53,7 +55,8 @@ def test_delivered_and_dkim_signature_verifies_against_dns(api, zone, mx, domain
     assert len(sink.messages) == 1
     received = sink.messages[0]
     assert received.rcpt_tos == ["jane@dest.example"]
-    assert received.mail_from == "hello@acme.example"
+    assert message_id_from_return_path(received.mail_from) == uuid.UUID(sent["id"])
+    assert received.mail_from.endswith("@bounces.postwerk.example")
     assert received.data.startswith(b"DKIM-Signature:")
     assert dkim.verify(received.data, dnsfunc=dns_txt(zone))
     recipient = Recipient.objects.get()

@@ -64,3 +64,19 @@ def test_display_names_and_idn_domains():
     )
     assert not box.smtputf8
     assert parse_mailbox("jösé@dest.example").smtputf8
+
+
+def test_return_path_maps_back_to_its_message_and_cannot_be_forged():
+    import uuid
+
+    from sending.return_path import message_id_from_return_path, return_path
+
+    message_id = uuid.uuid4()
+    address = return_path(message_id)
+    assert message_id_from_return_path(address) == message_id
+    assert message_id_from_return_path(address.upper()) == message_id
+    local, domain = address.split("@")
+    forged = local[:-1] + ("0" if local[-1] != "0" else "1") + "@" + domain
+    assert message_id_from_return_path(forged) is None
+    assert message_id_from_return_path(f"b-{uuid.uuid4().hex}@{domain}") is None
+    assert message_id_from_return_path("someone@example.com") is None
