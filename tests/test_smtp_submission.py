@@ -365,3 +365,23 @@ def test_swaks_submits_over_starttls(smtp_server, credential):
     )
     assert "250 2.0.0 Ok: queued as" in result.stdout, result.stdout + result.stderr
     assert Message.objects.count() == 1
+
+
+def test_database_failure_answers_451_never_250(smtp_server, credential):
+    from django.db import connection
+
+    client = logged_in(smtp_server, credential)
+    client.mail("app@acme.example")
+    client.rcpt("jane@dest.example")
+    # A real database error, not a mock: the table the message must go into is gone for a moment.
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE sending_recipient RENAME TO sending_recipient_away")
+    try:
+        code, text = client.data(MESSAGE.encode())
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE sending_recipient_away RENAME TO sending_recipient")
+    assert (code, text[:5]) == (451, b"4.3.0")
+    assert not Message.objects.exists()
+    client.sendmail("app@acme.example", ["jane@dest.example"], MESSAGE.encode())  # and it recovers
+    assert Message.objects.count() == 1
