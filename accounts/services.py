@@ -28,18 +28,26 @@ def api_key_create(*, organization: Organization, name: str) -> tuple[ApiKey, st
     return api_key, key
 
 
+def _revoke(secret: ApiKey | SmtpCredential) -> None:
+    if secret.revoked_at is None:
+        secret.revoked_at = timezone.now()
+        secret.save(update_fields=["revoked_at"])
+
+
+def _touch(secret: ApiKey | SmtpCredential) -> None:
+    now = timezone.now()
+    if secret.last_used_at is None or now - secret.last_used_at > LAST_USED_PRECISION:
+        type(secret).objects.filter(pk=secret.pk).update(last_used_at=now)
+        secret.last_used_at = now
+
+
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+    _revoke(api_key)
     return api_key
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
-    now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_PRECISION:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-        api_key.last_used_at = now
+    _touch(api_key)
 
 
 def _check_networks(networks: list[str]) -> list[str]:
@@ -73,9 +81,7 @@ def smtp_credential_create(
 
 
 def smtp_credential_revoke(*, credential: SmtpCredential) -> SmtpCredential:
-    if credential.revoked_at is None:
-        credential.revoked_at = timezone.now()
-        credential.save(update_fields=["revoked_at"])
+    _revoke(credential)
     return credential
 
 
@@ -88,10 +94,7 @@ def smtp_credential_authenticate(*, username: str, password: str, peer_ip: str |
         return None
     if credential.allowed_networks and not _ip_allowed(peer_ip, credential.allowed_networks):
         return None
-    now = timezone.now()
-    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_PRECISION:
-        SmtpCredential.objects.filter(pk=credential.pk).update(last_used_at=now)
-        credential.last_used_at = now
+    _touch(credential)
     return credential
 
 

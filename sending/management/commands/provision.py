@@ -33,18 +33,12 @@ class Command(BaseCommand):
         api_key = None
         if not options["no_api_key"]:
             # Keys are secrets shown once, so each run makes a new one under a unique name.
-            base, name, n = options["api_key_name"], options["api_key_name"], 1
-            while organization.api_keys.filter(name=name).exists():
-                n += 1
-                name = f"{base}-{n}"
+            name = _unique_name(organization.api_keys, options["api_key_name"])
             _, api_key = api_key_create(organization=organization, name=name)
         smtp = None
         if options["smtp_credential"]:
             # Like API keys, the password exists only now; a second run makes a second credential.
-            base, name, n = options["smtp_credential"], options["smtp_credential"], 1
-            while organization.smtp_credentials.filter(name=name).exists():
-                n += 1
-                name = f"{base}-{n}"
+            name = _unique_name(organization.smtp_credentials, options["smtp_credential"])
             credential, password = smtp_credential_create(organization=organization, name=name)
             smtp = {"smtp_username": credential.username, "smtp_password": password}
         records = [record for domain in domains for record in dns_records(domain)]
@@ -69,3 +63,12 @@ class Command(BaseCommand):
             self.stdout.write(f"SMTP username: {smtp['smtp_username']}  password (shown once): {smtp['smtp_password']}")
         for record in records:
             self.stdout.write(f'Publish {record["type"]} {record["name"]}  "{record["value"]}"')
+
+
+def _unique_name(existing, base: str) -> str:  # type: ignore[no-untyped-def]
+    """`base`, or `base-2`, `base-3`… : the first name not taken in `existing`."""
+    name, n = base, 1
+    while existing.filter(name=name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
