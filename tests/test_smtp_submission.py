@@ -385,3 +385,119 @@ def test_database_failure_answers_451_never_250(smtp_server, credential):
     assert not Message.objects.exists()
     client.sendmail("app@acme.example", ["jane@dest.example"], MESSAGE.encode())  # and it recovers
     assert Message.objects.count() == 1
+
+
+def _read_replies(sock: socket.socket, count: int, timeout: float = 10) -> list[bytes]:
+    """Read until `count` complete final reply lines (code followed by a space) have arrived."""
+    sock.settimeout(timeout)
+    buffer = b""
+    while True:
+        lines = [line for line in buffer.split(b"\r\n") if line[3:4] == b" "]
+        if len(lines) >= count:
+            return lines
+        chunk = sock.recv(65536)
+        if not chunk:
+            return lines
+        buffer += chunk
+
+
+def test_a_ten_megabyte_line_is_500_and_the_server_keeps_serving(smtp_server, credential):
+    host, port = smtp_server.bound["submission"]
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.recv(1024)
+        try:
+            sock.sendall(b"X" * (10 * 1024 * 1024) + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and hang up before it has read everything; both are fine
+        replies = _read_replies(sock, 1)
+        assert replies and replies[0][:9] == b"500 5.5.6"
+    logged_in(smtp_server, credential).quit()
+
+
+def test_a_ten_megabyte_line_inside_data_is_refused_and_nothing_is_queued(smtp_server, credential):
+    client = logged_in(smtp_server, credential)
+    client.mail("app@acme.example")
+    client.rcpt("jane@dest.example")
+    code, text = client.data(MESSAGE.encode() + b"Y" * (10 * 1024 * 1024) + b"\r\n")
+    assert code in (500, 552) and text[:4] in (b"5.5.", b"5.3.")
+    assert not Message.objects.exists()
+    logged_in(smtp_server, credential).quit()
+
+
+def test_a_data_that_never_ends_times_out_and_queues_nothing(smtp_server, credential, settings):
+    settings.POSTWERK_SMTP_IDLE_TIMEOUT = 1.0
+    client = logged_in(smtp_server, credential)
+    client.mail("app@acme.example")
+    client.rcpt("jane@dest.example")
+    client.putcmd("DATA")
+    assert client.getreply()[0] == 354
+    client.send(b"From: app@acme.example\r\nSubject: endless\r\n\r\nthe client stops here")
+    client.sock.settimeout(10)
+    answer = client.sock.recv(1024)  # the idle timeout, then the server hangs up
+    assert answer.startswith(b"421 4.4.2")
+    assert client.sock.recv(1024) == b""
+    assert not Message.objects.exists()
+    logged_in(smtp_server, credential).quit()
+
+
+def test_a_data_stream_past_the_size_limit_is_552(smtp_server, credential, settings):
+    client = logged_in(smtp_server, credential)
+    client.mail("app@acme.example")
+    client.rcpt("jane@dest.example")
+    client.putcmd("DATA")
+    assert client.getreply()[0] == 354
+    line = b"z" * 998 + b"\r\n"
+    try:
+        for _ in range(settings.POSTWERK_MAX_MESSAGE_SIZE // len(line) + 50):
+            client.send(line)
+        client.send(b".\r\n")
+    except smtplib.SMTPServerDisconnected:
+        pass
+    code, text = client.getreply()
+    assert (code, text[:5]) == (552, b"5.3.4")
+    assert not Message.objects.exists()
+
+
+def test_a_thousand_pipelined_recipients_each_get_a_reply(smtp_server, credential, settings):
+    limit = settings.POSTWERK_MAX_RECIPIENTS
+    client = logged_in(smtp_server, credential)
+    sock = client.sock
+    commands = b"MAIL FROM:<app@acme.example>\r\n"
+    commands += b"".join(b"RCPT TO:<u%d@dest.example>\r\n" % i for i in range(1000))
+    sock.sendall(commands)
+    replies = _read_replies(sock, 1001)
+    assert len(replies) == 1001
+    assert replies[0][:3] == b"250"
+    assert all(reply[:3] == b"250" for reply in replies[1 : limit + 1])
+    assert all(reply[:9] == b"452 4.5.3" for reply in replies[limit + 1 :])
+    sock.sendall(b"DATA\r\n")
+    assert _read_replies(sock, 1)[0][:3] == b"354"
+    sock.sendall(MESSAGE.encode() + b".\r\n")
+    assert _read_replies(sock, 1)[0].startswith(b"250 2.0.0 Ok: queued as")
+    assert Recipient.objects.count() == limit
+
+
+def test_connections_per_ip_are_capped_with_421(smtp_server, credential, settings):
+    settings.POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP = 3
+    host, port = smtp_server.bound["submission"]
+    held = [socket.create_connection((host, port), timeout=5) for _ in range(3)]
+    try:
+        for sock in held:
+            assert sock.recv(1024).startswith(b"220")
+        with socket.create_connection((host, port), timeout=5) as extra:
+            assert extra.recv(1024).startswith(b"421 4.7.0")
+            assert extra.recv(1024) == b""
+    finally:
+        for sock in held:
+            sock.close()
+    # The slots free up once those clients have gone.
+    for _ in range(50):
+        try:
+            logged_in(smtp_server, credential).quit()
+            break
+        except smtplib.SMTPException:
+            import time
+
+            time.sleep(0.05)
+    else:
+        pytest.fail("the server did not free the per-IP slots")

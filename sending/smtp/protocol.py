@@ -13,13 +13,19 @@ from .replies import with_enhanced_status
 
 
 class PostwerkSMTP(SMTP):
-    # Connections per source IP, per process.
-    _per_ip: Counter[str] = Counter()
-
-    def __init__(self, *args: Any, implicit_tls: bool = False, max_per_ip: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        implicit_tls: bool = False,
+        max_per_ip: int = 0,
+        per_ip: Counter[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._implicit_tls = implicit_tls
         self._max_per_ip = max_per_ip
+        # Open connections per source IP, shared by every listener of one server process.
+        self._per_ip: Counter[str] = Counter() if per_ip is None else per_ip
         self._peer_ip: str | None = None
         self._plain_replies = False
         self.auth_delay = 0.0
@@ -48,6 +54,12 @@ class PostwerkSMTP(SMTP):
                 del self._per_ip[self._peer_ip]
             self._peer_ip = None
         super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        # RFC 5321 §4.5.3.2: say why before hanging up on an idle client (aiosmtpd just closes).
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"421 4.4.2 Idle timeout, closing connection\r\n")
+        super()._timeout_cb()
 
     @property
     def peer_ip(self) -> str | None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import ssl
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +78,12 @@ class SmtpServer:
         self._servers: list[asyncio.base_events.Server] = []
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
+        self._per_ip: Counter[str] = Counter()
 
     async def _start(self) -> None:
         context = tls_context()
         for listener in self.listeners:
-            factory = submission_protocol(tls_context=context, implicit_tls=listener.implicit_tls)
+            factory = submission_protocol(tls_context=context, implicit_tls=listener.implicit_tls, per_ip=self._per_ip)
             server = await asyncio.get_running_loop().create_server(
                 factory,
                 listener.host,

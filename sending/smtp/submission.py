@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -143,8 +144,8 @@ class SubmissionHandler:
         return f"250 2.0.0 Ok: queued as {message.id}"
 
 
-def submission_protocol(*, tls_context, implicit_tls: bool):  # type: ignore[no-untyped-def]
-    """A factory of protocol instances for one listener."""
+def submission_protocol(*, tls_context, implicit_tls: bool, per_ip: Counter[str]):  # type: ignore[no-untyped-def]
+    """A factory of protocol instances for one listener; `per_ip` counts connections across the server's listeners."""
     handler = SubmissionHandler(max_recipients=settings.POSTWERK_MAX_RECIPIENTS)
 
     def factory() -> PostwerkSMTP:
@@ -163,6 +164,7 @@ def submission_protocol(*, tls_context, implicit_tls: bool):  # type: ignore[no-
             authenticator=authenticator,
             implicit_tls=implicit_tls,
             max_per_ip=settings.POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP,
+            per_ip=per_ip,
         )
 
     return factory
