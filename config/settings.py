@@ -190,6 +190,21 @@ POSTWERK_DELIVERY_BATCH = env.int("POSTWERK_DELIVERY_BATCH", default=100)
 POSTWERK_IDEMPOTENCY_TTL = env.int("POSTWERK_IDEMPOTENCY_TTL", default=24 * 3600)
 POSTWERK_DKIM_SELECTOR_PREFIX = env.str("POSTWERK_DKIM_SELECTOR_PREFIX", default="pw")
 
+# --- Sender domains: what owners publish and how often it is checked -------------------------------------
+# Each domain's return-path subdomain (`pm-bounces.DOMAIN` by default) is a CNAME to the platform host below.
+POSTWERK_RETURN_PATH_PREFIX = env.str("POSTWERK_RETURN_PATH_PREFIX", default="pm-bounces")
+# The inbound MX hosts a return-path subdomain may point its MX at when a CNAME is not possible.
+POSTWERK_INBOUND_MX_HOSTS = env.list("POSTWERK_INBOUND_MX_HOSTS", default=[POSTWERK_RETURN_PATH_DOMAIN])
+# SPF: the include owners add (a record the operator publishes), or the sending IPs as ip4:/ip6: terms.
+POSTWERK_SPF_INCLUDE = env.str("POSTWERK_SPF_INCLUDE", default=f"_spf.{POSTWERK_RETURN_PATH_DOMAIN}")
+# The addresses delivery connects from; SPF is evaluated for each of them.
+POSTWERK_SENDING_IPS = env.list("POSTWERK_SENDING_IPS", default=[])
+POSTWERK_DMARC_RUA = env.str("POSTWERK_DMARC_RUA", default=f"mailto:dmarc-reports@{POSTWERK_RETURN_PATH_DOMAIN}")
+# Refuse mail from domains that have not proven ownership and published DKIM (off only for local trials).
+POSTWERK_REQUIRE_VERIFIED_DOMAINS = env.bool("POSTWERK_REQUIRE_VERIFIED_DOMAINS", default=True)
+POSTWERK_DOMAIN_CHECK_INTERVAL_UNVERIFIED = env.int("POSTWERK_DOMAIN_CHECK_INTERVAL_UNVERIFIED", default=3600)
+POSTWERK_DOMAIN_CHECK_INTERVAL_VERIFIED = env.int("POSTWERK_DOMAIN_CHECK_INTERVAL_VERIFIED", default=24 * 3600)
+
 
 def _fernet_key() -> bytes:
     raw = _secret("POSTWERK_ENCRYPTION_KEY", generate=EMBEDDED)
@@ -272,6 +287,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "sweep-recipients": {"task": "sending.tasks.sweep", "schedule": POSTWERK_SWEEP_INTERVAL},
     "expire-idempotency-keys": {"task": "sending.tasks.expire_idempotency_keys", "schedule": 3600.0},
+    # Finds the domains whose next DNS check is due (hourly unverified, daily verified) and queues each.
+    "check-domains": {"task": "sending.tasks.check_due_domains", "schedule": 300.0},
 }
 CELERY_TASK_ROUTES = {
     "sending.tasks.deliver": {"queue": "delivery"},

@@ -22,7 +22,7 @@ from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from .retry import next_attempt
 from .return_path import return_path
-from .signing import dkim_sign
+from .signing import SigningKey, dkim_sign_all
 from .smtp_client import Reply, SessionLost, SmtpSession
 
 log = logging.getLogger(__name__)
@@ -78,22 +78,23 @@ def _private_key(key_id: int, encrypted: str) -> bytes:
 
 
 def signed_message(message: Message) -> bytes:
-    """The message as it goes on the wire: DKIM-signed with its domain's newest active key."""
-    key = (
-        DkimKey.objects.filter(domain_id=message.domain_id, active=True)
+    """The message as it goes on the wire: DKIM-signed with each active key of its domain (RSA, and Ed25519
+    when the domain has one), newest first."""
+    keys = list(
+        DkimKey.objects.filter(domain_id=message.domain_id, state=DkimKey.State.ACTIVE)
         .select_related("domain")
         .order_by("-created_at")
-        .first()
     )
-    raw = bytes(message.raw)
-    if key is None:
+    if not keys:
         raise LookupError(f"no active DKIM key for the domain of message {message.pk}")
-    return dkim_sign(
-        raw,
-        domain=key.domain.name,
-        selector=key.selector,
-        private_key_pem=_private_key(key.pk, key.private_key_encrypted),
-    )
+    newest: dict[str, DkimKey] = {}
+    for key in keys:
+        newest.setdefault(key.algorithm, key)
+    signing = [
+        SigningKey(key.domain.name, key.selector, key.algorithm, _private_key(key.pk, key.private_key_encrypted))
+        for key in sorted(newest.values(), key=lambda k: k.algorithm != DkimKey.Algorithm.RSA)
+    ]
+    return dkim_sign_all(bytes(message.raw), signing)
 
 
 # --- route and connect ------------------------------------------------------------------------------------

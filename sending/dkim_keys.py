@@ -6,7 +6,7 @@ import base64
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 RSA_BITS = 2048
 
@@ -27,3 +27,11 @@ def generate_rsa_keypair(bits: int = RSA_BITS) -> KeyPair:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return KeyPair(private_pem=private_pem, public_b64=base64.b64encode(public_der).decode("ascii"))
+
+
+def generate_ed25519_keypair() -> KeyPair:
+    """RFC 8463: p= is the raw 32-byte public key; dkimpy (via PyNaCl) takes the raw 32-byte seed, base64."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    seed = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return KeyPair(private_pem=base64.b64encode(seed), public_b64=base64.b64encode(public).decode("ascii"))

@@ -10,8 +10,10 @@ from accounts.models import Organization
 
 from .addresses import domain_matches
 from .crypto import encrypt
-from .dkim_keys import generate_rsa_keypair
-from .models import DkimKey, Domain
+from .dkim_keys import generate_ed25519_keypair, generate_rsa_keypair
+from .domain_checks.records import expected_records
+from .domain_checks.spec import DkimKeySpec, DomainSpec
+from .models import FINAL_STATES, DkimKey, Domain, Recipient
 
 
 class DomainError(ValueError):
@@ -32,40 +34,95 @@ def normalize_domain(name: str) -> str:
 
 
 @transaction.atomic
-def domain_get_or_create(*, organization: Organization, name: str) -> tuple[Domain, bool]:
-    """The organization's domain, created with an active DKIM key; another organization's is refused."""
+def domain_get_or_create(
+    *, organization: Organization, name: str, ed25519: bool = False, return_path_subdomain: str = ""
+) -> tuple[Domain, bool]:
+    """The organization's domain, created with a DKIM key waiting for its DNS record; another organization's
+    domain is refused. `ed25519` adds a second key for dual signing (RFC 8463)."""
     ascii_name = normalize_domain(name)
     domain = Domain.objects.select_for_update().filter(name=ascii_name).first()
     if domain is not None and domain.organization_id != organization.pk:
         raise DomainError(f"{ascii_name} belongs to another organization.")
     created = domain is None
     if created:
-        domain = Domain.objects.create(organization=organization, name=ascii_name)
-    if not domain.dkim_keys.filter(active=True).exists():
+        domain = Domain.objects.create(
+            organization=organization, name=ascii_name, return_path_subdomain=_label(return_path_subdomain)
+        )
+    live = DkimKey.objects.filter(domain=domain).exclude(state=DkimKey.State.RETIRED)
+    if not live.filter(algorithm=DkimKey.Algorithm.RSA).exists():
         dkim_key_create(domain=domain)
+    if ed25519 and not live.filter(algorithm=DkimKey.Algorithm.ED25519).exists():
+        dkim_key_create(domain=domain, algorithm=DkimKey.Algorithm.ED25519)
     return domain, created
 
 
-def dkim_key_create(*, domain: Domain) -> DkimKey:
-    base = f"{settings.POSTWERK_DKIM_SELECTOR_PREFIX}{timezone.now():%Y%m}"
+def _label(value: str) -> str:
+    value = (value or "").strip().lower()
+    if value and not (len(value) <= 63 and value.replace("-", "").isalnum() and value[0] != "-" and value[-1] != "-"):
+        raise DomainError(f"{value!r} is not a valid subdomain label.")
+    return value
+
+
+def dkim_key_create(*, domain: Domain, algorithm: str = DkimKey.Algorithm.RSA) -> DkimKey:
+    """A new key under a new selector. It starts `pending` and signs once its record is seen in DNS."""
+    suffix = "e" if algorithm == DkimKey.Algorithm.ED25519 else ""
+    base = f"{settings.POSTWERK_DKIM_SELECTOR_PREFIX}{timezone.now():%Y%m}{suffix}"
     selector, n = base, 1
     while DkimKey.objects.filter(domain=domain, selector=selector).exists():
         n += 1
-        selector = f"{base}{n}"
-    pair = generate_rsa_keypair()
+        selector = f"{base}-{n}"
+    pair = generate_ed25519_keypair() if algorithm == DkimKey.Algorithm.ED25519 else generate_rsa_keypair()
     return DkimKey.objects.create(
         domain=domain,
         selector=selector,
+        algorithm=algorithm,
         private_key_encrypted=encrypt(pair.private_pem),
         public_key=pair.public_b64,
     )
 
 
+@transaction.atomic
+def domain_rotate_dkim(*, domain: Domain, algorithm: str = DkimKey.Algorithm.RSA) -> DkimKey:
+    """Start a rotation: a new pending key. The old key keeps signing until the new record verifies."""
+    Domain.objects.select_for_update().filter(pk=domain.pk).first()
+    DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKey.State.PENDING).delete()
+    return dkim_key_create(domain=domain, algorithm=algorithm)
+
+
+class DomainInUse(DomainError):
+    pass
+
+
+@transaction.atomic
+def domain_delete(*, domain: Domain) -> None:
+    """Delete a domain once none of its mail is still waiting to leave; sent messages keep their history."""
+    waiting = Recipient.objects.filter(message__domain=domain).exclude(state__in=FINAL_STATES)
+    if waiting.exists():
+        raise DomainInUse(f"{domain.name} still has messages waiting for delivery; delete it once they have left.")
+    domain.delete()
+
+
+def domain_spec(domain: Domain) -> DomainSpec:
+    """What the DNS checks need to know about a domain, as plain values."""
+    keys = domain.dkim_keys.exclude(state=DkimKey.State.RETIRED).order_by("created_at")
+    return DomainSpec(
+        name=domain.name,
+        verification_token=domain.verification_token,
+        dkim_keys=[DkimKeySpec(k.selector, k.algorithm, k.public_key) for k in keys],  # type: ignore[arg-type]
+        return_path_host=domain.return_path_host,
+        platform_return_path_target=settings.POSTWERK_RETURN_PATH_DOMAIN,
+        platform_mx_hosts=list(settings.POSTWERK_INBOUND_MX_HOSTS),
+        spf_include=settings.POSTWERK_SPF_INCLUDE or None,
+        sending_ips=list(settings.POSTWERK_SENDING_IPS),
+        dmarc_rua=settings.POSTWERK_DMARC_RUA,
+    )
+
+
 def dns_records(domain: Domain) -> list[dict[str, str]]:
-    """The records the domain's owner must publish (DKIM for now; SPF, DMARC and return-path come later)."""
+    """The records the domain's owner must publish, each with its purpose and a note."""
     return [
-        {"type": "TXT", "name": key.record_name, "value": key.record_value, "purpose": "dkim"}
-        for key in domain.dkim_keys.filter(active=True).order_by("created_at")
+        {"purpose": r.purpose, "type": r.type, "name": r.name, "value": r.value, "note": r.note}
+        for r in expected_records(domain_spec(domain))
     ]
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 import uuid6
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -16,6 +18,10 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=uuid6.uuid7().int)
 
 
+def verification_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 class Domain(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="domains")
     # Stored as ASCII (IDNA) lower case; one organization owns a domain.
@@ -23,16 +29,44 @@ class Domain(models.Model):
     allow_subdomains = models.BooleanField(
         default=False, help_text="Allow From addresses at any subdomain of this domain."
     )
+    verification_token = models.CharField(max_length=64, default=verification_token, editable=False)
+    return_path_subdomain = models.CharField(max_length=63, default="", blank=True)
+    # What the last DNS checks proved. Sticky against one failed lookup: only a definite answer changes them.
+    ownership_verified_at = models.DateTimeField(null=True, blank=True)
+    # Ownership proven and a DKIM key live in DNS: from then on the domain may send.
+    verified_at = models.DateTimeField(null=True, blank=True)
+    dkim_ok = models.BooleanField(default=False)
+    return_path_ok = models.BooleanField(default=False)
+    # SPF passes for the return-path host: what DMARC's SPF alignment looks at.
+    spf_ok = models.BooleanField(default=False)
+    # The parsed DMARC policy that applies to mail from this domain ({} when none is published).
+    dmarc = models.JSONField(default=dict, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["next_check_at"], name="domain_next_check")]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def return_path_host(self) -> str:
+        return f"{self.return_path_subdomain or settings.POSTWERK_RETURN_PATH_PREFIX}.{self.name}"
 
 
 class DkimKey(models.Model):
     class Algorithm(models.TextChoices):
         RSA = "rsa"
         ED25519 = "ed25519"
+
+    class State(models.TextChoices):
+        # A key signs only once its record is seen in DNS; a newer verified key of the same algorithm
+        # retires the older one, whose record the owner may then remove.
+        PENDING = "pending"
+        ACTIVE = "active"
+        RETIRED = "retired"
 
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="dkim_keys")
     selector = models.CharField(max_length=63)
@@ -41,7 +75,9 @@ class DkimKey(models.Model):
     private_key_encrypted = models.TextField()
     # Base64 of the DER public key: the p= tag of the DNS record.
     public_key = models.TextField()
-    active = models.BooleanField(default=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -62,7 +98,8 @@ class DkimKey(models.Model):
 class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="messages")
-    domain = models.ForeignKey(Domain, on_delete=models.PROTECT, related_name="messages")
+    # Kept when the domain is deleted (after its mail has left), so history survives.
+    domain = models.ForeignKey(Domain, on_delete=models.SET_NULL, null=True, related_name="messages")
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     smtp_credential = models.ForeignKey(
         SmtpCredential, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -158,12 +195,17 @@ class EventType(models.TextChoices):
     DEFERRED = "deferred"
     BOUNCED = "bounced"
     FAILED = "failed"
+    DOMAIN_VERIFIED = "domain.verified"
+    DOMAIN_DNS_BROKEN = "domain.dns_broken"
+    DOMAIN_DNS_FIXED = "domain.dns_fixed"
+    DKIM_KEY_ACTIVATED = "domain.dkim_key_activated"
 
 
 class Event(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events")
     message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    domain = models.ForeignKey(Domain, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
     type = models.CharField(max_length=40, choices=EventType.choices)
     created_at = models.DateTimeField(default=timezone.now)
     details = models.JSONField(default=dict, blank=True)
@@ -173,6 +215,33 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DnsCheckStatus(models.TextChoices):
+    OK = "ok"
+    MISSING = "missing"
+    WRONG = "wrong"
+    ERROR = "error"  # the lookup failed (timeout, SERVFAIL): says nothing about the record
+
+
+class DnsCheck(models.Model):
+    """The latest result of one named check of one domain (ownership, dkim:SELECTOR, spf, dmarc, ...)."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="dns_checks")
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=DnsCheckStatus.choices)
+    message = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+    # When the status last changed; the latest check that was ok, to tell "broken since".
+    changed_at = models.DateTimeField(default=timezone.now)
+    ok_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["domain", "name"], name="dns_check_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.status}"
 
 
 class IdempotencyKey(models.Model):

@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.models import SmtpCredential
 
 from .addresses import AddressError, Mailbox, parse_mailbox
+from .domain_guard import Refusal, domain_refusal
 from .domains import sender_domain
 from .models import Domain, Message, uuid7
 from .raw_message import (
@@ -53,9 +54,16 @@ def check_sender(credential: SmtpCredential, address: str) -> Mailbox:
         mailbox = parse_mailbox(address)
     except AddressError as exc:
         raise Refused("553 5.1.7 Bad sender address syntax") from exc
-    if credential_domain(credential, mailbox.domain) is None:
+    domain = credential_domain(credential, mailbox.domain)
+    if domain is None:
         raise Refused(f"550 5.7.1 Sender domain {mailbox.domain} is not allowed for this credential")
+    if settings.POSTWERK_REQUIRE_VERIFIED_DOMAINS and domain.verified_at is None:
+        raise Refused(f"550 5.7.1 {_one_line(domain_refusal(domain, mailbox.domain))}")
     return mailbox
+
+
+def _one_line(refusal: Refusal | None) -> str:
+    return " ".join(str(refusal.message if refusal else "").split())[:400]  # RFC 5321 §4.5.3.1.5: 512-octet lines
 
 
 def check_recipient(address: str) -> Mailbox:
@@ -82,6 +90,9 @@ def smtp_message_submit(
         domain = credential_domain(credential, from_box.domain)
         if domain is None:
             raise Refused(f"550 5.7.1 From domain {from_box.domain} is not allowed for this credential")
+        refusal = domain_refusal(domain, from_box.domain)
+        if refusal is not None:
+            raise Refused(f"550 5.7.1 {_one_line(refusal)}")
     domain = credential_domain(credential, parse_mailbox(froms[0]).domain)
     assert domain is not None
     recipients = [("to", check_recipient(r)) for r in rcpt_tos]

@@ -8,9 +8,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import delivery
+from . import delivery, domain_verification
 from . import sweep as sweeping
-from .models import IdempotencyKey
+from .models import Domain, IdempotencyKey
 
 
 @shared_task(name="sending.tasks.deliver")
@@ -29,3 +29,18 @@ def expire_idempotency_keys() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.POSTWERK_IDEMPOTENCY_TTL)
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+@shared_task(name="sending.tasks.check_due_domains")
+def check_due_domains() -> int:
+    due = domain_verification.domains_due()
+    for domain_id in due:
+        check_domain.delay(domain_id)
+    return len(due)
+
+
+@shared_task(name="sending.tasks.check_domain")
+def check_domain(domain_id: int) -> None:
+    domain = Domain.objects.filter(pk=domain_id).first()
+    if domain is not None:
+        domain_verification.domain_verify(domain=domain)

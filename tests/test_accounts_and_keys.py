@@ -26,10 +26,20 @@ def test_provision_prints_what_an_operator_needs():
     assert result["organization"]["name"] == "Acme"
     assert result["domain"] == "acme.example"
     assert result["api_key"].startswith("pwk_")
-    [record] = result["dns_records"]
-    assert record["type"] == "TXT"
-    assert record["name"].endswith("._domainkey.acme.example")
-    assert record["value"].startswith("v=DKIM1; k=rsa; p=")
+    records = {record["purpose"]: record for record in result["dns_records"]}
+    assert set(records) == {"ownership", "dkim", "return_path", "spf", "dmarc"}
+    assert records["dkim"]["type"] == "TXT"
+    assert records["dkim"]["name"].endswith("._domainkey.acme.example")
+    assert records["dkim"]["value"].startswith("v=DKIM1; k=rsa; p=")
+    assert records["ownership"]["value"].startswith("postwerk-verification=")
+    assert records["return_path"] == {
+        "purpose": "return_path",
+        "type": "CNAME",
+        "name": "pm-bounces.acme.example",
+        "value": "bounces.postwerk.example",
+        "note": records["return_path"]["note"],
+    }
+    assert result["verified"] == {"acme.example": False}
 
 
 def test_provision_twice_reuses_organization_domain_and_key():

@@ -9,8 +9,8 @@ from email import policy
 import pytest
 
 from accounts.services import api_key_create, api_key_revoke, organization_get_or_create
-from sending.domains import domain_get_or_create
 from sending.models import Event, EventType, Message, Recipient, RecipientState
+from tests.conftest import verified_domain
 
 pytestmark = pytest.mark.django_db
 
@@ -174,9 +174,9 @@ def test_from_domain_not_owned_is_403(api):
     assert "from" in response.json()["fields"]
 
 
-def test_other_organizations_domain_is_403(api, db):
+def test_other_organizations_domain_is_403(api, db, zone):
     other, _ = organization_get_or_create(name="Other")
-    domain_get_or_create(organization=other, name="other.example")
+    verified_domain(zone, other, "other.example")
     assert send(api, payload(**{"from": "x@other.example"})).status_code == 403
 
 
@@ -206,10 +206,10 @@ def test_idempotent_retry_returns_original_and_sends_once(api):
     assert "Idempotency-Key" in reused.json()["fields"]
 
 
-def test_idempotency_keys_are_per_organization(api, db, client):
+def test_idempotency_keys_are_per_organization(api, db, client, zone):
     send(api, payload(), HTTP_IDEMPOTENCY_KEY="k1")
     other, _ = organization_get_or_create(name="Other")
-    domain_get_or_create(organization=other, name="other.example")
+    verified_domain(zone, other, "other.example")
     _, secret = api_key_create(organization=other, name="k")
     response = client.post(
         "/api/v1/messages",

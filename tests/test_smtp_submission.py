@@ -18,7 +18,7 @@ from accounts.services import smtp_credential_create, smtp_credential_revoke
 from sending.models import Message, Recipient, RecipientState
 from sending.smtp import auth_limits
 from sending.smtp.server import Listener, SmtpServer
-from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
+from tests.conftest import add_mx_domain, deliver_queued, publish_dkim, verified_domain
 from tests.servers import make_self_signed
 from tests.test_delivery import dns_txt
 
@@ -188,10 +188,8 @@ def test_sender_domains_are_checked_at_mail_and_after_data(smtp_server, credenti
     assert not Message.objects.exists()
 
 
-def test_credential_limited_to_some_domains(smtp_server, organization, domain):
-    from sending.domains import domain_get_or_create
-
-    other, _ = domain_get_or_create(organization=organization, name="other.example")
+def test_credential_limited_to_some_domains(smtp_server, organization, domain, zone):
+    other = verified_domain(zone, organization, "other.example")
     credential, password = smtp_credential_create(organization=organization, name="limited", domains=[other])
     client = logged_in(smtp_server, (credential.username, password))
     assert client.mail("app@acme.example")[0] == 550

@@ -2,12 +2,16 @@ from django.urls import path
 
 from accounts import api as accounts_api
 
-from . import views
+from . import domains, views
 
 urlpatterns = [
     path("messages", views.MessagesView.as_view(), name="messages"),
     path("messages/batch", views.MessageBatchView.as_view(), name="messages-batch"),
     path("messages/<uuid:message_id>", views.MessageDetailView.as_view(), name="message-detail"),
+    path("domains", domains.DomainsView.as_view(), name="domains"),
+    path("domains/<int:domain_id>", domains.DomainDetailView.as_view(), name="domain-detail"),
+    path("domains/<int:domain_id>/verify", domains.DomainVerifyView.as_view(), name="domain-verify"),
+    path("domains/<int:domain_id>/rotate-dkim", domains.DomainRotateDkimView.as_view(), name="domain-rotate-dkim"),
     path("smtp-credentials", accounts_api.SmtpCredentialsView.as_view(), name="smtp-credentials"),
     path(
         "smtp-credentials/<int:credential_id>",

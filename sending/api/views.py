@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..domain_guard import domain_refusal
 from ..domains import sender_domain
 from ..models import RecipientState
 from ..selectors import events_by_recipient, message_get, message_list
@@ -63,6 +64,9 @@ def _prepare(request: Request, data: object) -> Prepared:
             {"from": [f"Add and verify {draft.sender.domain} before sending from it."]},
             "domain_not_allowed",
         )
+    refusal = domain_refusal(domain, draft.sender.domain)
+    if refusal is not None:
+        raise ApiError(403, refusal.message, {"from": [refusal.message]}, refusal.code)
     try:
         return message_prepare(organization=organization, api_key=request.auth, domain=domain, draft=draft)
     except MessageTooLarge as exc:

@@ -7,7 +7,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
+from sending.domain_verification import domain_verify
 from sending.domains import DomainError, dns_records, domain_get_or_create
+from sending.models import DnsCheck
 
 
 class Command(BaseCommand):
@@ -19,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--api-key-name", default="default", help="Name of the API key to create")
         parser.add_argument("--no-api-key", action="store_true", help="Do not create an API key")
         parser.add_argument("--smtp-credential", metavar="NAME", help="Also create an SMTP credential of this name")
+        parser.add_argument("--verify", action="store_true", help="Check each domain's DNS now and report it")
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
@@ -41,6 +44,11 @@ class Command(BaseCommand):
             name = _unique_name(organization.smtp_credentials, options["smtp_credential"])
             credential, password = smtp_credential_create(organization=organization, name=name)
             smtp = {"smtp_username": credential.username, "smtp_password": password}
+        checks = {}
+        if options["verify"]:
+            for domain in domains:
+                checks[domain.name] = [_check_json(c) for c in domain_verify(domain=domain)]
+                domain.refresh_from_db()
         records = [record for domain in domains for record in dns_records(domain)]
         result = {
             "organization": {"id": organization.pk, "name": organization.name},
@@ -48,7 +56,10 @@ class Command(BaseCommand):
             "domains": [d.name for d in domains],
             "api_key": api_key,
             "dns_records": records,
+            "verified": {d.name: d.verified_at is not None for d in domains},
         }
+        if checks:
+            result["checks"] = checks
         if smtp:
             result.update(smtp)
         if options["json"]:
@@ -63,6 +74,9 @@ class Command(BaseCommand):
             self.stdout.write(f"SMTP username: {smtp['smtp_username']}  password (shown once): {smtp['smtp_password']}")
         for record in records:
             self.stdout.write(f'Publish {record["type"]} {record["name"]}  "{record["value"]}"')
+        for name, domain_checks in checks.items():
+            for check in domain_checks:
+                self.stdout.write(f"{name} {check['name']}: {check['status']} - {check['message']}")
 
 
 def _unique_name(existing, base: str) -> str:  # type: ignore[no-untyped-def]
@@ -72,3 +86,7 @@ def _unique_name(existing, base: str) -> str:  # type: ignore[no-untyped-def]
         n += 1
         name = f"{base}-{n}"
     return name
+
+
+def _check_json(check: DnsCheck) -> dict:
+    return {"name": check.name, "status": check.status, "message": check.message, "details": check.details}
