@@ -232,6 +232,23 @@ POSTWERK_SMTP_IDLE_TIMEOUT = env.float("POSTWERK_SMTP_IDLE_TIMEOUT", default=300
 POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP = env.int("POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP", default=50)
 POSTWERK_SMTP_AUTH_MAX_FAILURES = env.int("POSTWERK_SMTP_AUTH_MAX_FAILURES", default=10)
 POSTWERK_SMTP_AUTH_FAILURE_WINDOW = env.int("POSTWERK_SMTP_AUTH_FAILURE_WINDOW", default=900)
+# The inbound MX for bounces and feedback reports to return-path addresses: no AUTH, relays nothing.
+POSTWERK_SMTP_INBOUND = env.str("POSTWERK_SMTP_INBOUND", default=f"{_smtp_host}:{25 if _privileged else 2525}")
+POSTWERK_INBOUND_MAX_MESSAGE_SIZE = env.int("POSTWERK_INBOUND_MAX_MESSAGE_SIZE", default=30 * 1024 * 1024)
+# Local parts accepted at return-path hosts besides VERP addresses: feedback loops and RFC 5321's postmaster.
+POSTWERK_FEEDBACK_LOCAL_PARTS = env.list("POSTWERK_FEEDBACK_LOCAL_PARTS", default=["fbl", "abuse", "postmaster"])
+
+# --- Bounces and suppressions -----------------------------------------------------------------------------
+# Soft bounces (permanent non-address failures, expiries) suppress an address once this many fall in the window.
+POSTWERK_SOFT_BOUNCE_LIMIT = env.int("POSTWERK_SOFT_BOUNCE_LIMIT", default=3)
+POSTWERK_SOFT_BOUNCE_WINDOW = env.int("POSTWERK_SOFT_BOUNCE_WINDOW", default=7 * 24 * 3600)
+# Seconds a suppression lasts, per reason; 0 = until removed.
+POSTWERK_SUPPRESSION_TTL = {
+    "hard_bounce": env.int("POSTWERK_SUPPRESSION_TTL_HARD_BOUNCE", default=0),
+    "soft_bounce": env.int("POSTWERK_SUPPRESSION_TTL_SOFT_BOUNCE", default=30 * 24 * 3600),
+    "complaint": env.int("POSTWERK_SUPPRESSION_TTL_COMPLAINT", default=0),
+    "manual": env.int("POSTWERK_SUPPRESSION_TTL_MANUAL", default=0),
+}
 
 # --- Celery ---------------------------------------------------------------------------------------------
 
@@ -289,9 +306,11 @@ CELERY_BEAT_SCHEDULE = {
     "expire-idempotency-keys": {"task": "sending.tasks.expire_idempotency_keys", "schedule": 3600.0},
     # Finds the domains whose next DNS check is due (hourly unverified, daily verified) and queues each.
     "check-domains": {"task": "sending.tasks.check_due_domains", "schedule": 300.0},
+    "expire-suppressions": {"task": "sending.tasks.expire_suppressions", "schedule": 3600.0},
 }
 CELERY_TASK_ROUTES = {
     "sending.tasks.deliver": {"queue": "delivery"},
+    "sending.tasks.process_inbound": {"queue": "default"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 

@@ -17,13 +17,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from .bounces.reasons import Kind, Reason, classify_reply
 from .crypto import decrypt
 from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from .retry import next_attempt
-from .return_path import return_path
+from .return_path import return_path, return_path_host
 from .signing import SigningKey, dkim_sign_all
 from .smtp_client import Reply, SessionLost, SmtpSession
+from .suppressions import BounceFact, bounce_effects
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,9 @@ def claim(recipient_ids: list[str]) -> list[Recipient]:
         )
         if not won:
             return []
-        recipients = list(Recipient.objects.filter(id__in=recipient_ids, claim_token=token).select_related("message"))
+        recipients = list(
+            Recipient.objects.filter(id__in=recipient_ids, claim_token=token).select_related("message__domain")
+        )
         Event.objects.bulk_create(
             Event(
                 organization_id=r.organization_id,
@@ -187,16 +191,19 @@ def send_message(session: SmtpSession, message: Message, group: list[Recipient],
     if session.max_size is not None and len(data) > session.max_size:
         reply = Reply(552, "5.3.4", f"message of {len(data)} bytes exceeds {session.mx_host}'s limit")
         return [outcome(r, reply) for r in group]
-    try:
-        replies = session.send(
-            mail_from=return_path(message.pk),
-            rcpts=[r.address for r in group],
-            data=data,
-            smtputf8=message.smtputf8,
-        )
-    except SessionLost as lost:
-        return [outcome(r, lost.reply) for r in group]
-    return [outcome(r, replies[r.address]) for r in group]
+    # One transaction per recipient: each gets its own VERP return path, so a bounce names exactly one delivery.
+    # They share the connection, so the cost is a few pipelined round trips, not a new session.
+    host = return_path_host(message.domain)
+    outcomes = []
+    for i, r in enumerate(group):
+        try:
+            replies = session.send(
+                mail_from=return_path(r.pk, host), rcpts=[r.address], data=data, smtputf8=message.smtputf8
+            )
+        except SessionLost as lost:
+            return outcomes + [outcome(rest, lost.reply) for rest in group[i:]]
+        outcomes.append(outcome(r, replies[r.address]))
+    return outcomes
 
 
 # --- record -----------------------------------------------------------------------------------------------
@@ -205,7 +212,7 @@ def send_message(session: SmtpSession, message: Message, group: list[Recipient],
 def record_outcomes(outcomes: list[Outcome]) -> None:
     """Write each recipient's new state and its event, in one transaction for the whole batch."""
     now = timezone.now()
-    events = []
+    events, bounces = [], []
     for o in outcomes:
         r = o.recipient
         r.last_code, r.last_enhanced, r.last_text = o.reply.code, o.reply.enhanced, o.reply.text[:2000]
@@ -225,12 +232,14 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             r.state, event_type = RecipientState.FAILED, EventType.FAILED
         elif o.reply.permanent:
             r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
-            details["reason"] = "rejected"
+            details.update(_bounce_details(o.reply))
+            bounces.append(_bounce_fact(r, details))
         else:
             when = next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
             if when is None:
                 r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
-                details["reason"] = "expired"
+                details.update(_bounce_details(o.reply, expired=True))
+                bounces.append(_bounce_fact(r, details))
             else:
                 r.state, r.next_attempt_at, event_type = RecipientState.DEFERRED, when, EventType.DEFERRED
                 details["next_attempt_at"] = when.isoformat()
@@ -262,10 +271,40 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             ],
         )
         Event.objects.bulk_create(events)
+        if bounces:
+            bounce_effects(bounces)
 
 
 def _reply_json(reply: Reply) -> dict[str, object]:
     return {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}
+
+
+def _bounce_details(reply: Reply, *, expired: bool = False) -> dict[str, str]:
+    """A synchronous rejection, classified exactly as a DSN would be; an expiry is always a soft bounce."""
+    if expired:
+        reason, kind, status = Reason.EXPIRED, Kind.SOFT, "4.4.7"
+    else:
+        classified = classify_reply(reply.code, reply.enhanced, reply.text)
+        reason, kind, status = classified.reason, classified.kind, reply.enhanced
+    return {
+        "kind": str(kind),
+        "reason": str(reason),
+        "status": status,
+        "diagnostic": f"{reply.code} {reply.enhanced} {reply.text}".replace("  ", " ")[:2000],
+        "source": "smtp",
+    }
+
+
+def _bounce_fact(r: Recipient, details: dict) -> BounceFact:
+    return BounceFact(
+        organization_id=r.organization_id,
+        address=r.address,
+        message_id=r.message_id,
+        kind=details["kind"],
+        reason=details["reason"],
+        status=details["status"],
+        diagnostic=details["diagnostic"],
+    )
 
 
 # --- the whole stage ----------------------------------------------------------------------------------------

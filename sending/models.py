@@ -143,10 +143,11 @@ class RecipientState(models.TextChoices):
     DEFERRED = "deferred"
     BOUNCED = "bounced"
     FAILED = "failed"
+    SUPPRESSED = "suppressed"  # on the organization's suppression list when sent: never attempted
 
 
-# States a recipient never leaves.
-FINAL_STATES = (RecipientState.DELIVERED, RecipientState.BOUNCED, RecipientState.FAILED)
+# States delivery never takes a recipient out of (an asynchronous DSN may still turn `delivered` into `bounced`).
+FINAL_STATES = (RecipientState.DELIVERED, RecipientState.BOUNCED, RecipientState.FAILED, RecipientState.SUPPRESSED)
 
 
 class Recipient(models.Model):
@@ -195,6 +196,8 @@ class EventType(models.TextChoices):
     DEFERRED = "deferred"
     BOUNCED = "bounced"
     FAILED = "failed"
+    COMPLAINED = "complained"
+    SUPPRESSED = "suppressed"
     DOMAIN_VERIFIED = "domain.verified"
     DOMAIN_DNS_BROKEN = "domain.dns_broken"
     DOMAIN_DNS_FIXED = "domain.dns_fixed"
@@ -215,6 +218,76 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Suppression(models.Model):
+    """An address the organization does not mail. Removing one keeps the row (who, when) for the record."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce"
+        SOFT_BOUNCE = "soft_bounce"  # repeated soft bounces within the window
+        COMPLAINT = "complaint"
+        MANUAL = "manual"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="suppressions")
+    address = models.CharField(max_length=320, help_text="Lower case")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    # The bounce reason, status and diagnostic, or a note for manual entries.
+    details = models.JSONField(default=dict, blank=True)
+    source_message = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=200, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "address"],
+                condition=models.Q(removed_at__isnull=True),
+                name="suppression_live_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="suppression_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.reason})"
+
+
+class InboundMessage(models.Model):
+    """Mail that arrived on the inbound MX (DSNs, feedback reports, auto-replies), stored raw before parsing."""
+
+    class State(models.TextChoices):
+        RECEIVED = "received"  # stored, waiting for the processing task
+        PROCESSED = "processed"  # understood and applied
+        IGNORED = "ignored"  # understood, or not, but nothing to apply (see `note`)
+        FAILED = "failed"  # processing raised; the raw message is kept for a later look
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    received_at = models.DateTimeField(default=timezone.now)
+    peer_ip = models.CharField(max_length=45, blank=True)
+    mail_from = models.CharField(max_length=320, blank=True)
+    rcpt_to = models.JSONField(default=list)
+    raw = models.BinaryField()
+    size = models.PositiveIntegerField()
+    state = models.CharField(max_length=12, choices=State.choices, default=State.RECEIVED)
+    # What the classifier said: bounce, complaint, autoreply, unknown.
+    type = models.CharField(max_length=12, blank=True)
+    organization = models.ForeignKey(Organization, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    recipient = models.ForeignKey(Recipient, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    result = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    # For `received`: when the sweep may queue it again (a lease while its task is on the way).
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="inbound_due")]
+
+    def __str__(self) -> str:
+        return f"inbound {self.id} ({self.state})"
 
 
 class DnsCheckStatus(models.TextChoices):

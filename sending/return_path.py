@@ -1,7 +1,9 @@
-"""The envelope sender of every delivery: a per-message bounce address on the platform's return-path domain.
+"""The envelope sender of every delivery: a VERP bounce address per recipient delivery (`b-<token>@host`).
 
-Bounces (DSNs) come back to it, and the token maps back to exactly one message. It carries an HMAC, so no one
-can forge an address that Postwerk would attribute to a message, and the message id alone is not enough.
+Bounces (DSNs) come back to it, and the token maps back to exactly one recipient row. It carries an HMAC, so no
+one can forge an address that Postwerk would attribute to a delivery, and the recipient id alone is not enough.
+The host is the sender domain's return-path subdomain once its DNS points at Postwerk (so SPF aligns with the
+From domain for DMARC), else the platform's own return-path domain.
 """
 
 from __future__ import annotations
@@ -16,23 +18,34 @@ PREFIX = "b-"
 _MAC_HEX = 12  # 48 bits of HMAC: forging one token takes ~2^47 tries against a server that rate-limits
 
 
-def _mac(message_id: uuid.UUID) -> str:
+def _mac(recipient_id: uuid.UUID) -> str:
     key = hashlib.sha256(b"postwerk-return-path:" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(key, message_id.bytes, hashlib.sha256).hexdigest()[:_MAC_HEX]
+    return hmac.new(key, recipient_id.bytes, hashlib.sha256).hexdigest()[:_MAC_HEX]
 
 
-def return_path(message_id: uuid.UUID) -> str:
-    return f"{PREFIX}{message_id.hex}{_mac(message_id)}@{settings.POSTWERK_RETURN_PATH_DOMAIN}"
+def return_path(recipient_id: uuid.UUID, host: str | None = None) -> str:
+    return f"{PREFIX}{recipient_id.hex}{_mac(recipient_id)}@{host or settings.POSTWERK_RETURN_PATH_DOMAIN}"
 
 
-def message_id_from_return_path(address: str) -> uuid.UUID | None:
-    """The message a bounce address belongs to, or None if it is not a valid one of ours."""
-    local, _, domain = address.strip("<>").rpartition("@")
-    local = local.lower()
-    if not local.startswith(PREFIX) or len(local) != len(PREFIX) + 32 + _MAC_HEX:
+def return_path_host(domain) -> str:  # type: ignore[no-untyped-def]
+    """Where a domain's bounces go: its own return-path subdomain when that resolves to us."""
+    if domain is not None and domain.return_path_ok:
+        return domain.return_path_host
+    return settings.POSTWERK_RETURN_PATH_DOMAIN
+
+
+def is_verp(address: str) -> bool:
+    local = address.strip("<>").rpartition("@")[0].lower()
+    return local.startswith(PREFIX) and len(local) == len(PREFIX) + 32 + _MAC_HEX
+
+
+def recipient_id_from_return_path(address: str) -> uuid.UUID | None:
+    """The recipient delivery a bounce address belongs to, or None if it is not a valid one of ours."""
+    if not is_verp(address):
         return None
+    local = address.strip("<>").rpartition("@")[0].lower()
     try:
-        message_id = uuid.UUID(hex=local[len(PREFIX) : len(PREFIX) + 32])
+        recipient_id = uuid.UUID(hex=local[len(PREFIX) : len(PREFIX) + 32])
     except ValueError:
         return None
-    return message_id if hmac.compare_digest(local[len(PREFIX) + 32 :], _mac(message_id)) else None
+    return recipient_id if hmac.compare_digest(local[len(PREFIX) + 32 :], _mac(recipient_id)) else None

@@ -21,7 +21,7 @@ from .raw_message import (
     prepend_headers,
     remove_headers,
 )
-from .submission import MessageTooLarge, messages_submit, prepared_rows
+from .submission import MessageTooLarge, messages_submit, prepared_rows, recipients_screen
 
 # Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4).
 STRIPPED_HEADERS = {"bcc", "return-path"}
@@ -125,5 +125,6 @@ def smtp_message_submit(
         )
     except MessageTooLarge as exc:
         raise Refused("552 5.3.4 Message size exceeds the fixed maximum") from exc
+    recipients_screen(organization=credential.organization, prepared=[prepared])
     messages_submit(organization=credential.organization, prepared=[prepared])
     return prepared.message

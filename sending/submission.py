@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,8 +14,20 @@ from accounts.models import ApiKey, Organization, SmtpCredential
 
 from .addresses import Mailbox
 from .composer import Draft, build_message
-from .models import Domain, Event, EventType, IdempotencyKey, Message, MessageTag, Recipient, uuid7
+from .models import (
+    Domain,
+    Event,
+    EventType,
+    IdempotencyKey,
+    Message,
+    MessageTag,
+    Recipient,
+    RecipientState,
+    Suppression,
+    uuid7,
+)
 from .queueing import enqueue_after_commit
+from .suppressions import suppressed_addresses
 
 
 class MessageTooLarge(ValueError):
@@ -35,6 +47,23 @@ class Prepared:
     message: Message
     recipients: list[Recipient]
     tags: list[str]
+    # Suppressed recipients (address -> suppression), filled by recipients_screen.
+    suppressed: dict[str, Suppression] = field(default_factory=dict)
+    report_suppressed: bool = False
+
+
+def recipients_screen(*, organization: Organization, prepared: list[Prepared]) -> None:
+    """Mark recipients on the organization's suppression list `suppressed`: accepted, recorded, never sent.
+    One query for the whole request."""
+    found = suppressed_addresses(organization.pk, (r.address for p in prepared for r in p.recipients))
+    if not found:
+        return
+    for p in prepared:
+        for r in p.recipients:
+            suppression = found.get(r.address.lower())
+            if suppression is not None:
+                r.state = RecipientState.SUPPRESSED
+                p.suppressed[r.address] = suppression
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,20 @@ def prepared_rows(
     return Prepared(message=message, recipients=rows, tags=list(dict.fromkeys(tags or [])))
 
 
+def _event_details(prepared: Prepared, r: Recipient) -> dict:
+    suppression = prepared.suppressed.get(r.address)
+    if suppression is None:
+        return {"address": r.address}
+    return {
+        "address": r.address,
+        "suppression": {
+            "reason": suppression.reason,
+            "since": suppression.created_at.isoformat(),
+            **suppression.details,
+        },
+    }
+
+
 def messages_submit(
     *, organization: Organization, prepared: list[Prepared], idempotency: IdempotencyRecord | None = None
 ) -> None:
@@ -158,13 +201,14 @@ def messages_submit(
                     organization=organization,
                     message_id=r.message_id,
                     recipient=r,
-                    type=EventType.QUEUED,
+                    type=EventType.SUPPRESSED if r.state == RecipientState.SUPPRESSED else EventType.QUEUED,
                     created_at=r.created_at,
-                    details={"address": r.address},
+                    details=_event_details(p, r),
                 )
-                for r in recipients
+                for p in prepared
+                for r in p.recipients
             )
-            enqueue_after_commit([(str(r.id), r.domain) for r in recipients])
+            enqueue_after_commit([(str(r.id), r.domain) for r in recipients if r.state == RecipientState.QUEUED])
     except IntegrityError as exc:
         if (
             idempotency is not None

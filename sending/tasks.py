@@ -8,7 +8,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import delivery, domain_verification
+from . import bounce_processing, delivery, domain_verification, suppressions
 from . import sweep as sweeping
 from .models import Domain, IdempotencyKey
 
@@ -21,7 +21,10 @@ def deliver(recipient_ids: list[str]) -> int:
 @shared_task(name="sending.tasks.sweep")
 def sweep() -> dict[str, int]:
     report = sweeping.sweep()
-    return {"rescued": report.rescued, "enqueued": report.enqueued}
+    inbound = bounce_processing.inbound_due()
+    for inbound_id in inbound:
+        process_inbound.delay(inbound_id)
+    return {"rescued": report.rescued, "enqueued": report.enqueued, "inbound": len(inbound)}
 
 
 @shared_task(name="sending.tasks.expire_idempotency_keys")
@@ -44,3 +47,13 @@ def check_domain(domain_id: int) -> None:
     domain = Domain.objects.filter(pk=domain_id).first()
     if domain is not None:
         domain_verification.domain_verify(domain=domain)
+
+
+@shared_task(name="sending.tasks.process_inbound")
+def process_inbound(inbound_id: str) -> str:
+    return bounce_processing.inbound_process(inbound_id)
+
+
+@shared_task(name="sending.tasks.expire_suppressions")
+def expire_suppressions() -> int:
+    return suppressions.suppressions_expire()

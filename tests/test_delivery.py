@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import dkim
@@ -12,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from sending.models import Event, EventType, Recipient, RecipientState
-from sending.return_path import message_id_from_return_path
+from sending.return_path import recipient_id_from_return_path
 from sending.sweep import sweep
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 from tests.servers import make_self_signed
@@ -55,8 +54,11 @@ def test_delivered_and_dkim_signature_verifies_against_dns(api, zone, mx, domain
     assert len(sink.messages) == 1
     received = sink.messages[0]
     assert received.rcpt_tos == ["jane@dest.example"]
-    assert message_id_from_return_path(received.mail_from) == uuid.UUID(sent["id"])
-    assert received.mail_from.endswith("@bounces.postwerk.example")
+    # The VERP return path names this one delivery, on the domain's own return-path host (its CNAME is published).
+    recipient = Recipient.objects.get()
+    assert recipient_id_from_return_path(received.mail_from) == recipient.pk
+    assert received.mail_from.endswith("@pm-bounces.acme.example")
+    assert str(recipient.message_id) == sent["id"]
     assert received.data.startswith(b"DKIM-Signature:")
     assert dkim.verify(received.data, dnsfunc=dns_txt(zone))
     recipient = Recipient.objects.get()
@@ -67,7 +69,7 @@ def test_delivered_and_dkim_signature_verifies_against_dns(api, zone, mx, domain
     assert types == [EventType.QUEUED, EventType.SENT, EventType.DELIVERED]
 
 
-def test_recipients_of_one_domain_share_a_transaction_and_messages_share_a_connection(api, zone, mx, domain):
+def test_recipients_of_one_domain_share_a_connection_each_with_its_own_return_path(api, zone, mx, domain):
     sink = mx("127.0.0.2")
     add_mx_domain(zone, "dest.example", "127.0.0.2")
     send(api, ["a@dest.example", "b@dest.example"], cc=["c@dest.example"])
@@ -75,7 +77,15 @@ def test_recipients_of_one_domain_share_a_transaction_and_messages_share_a_conne
 
     assert deliver_queued() == 4
 
-    assert sorted(len(m.rcpt_tos) for m in sink.messages) == [1, 3]
+    # VERP: one transaction per recipient, so a bounce names exactly one delivery; one connection for all.
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == [
+        "a@dest.example",
+        "b@dest.example",
+        "c@dest.example",
+        "d@dest.example",
+    ]
+    by_address = {r.address: r.pk for r in Recipient.objects.all()}
+    assert all(recipient_id_from_return_path(m.mail_from) == by_address[m.rcpt_tos[0]] for m in sink.messages)
     assert sink.connections == 1
     assert {m.session_id for m in sink.messages} == {sink.messages[0].session_id}
 

@@ -66,17 +66,18 @@ def test_display_names_and_idn_domains():
     assert parse_mailbox("jösé@dest.example").smtputf8
 
 
-def test_return_path_maps_back_to_its_message_and_cannot_be_forged():
+def test_return_path_maps_back_to_its_delivery_and_cannot_be_forged():
     import uuid
 
-    from sending.return_path import message_id_from_return_path, return_path
+    from sending.return_path import recipient_id_from_return_path, return_path
 
-    message_id = uuid.uuid4()
-    address = return_path(message_id)
-    assert message_id_from_return_path(address) == message_id
-    assert message_id_from_return_path(address.upper()) == message_id
+    recipient_id = uuid.uuid4()
+    address = return_path(recipient_id, "pm-bounces.acme.example")
+    assert address.endswith("@pm-bounces.acme.example")
+    assert recipient_id_from_return_path(address) == recipient_id
+    assert recipient_id_from_return_path(address.upper()) == recipient_id
     local, domain = address.split("@")
     forged = local[:-1] + ("0" if local[-1] != "0" else "1") + "@" + domain
-    assert message_id_from_return_path(forged) is None
-    assert message_id_from_return_path(f"b-{uuid.uuid4().hex}@{domain}") is None
-    assert message_id_from_return_path("someone@example.com") is None
+    assert recipient_id_from_return_path(forged) is None
+    assert recipient_id_from_return_path(f"b-{uuid.uuid4().hex}{'0' * 12}@{domain}") is None
+    assert recipient_id_from_return_path("someone@example.com") is None

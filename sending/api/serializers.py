@@ -87,6 +87,9 @@ class SendMessageSerializer(serializers.Serializer):
         child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, default=dict
     )
     attachments = AttachmentSerializer(many=True, required=False, default=list)
+    report_suppressed = serializers.BooleanField(
+        default=False, help_text="Say in the response which recipients are suppressed, and why."
+    )
     tags = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, default=list, max_length=20
     )

@@ -25,6 +25,7 @@ from ..submission import (
     Prepared,
     message_prepare,
     messages_submit,
+    recipients_screen,
 )
 from . import idempotency
 from .errors import ApiError
@@ -68,19 +69,29 @@ def _prepare(request: Request, data: object) -> Prepared:
     if refusal is not None:
         raise ApiError(403, refusal.message, {"from": [refusal.message]}, refusal.code)
     try:
-        return message_prepare(organization=organization, api_key=request.auth, domain=domain, draft=draft)
+        prepared = message_prepare(organization=organization, api_key=request.auth, domain=domain, draft=draft)
     except MessageTooLarge as exc:
         raise ApiError(413, str(exc), code="too_large") from exc
+    prepared.report_suppressed = serializer.validated_data.get("report_suppressed", False)
+    return prepared
 
 
 def _accepted(prepared: Prepared) -> dict:
+    """The 202 body. Each recipient's status is the truth (`queued` or `suppressed`); with `report_suppressed`
+    the suppressed ones also say why and since when."""
+    recipients = []
+    for r in prepared.recipients:
+        entry = {"id": str(r.id), "address": r.address, "status": r.state}
+        suppression = prepared.suppressed.get(r.address)
+        if suppression is not None and prepared.report_suppressed:
+            entry["suppression"] = {"reason": suppression.reason, "since": suppression.created_at.isoformat()}
+        recipients.append(entry)
+    queued = any(r.state == RecipientState.QUEUED for r in prepared.recipients)
     return {
         "id": str(prepared.message.id),
         "message_id": prepared.message.message_id,
-        "status": "queued",
-        "recipients": [
-            {"id": str(r.id), "address": r.address, "status": RecipientState.QUEUED} for r in prepared.recipients
-        ],
+        "status": "queued" if queued else "suppressed",
+        "recipients": recipients,
     }
 
 
@@ -129,6 +140,7 @@ class MessagesView(APIView):
         if replay is not None:
             return replay
         prepared = _prepare(request, request.data)
+        recipients_screen(organization=request.user.organization, prepared=[prepared])
         return _submit_once(request, [prepared], status.HTTP_202_ACCEPTED, _accepted(prepared))
 
     @extend_schema(
@@ -179,7 +191,8 @@ class MessageBatchView(APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        results, prepared = [], []
+        results: list[dict | Prepared] = []
+        prepared = []
         for item in items:
             try:
                 one = _prepare(request, item)
@@ -187,8 +200,10 @@ class MessageBatchView(APIView):
                 results.append(_item_error(exc))
                 continue
             prepared.append(one)
-            # In a batch `status` is each item's HTTP-like code; recipients still say `queued`.
-            results.append({**_accepted(one), "status": 202})
+            results.append(one)
+        recipients_screen(organization=request.user.organization, prepared=prepared)
+        # In a batch `status` is each item's HTTP-like code; recipients say `queued` or `suppressed`.
+        results = [{**_accepted(r), "status": 202} if isinstance(r, Prepared) else r for r in results]
         body = {"accepted": len(prepared), "rejected": len(items) - len(prepared), "results": results}
         if not prepared:
             return Response(body, status=status.HTTP_200_OK)

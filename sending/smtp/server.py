@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from ..tls_certs import make_self_signed
+from .inbound import inbound_protocol
 from .submission import submission_protocol
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Listener:
     host: str
     port: int
     implicit_tls: bool
+    role: str = "submission"  # "submission" (AUTH, sends mail) or "inbound" (bounces and reports in)
 
 
 def parse_listen(setting: str, value: str) -> tuple[str, int] | None:
@@ -38,13 +40,14 @@ def parse_listen(setting: str, value: str) -> tuple[str, int] | None:
 
 def configured_listeners() -> list[Listener]:
     listeners = []
-    for name, setting, implicit in (
-        ("submission (STARTTLS)", "POSTWERK_SMTP_SUBMISSION", False),
-        ("submissions (implicit TLS)", "POSTWERK_SMTP_SUBMISSIONS", True),
+    for name, setting, implicit, role in (
+        ("submission (STARTTLS)", "POSTWERK_SMTP_SUBMISSION", False, "submission"),
+        ("submissions (implicit TLS)", "POSTWERK_SMTP_SUBMISSIONS", True, "submission"),
+        ("inbound MX", "POSTWERK_SMTP_INBOUND", False, "inbound"),
     ):
         address = parse_listen(setting, getattr(settings, setting))
         if address:
-            listeners.append(Listener(name, address[0], address[1], implicit))
+            listeners.append(Listener(name, address[0], address[1], implicit, role))
     return listeners
 
 
@@ -83,7 +86,12 @@ class SmtpServer:
     async def _start(self) -> None:
         context = tls_context()
         for listener in self.listeners:
-            factory = submission_protocol(tls_context=context, implicit_tls=listener.implicit_tls, per_ip=self._per_ip)
+            if listener.role == "inbound":
+                factory = inbound_protocol(tls_context=context, per_ip=self._per_ip)
+            else:
+                factory = submission_protocol(
+                    tls_context=context, implicit_tls=listener.implicit_tls, per_ip=self._per_ip
+                )
             server = await asyncio.get_running_loop().create_server(
                 factory,
                 listener.host,

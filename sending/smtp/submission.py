@@ -6,7 +6,6 @@ query never stalls the other sessions on the event loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,22 +20,10 @@ from accounts.services import smtp_credential_authenticate
 
 from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_submit
 from . import auth_limits
+from .handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
 from .protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
-
-TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, nothing was accepted; try again later"
-
-
-def _db(fn, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-    """Run a database call in a worker thread, with a fresh connection if the old one went stale."""
-
-    def call():  # type: ignore[no-untyped-def]
-        close_old_connections()
-        return fn(*args, **kwargs)
-
-    return asyncio.to_thread(call)
-
 
 # aiosmtpd calls the authenticator synchronously inside the event loop, where Django forbids queries. The lookup
 # runs on this pool and the loop waits for it: one indexed query, about a millisecond.
@@ -73,16 +60,9 @@ def authenticator(server: PostwerkSMTP, session: Session, envelope: Envelope, me
     return AuthResult(success=True, auth_data=credential)
 
 
-class SubmissionHandler:
+class SubmissionHandler(BaseHandler):
     def __init__(self, *, max_recipients: int) -> None:
         self.max_recipients = max_recipients
-
-    async def handle_EHLO(
-        self, server: PostwerkSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        # aiosmtpd handles pipelined commands already; say so, and that every reply has an enhanced status.
-        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_MAIL(
         self,
@@ -94,7 +74,7 @@ class SubmissionHandler:
     ) -> str:
         credential: SmtpCredential = session.auth_data
         try:
-            await _db(check_sender, credential, address)
+            await run_db(check_sender, credential, address)
         except Refused as refused:
             return refused.reply
         except DatabaseError:
@@ -125,7 +105,7 @@ class SubmissionHandler:
     async def handle_DATA(self, server: PostwerkSMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
-            message = await _db(
+            message = await run_db(
                 smtp_message_submit,
                 credential=session.auth_data,
                 mail_from=envelope.mail_from,
@@ -149,22 +129,15 @@ def submission_protocol(*, tls_context, implicit_tls: bool, per_ip: Counter[str]
     handler = SubmissionHandler(max_recipients=settings.POSTWERK_MAX_RECIPIENTS)
 
     def factory() -> PostwerkSMTP:
-        return PostwerkSMTP(
+        return protocol(
             handler,
-            hostname=settings.POSTWERK_HOSTNAME,
-            ident="Postwerk ESMTP",
             data_size_limit=settings.POSTWERK_MAX_MESSAGE_SIZE,
-            enable_SMTPUTF8=True,
-            decode_data=False,
+            per_ip=per_ip,
             tls_context=None if implicit_tls else tls_context,
-            require_starttls=False,
-            timeout=settings.POSTWERK_SMTP_IDLE_TIMEOUT,
             auth_required=True,
             auth_require_tls=True,
             authenticator=authenticator,
             implicit_tls=implicit_tls,
-            max_per_ip=settings.POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP,
-            per_ip=per_ip,
         )
 
     return factory

@@ -1,0 +1,72 @@
+"""Accepting mail on the inbound MX: only return-path and feedback addresses of hosts Postwerk knows, stored
+raw in one transaction before anyone parses it, so nothing is lost when parsing fails."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Domain, InboundMessage
+from .return_path import is_verp
+from .smtp_intake import Refused
+
+log = logging.getLogger(__name__)
+
+RELAY_DENIED = "550 5.7.1 Relay denied"
+
+
+def is_return_path_host(host: str) -> Domain | None | bool:
+    """True for the platform's return-path domain, the Domain for a domain's return-path host, else False."""
+    host = host.lower().rstrip(".")
+    if host == settings.POSTWERK_RETURN_PATH_DOMAIN.lower():
+        return True
+    label, _, parent = host.partition(".")
+    domain = Domain.objects.filter(name=parent).first() if parent else None
+    if domain is not None and domain.return_path_host == host:
+        return domain
+    return False
+
+
+def check_inbound_recipient(address: str) -> None:
+    """RCPT on the inbound MX: a VERP or feedback address at a known return-path host, or 550 5.7.1.
+
+    A VERP address whose token does not check out is still accepted here: it is stored and not applied, so a
+    forger learns nothing from the reply.
+    """
+    local, at, host = address.strip().strip("<>").rpartition("@")
+    if not at or not local or not host or any(c in address for c in "\r\n\0 "):
+        raise Refused("553 5.1.3 Bad recipient address syntax")
+    if not is_return_path_host(host):
+        raise Refused(RELAY_DENIED)
+    local = local.lower()
+    if not (is_verp(f"{local}@{host}") or local in {p.lower() for p in settings.POSTWERK_FEEDBACK_LOCAL_PARTS}):
+        raise Refused(RELAY_DENIED)
+
+
+def inbound_store(*, peer_ip: str | None, mail_from: str, rcpt_tos: list[str], raw: bytes) -> InboundMessage:
+    """Commit the raw report, then queue its processing (the sweep requeues it if that message is lost)."""
+    from .tasks import process_inbound
+
+    with transaction.atomic():
+        inbound = InboundMessage.objects.create(
+            peer_ip=peer_ip or "",
+            mail_from=(mail_from or "")[:320],
+            rcpt_to=list(rcpt_tos),
+            raw=raw,
+            size=len(raw),
+            # The sweep leaves it alone while its task is on the way to a worker.
+            next_attempt_at=timezone.now() + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE),
+        )
+        transaction.on_commit(lambda: _enqueue(process_inbound, inbound.pk))
+    return inbound
+
+
+def _enqueue(task, inbound_id) -> None:  # type: ignore[no-untyped-def]
+    try:
+        task.delay(str(inbound_id))
+    except Exception:  # the broker is down: the row is committed, and the sweep will queue it
+        log.exception("could not queue inbound message %s", inbound_id)

@@ -1,0 +1,51 @@
+"""What every Postwerk SMTP handler shares: database calls off the event loop, the EHLO extensions, the
+temporary-failure reply, and the protocol settings common to every listener."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from aiosmtpd.smtp import Envelope, Session
+from django.conf import settings
+from django.db import close_old_connections
+
+from .protocol import PostwerkSMTP
+
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, nothing was accepted; try again later"
+
+
+def run_db(fn, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+    """Run a database call in a worker thread, with a fresh connection if the old one went stale."""
+
+    def call():  # type: ignore[no-untyped-def]
+        close_old_connections()
+        return fn(*args, **kwargs)
+
+    return asyncio.to_thread(call)
+
+
+class BaseHandler:
+    async def handle_EHLO(
+        self, server: PostwerkSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd handles pipelined commands already; say so, and that every reply has an enhanced status.
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
+
+
+def protocol(handler: object, *, data_size_limit: int, per_ip: Counter[str], **kwargs: Any) -> PostwerkSMTP:
+    return PostwerkSMTP(
+        handler,
+        hostname=settings.POSTWERK_HOSTNAME,
+        ident="Postwerk ESMTP",
+        data_size_limit=data_size_limit,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        require_starttls=False,
+        timeout=settings.POSTWERK_SMTP_IDLE_TIMEOUT,
+        max_per_ip=settings.POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP,
+        per_ip=per_ip,
+        **kwargs,
+    )

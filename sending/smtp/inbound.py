@@ -1,0 +1,79 @@
+"""The inbound MX handler: DSNs, feedback reports and auto-replies addressed to return-path addresses.
+
+No AUTH and no relaying: RCPT is accepted only for return-path and feedback addresses of known hosts
+(550 5.7.1 otherwise). The message is stored raw, then processed by a Celery task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+from aiosmtpd.smtp import Envelope, Session
+from django.conf import settings
+from django.db import DatabaseError
+
+from ..inbound_intake import check_inbound_recipient, inbound_store
+from ..smtp_intake import Refused
+from .handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
+from .protocol import PostwerkSMTP
+
+log = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 50
+
+
+class InboundHandler(BaseHandler):
+    async def handle_MAIL(
+        self, server: PostwerkSMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        # DSNs come from the null sender (RFC 3464 §2, RFC 5321 §4.5.5); anything else is taken as given.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: PostwerkSMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS} per message)"
+        try:
+            await run_db(check_inbound_recipient, address)
+        except Refused as refused:
+            return refused.reply
+        except DatabaseError:
+            log.exception("inbound RCPT check failed on a database error")
+            return TEMPORARY_FAILURE
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: PostwerkSMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            inbound = await run_db(
+                inbound_store,
+                peer_ip=server.peer_ip,
+                mail_from=envelope.mail_from or "",
+                rcpt_tos=list(envelope.rcpt_tos),
+                raw=envelope.original_content or b"",
+            )
+        except Exception:  # never a 250 for something not stored
+            log.exception("an inbound message could not be stored")
+            return TEMPORARY_FAILURE
+        return f"250 2.0.0 Ok: queued as {inbound.pk}"
+
+
+def inbound_protocol(*, tls_context, per_ip: Counter[str]):  # type: ignore[no-untyped-def]
+    handler = InboundHandler()
+
+    def factory() -> PostwerkSMTP:
+        return protocol(
+            handler,
+            data_size_limit=settings.POSTWERK_INBOUND_MAX_MESSAGE_SIZE,
+            per_ip=per_ip,
+            tls_context=tls_context,  # opportunistic STARTTLS for senders that want it
+            auth_required=False,
+            auth_exclude_mechanism=["LOGIN", "PLAIN"],  # no AUTH here: nothing to log in to
+        )
+
+    return factory
