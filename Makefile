@@ -56,6 +56,7 @@ lint: venv
 
 bench: venv
 	$(PY) bench/send_api.py $(BENCH_ARGS)
+bench-smtp: venv ; $(PY) bench/smtp_ingest.py $(BENCH_ARGS)
 
 # Resolve the newest versions pyproject allows in a throwaway venv, so nothing stale from .venv leaks in;
 # written through a temporary file so a failed resolve never truncates constraints.txt.

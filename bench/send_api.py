@@ -17,44 +17,40 @@ and the Redis database number in --broker-url is flushed too.
 from __future__ import annotations
 
 import argparse
-import atexit
 import http.client
 import itertools
 import json
-import multiprocessing
 import os
-import resource
-import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import sink as sinkmod  # noqa: E402
-
-PYTHON = sys.executable
-SENDER_DOMAIN = "bench.example"
-SINK_HOST = "127.0.0.2"
-DNS_HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-DRIVER = "bench driver (this process)"
-SYSTEM = "(whole machine)"
-OTHER = "other (kernel, rest of machine)"
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
+from bench.harness import (  # noqa: E402
+    PYTHON,
+    SENDER_DOMAIN,
+    BaseBench,
+    Load,
+    add_infra_args,
+    add_worker_args,
+    check_common_args,
+    delivery_rows,
+    latency_row,
+    log,
+    percentiles,
+    print_resources,
+    print_rows,
+    run_main,
+    sayer,
+    tail,
+    text_body,
+)
 
 # --- options ------------------------------------------------------------------------------------------
 
@@ -65,309 +61,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--messages", type=int, default=2000, help="messages to send (one recipient each)")
-    p.add_argument("--domains", type=int, default=10, help="recipient domains dN.bench.example")
-    p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
-    p.add_argument("--concurrency", type=int, default=4, help="pool size per Celery worker")
-    # threads: as fast as prefork or faster end to end on the reference 2-CPU machine, at a quarter of the
-    # memory (one ~100 MB process per worker instead of 1 + concurrency processes of ~90 MB each).
-    p.add_argument("--pool", choices=["prefork", "threads"], default="threads", help="Celery pool")
+    add_worker_args(p)
     p.add_argument("--clients", type=int, default=4, help="concurrent HTTP client threads")
     p.add_argument("--batch", type=int, default=100, help="messages per batch request; 0 = single endpoint")
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--web-threads", type=int, default=4, help="gunicorn threads per worker")
     p.add_argument("--body-size", type=int, default=2048, help="bytes of text body per message")
-    p.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postwerk_bench", help="bench database")
-    p.add_argument("--broker-url", default="redis://127.0.0.1:6379/13", help="Redis broker (db is flushed)")
-    p.add_argument("--worker-loglevel", default="WARNING", help="Celery worker --loglevel")
-    p.add_argument(
-        "--settings",
-        default="config.settings",
-        help="DJANGO_SETTINGS_MODULE for every process (for what-if runs; must be importable, e.g. from PYTHONPATH)",
-    )
-    p.add_argument("--timeout", type=float, default=0, help="seconds to wait for delivery (0 = auto)")
-    p.add_argument("--no-warmup", action="store_true", help="skip the warm-up requests")
-    p.add_argument("--keep-logs", action="store_true", help="keep the temporary folder with process logs")
-    p.add_argument(
-        "--json", action="store_true", help="also print the result as JSON on stdout (the table goes to stderr then)"
-    )
-    p.add_argument(
-        "--profile",
-        metavar="DIR",
-        help="run py-spy record (raw collapsed stacks) on gunicorn and each Celery worker tree while sending, "
-        "write DIR/<process>.txt and print the hottest functions (pip install py-spy into the venv first)",
-    )
+    add_infra_args(p, broker_url="redis://127.0.0.1:6379/13", front="gunicorn")
     args = p.parse_args(argv)
-    if args.messages < 1 or args.domains < 1 or args.workers < 1 or args.concurrency < 1 or args.clients < 1:
-        p.error("--messages, --domains, --workers, --concurrency and --clients must be at least 1")
+    check_common_args(p, args, "clients")
     if not 0 <= args.batch <= 500:
         p.error("--batch must be 0..500 (the API accepts at most 500 per batch)")
-    if not urlsplit(args.database_url).scheme.startswith("postgres"):
-        p.error("--database-url must be a PostgreSQL URL")
     return args
 
 
-# --- process bookkeeping ------------------------------------------------------------------------------
-
-
-def _read_stat(pid: int) -> tuple[int, str, list[str]] | None:
-    """(ppid, comm, fields after comm) from /proc/<pid>/stat, or None if the process is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    lpar, rpar = raw.find("("), raw.rfind(")")
-    rest = raw[rpar + 2 :].split()
-    return int(rest[1]), raw[lpar + 1 : rpar], rest
-
-
-def _cpu_ticks(rest: list[str]) -> int:
-    # utime, stime, cutime, cstime: a process plus every child it reaped, so short-lived children count.
-    return int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _process_table() -> dict[int, tuple[int, str, list[str]]]:
-    table = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            stat = _read_stat(int(entry.name))
-            if stat is not None:
-                table[int(entry.name)] = stat
-    return table
-
-
-def _descendants(root: int, table: dict[int, tuple[int, str, list[str]]]) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if pid in table:
-            out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-@dataclass
-class Tracked:
-    label: str
-    pid: int
-    group: str
-    peak_rss_kb: int = 0
-
-
-class ProcessMonitor:
-    """Samples VmRSS of every process in the started trees every `interval` seconds; CPU on demand."""
-
-    EXTERNAL = {"postgres": "postgres (external)", "redis-server": "redis-server (external)"}
-
-    def __init__(self, interval: float = 0.5) -> None:
-        self.interval = interval
-        self.roots: list[tuple[str, int]] = []  # (group label, root pid)
-        self.tracked: dict[int, Tracked] = {}
-        self.group_peak_kb: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
-
-    def add_root(self, group: str, pid: int) -> None:
-        with self._lock:
-            self.roots.append((group, pid))
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(2)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sample()
-            except Exception as exc:  # a sampling hiccup must not end the benchmark
-                log(f"RSS sampler: {exc!r}")
-            self._stop.wait(self.interval)
-
-    def _label(self, group: str, pid: int, root: int) -> str:
-        if pid == root:
-            return f"{group} (main)" if not group.startswith("sink") else group
-        n = sum(1 for t in self.tracked.values() if t.group == group and t.pid != root) + 1
-        kind = "worker" if group.startswith("gunicorn") else "child"
-        return f"{group} {kind} #{n}"
-
-    def sample(self) -> None:
-        table = _process_table()
-        with self._lock:
-            roots = list(self.roots)
-        sums: dict[str, int] = {}
-        for group, root in roots:
-            for pid in _descendants(root, table):
-                rss = _rss_kb(pid)
-                with self._lock:
-                    t = self.tracked.get(pid)
-                    if t is None:
-                        t = Tracked(self._label(group, pid, root), pid, group)
-                        self.tracked[pid] = t
-                    t.peak_rss_kb = max(t.peak_rss_kb, rss)
-                sums[group] = sums.get(group, 0) + rss
-        with self._lock:
-            for group, total in sums.items():
-                self.group_peak_kb[group] = max(self.group_peak_kb.get(group, 0), total)
-
-    def cpu_snapshot(self) -> dict[str, dict[int, int]]:
-        """CPU ticks per group and pid, including reaped children, for the started trees and externals."""
-        table = _process_table()
-        out: dict[str, dict[int, int]] = {}
-        with self._lock:
-            roots = list(self.roots)
-        for group, root in roots:
-            for pid in _descendants(root, table):
-                out.setdefault(group, {})[pid] = _cpu_ticks(table[pid][2])
-        for pid, (_, comm, rest) in table.items():
-            if comm in self.EXTERNAL:
-                out.setdefault(self.EXTERNAL[comm], {})[pid] = _cpu_ticks(rest)
-        out[SYSTEM] = {0: system_cpu_ticks()}
-        me = _read_stat(os.getpid())
-        if me is not None:
-            out[DRIVER] = {os.getpid(): int(me[2][11]) + int(me[2][12])}
-        return out
-
-
-def system_cpu_ticks() -> int:
-    """Busy CPU ticks of the whole machine (all CPUs, everything but idle and iowait) from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    # guest time is already included in user/nice
-    return sum(fields[:8]) - idle
-
-
-def cpu_delta(before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]) -> dict[str, float]:
-    """CPU seconds per group between two snapshots (per pid, so a process born in between counts from 0).
-
-    A process that exited in between is covered through its parent's cutime/cstime, which is in the
-    snapshot, minus what it had already used at `before`, which we no longer see: a small overcount at most.
-    """
-    result = {}
-    for group, pids in after.items():
-        prev = before.get(group, {})
-        ticks = sum(now - prev.get(pid, 0) for pid, now in pids.items())
-        result[group] = max(0, ticks) / CLK_TCK
-    return result
-
-
-def cpu_delta_per_pid(before: dict[str, dict[int, int]], after: dict[str, dict[int, int]]) -> dict[int, float]:
-    flat_before = {pid: t for pids in before.values() for pid, t in pids.items()}
-    return {pid: max(0, t - flat_before.get(pid, 0)) / CLK_TCK for pids in after.values() for pid, t in pids.items()}
-
-
-class Processes:
-    """Everything this run started, stopped in reverse order.
-
-    Each process gets its own stop signal (gunicorn and Celery: SIGQUIT, their quick/cold shutdown, which
-    takes their children with them); whatever is left of a process group after the timeout gets SIGKILL.
-    """
-
-    def __init__(self) -> None:
-        self.popens: list[tuple[str, subprocess.Popen, int]] = []
-        self.use_setpriv = shutil.which("setpriv") is not None
-
-    def start(
-        self,
-        label: str,
-        argv: list[str],
-        *,
-        env: dict[str, str],
-        log_path: Path,
-        stop_signal: int = signal.SIGTERM,
-    ) -> subprocess.Popen:
-        # setpriv --pdeathsig: if this driver is killed with SIGKILL, the direct child still gets SIGTERM.
-        # (The death signal fires when the creating *thread* exits, so start processes from the main thread.)
-        if self.use_setpriv:
-            argv = ["setpriv", "--pdeathsig", "TERM", "--", *argv]
-        out = log_path.open("ab")
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        finally:
-            out.close()
-        self.popens.append((label, proc, stop_signal))
-        return proc
-
-    def stop_all(self, timeout: float = 10.0) -> None:
-        running = list(reversed(self.popens))
-        for _, proc, stop_signal in running:
-            if proc.poll() is None:
-                try:
-                    proc.send_signal(stop_signal)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + timeout
-        for label, proc, _ in running:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log(f"{label} (pid {proc.pid}) did not stop in {timeout:.0f} s; killing its process group")
-        for _, proc, _ in running:
-            # The group may outlive its leader (e.g. pool children): SIGKILL whatever is left.
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # start_new_session=True: the group id is the leader's pid
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.popens.clear()
-
-
 # --- the benchmark ------------------------------------------------------------------------------------
-
-
-def percentiles(values: list[float], points=(50, 90, 99)) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-    out = {}
-    for p in points:
-        # nearest rank
-        k = max(0, min(len(ordered) - 1, int(round(p / 100 * len(ordered) + 0.5)) - 1))
-        out[f"p{p}"] = ordered[k]
-    out["max"] = ordered[-1]
-    out["mean"] = sum(ordered) / len(ordered)
-    return out
-
-
-def text_body(size: int) -> str:
-    words = (
-        "Thank you for your order. Your parcel is on its way and should arrive within two working days. "
-        "You can follow its progress at any time from your account page. "
-    )
-    lines, total, i = [], 0, 0
-    while total < size:
-        line = (words[i % 40 :] + words)[:72].strip()
-        lines.append(line)
-        total += len(line) + 1
-        i += 7
-    return "\n".join(lines)[:size]
 
 
 def build_requests(args: argparse.Namespace) -> list[tuple[str, bytes, int]]:
@@ -393,29 +101,6 @@ def build_requests(args: argparse.Namespace) -> list[tuple[str, bytes, int]]:
 
 
 @dataclass
-class Load:
-    """Raw measurements of one run, turned into the report by Bench.report()."""
-
-    pg_before: dict[str, int]
-    redis_before: int
-    cpu_before: dict[str, dict[int, int]] = field(default_factory=dict)
-    cpu_after: dict[str, dict[int, int]] = field(default_factory=dict)
-    clients: list[ClientResult] = field(default_factory=list)
-    t0: float = 0.0
-    sink_done: float = 0.0
-    db_done: float = 0.0
-    timeline: list[dict] = field(default_factory=list)
-    profile: dict = field(default_factory=dict)
-    states: dict[str, int] = field(default_factory=dict)
-    lag: tuple | None = None
-    messages_in_db: int = 0
-    events: dict[str, int] = field(default_factory=dict)
-    max_attempts: int | None = None
-    pg_after: dict[str, int] = field(default_factory=dict)
-    redis_after: int = 0
-
-
-@dataclass
 class ClientResult:
     latencies: list[tuple[float, int]] = field(default_factory=list)  # (seconds, messages in request)
     first_start: float | None = None
@@ -426,110 +111,17 @@ class ClientResult:
     reconnects: int = 0
 
 
-class Bench:
+class Bench(BaseBench):
+    """API in: gunicorn in front of the shared backend (harness.BaseBench)."""
+
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.procs = Processes()
-        self.monitor = ProcessMonitor()
-        self.tmp = Path(tempfile.mkdtemp(prefix="postwerk-bench-"))
-        self.dns = None
-        self.sink_proc: multiprocessing.Process | None = None
-        self.sink_stats = None
-        self.failed = True
-        self._cleaned = False
-        self.env: dict[str, str] = {}
+        super().__init__(args)
         self.web_port = 0
         self.api_key = ""
         self.accepted_live = 0
         self._accepted_lock = threading.Lock()
 
     # ..... setup
-
-    def base_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTWERK_", "CELERY_", "DJANGO_"))}
-        env.update(
-            DJANGO_SETTINGS_MODULE=self.args.settings,
-            DATABASE_URL=self.args.database_url,
-            CELERY_BROKER_URL=self.args.broker_url,
-            SECRET_KEY=secrets.token_urlsafe(48),
-            POSTWERK_ENCRYPTION_KEY=secrets.token_urlsafe(32),
-            POSTWERK_DATA_DIR=str(self.tmp / "data"),
-            POSTWERK_HOSTNAME="mta.bench.example",
-            POSTWERK_SMTP_CONNECT_TIMEOUT="5",
-            POSTWERK_SMTP_COMMAND_TIMEOUT="30",
-            LOG_LEVEL="WARNING",
-            DEBUG="false",
-            PYTHONUNBUFFERED="1",
-            PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-        )
-        return env
-
-    def manage(self, *argv: str, log_name: str) -> str:
-        cmd = [PYTHON, str(ROOT / "manage.py"), *argv]
-        result = subprocess.run(cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=300)
-        (self.tmp / f"{log_name}.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout
-
-    def db_connect(self, dbname: str | None = None):  # type: ignore[no-untyped-def]
-        import psycopg
-
-        u = urlsplit(self.args.database_url)
-        return psycopg.connect(
-            host=u.hostname or "127.0.0.1",
-            port=u.port or 5432,
-            user=unquote(u.username) if u.username else None,
-            password=unquote(u.password) if u.password else None,
-            dbname=dbname or u.path.lstrip("/"),
-            autocommit=True,
-        )
-
-    def prepare_database(self) -> None:
-        name = urlsplit(self.args.database_url).path.lstrip("/")
-        with self.db_connect("postgres") as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-            if not exists:
-                log(f"creating database {name}")
-                conn.execute(f'CREATE DATABASE "{name}"')
-        log("migrate + flush")
-        self.manage("migrate", "--no-input", log_name="migrate")
-        self.manage("flush", "--no-input", log_name="flush")
-        with self.db_connect() as conn:
-            conn.execute("VACUUM ANALYZE")
-
-    def flush_redis(self) -> None:
-        import redis
-
-        client = redis.Redis.from_url(self.args.broker_url)
-        client.flushdb()
-        client.close()
-
-    def start_dns(self) -> None:
-        from tests.servers import DnsServer
-
-        self.dns = DnsServer(DNS_HOST).start()
-        for n in range(self.args.domains):
-            name = f"d{n}.{SENDER_DOMAIN}"
-            self.dns.add(name, "MX", f"10 mx.{name}.", ttl=3600)
-            self.dns.add(f"mx.{name}", "A", SINK_HOST, ttl=3600)
-
-    def start_sink(self) -> int:
-        ctx = multiprocessing.get_context("spawn")
-        self.sink_stats = ctx.RawArray("d", sinkmod.SLOTS)
-        parent, child = ctx.Pipe(duplex=False)
-        self.sink_proc = ctx.Process(
-            target=sinkmod.serve, args=(SINK_HOST, self.sink_stats, child, os.getpid()), name="bench-sink", daemon=True
-        )
-        self.sink_proc.start()
-        child.close()
-        if not parent.poll(30):
-            raise RuntimeError("the SMTP sink did not start within 30 s")
-        status, value = parent.recv()
-        if status != "ok":
-            raise RuntimeError(f"the SMTP sink failed to start: {value}")
-        self.monitor.add_root("sink", self.sink_proc.pid)
-        return int(value)
 
     def start_web(self) -> subprocess.Popen:
         log_path = self.tmp / "gunicorn.log"
@@ -551,27 +143,6 @@ class Bench:
         )  # fmt: skip
         self.monitor.add_root("gunicorn", proc.pid)
         return proc
-
-    def start_workers(self) -> list[subprocess.Popen]:
-        procs = []
-        for i in range(1, self.args.workers + 1):
-            proc = self.procs.start(
-                f"celery worker {i}",
-                [
-                    PYTHON, "-m", "celery", "-A", "config", "worker",
-                    "-Q", "delivery,default",
-                    "-P", self.args.pool, "-c", str(self.args.concurrency),
-                    "-n", f"bench{i}@%h",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "--loglevel", self.args.worker_loglevel,
-                ],
-                env=self.env,
-                log_path=self.tmp / f"celery-{i}.log",
-                stop_signal=signal.SIGQUIT,
-            )  # fmt: skip
-            self.monitor.add_root(f"celery {i}", proc.pid)
-            procs.append(proc)
-        return procs
 
     def wait_web(self, proc: subprocess.Popen, deadline: float) -> None:
         log_path = self.tmp / "gunicorn.log"
@@ -596,49 +167,12 @@ class Bench:
             time.sleep(0.1)
         raise RuntimeError(f"gunicorn was not healthy in time:\n{tail(log_path)}")
 
-    def wait_workers(self, procs: list[subprocess.Popen], deadline: float) -> None:
-        from celery import Celery
-
-        app = Celery("bench-ping", broker=self.args.broker_url)
-        want = {f"bench{i}@" for i in range(1, len(procs) + 1)}
-        seen: set[str] = set()
-        try:
-            while time.monotonic() < deadline:
-                for i, proc in enumerate(procs, 1):
-                    if proc.poll() is not None:
-                        raise RuntimeError(
-                            f"celery worker {i} exited ({proc.returncode}):\n{tail(self.tmp / f'celery-{i}.log')}"
-                        )
-                for reply in app.control.ping(timeout=0.5) or []:
-                    for name in reply:
-                        seen.add(name.split("@", 1)[0] + "@")
-                if want <= seen:
-                    return
-            raise RuntimeError(f"celery workers not ready in time (ready: {sorted(seen)})")
-        finally:
-            app.close()
-
     def setup(self) -> None:
         a = self.args
-        self.env = self.base_env()
-        (self.tmp / "data").mkdir()
-        self.monitor.start()
-        self.prepare_database()
-        self.flush_redis()
-        self.start_dns()
-        sink_port = self.start_sink()
-        assert self.dns is not None
-        self.env.update(
-            POSTWERK_DNS_SERVERS=f"{DNS_HOST}:{self.dns.port}",
-            POSTWERK_SMTP_DELIVERY_PORT=str(sink_port),
-        )
-        log(f"DNS on {DNS_HOST}:{self.dns.port}, sink on {SINK_HOST}:{sink_port}")
+        self.setup_backend()
         web = self.start_web()
         workers = self.start_workers()
-        provisioned = json.loads(
-            self.manage("provision", "--org", "Bench", "--domain", SENDER_DOMAIN, "--json", log_name="provision")
-        )
-        self.api_key = provisioned["api_key"]
+        self.api_key = self.provision()["api_key"]
         deadline = time.monotonic() + 90
         self.wait_web(web, deadline)
         self.wait_workers(workers, deadline)
@@ -725,55 +259,19 @@ class Bench:
         if conn is not None:
             conn.close()
 
-    def sink_value(self, slot: int) -> float:
-        assert self.sink_stats is not None
-        return self.sink_stats[slot]
-
-    def pg_counters(self) -> dict[str, int]:
-        name = urlsplit(self.args.database_url).path.lstrip("/")
-        with self.db_connect("postgres") as conn:
-            conn.execute("SELECT pg_stat_clear_snapshot()")
-            row = conn.execute(
-                "SELECT sessions, xact_commit, xact_rollback, tup_inserted, tup_updated, tup_fetched "
-                "FROM pg_stat_database WHERE datname = %s",
-                [name],
-            ).fetchone()
-        keys = ("sessions", "commits", "rollbacks", "rows_inserted", "rows_updated", "rows_fetched")
-        return dict(zip(keys, (int(v or 0) for v in row), strict=True)) if row else {}
-
-    def redis_commands(self) -> int:
-        import redis
-
-        client = redis.Redis.from_url(self.args.broker_url)
-        try:
-            return int(client.info("stats")["total_commands_processed"])
-        finally:
-            client.close()
-
-    def recipient_states(self, conn) -> dict[str, int]:  # type: ignore[no-untyped-def]
-        rows = conn.execute("SELECT state, count(*) FROM sending_recipient GROUP BY state").fetchall()
-        return {state: int(n) for state, n in rows}
-
     def run(self) -> dict:
         self.setup()
         requests_ = build_requests(self.args)
         if not self.args.no_warmup:
             self.warmup()
-        # Let pg_stat settle after the warm-up so the deltas cover the run only, and see whether anything
-        # else keeps the machine busy: on a shared machine the figures would be distorted.
-        before = system_cpu_ticks()
-        time.sleep(1.0)
-        busy = (system_cpu_ticks() - before) / CLK_TCK
-        if busy > 0.25:
-            log(f"warning: the machine was {100 * busy:.0f}% busy (of one core) just before the load; is it quiet?")
+        self.check_quiet()
         load = self.load(requests_)
         return self.report(load, requests_)
 
     def load(self, requests_: list[tuple[str, bytes, int]]) -> Load:
         """Send everything, then wait for the sink and the database; return raw measurements."""
         a = self.args
-        load = Load(pg_before=self.pg_counters(), redis_before=self.redis_commands())
-        load.cpu_before = self.monitor.cpu_snapshot()
+        load = self.start_load()
         counter = itertools.count()
         load.clients = [ClientResult() for _ in range(a.clients)]
         threads = [
@@ -785,56 +283,15 @@ class Bench:
         load.t0 = time.monotonic()
         for t in threads:
             t.start()
-
-        timeout = a.timeout or max(300.0, a.messages * 0.2)
-        deadline = load.t0 + timeout
-        last_log, api_done, expected = load.t0, False, a.messages
-        while True:
-            now = time.monotonic()
-            delivered = int(self.sink_value(sinkmod.UNIQUE))
-            if not load.timeline or now - load.t0 - load.timeline[-1]["t"] >= 0.5:
-                load.timeline.append(
-                    {"t": round(now - load.t0, 3), "accepted": self.accepted_live, "delivered": delivered}
-                )
-            alive = any(t.is_alive() for t in threads)
-            if not alive and not api_done:
-                api_done = True
-                expected = sum(r.accepted for r in load.clients)
-                log(f"API done: {expected} accepted in {now - load.t0:.2f} s")
-            if not alive and delivered >= expected:
-                break
-            if now > deadline:
-                log(f"timed out after {timeout:.0f} s waiting for delivery ({delivered}/{expected})")
-                break
-            if now - last_log >= 2:
-                log(f"accepted {self.accepted_live}/{a.messages}, delivered {delivered}/{a.messages}")
-                last_log = now
-            time.sleep(0.02)
-        load.sink_done = time.monotonic()
+        expected = self.wait_delivery(
+            load,
+            sending=lambda: any(t.is_alive() for t in threads),
+            accepted_live=lambda: self.accepted_live,
+            accepted_total=lambda: sum(r.accepted for r in load.clients),
+            front="API",
+        )
         load.profile = self.stop_profilers(profilers) if profilers else {}
-
-        # The sink has everything; each worker writes `delivered` just after its SMTP transaction.
-        db_deadline = time.monotonic() + 30
-        with self.db_connect() as conn:
-            while True:
-                load.states = self.recipient_states(conn)
-                if load.states.get("delivered", 0) >= expected or time.monotonic() > db_deadline:
-                    break
-                time.sleep(0.05)
-            load.db_done = time.monotonic()
-            load.cpu_after = self.monitor.cpu_snapshot()
-            self.monitor.sample()
-            load.lag = conn.execute(
-                "SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP "
-                "(ORDER BY extract(epoch FROM delivered_at - created_at)), "
-                "max(extract(epoch FROM delivered_at - created_at)) "
-                "FROM sending_recipient WHERE state = 'delivered'"
-            ).fetchone()
-            load.messages_in_db = conn.execute("SELECT count(*) FROM sending_message").fetchone()[0]
-            load.events = dict(conn.execute("SELECT type, count(*) FROM sending_event GROUP BY type").fetchall())
-            load.max_attempts = conn.execute("SELECT max(attempts) FROM sending_recipient").fetchone()[0]
-        time.sleep(1.1)  # pg_stat flushes at most once a second per backend
-        load.pg_after, load.redis_after = self.pg_counters(), self.redis_commands()
+        self.finish_load(load, expected)
         return load
 
     def report(self, load: Load, requests_: list[tuple[str, bytes, int]]) -> dict:
@@ -845,41 +302,10 @@ class Bench:
         errors = [e for r in results for e in r.errors]
         req_lat = [lat for r in results for lat, _ in r.latencies]
         msg_lat = [lat / n for r in results for lat, n in r.latencies for _ in range(n)]
-        delivered = int(self.sink_value(sinkmod.UNIQUE))
-        last_unique_at = self.sink_value(sinkmod.LAST_UNIQUE_AT)
         api_seconds = last_ok - first_start
-        delivered_seconds = (last_unique_at - first_start) if delivered else 0.0
-        window = max(1e-9, max(load.db_done, load.sink_done) - first_start)
-        cpu = cpu_delta(load.cpu_before, load.cpu_after)
-        machine = cpu.pop(SYSTEM, 0.0)
-        # Whatever the machine did besides our trees and the external servers: kernel network work on
-        # loopback, and anything else running here (which would distort the figures).
-        cpu[OTHER] = max(0.0, machine - sum(cpu.values()))
-        cpu_pid = cpu_delta_per_pid(load.cpu_before, load.cpu_after)
-
-        processes = [
-            {
-                "role": t.label,
-                "pid": t.pid,
-                "peak_rss_mb": round(t.peak_rss_kb / 1024, 1),
-                "cpu_s": round(cpu_pid.get(t.pid, 0.0), 2),
-            }
-            for t in sorted(self.monitor.tracked.values(), key=lambda t: (t.group, t.pid))
-        ]
-        driver_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        groups = []
-        for group, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
-            peak_kb = driver_rss_kb if group == DRIVER else self.monitor.group_peak_kb.get(group, 0)
-            groups.append(
-                {
-                    "group": group,
-                    "cpu_s": round(seconds, 2),
-                    "cpu_pct_of_one_core": round(100 * seconds / window, 1),
-                    "cpu_ms_per_message": round(1000 * seconds / max(1, delivered), 2),
-                    "peak_rss_mb": round(peak_kb / 1024, 1) or None,
-                }
-            )
-        sink_rcpts = int(self.sink_value(sinkmod.RECIPIENTS))
+        delivery = self.delivery(load, first_start, last_ok, "tail_after_api_s")
+        delivered = delivery["delivered"]
+        resources = self.resources(load, first_start, delivered)
         states = load.states
         check_ok = (
             not errors
@@ -887,11 +313,9 @@ class Bench:
             and delivered == a.messages
             and states.get("delivered", 0) == a.messages
             and sum(states.values()) == a.messages
-            and sink_rcpts == a.messages
+            and delivery["sink"]["recipients"] == a.messages
         )
-        lag = load.lag
-        pct = lag[0] if lag and lag[0] else [None, None, None]
-        result = {
+        return {
             "config": {
                 "messages": a.messages,
                 "domains": a.domains,
@@ -917,175 +341,16 @@ class Bench:
                 "latency_ms_per_request": {k: round(v * 1000, 2) for k, v in percentiles(req_lat).items()},
                 "latency_ms_per_message": {k: round(v * 1000, 3) for k, v in percentiles(msg_lat).items()},
             },
-            "delivery": {
-                "delivered": delivered,
-                "seconds": round(delivered_seconds, 3),
-                "delivered_per_s": round(delivered / delivered_seconds, 1) if delivered_seconds > 0 else None,
-                "tail_after_api_s": round(last_unique_at - last_ok, 3) if delivered else None,
-                "db_all_delivered_s": round(load.db_done - first_start, 3),
-                "first_delivery_after_s": (
-                    round(self.sink_value(sinkmod.FIRST_AT) - first_start, 3) if delivered else None
-                ),
-                "accept_to_delivered_s": {
-                    "p50": _r(pct[0]),
-                    "p90": _r(pct[1]),
-                    "p99": _r(pct[2]),
-                    "max": _r(lag[1] if lag else None),
-                },
-                "sink": {
-                    "messages": int(self.sink_value(sinkmod.MESSAGES)),
-                    "recipients": sink_rcpts,
-                    "duplicates": sink_rcpts - delivered,
-                    "smtp_connections": int(self.sink_value(sinkmod.CONNECTIONS)),
-                    "mb": round(self.sink_value(sinkmod.BYTES) / 1e6, 2),
-                },
-            },
-            "check": {
-                "ok": check_ok,
-                "recipient_states": states,
-                "messages_in_db": int(load.messages_in_db),
-                "events": {k: int(v) for k, v in load.events.items()},
-                "max_attempts": load.max_attempts,
-            },
-            "postgres": {k: load.pg_after.get(k, 0) - load.pg_before.get(k, 0) for k in load.pg_after},
-            "redis_commands": load.redis_after - load.redis_before,
-            "window_s": round(window, 3),
-            "cpu_groups": groups,
-            "processes": processes,
-            "timeline": load.timeline,
-            "profile": load.profile,
-            "logs": str(self.tmp),
+            **self.sections(load, delivery, check_ok, resources),
         }
-        self.failed = not check_ok
-        return result
-
-    # ..... profiling
-
-    def start_profilers(self) -> list[tuple[str, Path, subprocess.Popen]]:
-        spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
-        if not Path(spy).exists():
-            raise RuntimeError("--profile needs py-spy: .venv/bin/pip install py-spy")
-        out_dir = Path(self.args.profile).resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
-        started = []
-        for group, pid in self.monitor.roots:
-            if group == "sink":
-                continue
-            out = out_dir / f"{group.replace(' ', '-')}.txt"
-            proc = self.procs.start(
-                f"py-spy {group}",
-                [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--nolineno",
-                 "--format", "raw", "--rate", "100", "--output", str(out)],
-                env=dict(os.environ),
-                log_path=self.tmp / f"py-spy-{group.replace(' ', '-')}.log",
-                stop_signal=signal.SIGINT,
-            )  # fmt: skip
-            started.append((group, out, proc))
-        time.sleep(1.0)  # let py-spy attach before the load starts
-        return started
-
-    def stop_profilers(self, profilers: list[tuple[str, Path, subprocess.Popen]]) -> dict:
-        for _, _, proc in profilers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-        summary = {}
-        for group, out, proc in profilers:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                log(f"py-spy for {group} did not stop")
-                continue
-            if out.exists():
-                summary[group] = summarize_profile(out)
-                summary[group]["file"] = str(out)
-        return summary
-
-    # ..... teardown
-
-    def cleanup(self) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
-        self.monitor.stop()
-        self.procs.stop_all()
-        if self.sink_proc is not None and self.sink_proc.is_alive():
-            self.sink_proc.terminate()
-            self.sink_proc.join(5)
-            if self.sink_proc.is_alive():
-                self.sink_proc.kill()
-                self.sink_proc.join(5)
-        if self.dns is not None:
-            self.dns.stop()
-            self.dns = None
-        if self.args.keep_logs or self.failed:
-            log(f"logs kept in {self.tmp}")
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _frame_name(frame: str) -> str:
-    # py-spy raw frames look like "deliver (sending/delivery.py)" or "<module> (celery/__main__.py)".
-    return frame.strip()
-
-
-def summarize_profile(path: Path, top: int = 12) -> dict:
-    """Self and inclusive sample shares per function from a py-spy raw (collapsed stacks) file."""
-    self_samples: dict[str, int] = {}
-    incl_samples: dict[str, int] = {}
-    total = 0
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
-        frames = [_frame_name(f) for f in stack.split(";")]
-        # The first frame is the process/thread label that py-spy adds; it is not a function.
-        if frames and not frames[0].endswith(")"):
-            frames = frames[1:]
-        if not frames:
-            continue
-        total += n
-        self_samples[frames[-1]] = self_samples.get(frames[-1], 0) + n
-        for f in set(frames):
-            incl_samples[f] = incl_samples.get(f, 0) + n
-
-    def ranked(d: dict[str, int], keep) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
-        items = [(f, n) for f, n in d.items() if keep(f)]
-        items.sort(key=lambda kv: -kv[1])
-        return [(f, round(100 * n / total, 1)) for f, n in items[:top]] if total else []
-
-    app_dirs = ("(sending/", "(accounts/", "(config/")
-    return {
-        "samples": total,
-        "self_top": ranked(self_samples, lambda f: True),
-        "app_inclusive_top": ranked(incl_samples, lambda f: any(d in f for d in app_dirs)),
-    }
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 3)
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"(no log at {path})"
 
 
 # --- output -------------------------------------------------------------------------------------------
 
 
-def _ms(d: dict, key: str) -> str:
-    v = d.get(key)
-    return "-" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-
-
 def print_report(r: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
-    def say(line: str = "") -> None:
-        print(line, file=out)
-
-    c, api, dl, chk = r["config"], r["api"], r["delivery"], r["check"]
+    say = sayer(out)
+    c, api = r["config"], r["api"]
     mode = f"batch {c['batch']}" if c["batch"] else "single-message endpoint"
     say()
     say(
@@ -1097,132 +362,36 @@ def print_report(r: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-de
         f"{c['cpus']} CPUs" + (f" | settings {c['settings']}" if c["settings"] != "config.settings" else "")
     )
     say()
-    lr, lm, acc = api["latency_ms_per_request"], api["latency_ms_per_message"], dl["accept_to_delivered_s"]
-    pg = r["postgres"]
-    sink = dl["sink"]
     errors = f"reconnects {api['reconnects']}"
     if api["error_samples"]:
         errors += f"; e.g. {api['error_samples'][0]}"
-
-    def spread(d: dict, unit: str = " ms") -> str:
-        return f"p90 {_ms(d, 'p90')}  p99 {_ms(d, 'p99')}  max {_ms(d, 'max')}{unit}"
-
+    d = delivery_rows(r, front="API", start="first request")
     rows = [
         (
             "API accepted/s",
             f"{api['accepted_per_s']}",
             f"{api['accepted']} in {api['seconds']} s (first request -> last 2xx)",
         ),
-        (
-            "Delivered/s (end to end)",
-            f"{dl['delivered_per_s']}",
-            f"{dl['delivered']} in {dl['seconds']} s (first request -> message N at the sink)",
-        ),
-        (
-            "Delivery tail after API",
-            f"{dl['tail_after_api_s']} s",
-            f"first delivery {dl['first_delivery_after_s']} s after the first request",
-        ),
-        ("DB all delivered", f"{dl['db_all_delivered_s']} s", "after the first request"),
-        ("API latency / request", f"p50 {_ms(lr, 'p50')} ms", spread(lr)),
-        ("API latency / message", f"p50 {_ms(lm, 'p50')} ms", spread(lm) + " (request latency / its messages)"),
-        ("Accepted -> delivered", f"p50 {_ms(acc, 'p50')} s", spread(acc, " s") + " (DB created_at -> delivered_at)"),
+        d["delivered"],
+        d["tail"],
+        d["db"],
+        latency_row("API latency / request", api["latency_ms_per_request"]),
+        latency_row("API latency / message", api["latency_ms_per_message"], " (request latency / its messages)"),
+        d["lag"],
         ("API errors", f"{api['errors']}", errors),
-        (
-            "Sink",
-            f"{sink['messages']} msgs",
-            f"{sink['smtp_connections']} SMTP connections, {sink['duplicates']} duplicates, {sink['mb']} MB",
-        ),
-        (
-            "PostgreSQL (run)",
-            f"{pg.get('commits', 0)} commits",
-            f"{pg.get('sessions', 0)} new sessions, {pg.get('rows_inserted', 0)} rows inserted, "
-            f"{pg.get('rows_updated', 0)} updated",
-        ),
-        (
-            "Redis (run)",
-            f"{r['redis_commands']} commands",
-            f"{r['redis_commands'] / max(1, c['messages']):.1f} per message",
-        ),
+        d["sink"],
+        d["postgres"],
+        d["redis"],
     ]
-    w = max(len(k) for k, _, _ in rows)
-    for k, v, extra in rows:
-        say(f"  {k:<{w}}  {v:>16}   {extra}")
-    say()
-    say(f"  CPU during the run ({r['window_s']} s window; 100% = one core, {c['cpus']} cores available):")
-    say(f"    {'group':<32} {'CPU s':>7} {'CPU %':>7} {'ms/msg':>7} {'peak RSS':>10}")
-    for g in r["cpu_groups"]:
-        rss = f"{g['peak_rss_mb']} MB" if g["peak_rss_mb"] else "-"
-        say(
-            f"    {g['group']:<32} {g['cpu_s']:>7.2f} {g['cpu_pct_of_one_core']:>6.1f}% "
-            f"{g['cpu_ms_per_message']:>7.2f} {rss:>10}"
-        )
-    total = sum(g["cpu_s"] for g in r["cpu_groups"])
-    per_msg = 1000 * total / max(1, dl["delivered"])
-    say(f"    {'total':<32} {total:>7.2f} {100 * total / r['window_s']:>6.1f}% {per_msg:>7.2f}")
-    say("    (a group's peak RSS: largest sum over its process tree in one sample; shared pages count per process)")
-    say()
-    say(f"    {'process':<32} {'pid':>7} {'peak RSS':>10} {'CPU s':>7}")
-    for p in r["processes"]:
-        say(f"    {p['role']:<32} {p['pid']:>7} {p['peak_rss_mb']:>7.1f} MB {p['cpu_s']:>7.2f}")
-    say()
-    for group, prof in (r.get("profile") or {}).items():
-        say(f"  py-spy {group}: {prof['samples']} samples ({prof['file']})")
-        say("    hottest functions (self):")
-        for f, share in prof["self_top"][:10]:
-            say(f"      {share:5.1f}%  {f}")
-        say("    application functions (inclusive):")
-        for f, share in prof["app_inclusive_top"][:10]:
-            say(f"      {share:5.1f}%  {f}")
-        say()
-    other = next((g for g in r["cpu_groups"] if g["group"] == OTHER), None)
-    if other and other["cpu_pct_of_one_core"] > 25:
-        say(
-            f"  WARNING: {other['cpu_s']} CPU-s ({other['cpu_pct_of_one_core']}% of a core) went to processes this "
-            "benchmark did not start; the figures are distorted. Run it on a quiet machine."
-        )
-        say()
-    states = ", ".join(f"{k}={v}" for k, v in sorted(chk["recipient_states"].items()))
-    verdict = "OK" if chk["ok"] else "FAILED"
-    say(
-        f"  Final check: {verdict}: recipients {states or 'none'} (want delivered={c['messages']}); "
-        f"messages {chk['messages_in_db']}; events {chk['events']}; max attempts {chk['max_attempts']}"
-    )
-    say()
+    print_rows(rows, say)
+    print_resources(r, say, want=c["messages"])
 
 
 # --- entry point --------------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    bench = Bench(args)
-    atexit.register(bench.cleanup)
-
-    def on_signal(signum, frame):  # type: ignore[no-untyped-def]
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
-    try:
-        result = bench.run()
-    except KeyboardInterrupt:
-        log("interrupted; stopping everything this run started")
-        return 130
-    except Exception as exc:
-        log(f"error: {exc}")
-        for path in sorted(bench.tmp.glob("*.log")):
-            log(f"--- {path.name} (tail) ---\n{tail(path, 15)}")
-        return 1
-    finally:
-        bench.cleanup()
-    if args.json:
-        # The table goes to stderr so that stdout is exactly one JSON document.
-        print_report(result, out=sys.stderr)
-        print(json.dumps(result, indent=2))
-    else:
-        print_report(result)
-    return 0 if result["check"]["ok"] else 1
+    return run_main(Bench(parse_args(argv)), print_report)
 
 
 if __name__ == "__main__":

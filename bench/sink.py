@@ -55,7 +55,7 @@ class _CountingHandler:
         return "250 2.0.0 OK"
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
     """SIGTERM this process when the driver dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
     try:
         import ctypes
@@ -72,7 +72,7 @@ def serve(host: str, stats: Any, ready: Any, parent_pid: int) -> None:
     """Process entry point: bind host:0, send the port through `ready`, serve until killed."""
     # Ctrl-C in the terminal reaches this process too; the driver stops it with SIGTERM instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     from aiosmtpd.smtp import SMTP
 
     handler = _CountingHandler(stats)
