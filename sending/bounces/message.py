@@ -42,6 +42,13 @@ ORIGINAL_MARKERS = re.compile(
 )
 
 
+def unsurrogate(text: str) -> str:
+    """compat32 keeps 8-bit header bytes as surrogate escapes; read them as UTF-8 (RFC 6532), else replace them."""
+    if not any("\udc80" <= ch <= "\udcff" for ch in text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def load(raw: bytes) -> Message:
     """Parse at most MAX_PARSE_BYTES of raw with the lenient compat32 policy (defects are recorded, not raised)."""
     if not isinstance(raw, bytes | bytearray):
@@ -78,7 +85,7 @@ def header(msg: Message | None, name: str) -> str:
         text = str(make_header(decode_header(str(value))))
     except Exception:
         text = str(value)
-    return " ".join(text.split())
+    return " ".join(unsurrogate(text).split())
 
 
 def _charset(part: Message) -> str:
@@ -143,13 +150,14 @@ def structured_text(part: Message) -> str:
         if not isinstance(block, Message):
             continue
         try:
-            lines = [f"{name}: {value}" for name, value in block.items()]
+            lines = [unsurrogate(f"{name}: {value}") for name, value in block.items()]
         except Exception:
             lines = []
-        body = block.get_payload() if not block.is_multipart() else ""
+        # decode=True gives the raw bytes back (plain get_payload() would turn 8-bit UTF-8 into U+FFFD).
+        body = "" if block.is_multipart() else part_bytes(block).decode("utf-8", "replace")
         blocks.append("\n".join(lines))
-        if isinstance(body, str) and body.strip():
-            blocks.append(body[:MAX_TEXT_BYTES])
+        if body.strip():
+            blocks.append(body)
     return "\n\n".join(blocks)
 
 

@@ -18,12 +18,18 @@ from __future__ import annotations
 
 import logging
 import re
+from copy import deepcopy
 from dataclasses import dataclass
 from email.message import Message
 
 from sending.bounces import message as mime
 
 log = logging.getLogger(__name__)
+
+# flufl.bounce logs one INFO line per detector per message; keep that out of the logs unless configured otherwise.
+_flufl_log = logging.getLogger("flufl.bounce")
+if _flufl_log.level == logging.NOTSET:
+    _flufl_log.setLevel(logging.WARNING)
 
 
 @dataclass
@@ -386,6 +392,18 @@ def context(text: str, address: str) -> str:
     return ""
 
 
+def _with_text_headers(msg: Message) -> Message:
+    """A copy whose top-level headers are plain str: flufl.bounce calls str methods on them, and compat32 hands
+    back `email.header.Header` objects for headers with raw 8-bit bytes."""
+    copy = deepcopy(msg)
+    for name in dict.fromkeys(key.lower() for key in copy.keys()):
+        values = [mime.unsurrogate(str(value)) for value in copy.get_all(name, [])]
+        del copy[name]
+        for value in values:
+            copy[name] = value
+    return copy
+
+
 def _library_fallback(msg: Message, text: str) -> list[Found]:
     """flufl.bounce's detectors: the addresses only (it reports no reason), as (temporary, permanent) sets.
 
@@ -399,11 +417,13 @@ def _library_fallback(msg: Message, text: str) -> list[Found]:
     try:
         if len(msg.as_bytes()) > _LIBRARY_MAX_BYTES:
             small = Message()
-            for name, value in msg.items()[:100]:
+            for name in list(msg.keys())[:100]:
                 if name.lower() not in ("content-type", "content-transfer-encoding"):
-                    small[name] = value
+                    small[name] = mime.header(msg, name)
             small.set_payload(text[:_LIBRARY_MAX_BYTES])
             msg = small
+        else:
+            msg = _with_text_headers(msg)
         temporary, permanent = all_failures(msg)
     except Exception:
         log.debug("flufl.bounce could not scan the message", exc_info=True)

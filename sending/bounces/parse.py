@@ -12,13 +12,14 @@ Order of recognition:
 5. anything else -> "unknown" (a bounce-looking message in which no recipient was found is a "bounce" with no
    recipients, so a caller can count it without acting on it).
 
-Library choice. The PyPI `sisimai` Python port is not installable here (no such distribution on the index), so
-it could not be evaluated. `flufl.bounce` (GNU Mailman's detectors, 6.0.0, pure Python, works offline) was
-evaluated: it recognises many historical provider formats but returns addresses only, as a (temporary,
-permanent) pair of sets - no status, diagnostic, action, remote MTA, complaint or auto-reply - and it drops
-DSN fields we need. So the standard formats (DSN, ARF, auto-replies) and every classification are our own
-stdlib `email` code and rules, and flufl.bounce is the last resort that names the failed addresses of a
-bounce none of our rules recognised; the reason then comes from the text around each address.
+Library choice. A `sisimai` Python distribution is not available from the package index this project installs
+from, so it could not be evaluated. `flufl.bounce` 6.0.0 (GNU Mailman's detectors, pure Python, no network) was:
+it recognises many historical provider formats, but returns addresses only, as a (temporary, permanent) pair of
+sets - no status, diagnostic, action, remote MTA, complaints or auto-replies - and it drops the DSN fields we
+need. So the standard formats (DSN, ARF, auto-replies) and every classification are our own stdlib `email` code
+and rules, and flufl.bounce is the last resort that names the failed addresses of a bounce none of our rules
+recognised (MDaemon, hMailServer, Sendmail "expanded from" pipes in the corpus); the reason then comes from the
+text around each address. Without the library installed that fallback is skipped, nothing else changes.
 
 Results, in short:
 - every recipient has address (lower-cased), reason (`reasons.Reason`), kind ("hard"/"soft"), status ("5.1.1" or
@@ -149,18 +150,19 @@ def _parse(msg: Message) -> Report:
 
 
 def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
-    status = dsn.parse(parts)
+    delivery_status = dsn.parse(parts)
     report = Report(type=BOUNCE, subject=subject)
     notice = nonstandard.split_notice(mime.notice_text(msg))
-    for rcpt in status.recipients:
+    for rcpt in delivery_status.recipients:
         diagnostic = rcpt.diagnostic or nonstandard.context(notice, rcpt.address)
-        classification = _classify_dsn(rcpt.action, rcpt.status, diagnostic)
+        status = _effective_status(rcpt.status, diagnostic)
+        classification = _classify_dsn(rcpt.action, status, diagnostic)
         report.recipients.append(
             ReportRecipient(
                 address=rcpt.address,
                 kind=classification.kind.value,
                 reason=classification.reason.value,
-                status=rcpt.status or extract_status(diagnostic),
+                status=status,
                 diagnostic=diagnostic,
                 action=rcpt.action,
                 remote_mta=rcpt.remote_mta or nonstandard.remote_mta(diagnostic),
@@ -172,18 +174,25 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
         for item in nonstandard.find(msg, notice, bounce_like=True):
             report.recipients.append(_recipient(item, notice, expiry))
     _dedupe(report)
-    per_message = status.per_message
+    per_message = delivery_status.per_message
     report.original_envelope_id = per_message.get("original-envelope-id", "").strip()
     _correlate(report, mime.attached_original(msg), per_message)
     return report
 
 
-def _classify_dsn(action: str, status: str, diagnostic: str) -> Classification:
-    # The reply code and status inside Diagnostic-Code ("smtp; 550 5.1.1 ...") are the remote server's own;
-    # the Status field is the reporting MTA's summary, which is sometimes only 5.0.0 (RFC 3464 §2.3.4).
+def _effective_status(status: str, diagnostic: str) -> str:
+    """The Status field, unless it is missing or only "X.0.0" and the Diagnostic-Code holds a specific one.
+
+    The reply inside Diagnostic-Code ("smtp; 550 5.1.1 ...") is the remote server's own; the Status field is
+    the reporting MTA's summary, which Exim and Postfix < 2.3 give as a bare 5.0.0 / 4.0.0 (RFC 3464 §2.3.4).
+    """
     inner = extract_status(diagnostic)
-    if not status or (status.endswith(".0.0") and inner):
-        status = inner or status
+    if inner and (not status or status.endswith(".0.0")) and inner[0] == (status or inner)[0]:
+        return inner
+    return status
+
+
+def _classify_dsn(action: str, status: str, diagnostic: str) -> Classification:
     classification = classify_reply(extract_code(diagnostic), status, diagnostic)
     if action in ("delivered", "relayed", "expanded"):
         return Classification(Reason.OTHER, Kind.SOFT)
@@ -309,7 +318,10 @@ _MSGID_RE = re.compile(r"<[^<>\s]{1,500}>")
 
 def _message_id(value: str) -> str:
     match = _MSGID_RE.search(value or "")
-    return match.group(0) if match else ""
+    if match:
+        return match.group(0)
+    value = (value or "").strip()
+    return value if "@" in value and " " not in value else ""  # a Message-ID written without <>
 
 
 def _correlate(report: Report, original: Message | None, per_message: dict[str, str]) -> None:

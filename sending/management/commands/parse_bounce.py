@@ -1,0 +1,64 @@
+"""`manage.py parse_bounce FILE [FILE ...] [--json]`: classify saved bounces, complaints and auto-replies.
+
+The same code as the live intake (`sending.bounces.parse.parse_report`). With --json, one JSON object per file per
+line; without, one readable line per recipient. An unreadable file is reported on stderr and makes the command
+exit with status 1 once every other file has been processed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from sending.bounces.parse import Report, parse_report
+
+
+def report_json(path: str, report: Report) -> dict:
+    data = report.to_dict()
+    data["recipients"] = [
+        {
+            "address": r["address"],
+            "kind": r["kind"],
+            "reason": r["reason"],
+            "status": r["status"],
+            "diagnostic": r["diagnostic"],
+            "action": r["action"],
+            "remote_mta": r["remote_mta"],
+        }
+        for r in data["recipients"]
+    ]
+    return {"file": path, **data}
+
+
+class Command(BaseCommand):
+    help = "Classify bounce, complaint and auto-reply messages saved as files (.eml)."
+
+    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+        parser.add_argument("files", nargs="+", metavar="FILE", help="Raw message files")
+        parser.add_argument("--json", action="store_true", help="One JSON object per file per line")
+
+    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+        failed: list[str] = []
+        for path in options["files"]:
+            try:
+                raw = Path(path).read_bytes()
+            except OSError as exc:
+                self.stderr.write(f"{path}: cannot read: {exc.strerror or exc}")
+                failed.append(path)
+                continue
+            report = parse_report(raw)
+            if options["json"]:
+                self.stdout.write(json.dumps(report_json(path, report), ensure_ascii=False))
+                continue
+            if not report.recipients:
+                self.stdout.write(f"{path}: {report.type}, no recipients")
+            for r in report.recipients:
+                status = f" {r.status}" if r.status else ""
+                self.stdout.write(
+                    f"{path}: {report.type} {r.action} {r.address} {r.kind} {r.reason}{status}"
+                    + (f" ({r.diagnostic[:160]})" if r.diagnostic else "")
+                )
+        if failed:
+            raise CommandError(f"{len(failed)} file(s) could not be read: {', '.join(failed)}", returncode=1)
