@@ -22,13 +22,14 @@ if [ -z "$$py" ]; then echo "error: Python >= 3.11 not found (tried python3.13 p
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench lock clean
+.PHONY: help venv run test lint bench bench-smtp lock clean
 
 help:
 	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
 	@echo "make test   run the test suite (PYTEST_ARGS='-k name -x' to pass options)"
 	@echo "make lint   ruff check + ruff format --check"
 	@echo "make bench  send-API benchmark (BENCH_ARGS=...)"
+	@echo "make bench-smtp  SMTP submission benchmark (BENCH_ARGS=...)"
 	@echo "make lock   regenerate constraints.txt from a fresh venv"
 	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
 
@@ -56,7 +57,8 @@ lint: venv
 
 bench: venv
 	$(PY) bench/send_api.py $(BENCH_ARGS)
-bench-smtp: venv ; $(PY) bench/smtp_ingest.py $(BENCH_ARGS)
+bench-smtp: venv
+	$(PY) bench/smtp_ingest.py $(BENCH_ARGS)
 
 # Resolve the newest versions pyproject allows in a throwaway venv, so nothing stale from .venv leaks in;
 # written through a temporary file so a failed resolve never truncates constraints.txt.

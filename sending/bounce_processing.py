@@ -86,6 +86,9 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         raise NotApplied("a delay notice: the remote server is still trying" if delayed else "no failed recipient")
     recipient = _delivery(inbound, report, [r.address for r in failed])
     entry = _matching(failed, recipient.address)
+    if entry.address.lower() != recipient.address.lower() and _is_daemon(entry.address):
+        # A report about a report (a DSN that failed to reach a MAILER-DAEMON): nothing about our delivery.
+        raise NotApplied(f"a bounce of a bounce (failed recipient {entry.address})")
     inbound.recipient, inbound.organization_id = recipient, recipient.organization_id
     now = timezone.now()
     details = {
@@ -195,6 +198,10 @@ def _matching(entries: list[ReportRecipient], address: str) -> ReportRecipient:
         if entry.address.lower() == address.lower():
             return entry
     return entries[0]  # a forwarder rewrote the address; the VERP token already says whose delivery it is
+
+
+def _is_daemon(address: str) -> bool:
+    return address.partition("@")[0].lower() in ("mailer-daemon", "postmaster", "double-bounce")
 
 
 def _report_json(report: Report) -> dict:

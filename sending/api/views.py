@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from django.conf import settings
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import CursorPagination
@@ -29,6 +25,7 @@ from ..submission import (
 )
 from . import idempotency
 from .errors import ApiError
+from .params import datetime_param
 from .serializers import (
     AcceptedMessageSerializer,
     MessageDetailSerializer,
@@ -166,8 +163,8 @@ class MessagesView(APIView):
             status=status_filter,
             recipient=params.get("recipient") or None,
             tag=params.get("tag") or None,
-            since=_datetime_param(params, "since"),
-            until=_datetime_param(params, "until"),
+            since=datetime_param(params, "since"),
+            until=datetime_param(params, "until"),
         )
         paginator = MessagePagination()
         page = paginator.paginate_queryset(qs, request, view=self)
@@ -237,13 +234,3 @@ class MessageDetailView(APIView):
             raise ApiError(404, "No such message.", code="not_found")
         context = {"events_by_recipient": events_by_recipient(message)}
         return Response(MessageDetailSerializer(message, context=context).data)
-
-
-def _datetime_param(params, name: str):  # type: ignore[no-untyped-def]
-    raw = params.get(name)
-    if not raw:
-        return None
-    value = parse_datetime(raw)
-    if value is None:
-        raise ApiError(400, f"Bad {name}.", {name: ["An ISO 8601 date-time."]}, "invalid")
-    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)

@@ -1,0 +1,203 @@
+"""The suppression list API: list (filters), add, remove (who and when are kept), CSV export and import.
+Scoped to the caller's organization."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..addresses import AddressError, parse_mailbox
+from ..models import Suppression
+from ..suppressions import suppression_add, suppression_remove
+from .errors import ApiError
+from .params import datetime_param
+
+CSV_FIELDS = ["address", "reason", "created_at", "expires_at", "created_by", "source_message_id", "details"]
+MAX_IMPORT_ROWS = 100_000
+
+
+class CsvParser(BaseParser):
+    media_type = "text/csv"
+
+    def parse(self, stream, media_type=None, parser_context=None):  # type: ignore[no-untyped-def]
+        return stream.read().decode("utf-8-sig", "replace")
+
+
+class SuppressionSerializer(serializers.ModelSerializer):
+    source_message_id = serializers.UUIDField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = Suppression
+        fields = [
+            "address",
+            "reason",
+            "details",
+            "source_message_id",
+            "created_at",
+            "created_by",
+            "expires_at",
+            "removed_at",
+            "removed_by",
+        ]
+
+
+class SuppressionCreateSerializer(serializers.Serializer):
+    address = serializers.CharField(max_length=320)
+    reason = serializers.ChoiceField(choices=Suppression.Reason.choices, default=Suppression.Reason.MANUAL)
+    note = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+
+    def validate_address(self, value: str) -> str:
+        try:
+            return parse_mailbox(value).envelope_address.lower()
+        except AddressError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
+class SuppressionPagination(CursorPagination):
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "page_size"
+    ordering = "-created_at"
+
+
+def _caller(request: Request) -> str:
+    return f"api-key:{request.auth.name}" if request.auth is not None else "api"
+
+
+def _filtered(request: Request):  # type: ignore[no-untyped-def]
+    params = request.query_params
+    qs = Suppression.objects.filter(organization=request.user.organization)
+    if params.get("include_removed", "").lower() not in ("1", "true", "yes"):
+        now = timezone.now()
+        qs = qs.filter(removed_at__isnull=True).exclude(expires_at__lte=now)
+    reason = params.get("reason")
+    if reason:
+        if reason not in Suppression.Reason.values:
+            raise ApiError(400, "Unknown reason.", {"reason": [f"One of {', '.join(Suppression.Reason.values)}."]})
+        qs = qs.filter(reason=reason)
+    if params.get("address"):
+        qs = qs.filter(address__icontains=params["address"].strip().lower())
+    since, until = datetime_param(params, "since"), datetime_param(params, "until")
+    if since:
+        qs = qs.filter(created_at__gte=since)
+    if until:
+        qs = qs.filter(created_at__lt=until)
+    return qs
+
+
+FILTERS = [
+    OpenApiParameter("reason", str, enum=Suppression.Reason.values),
+    OpenApiParameter("address", str, description="Part of the address"),
+    OpenApiParameter("since", str, description="ISO 8601 date-time"),
+    OpenApiParameter("until", str, description="ISO 8601 date-time"),
+    OpenApiParameter("include_removed", bool),
+]
+
+
+class SuppressionsView(APIView):
+    @extend_schema(parameters=FILTERS, responses={200: SuppressionSerializer(many=True)}, summary="List suppressions")
+    def get(self, request: Request) -> Response:
+        paginator = SuppressionPagination()
+        page = paginator.paginate_queryset(_filtered(request), request, view=self)
+        return paginator.get_paginated_response(SuppressionSerializer(page, many=True).data)
+
+    @extend_schema(request=SuppressionCreateSerializer, responses={201: SuppressionSerializer}, summary="Suppress")
+    def post(self, request: Request) -> Response:
+        serializer = SuppressionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        row, created = suppression_add(
+            organization_id=request.user.organization.pk,
+            address=data["address"],
+            reason=data["reason"],
+            details={"note": data["note"]} if data["note"] else {},
+            created_by=_caller(request),
+        )
+        return Response(SuppressionSerializer(row).data, status=status.HTTP_201_CREATED if created else 200)
+
+
+class SuppressionDetailView(APIView):
+    @extend_schema(responses={204: None}, summary="Lift a suppression (the entry is kept, marked removed)")
+    def delete(self, request: Request, address: str) -> Response:
+        if not suppression_remove(
+            organization_id=request.user.organization.pk, address=address, removed_by=_caller(request)
+        ):
+            raise ApiError(404, f"{address} is not suppressed.", code="not_found")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SuppressionExportView(APIView):
+    @extend_schema(parameters=FILTERS, responses={(200, "text/csv"): str}, summary="Export suppressions as CSV")
+    def get(self, request: Request) -> HttpResponse:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_FIELDS)
+        for row in _filtered(request).order_by("created_at").iterator(chunk_size=2000):
+            writer.writerow(
+                [
+                    row.address,
+                    row.reason,
+                    row.created_at.isoformat(),
+                    row.expires_at.isoformat() if row.expires_at else "",
+                    row.created_by,
+                    row.source_message_id or "",
+                    row.details.get("reason") or row.details.get("note") or "",
+                ]
+            )
+        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
+        return response
+
+
+class SuppressionImportView(APIView):
+    parser_classes = [CsvParser, JSONParser]
+
+    @extend_schema(
+        request={"text/csv": str},
+        responses={200: dict},
+        summary="Import suppressions from CSV (an `address` column, optional `reason`)",
+    )
+    def post(self, request: Request) -> Response:
+        text = request.data if isinstance(request.data, str) else (request.data or {}).get("csv")
+        if not isinstance(text, str) or not text.strip():
+            raise ApiError(400, "Send CSV with an address column.", {"csv": ["Empty or missing."]}, "invalid")
+        rows = list(csv.reader(io.StringIO(text)))
+        first = [h.strip().lower() for h in rows[0]] if rows else []
+        has_header = "address" in first
+        # Without a header row, a bare list of addresses, one per line.
+        header, body = (first, rows[1:]) if has_header else (["address"], rows)
+        if len(body) > MAX_IMPORT_ROWS:
+            raise ApiError(400, f"At most {MAX_IMPORT_ROWS} rows per import.", {"csv": [f"Got {len(body)}."]})
+        added = existing = 0
+        errors = []
+        for line, values in enumerate(body, start=2 if has_header else 1):
+            record = dict(zip(header, (v.strip() for v in values), strict=False))
+            if not any(values):
+                continue
+            reason = record.get("reason") or Suppression.Reason.MANUAL
+            try:
+                address = parse_mailbox(record.get("address", "")).envelope_address.lower()
+            except AddressError as exc:
+                errors.append({"line": line, "error": str(exc)})
+                continue
+            if reason not in Suppression.Reason.values:
+                errors.append({"line": line, "error": f"unknown reason {reason!r}"})
+                continue
+            _, created = suppression_add(
+                organization_id=request.user.organization.pk,
+                address=address,
+                reason=reason,
+                created_by=_caller(request),
+            )
+            added, existing = added + created, existing + (not created)
+        return Response({"added": added, "existing": existing, "errors": errors})
