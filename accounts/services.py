@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -96,6 +97,26 @@ def smtp_credential_authenticate(*, username: str, password: str, peer_ip: str |
         return None
     _touch(credential)
     return credential
+
+
+def smtp_credential_for_network(peer_ip: str | None) -> SmtpCredential | None:
+    """The credential a trusted network submits as without AUTH (POSTWERK_SMTP_TRUSTED_NETWORKS), or None.
+
+    For hosts the operator vouches for, such as a Postfix smarthost or a load generator that cannot AUTH; the
+    credential's domain and network restrictions still apply, and a revoked one stops working."""
+    for entry in settings.POSTWERK_SMTP_TRUSTED_NETWORKS:
+        network, _, username = entry.partition("=")
+        if username and _ip_allowed(peer_ip, [network]):
+            credential = (
+                SmtpCredential.objects.select_related("organization")
+                .filter(username=username, revoked_at__isnull=True)
+                .first()
+            )
+            if credential is not None and (
+                not credential.allowed_networks or _ip_allowed(peer_ip, credential.allowed_networks)
+            ):
+                return credential
+    return None
 
 
 def _ip_allowed(peer_ip: str | None, networks: list[str]) -> bool:

@@ -232,6 +232,9 @@ POSTWERK_SMTP_IDLE_TIMEOUT = env.float("POSTWERK_SMTP_IDLE_TIMEOUT", default=300
 POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP = env.int("POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP", default=50)
 POSTWERK_SMTP_AUTH_MAX_FAILURES = env.int("POSTWERK_SMTP_AUTH_MAX_FAILURES", default=10)
 POSTWERK_SMTP_AUTH_FAILURE_WINDOW = env.int("POSTWERK_SMTP_AUTH_FAILURE_WINDOW", default=900)
+# Networks that may submit without AUTH, each as the credential it stands for: "CIDR=username" (e.g. a Postfix
+# smarthost or a load generator). Empty by default: every submission authenticates.
+POSTWERK_SMTP_TRUSTED_NETWORKS = env.list("POSTWERK_SMTP_TRUSTED_NETWORKS", default=[])
 # The inbound MX for bounces and feedback reports to return-path addresses: no AUTH, relays nothing.
 POSTWERK_SMTP_INBOUND = env.str("POSTWERK_SMTP_INBOUND", default=f"{_smtp_host}:{25 if _privileged else 2525}")
 POSTWERK_INBOUND_MAX_MESSAGE_SIZE = env.int("POSTWERK_INBOUND_MAX_MESSAGE_SIZE", default=30 * 1024 * 1024)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from functools import lru_cache
 
 import dkim
+import dkim.crypto
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 # RFC 6376 §5.4.1's recommended set; headers named twice are oversigned so nobody can add a second copy.
 SIGNED_HEADERS = (
@@ -36,6 +41,52 @@ class SigningKey:
 
 
 ALGORITHMS = {"rsa": b"rsa-sha256", "ed25519": b"ed25519-sha256"}
+
+
+# dkimpy does the RSA step with Python's pow(): about 11 ms per 2048-bit signature, the largest single cost of
+# delivery. OpenSSL (through `cryptography`) does it in about 1 ms and gives byte-identical PKCS#1 v1.5
+# signatures, so dkimpy's canonicalisation and header hashing stay as they are and only that step is swapped.
+# dkimpy has no hook for it; it calls the module-level names below, which are replaced once at import.
+_keys: dict[int, rsa.RSAPrivateKey] = {}
+_keys_lock = threading.Lock()
+
+
+def _openssl_key(private_key: dict) -> rsa.RSAPrivateKey:
+    modulus = private_key["modulus"]
+    key = _keys.get(modulus)
+    if key is None:
+        numbers = rsa.RSAPrivateNumbers(
+            p=private_key["prime1"],
+            q=private_key["prime2"],
+            d=private_key["privateExponent"],
+            dmp1=private_key["exponent1"],
+            dmq1=private_key["exponent2"],
+            iqmp=private_key["coefficient"],
+            public_numbers=rsa.RSAPublicNumbers(private_key["publicExponent"], modulus),
+        )
+        key = numbers.private_key()
+        with _keys_lock:
+            if len(_keys) > 1024:
+                _keys.clear()
+            _keys[modulus] = key
+    return key
+
+
+_HASHES = {"sha256": hashes.SHA256(), "sha1": hashes.SHA1()}  # noqa: S303 - rsa-sha1 is what dkimpy may ask for
+
+
+def _rsa_sign_openssl(hash, private_key: dict) -> bytes:  # noqa: A002 - dkimpy's parameter name
+    algorithm = _HASHES[hash.name]
+    return _openssl_key(private_key).sign(hash.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm))
+
+
+@lru_cache(maxsize=1024)
+def _parse_pem_private_key(data: bytes) -> dict:
+    return dkim.crypto.parse_pem_private_key(data)
+
+
+dkim.RSASSA_PKCS1_v1_5_sign = _rsa_sign_openssl
+dkim.parse_pem_private_key = _parse_pem_private_key
 
 
 def dkim_sign(raw: bytes, *, domain: str, selector: str, private_key_pem: bytes, algorithm: str = "rsa") -> bytes:

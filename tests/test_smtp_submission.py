@@ -499,3 +499,46 @@ def test_connections_per_ip_are_capped_with_421(smtp_server, credential, setting
             time.sleep(0.05)
     else:
         pytest.fail("the server did not free the per-IP slots")
+
+
+def test_trusted_network_submits_without_auth_as_its_credential(settings, tmp_path, organization, domain):
+    credential, _ = smtp_credential_create(organization=organization, name="smarthost")
+    settings.POSTWERK_SMTP_TRUSTED_NETWORKS = [f"127.0.0.0/8={credential.username}"]
+    cert, key = make_self_signed(tmp_path, "smtp.postwerk.example")
+    settings.POSTWERK_SMTP_TLS_CERT, settings.POSTWERK_SMTP_TLS_KEY = cert, key
+    server = SmtpServer([Listener("submission", "127.0.0.1", 0, False)]).start()
+    try:
+        client = connect(server, tls=False)
+        client.sendmail("app@acme.example", ["jane@dest.example"], MESSAGE.encode())
+        message = Message.objects.get()
+        assert message.smtp_credential_id == credential.pk
+        code, text = client.mail("app@elsewhere.example")
+        assert (code, text[:5]) == (550, b"5.7.1")  # the credential's domain rules still hold
+        client.rset()
+        if shutil.which("smtp-source"):
+            host, port = server.bound["submission"]
+            subprocess.run(
+                [
+                    "smtp-source",
+                    "-s",
+                    "2",
+                    "-m",
+                    "4",
+                    "-l",
+                    "500",
+                    "-f",
+                    "app@acme.example",
+                    "-t",
+                    "x@dest.example",
+                    f"{host}:{port}",
+                ],
+                check=True,
+                timeout=30,
+            )
+            assert Message.objects.count() == 5
+        smtp_credential_revoke(credential=credential)
+        other = connect(server, tls=False)
+        code, text = other.mail("app@acme.example")
+        assert (code, text[:5]) == (530, b"5.7.0")
+    finally:
+        server.stop()

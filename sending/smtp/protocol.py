@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
@@ -19,9 +20,12 @@ class PostwerkSMTP(SMTP):
         implicit_tls: bool = False,
         max_per_ip: int = 0,
         per_ip: Counter[str] | None = None,
+        trusted_lookup: Callable[[str | None], Awaitable[Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # Resolves a peer address to the credential of a trusted network (no AUTH needed), or None.
+        self._trusted_lookup = trusted_lookup
         self._implicit_tls = implicit_tls
         self._max_per_ip = max_per_ip
         # Open connections per source IP, shared by every listener of one server process.
@@ -54,6 +58,13 @@ class PostwerkSMTP(SMTP):
                 del self._per_ip[self._peer_ip]
             self._peer_ip = None
         super().connection_lost(error)
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        if not self.session.authenticated and self._trusted_lookup is not None:
+            credential = await self._trusted_lookup(self._peer_ip)
+            if credential is not None:
+                self.session.authenticated, self.session.auth_data = True, credential
+        return await super().check_auth_needed(caller_method)
 
     def _timeout_cb(self) -> None:
         # RFC 5321 §4.5.3.2: say why before hanging up on an idle client (aiosmtpd just closes).

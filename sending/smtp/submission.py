@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
 from accounts.models import SmtpCredential
-from accounts.services import smtp_credential_authenticate
+from accounts.services import smtp_credential_authenticate, smtp_credential_for_network
 
 from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_submit
 from . import auth_limits
@@ -58,6 +58,14 @@ def authenticator(server: PostwerkSMTP, session: Session, envelope: Envelope, me
         server.auth_delay = auth_limits.delay_after(auth_limits.record_failure(ip, username))
         return AuthResult(success=False, handled=False)
     return AuthResult(success=True, auth_data=credential)
+
+
+async def trusted_credential(peer_ip: str | None) -> SmtpCredential | None:
+    try:
+        return await run_db(smtp_credential_for_network, peer_ip)
+    except DatabaseError:
+        log.exception("trusted-network lookup failed on a database error")
+        return None
 
 
 class SubmissionHandler(BaseHandler):
@@ -138,6 +146,7 @@ def submission_protocol(*, tls_context, implicit_tls: bool, per_ip: Counter[str]
             auth_require_tls=True,
             authenticator=authenticator,
             implicit_tls=implicit_tls,
+            trusted_lookup=trusted_credential if settings.POSTWERK_SMTP_TRUSTED_NETWORKS else None,
         )
 
     return factory
