@@ -30,6 +30,7 @@ class Route:
     status: RouteStatus
     hosts: list[str] = field(default_factory=list)  # MX host names, best preference first
     detail: str = ""
+    implicit: bool = False  # no MX records: the domain itself is the host (RFC 5321 §5.1)
 
 
 _cache: dict[tuple[str, str], tuple[float, object]] = {}
@@ -95,7 +96,7 @@ def _lookup_mx(domain: str) -> tuple[Route, float]:
     except dns.resolver.NoAnswer:
         # RFC 5321 §5.1: no MX records means the domain itself is the implicit MX, if it has an address.
         if host_addresses(domain):
-            return Route(RouteStatus.OK, hosts=[domain], detail="no MX; using the domain's address"), 300
+            return Route(RouteStatus.OK, hosts=[domain], detail="no MX; using the domain's address", implicit=True), 300
         return Route(RouteStatus.NO_DOMAIN, detail=f"{domain} has neither MX nor address records"), NEGATIVE_TTL
     except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.YXDOMAIN) as exc:
         return Route(RouteStatus.TEMPORARY, detail=f"DNS lookup for {domain} failed: {exc}"), 0
