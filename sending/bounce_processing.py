@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from .bounces.parse import Report, ReportRecipient, parse_report
+from .events import sequence_next
 from .inbound_intake import is_return_path_host
 from .models import Event, EventType, InboundMessage, Recipient, RecipientState
 from .return_path import is_verp, recipient_id_from_return_path
@@ -116,6 +117,7 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         type=EventType.BOUNCED,
         created_at=now,
         details=details,
+        sequence=sequence_next(recipient.pk),
     )
     bounce_effects(
         [
@@ -146,6 +148,7 @@ def _apply_complaint(inbound: InboundMessage, report: Report) -> None:
             "source": "arf",
             "inbound_id": str(inbound.pk),
         },
+        sequence=sequence_next(recipient.pk),
     )
     suppression_add(
         organization_id=recipient.organization_id,

@@ -26,6 +26,7 @@ from .return_path import return_path, return_path_host
 from .signing import SigningKey, dkim_sign_all
 from .smtp_client import Reply, SessionLost, SmtpSession
 from .suppressions import BounceFact, bounce_effects
+from .tracking import tracked_copies
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ def claim(recipient_ids: list[str]) -> list[Recipient]:
             sending_since=now,
             updated_at=now,
             attempts=F("attempts") + 1,
+            event_seq=F("event_seq") + 1,  # the `sent` event below
         )
         if not won:
             return []
@@ -67,6 +69,7 @@ def claim(recipient_ids: list[str]) -> list[Recipient]:
                 type=EventType.SENT,
                 created_at=now,
                 details={"address": r.address, "attempt": r.attempts},
+                sequence=r.event_seq,
             )
             for r in recipients
         )
@@ -84,6 +87,10 @@ def _private_key(key_id: int, encrypted: str) -> bytes:
 def signed_message(message: Message) -> bytes:
     """The message as it goes on the wire: DKIM-signed with each active key of its domain (RSA, and Ed25519
     when the domain has one), newest first."""
+    return dkim_sign_all(bytes(message.raw), signing_keys(message))
+
+
+def signing_keys(message: Message) -> list[SigningKey]:
     keys = list(
         DkimKey.objects.filter(domain_id=message.domain_id, state=DkimKey.State.ACTIVE)
         .select_related("domain")
@@ -94,11 +101,10 @@ def signed_message(message: Message) -> bytes:
     newest: dict[str, DkimKey] = {}
     for key in keys:
         newest.setdefault(key.algorithm, key)
-    signing = [
+    return [
         SigningKey(key.domain.name, key.selector, key.algorithm, _private_key(key.pk, key.private_key_encrypted))
         for key in sorted(newest.values(), key=lambda k: k.algorithm != DkimKey.Algorithm.RSA)
     ]
-    return dkim_sign_all(bytes(message.raw), signing)
 
 
 # --- route and connect ------------------------------------------------------------------------------------
@@ -163,7 +169,14 @@ def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]
         for group in by_message.values():
             message = group[0].message
             try:
-                data = signed_message(message)
+                # With tracking on, each recipient has its own copy (pixel, links, unsubscribe URL) and signature.
+                copies = tracked_copies(message, group)
+                if copies is None:
+                    data = signed_message(message)
+                else:
+                    keys = signing_keys(message)
+                    copies = {pk: dkim_sign_all(raw, keys) for pk, raw in copies.items()}
+                    data = max(copies.values(), key=len)
             except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
                 log.exception("cannot sign message %s", message.pk)
                 reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
@@ -174,14 +187,20 @@ def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]
                 if session is None:
                     outcomes.extend(Outcome(r, failure) for r in group)
                     continue
-            outcomes.extend(send_message(session, message, group, data))
+            outcomes.extend(send_message(session, message, group, data, copies))
     finally:
         if session is not None:
             session.close()
     return outcomes
 
 
-def send_message(session: SmtpSession, message: Message, group: list[Recipient], data: bytes) -> list[Outcome]:
+def send_message(
+    session: SmtpSession,
+    message: Message,
+    group: list[Recipient],
+    data: bytes,
+    copies: dict[uuid.UUID, bytes] | None = None,
+) -> list[Outcome]:
     def outcome(r: Recipient, reply: Reply) -> Outcome:
         return Outcome(r, reply, mx_host=session.mx_host, tls=session.tls)
 
@@ -198,7 +217,10 @@ def send_message(session: SmtpSession, message: Message, group: list[Recipient],
     for i, r in enumerate(group):
         try:
             replies = session.send(
-                mail_from=return_path(r.pk, host), rcpts=[r.address], data=data, smtputf8=message.smtputf8
+                mail_from=return_path(r.pk, host),
+                rcpts=[r.address],
+                data=copies[r.pk] if copies else data,
+                smtputf8=message.smtputf8,
             )
         except SessionLost as lost:
             return outcomes + [outcome(rest, lost.reply) for rest in group[i:]]
@@ -243,6 +265,8 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             else:
                 r.state, r.next_attempt_at, event_type = RecipientState.DEFERRED, when, EventType.DEFERRED
                 details["next_attempt_at"] = when.isoformat()
+        # Counted in memory: this worker's claim keeps every other writer of the row's events away meanwhile.
+        r.event_seq += 1
         events.append(
             Event(
                 organization_id=r.organization_id,
@@ -251,6 +275,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
                 type=event_type,
                 created_at=now,
                 details=details,
+                sequence=r.event_seq,
             )
         )
     with transaction.atomic():
@@ -268,6 +293,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
                 "claim_token",
                 "delivered_at",
                 "next_attempt_at",
+                "event_seq",
             ],
         )
         Event.objects.bulk_create(events)

@@ -44,6 +44,14 @@ class Domain(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Open and click tracking and unsubscribe headers, all off by default (sending.tracking).
+    track_opens = models.BooleanField(default=False)
+    track_clicks = models.BooleanField(default=False)
+    # Messages carrying one of these tags get List-Unsubscribe headers (RFC 2369, RFC 8058); "*" means all.
+    unsubscribe_tags = models.JSONField(default=list, blank=True)
+    tracking_subdomain = models.CharField(max_length=63, default="", blank=True)
+    # The tracking subdomain's CNAME points at POSTWERK_TRACKING_HOST: links use the domain's own host.
+    tracking_host_ok = models.BooleanField(default=False)
 
     class Meta:
         indexes = [models.Index(fields=["next_check_at"], name="domain_next_check")]
@@ -54,6 +62,10 @@ class Domain(models.Model):
     @property
     def return_path_host(self) -> str:
         return f"{self.return_path_subdomain or settings.POSTWERK_RETURN_PATH_PREFIX}.{self.name}"
+
+    @property
+    def tracking_host(self) -> str:
+        return f"{self.tracking_subdomain or settings.POSTWERK_TRACKING_PREFIX}.{self.name}"
 
 
 class DkimKey(models.Model):
@@ -178,6 +190,11 @@ class Recipient(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # How many events this delivery has had: the last one's `sequence`, so receivers can order them.
+    event_seq = models.PositiveIntegerField(default=0)
+    # The first open by a person, and by a machine (a privacy proxy fetching images): each is one event.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    machine_opened_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -198,10 +215,20 @@ class EventType(models.TextChoices):
     FAILED = "failed"
     COMPLAINED = "complained"
     SUPPRESSED = "suppressed"
+    HELD = "held"
+    RELEASED = "released"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
     DOMAIN_VERIFIED = "domain.verified"
     DOMAIN_DNS_BROKEN = "domain.dns_broken"
     DOMAIN_DNS_FIXED = "domain.dns_fixed"
+    DOMAIN_DNS_CHANGED = "domain.dns_changed"
     DKIM_KEY_ACTIVATED = "domain.dkim_key_activated"
+    REPUTATION_WARNING = "reputation.warning"
+    REPUTATION_PAUSED = "reputation.paused"
+    SEND_LIMIT_REACHED = "send_limit.reached"
+    WEBHOOK_DISABLED = "webhook.disabled"
 
 
 class Event(models.Model):
@@ -212,9 +239,15 @@ class Event(models.Model):
     type = models.CharField(max_length=40, choices=EventType.choices)
     created_at = models.DateTimeField(default=timezone.now)
     details = models.JSONField(default=dict, blank=True)
+    # The recipient's event count at this event (1 for `queued`), so receivers can order a delivery's events.
+    sequence = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "-created_at"], name="event_org_created")]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="event_org_created"),
+            # The events API pages by id within an organization.
+            models.Index(fields=["organization", "-id"], name="event_org_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} at {self.created_at:%Y-%m-%d %H:%M:%S}"
@@ -228,6 +261,7 @@ class Suppression(models.Model):
         SOFT_BOUNCE = "soft_bounce"  # repeated soft bounces within the window
         COMPLAINT = "complaint"
         MANUAL = "manual"
+        UNSUBSCRIBE = "unsubscribe"  # the recipient's one-click unsubscribe (RFC 8058)
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="suppressions")
     address = models.CharField(max_length=320, help_text="Lower case")
@@ -332,3 +366,115 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# --- Webhooks -----------------------------------------------------------------------------------------------
+
+
+class WebhookEndpoint(models.Model):
+    """Where an organization wants its events POSTed, signed with a secret only Postwerk and the owner know."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True)
+    # Event types wanted; empty means every type.
+    event_types = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=300, blank=True)
+    # Fernet tokens (POSTWERK_ENCRYPTION_KEY): the signature needs the secret itself, so it cannot be hashed.
+    secret_encrypted = models.TextField()
+    # After a rotation the old secret also signs until this time, so receivers can switch without a gap.
+    previous_secret_encrypted = models.TextField(blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # Events with a larger id are this endpoint's: nothing from before it existed.
+    start_event_id = models.BigIntegerField(default=0)
+    # The first failure since the last success; failing for POSTWERK_WEBHOOK_DISABLE_AFTER disables it.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "enabled"], name="webhook_org_enabled")]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint: the row the sweep and the workers agree on. Retried until it lands."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # due at next_attempt_at
+        QUEUED = "queued"  # handed to the broker; next_attempt_at is the lease after which the sweep re-queues
+        SENDING = "sending"  # claimed by a worker
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # retries exhausted, or the endpoint answered 410 Gone
+        CANCELLED = "cancelled"  # the endpoint was disabled or deleted before it was sent
+
+    class Trigger(models.TextChoices):
+        AUTO = "auto"
+        REPLAY = "replay"
+        TEST = "test"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # Null only for a test send, whose sample body is kept in `payload`.
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    payload = models.JSONField(null=True, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
+    # What caused the next attempt (a hand replay is logged as one).
+    trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.AUTO)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    sending_since = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "event"], name="webhook_delivery_unique")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="webhook_delivery_due"),
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"webhook delivery {self.id} ({self.state})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: what came back and how long it took."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    trigger = models.CharField(max_length=8, choices=WebhookDelivery.Trigger.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    duration_ms = models.PositiveIntegerField(default=0)
+    # The HTTP status, or null when there was no answer (timeout, refused, blocked address).
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    response_excerpt = models.TextField(blank=True)
+    ip = models.CharField(max_length=45, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.status_code or self.error} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class WebhookCursor(models.Model):
+    """How far the fan-out has read the event table: every event with id <= position has its deliveries.
+
+    Ids are handed out at insert, not at commit: on PostgreSQL a smaller id can become visible after a larger
+    one. A hole is waited for (gap_*) before the position moves past it.
+    """
+
+    position = models.BigIntegerField(default=0)
+    gap_at = models.BigIntegerField(null=True, blank=True)
+    gap_since = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"webhook fan-out at event {self.position}"

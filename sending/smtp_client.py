@@ -150,6 +150,27 @@ class SmtpSession:
             self.close()
             raise SessionLost(Reply(421, "4.4.2", f"connection to {self.mx_host} lost: {exc}")) from exc
 
+    def probe(self, *, mail_from: str, rcpts: list[str], smtputf8: bool = False) -> tuple[Reply, list[Reply]]:
+        """A transaction that stops before DATA (address verification): MAIL FROM, each RCPT TO, then RSET
+        (RFC 5321 §4.1.1.5), so nothing is ever delivered. Returns the MAIL reply and one reply per recipient
+        (none when MAIL was refused).
+
+        `smtputf8` needs `supports_smtputf8` (RFC 6531). Raises SessionLost when the connection breaks or a reply
+        does not come in time.
+        """
+        smtp = self._smtp
+        assert smtp is not None
+        try:
+            mail = Reply.parse(*smtp.mail(mail_from, ["SMTPUTF8"] if smtputf8 else []))
+            replies = [Reply.parse(*smtp.rcpt(rcpt)) for rcpt in rcpts] if mail.success else []
+            self._reset()
+            return mail, replies
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # No QUIT: after a timeout the server is not answering, and waiting for it again only doubles the cost.
+            smtp.close()
+            self._smtp = None
+            raise SessionLost(Reply(421, "4.4.2", f"connection to {self.mx_host} lost: {exc}")) from exc
+
     def _reset(self) -> None:
         # The transaction's outcome is already known; a failed RSET only means the next message reconnects.
         try:

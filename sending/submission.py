@@ -153,6 +153,7 @@ def prepared_rows(
                 next_attempt_at=lease_until,
                 created_at=now,
                 updated_at=now,
+                event_seq=1,  # its `queued` (or `suppressed`) event
             )
         )
     return Prepared(message=message, recipients=rows, tags=list(dict.fromkeys(tags or [])))
@@ -204,6 +205,7 @@ def messages_submit(
                     type=EventType.SUPPRESSED if r.state == RecipientState.SUPPRESSED else EventType.QUEUED,
                     created_at=r.created_at,
                     details=_event_details(p, r),
+                    sequence=1,
                 )
                 for p in prepared
                 for r in p.recipients

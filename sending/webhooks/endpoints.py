@@ -1,0 +1,133 @@
+"""Webhook endpoints: create, change, rotate the secret (with an overlap), disable. Secrets are shown once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from accounts.models import Organization
+
+from ..crypto import decrypt, encrypt
+from ..models import Event, EventType, WebhookDelivery, WebhookEndpoint
+from .signing import secret_new
+from .transport import Refused, addresses_checked, target_parse
+
+
+class EndpointError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def url_check(url: str) -> str:
+    """The URL as stored, or EndpointError: its scheme and every address its host has now must be allowed
+    (checked again, and pinned, at every send)."""
+    try:
+        target = target_parse(url)
+        addresses_checked(target.host)
+    except Refused as exc:
+        raise EndpointError("url", str(exc)) from exc
+    return url.strip()
+
+
+def event_types_check(types: list[str]) -> list[str]:
+    unknown = [t for t in types if t not in EventType.values]
+    if unknown:
+        raise EndpointError("event_types", f"Unknown event types: {', '.join(unknown)}.")
+    return list(dict.fromkeys(types))
+
+
+def webhook_endpoint_create(
+    *, organization: Organization, url: str, event_types: list[str], description: str = "", enabled: bool = True
+) -> tuple[WebhookEndpoint, str]:
+    """A new endpoint and its signing secret (the only time the secret is returned)."""
+    url, event_types = url_check(url), event_types_check(event_types)
+    secret = secret_new()
+    with transaction.atomic():
+        # Only events after this one are the endpoint's: it does not receive the organization's history.
+        start = Event.objects.aggregate(last=Max("id"))["last"] or 0
+        endpoint = WebhookEndpoint.objects.create(
+            organization=organization,
+            url=url,
+            event_types=event_types,
+            description=description,
+            enabled=enabled,
+            secret_encrypted=encrypt(secret.encode()),
+            start_event_id=start,
+        )
+    return endpoint, secret
+
+
+def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> WebhookEndpoint:
+    """Change url, event_types, description or enabled. Enabling again forgets the failure history."""
+    if "url" in changes:
+        endpoint.url = url_check(str(changes["url"]))
+    if "event_types" in changes:
+        endpoint.event_types = event_types_check(list(changes["event_types"]))  # type: ignore[call-overload]
+    if "description" in changes:
+        endpoint.description = str(changes["description"])
+    if "enabled" in changes:
+        enabled = bool(changes["enabled"])
+        if enabled and not endpoint.enabled:
+            endpoint.disabled_at, endpoint.disabled_reason, endpoint.failing_since = None, "", None
+        elif not enabled and endpoint.enabled:
+            endpoint.disabled_at, endpoint.disabled_reason = timezone.now(), "disabled by the organization"
+        endpoint.enabled = enabled
+    endpoint.updated_at = timezone.now()
+    endpoint.save()
+    return endpoint
+
+
+def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, overlap: int | None = None) -> str:
+    """A new secret; the current one keeps signing too (a second v1) for `overlap` seconds."""
+    overlap = settings.POSTWERK_WEBHOOK_SECRET_OVERLAP if overlap is None else overlap
+    secret, now = secret_new(), timezone.now()
+    if overlap > 0:
+        endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+        endpoint.previous_secret_expires_at = now + timedelta(seconds=overlap)
+    else:
+        endpoint.previous_secret_encrypted, endpoint.previous_secret_expires_at = "", None
+    endpoint.secret_encrypted = encrypt(secret.encode())
+    endpoint.updated_at = now
+    endpoint.save()
+    return secret
+
+
+def signing_secrets(endpoint: WebhookEndpoint, now: datetime | None = None) -> list[str]:
+    """The secrets that sign a request now: the current one, and the previous one during its overlap."""
+    now = now or timezone.now()
+    found = [decrypt(endpoint.secret_encrypted).decode()]
+    if (
+        endpoint.previous_secret_encrypted
+        and endpoint.previous_secret_expires_at
+        and (endpoint.previous_secret_expires_at > now)
+    ):
+        found.append(decrypt(endpoint.previous_secret_encrypted).decode())
+    return found
+
+
+def webhook_endpoint_disable(*, endpoint_id: object, reason: str, now: datetime | None = None) -> bool:
+    """Disable an endpoint (410 Gone, or failing too long) and tell the organization with an event. False if
+    it was already disabled."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id, enabled=True).first()
+        if endpoint is None:
+            return False
+        endpoint.enabled, endpoint.disabled_at, endpoint.disabled_reason = False, now, reason[:300]
+        endpoint.updated_at = now
+        endpoint.save(update_fields=["enabled", "disabled_at", "disabled_reason", "updated_at"])
+        WebhookDelivery.objects.filter(
+            endpoint_id=endpoint.pk, state__in=(WebhookDelivery.State.PENDING, WebhookDelivery.State.QUEUED)
+        ).update(state=WebhookDelivery.State.CANCELLED, last_error=f"endpoint disabled: {reason}"[:500])
+        Event.objects.create(
+            organization_id=endpoint.organization_id,
+            type=EventType.WEBHOOK_DISABLED,
+            created_at=now,
+            details={"endpoint_id": str(endpoint.pk), "url": endpoint.url, "reason": reason},
+        )
+    return True

@@ -1,0 +1,237 @@
+"""Open and click tracking and one-click unsubscribe: rewritten in the worker before DKIM signing, then followed
+over the tracking endpoints."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+from urllib.parse import urlsplit
+
+import dkim
+import dns.nameserver
+import dns.resolver
+import pytest
+from django.test import Client
+
+from sending.models import Domain, Event, EventType, Recipient, RecipientState, Suppression
+from sending.tracking import click_url, html_tracked, message_tracked
+from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
+
+pytestmark = pytest.mark.django_db
+
+HTML = (
+    '<html><body><p>Hi Jane,</p><a href="https://shop.example/order?id=7&amp;ref=mail">your order</a> '
+    "<a href='mailto:help@acme.example'>help</a> "
+    '<a data-postwerk-track="off" href="https://acme.example/privacy">privacy</a></body></html>'
+)
+BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+
+
+@pytest.fixture(autouse=True)
+def tracking_host(settings):
+    settings.POSTWERK_TRACKING_HOST = "track.postwerk.example"
+    settings.POSTWERK_TRACKING_SCHEME = "https"
+
+
+@pytest.fixture
+def tracked(api, zone, mx, domain):
+    """acme.example tracking opens and clicks, with unsubscribe headers for `newsletter`, CNAME published."""
+    zone.add("track.acme.example", "CNAME", "track.postwerk.example.")
+    response = api.patch(
+        f"/api/v1/domains/{domain.pk}/tracking",
+        {"opens": True, "clicks": True, "unsubscribe_tags": ["newsletter"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["tracking_host_ok"] and body["base_url"] == "https://track.acme.example"
+    assert body["record"] == {"type": "CNAME", "name": "track.acme.example", "value": "track.postwerk.example"}
+    publish_dkim(zone, domain)
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    return mx("127.0.0.2")
+
+
+def send(api, to="jane@dest.example", **extra):
+    body = {"from": "hello@acme.example", "to": [to], "subject": "Your order", "text": "Hi", "html": HTML, **extra}
+    response = api.post("/api/v1/messages", body, format="json")
+    assert response.status_code == 202, response.json()
+    return response.json()
+
+
+def dns_txt(zone):
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [dns.nameserver.Do53Nameserver(zone.host, zone.port)]
+
+    def lookup(name, timeout=5):
+        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
+        return b"".join(b"".join(r.strings) for r in answer)
+
+    return lookup
+
+
+def html_of(data: bytes) -> str:
+    return email.message_from_bytes(data, policy=policy.default).get_body(("html",)).get_content()
+
+
+def path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+def links(html: str) -> list[str]:
+    return [a or b for a, b in re.findall(r"""href=(?:"([^"]+)"|'([^']+)')""", html)]
+
+
+def test_rewritten_links_redirect_to_the_original_and_the_copy_is_dkim_signed(api, zone, tracked):
+    send(api, tags=["newsletter"])
+    assert deliver_queued() == 1
+    (received,) = tracked.messages
+    assert dkim.verify(received.data, dnsfunc=dns_txt(zone))  # rewritten before signing
+    html = html_of(received.data)
+    tracked_link, mailto, private = links(html)
+    assert tracked_link.startswith("https://track.acme.example/t/c/")
+    assert mailto == "mailto:help@acme.example" and private == "https://acme.example/privacy"
+    assert "shop.example" not in html
+
+    client = Client()
+    response = client.get(path_of(tracked_link), HTTP_USER_AGENT=BROWSER, REMOTE_ADDR="198.51.100.7")
+    assert response.status_code == 302
+    assert response["Location"] == "https://shop.example/order?id=7&ref=mail"
+    click = Event.objects.get(type=EventType.CLICKED)
+    recipient = Recipient.objects.get()
+    assert click.recipient_id == recipient.pk and click.sequence == 4  # queued, sent, delivered, clicked
+    assert click.details == {
+        "address": "jane@dest.example",
+        "url": "https://shop.example/order?id=7&ref=mail",
+        "user_agent": BROWSER,
+        "ip": "198.51.100.7",
+    }
+    client.get(path_of(tracked_link))
+    assert Event.objects.filter(type=EventType.CLICKED).count() == 2  # every click counts
+
+
+def test_an_altered_link_is_refused_and_redirects_nowhere(api, tracked):
+    send(api)
+    deliver_queued()
+    tracked_link = links(html_of(tracked.messages[0].data))[0]
+    token = path_of(tracked_link).rsplit("/", 1)[1]
+    client = Client()
+    flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    for bad in (flipped, token[:-1], "x" + token):
+        response = client.get(f"/t/c/{bad}")
+        assert response.status_code == 404 and "Location" not in response
+    # Another URL under the genuine signature's recipient: a token Postwerk never made is refused too.
+    recipient = Recipient.objects.get()
+    forged = click_url("https://track.acme.example", recipient.pk, "https://evil.example/")
+    payload, signature = path_of(forged).rsplit("/", 1)[1].rsplit(":", 1)
+    assert client.get(f"/t/c/{payload}:{token.rsplit(':', 1)[1]}").status_code == 404
+    assert client.get(f"/t/c/{payload}:{signature}").status_code == 302  # only its own signature works
+    assert not Event.objects.filter(type=EventType.CLICKED, details__url="https://shop.example/order?id=7&ref=mail")
+
+
+def test_an_open_is_recorded_once_with_its_user_agent_and_proxies_are_flagged(api, tracked):
+    send(api)
+    deliver_queued()
+    html = html_of(tracked.messages[0].data)
+    (pixel,) = re.findall(r'<img src="([^"]+)" width="1" height="1"', html)
+    assert pixel.startswith("https://track.acme.example/t/o/") and html.index(pixel) < html.index("</body>")
+
+    client = Client()
+    proxy = client.get(path_of(pixel), HTTP_USER_AGENT="Mozilla/5.0 (via ggpht.com GoogleImageProxy)")
+    assert proxy.status_code == 200 and proxy["Content-Type"] == "image/gif"
+    apple = client.get(path_of(pixel), HTTP_USER_AGENT="Mozilla/5.0", REMOTE_ADDR="17.58.1.2")
+    assert apple.status_code == 200
+    recipient = Recipient.objects.get()
+    assert recipient.opened_at is None and recipient.machine_opened_at is not None  # no person has opened it yet
+
+    for _ in range(2):
+        response = client.get(path_of(pixel), HTTP_USER_AGENT=BROWSER, REMOTE_ADDR="198.51.100.7")
+        assert response.status_code == 200 and response.content.startswith(b"GIF89a")
+        assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+    opens = list(Event.objects.filter(type=EventType.OPENED).order_by("id"))
+    assert [(e.details["machine"], e.details.get("machine_reason")) for e in opens] == [
+        (True, "user agent GoogleImageProxy"),
+        (False, None),
+    ]
+    human = opens[1]
+    assert (human.details["user_agent"], human.details["ip"], human.sequence) == (BROWSER, "198.51.100.7", 5)
+    recipient.refresh_from_db()
+    assert recipient.opened_at is not None
+    assert Client().get("/t/o/not-a-token").status_code == 404
+
+
+def test_one_click_unsubscribe_suppresses_the_address_for_the_organization(api, zone, tracked):
+    send(api, tags=["newsletter"])
+    send(api, to="bob@dest.example", tags=["receipt"])  # not a tagged stream: no unsubscribe headers
+    deliver_queued()
+    by_rcpt = {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=policy.default) for m in tracked.messages}
+    jane, bob = by_rcpt["jane@dest.example"], by_rcpt["bob@dest.example"]
+    assert bob["List-Unsubscribe"] is None
+    assert jane["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = jane["List-Unsubscribe"].strip("<>")
+    assert url.startswith("https://track.acme.example/t/u/")
+    signed = jane["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
+    assert "list-unsubscribe:list-unsubscribe-post" in signed.lower()
+
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(path_of(url))  # a scanner following the link changes nothing
+    assert page.status_code == 200 and b"<form" in page.content
+    assert not Suppression.objects.exists()
+    # RFC 8058 §3.1: the mailbox provider POSTs "List-Unsubscribe=One-Click", no cookies, no CSRF token.
+    response = client.post(path_of(url), "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 200
+    suppression = Suppression.objects.get()
+    assert (suppression.address, suppression.reason, suppression.created_by) == (
+        "jane@dest.example",
+        Suppression.Reason.UNSUBSCRIBE,
+        "unsubscribe",
+    )
+    event = Event.objects.get(type=EventType.UNSUBSCRIBED)
+    assert event.details["method"] == "one-click" and event.sequence == 4
+    client.post(path_of(url), "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    assert Event.objects.filter(type=EventType.UNSUBSCRIBED).count() == 1
+
+    again = send(api, tags=["newsletter"])
+    assert again["recipients"][0]["status"] == RecipientState.SUPPRESSED
+    assert Client().post("/t/u/forged:token").status_code == 404
+
+
+def test_domains_that_do_not_track_send_the_message_as_built(api, zone, mx, domain):
+    publish_dkim(zone, domain)
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sink = mx("127.0.0.2")
+    send(api, tags=["newsletter"])
+    deliver_queued()
+    data = sink.messages[0].data
+    assert b"/t/" not in data and b"List-Unsubscribe" not in data
+    assert links(html_of(data))[0] == "https://shop.example/order?id=7&amp;ref=mail"
+    assert Domain.objects.get().track_opens is False
+
+
+def test_until_the_cname_is_seen_links_use_the_platform_tracking_host(api, zone, mx, domain):
+    response = api.patch(f"/api/v1/domains/{domain.pk}/tracking", {"clicks": True}, format="json").json()
+    assert response["tracking_host_ok"] is False and response["base_url"] == "https://track.postwerk.example"
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sink = mx("127.0.0.2")
+    send(api)
+    deliver_queued()
+    assert links(html_of(sink.messages[0].data))[0].startswith("https://track.postwerk.example/t/c/")
+    assert api.patch("/api/v1/domains/999999/tracking", {}, format="json").status_code == 404
+
+
+def test_rewriting_is_pure_and_leaves_text_parts_and_attachments_alone():
+    page = html_tracked("<p><a href='http://a.example/x'>x</a></p>", pixel="https://t/o/1", link=lambda u: "L:" + u)
+    assert page == (
+        '<p><a href="L:http://a.example/x">x</a></p><img src="https://t/o/1" width="1" height="1" alt="" '
+        'style="display:block;border:0;width:1px;height:1px" />'
+    )
+    raw = (
+        b"From: a@acme.example\r\nTo: b@dest.example\r\nSubject: t\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nhttp://a.example/x\r\n"
+    )
+    assert message_tracked(raw, pixel="https://t/o/1", link=lambda u: "L:" + u) == raw
+    with_header = message_tracked(raw, unsubscribe="https://t/u/1")
+    assert b"List-Unsubscribe: <https://t/u/1>\r\n" in with_header
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in with_header
+    own = raw.replace(b"Subject: t\r\n", b"Subject: t\r\nList-Unsubscribe: <mailto:u@acme.example>\r\n")
+    assert message_tracked(own, unsubscribe="https://t/u/1") == own  # the sender's own header wins
