@@ -1,0 +1,56 @@
+"""Reading a stored message for display: its headers, text body, HTML body and attachments. Pure: bytes in,
+values out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    inline: bool
+
+
+@dataclass(frozen=True)
+class MessageParts:
+    headers: list[tuple[str, str]]
+    text: str | None
+    html: str | None
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def _content(part: EmailMessage | None) -> str | None:
+    if part is None:
+        return None
+    try:
+        return part.get_content()
+    except (LookupError, UnicodeError, ValueError):  # an unknown charset or broken encoding: show what we can
+        payload = part.get_payload(decode=True) or b""
+        return payload.decode("utf-8", "replace")
+
+
+def message_parts(raw: bytes) -> MessageParts:
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    headers = [(name, str(value)) for name, value in message.items()]
+    attachments = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        disposition = part.get_content_disposition()
+        if disposition in ("attachment", "inline") and (part.get_filename() or disposition == "attachment"):
+            payload = part.get_payload(decode=True) or b""
+            attachments.append(
+                Attachment(part.get_filename() or "", part.get_content_type(), len(payload), disposition == "inline")
+            )
+    return MessageParts(
+        headers=headers,
+        text=_content(message.get_body(preferencelist=("plain",))),
+        html=_content(message.get_body(preferencelist=("html",))),
+        attachments=attachments,
+    )

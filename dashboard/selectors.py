@@ -1,0 +1,297 @@
+"""Reads only the dashboard needs (statistics, what needs attention, search, the operators' queue view).
+Reads it shares with the API stay in `sending.selectors`; every read here is scoped to one organization,
+except the operators' queue view, which is platform-wide by design."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from accounts.models import Organization
+from sending.models import (
+    DnsCheck,
+    DnsCheckStatus,
+    Domain,
+    Event,
+    EventType,
+    InboundMessage,
+    Message,
+    Recipient,
+    RecipientState,
+)
+from sending.selectors import message_list
+
+from .charts import BarChart, bar_chart
+
+# --- Overview ---------------------------------------------------------------------------------------------
+
+PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
+
+# What the overview counts: recipient events. `queued` is a recipient accepted for delivery ("sent" to us);
+# `deferred` counts attempts, so one recipient retried three times counts three.
+METRICS = [
+    (EventType.QUEUED, "Sent", "recipients accepted for delivery"),
+    (EventType.DELIVERED, "Delivered", "accepted by the recipient's mail server"),
+    (EventType.DEFERRED, "Deferred", "temporary failures, retried"),
+    (EventType.BOUNCED, "Bounced", "refused or given up on"),
+    (EventType.COMPLAINED, "Complained", "marked as spam by the recipient"),
+]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    help: str
+    chart: BarChart
+
+
+@dataclass(frozen=True)
+class Activity:
+    period: str
+    period_label: str
+    metrics: list[Metric]
+    # delivered / (delivered + bounced + failed) in the period; None when nothing finished.
+    delivery_rate: float | None
+    bucket_labels: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, list[int]]]:
+        """The charts as a table: one row per hour or day, one value per metric."""
+        return [(label, [m.chart.bars[i].value for m in self.metrics]) for i, label in enumerate(self.bucket_labels)]
+
+
+def _buckets(period: str, now: datetime) -> tuple[list[datetime], timedelta, type]:
+    if period == "24h":
+        end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        step, trunc, count = timedelta(hours=1), TruncHour, 24
+    else:
+        today = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
+        end, step, trunc, count = today + timedelta(days=1), timedelta(days=1), TruncDay, 7 if period == "7d" else 30
+    return [end - step * (count - i) for i in range(count)], step, trunc
+
+
+def activity(*, organization: Organization, period: str) -> Activity:
+    """Counts per hour (24 h) or per day (7 and 30 days) of each metric, one grouped query."""
+    if period not in PERIODS:
+        period = "7d"
+    now = timezone.now()
+    starts, step, trunc = _buckets(period, now)
+    types = [m[0] for m in METRICS] + [EventType.FAILED]
+    rows = (
+        Event.objects.filter(organization=organization, created_at__gte=starts[0], type__in=types)
+        .annotate(bucket=trunc("created_at"))
+        .values("bucket", "type")
+        .annotate(n=Count("id"))
+    )
+    counts: dict[tuple[str, datetime], int] = {}
+    totals: dict[str, int] = {}
+    for row in rows:
+        bucket = row["bucket"]
+        if timezone.is_naive(bucket):
+            bucket = timezone.make_aware(bucket, timezone.get_current_timezone())
+        counts[(row["type"], bucket)] = counts.get((row["type"], bucket), 0) + row["n"]
+        totals[row["type"]] = totals.get(row["type"], 0) + row["n"]
+    fmt = "%H:00" if period == "24h" else "%b %d"
+    labels = [f"{s:{fmt}}" for s in starts]
+    metrics = [
+        Metric(key, label, help_text, bar_chart([counts.get((key, s), 0) for s in starts], labels))
+        for key, label, help_text in METRICS
+    ]
+    finished = sum(totals.get(t, 0) for t in (EventType.DELIVERED, EventType.BOUNCED, EventType.FAILED))
+    rate = totals.get(EventType.DELIVERED, 0) / finished if finished else None
+    return Activity(period, PERIODS[period], metrics, rate, labels)
+
+
+@dataclass(frozen=True)
+class Attention:
+    level: str  # "error": something that worked broke; "warning": not set up yet, or waiting
+    text: str
+    domain: Domain | None = None
+    link: str = ""
+
+
+def attention(*, organization: Organization) -> list[Attention]:
+    """What a member should act on: a verified domain whose DNS broke, a domain still waiting for its records,
+    recipients waiting on retries."""
+    items: list[Attention] = []
+    broken = (
+        DnsCheck.objects.filter(
+            domain__organization=organization, status__in=[DnsCheckStatus.MISSING, DnsCheckStatus.WRONG]
+        )
+        .select_related("domain")
+        .order_by("domain__name", "name")
+    )
+    for check in broken:
+        if check.domain.verified_at is None:
+            continue  # listed once below, as a domain still waiting for its records
+        label = check_label(check.name)
+        if check.ok_at is not None:
+            text = f"{check.domain.name}: {label} broke on {check.changed_at:%Y-%m-%d %H:%M} UTC. {check.message}"
+            items.append(Attention("error", text, check.domain))
+        else:
+            items.append(
+                Attention("warning", f"{check.domain.name}: {label} is not set up. {check.message}", check.domain)
+            )
+    for domain in Domain.objects.filter(organization=organization, verified_at__isnull=True).order_by("name"):
+        items.append(
+            Attention("warning", f"{domain.name} cannot send yet: publish its DNS records, then check.", domain)
+        )
+    deferred = Recipient.objects.filter(organization=organization, state=RecipientState.DEFERRED).count()
+    if deferred:
+        items.append(
+            Attention("warning", f"{deferred} recipient{'s' if deferred != 1 else ''} waiting for a retry.", None)
+        )
+    return items
+
+
+def check_label(name: str) -> str:
+    """A check's key in words: "dkim:pw202501" → "DKIM key pw202501"."""
+    kind, _, arg = name.partition(":")
+    if kind == "dkim":
+        return f"DKIM key {arg}"
+    if kind == "spf":
+        return "SPF of the return path" if arg == "return_path" else "SPF of the domain"
+    return {"ownership": "Ownership record", "dmarc": "DMARC", "return_path": "Return path"}.get(name, name)
+
+
+RECORD_PURPOSES = {
+    "ownership": "Ownership",
+    "dkim": "DKIM",
+    "return_path": "Return path",
+    "spf": "SPF",
+    "dmarc": "DMARC",
+}
+
+
+# --- Messages ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageFilters:
+    recipient: str = ""
+    sender: str = ""
+    subject: str = ""
+    tag: str = ""
+    message_id: str = ""
+    status: str = ""
+    since: date | None = None
+    until: date | None = None  # inclusive: the whole day
+
+    @property
+    def active(self) -> bool:
+        return any(v for v in vars(self).values())
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
+
+
+def message_search(*, organization: Organization, filters: MessageFilters) -> QuerySet[Message]:
+    """The shared `message_list` (status, exact recipient, tag, dates) plus partial matches on recipient,
+    sender and subject, and lookup by our id or the Message-ID header. Newest first."""
+    recipient = filters.recipient.strip()
+    qs = message_list(
+        organization=organization,
+        status=filters.status or None,
+        recipient=recipient if "@" in recipient else None,
+        tag=filters.tag.strip() or None,
+        since=_day_start(filters.since) if filters.since else None,
+        until=_day_start(filters.until) + timedelta(days=1) if filters.until else None,
+    )
+    if recipient and "@" not in recipient:
+        qs = qs.filter(recipients__address__icontains=recipient).distinct()
+    if filters.sender.strip():
+        qs = qs.filter(mail_from__icontains=filters.sender.strip())
+    if filters.subject.strip():
+        qs = qs.filter(subject__icontains=filters.subject.strip())
+    wanted = filters.message_id.strip()
+    if wanted:
+        bare = wanted.strip("<>")
+        match = Q(message_id=f"<{bare}>") | Q(message_id=bare)
+        try:
+            match |= Q(pk=uuid.UUID(bare))
+        except ValueError:
+            pass
+        qs = qs.filter(match)
+    return qs.order_by("-created_at", "-id")
+
+
+def page_after(qs: QuerySet[Message], cursor: str, size: int) -> tuple[list[Message], str | None]:
+    """Keyset pagination on (created_at, id): no COUNT over a big table, stable while mail arrives.
+    `cursor` is "<microseconds since the epoch>_<id>" of the last row shown (URL-safe as it is); returns the
+    page and the next cursor. A cursor that does not parse starts from the newest."""
+    stamp, _, last_id = cursor.partition("_")
+    try:
+        seconds, micros = divmod(int(stamp), 1_000_000)
+        when = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros)
+        qs = qs.filter(Q(created_at__lt=when) | Q(created_at=when, id__lt=uuid.UUID(last_id)))
+    except (ValueError, OverflowError, OSError):
+        pass
+    rows = list(qs[: size + 1])
+    if len(rows) > size:
+        last = rows[size - 1]
+        micros = int(last.created_at.timestamp()) * 1_000_000 + last.created_at.microsecond
+        return rows[:size], f"{micros}_{last.pk}"
+    return rows, None
+
+
+def message_raw(message: Message) -> bytes:
+    """The stored source (the list and detail reads defer it)."""
+    raw = Message.objects.filter(pk=message.pk).values_list("raw", flat=True).first()
+    return bytes(raw or b"")
+
+
+# --- Operators --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    by_state: list[tuple[str, int]]
+    oldest_waiting: datetime | None  # oldest recipient still queued, sending or deferred
+    oldest_queued: datetime | None
+    deferred_by_destination: list[dict]
+    inbound_by_state: list[tuple[str, int]]
+    waiting_by_organization: list[dict]
+
+
+WAITING = [RecipientState.QUEUED, RecipientState.SENDING, RecipientState.DEFERRED]
+
+
+def queue_stats(*, destinations: int = 50) -> QueueStats:
+    counts = dict(Recipient.objects.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
+    waiting = Recipient.objects.filter(state__in=WAITING)
+    deferred = (
+        Recipient.objects.filter(state=RecipientState.DEFERRED)
+        .values("domain")
+        .annotate(n=Count("id"), oldest=Min("created_at"), next_attempt=Min("next_attempt_at"))
+        .order_by("-n", "domain")[:destinations]
+    )
+    rows = list(deferred)
+    # One recent reply per destination says why (a greylisting 450 reads differently from a 421 rate limit).
+    for row in rows:
+        latest = (
+            Recipient.objects.filter(state=RecipientState.DEFERRED, domain=row["domain"])
+            .order_by("-updated_at")
+            .values("last_code", "last_enhanced", "last_text", "mx_host")
+            .first()
+        )
+        row["last"] = latest or {}
+    inbound = dict(InboundMessage.objects.values_list("state").annotate(n=Count("id")).values_list("state", "n"))
+    by_org = (
+        waiting.values("organization__name")
+        .annotate(n=Count("id"), oldest=Min("created_at"))
+        .order_by("-n", "organization__name")[:20]
+    )
+    return QueueStats(
+        by_state=[(s, counts.get(s, 0)) for s in RecipientState.values],
+        oldest_waiting=waiting.aggregate(m=Min("created_at"))["m"],
+        oldest_queued=Recipient.objects.filter(state=RecipientState.QUEUED).aggregate(m=Min("created_at"))["m"],
+        deferred_by_destination=rows,
+        inbound_by_state=[(s, inbound.get(s, 0)) for s in InboundMessage.State.values],
+        waiting_by_organization=list(by_org),
+    )

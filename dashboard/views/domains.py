@@ -1,0 +1,128 @@
+"""Sender domains: the list, adding one, its records to publish, its checks, check now, DKIM rotation, delete."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+
+from sending.domain_verification import domain_verify
+from sending.domains import (
+    DomainError,
+    DomainInUse,
+    dns_records,
+    domain_delete,
+    domain_get_or_create,
+    domain_rotate_dkim,
+)
+from sending.models import DkimKey, DnsCheckStatus, Domain
+
+from ..access import org_view
+from ..forms import DomainAddForm, RotateDkimForm
+from ..selectors import RECORD_PURPOSES, check_label
+from .common import page
+
+
+def _domain(request: HttpRequest, domain_id: int) -> Domain:
+    return get_object_or_404(Domain, organization=request.organization, pk=domain_id)
+
+
+def _list(request: HttpRequest, form: DomainAddForm | None = None, status: int = 200) -> HttpResponse:
+    domains = Domain.objects.filter(organization=request.organization).prefetch_related("dns_checks").order_by("name")
+    rows = []
+    for domain in domains:
+        failing = [c for c in domain.dns_checks.all() if c.status in (DnsCheckStatus.MISSING, DnsCheckStatus.WRONG)]
+        rows.append({"domain": domain, "failing": failing})
+    return page(
+        request,
+        "dashboard/domains.html",
+        {"section": "domains", "rows": rows, "form": form or DomainAddForm()},
+        status=status,
+    )
+
+
+@org_view()
+def domains(request: HttpRequest) -> HttpResponse:
+    return _list(request)
+
+
+@org_view("sending", methods=("POST",))
+def domain_add(request: HttpRequest) -> HttpResponse:
+    form = DomainAddForm(request.POST)
+    if not form.is_valid():
+        return _list(request, form, status=400)
+    data = form.cleaned_data
+    try:
+        domain, created = domain_get_or_create(
+            organization=request.organization,
+            name=data["name"],
+            ed25519=data["dkim_ed25519"],
+            return_path_subdomain=data["return_path_subdomain"],
+        )
+    except (DomainError, IntegrityError) as exc:
+        message = str(exc) if isinstance(exc, DomainError) else "The domain was just added."
+        form.add_error("return_path_subdomain" if "label" in message else "name", message)
+        return _list(request, form, status=400)
+    if not created:
+        form.add_error("name", f"{domain.name} is already added.")
+        return _list(request, form, status=400)
+    if data["allow_subdomains"]:
+        domain.allow_subdomains = True
+        domain.save(update_fields=["allow_subdomains"])
+    messages.success(request, f"{domain.name} added. Publish the records below, then check.")
+    return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)
+
+
+@org_view()
+def domain_detail(request: HttpRequest, domain_id: int) -> HttpResponse:
+    domain = _domain(request, domain_id)
+    checks = [{"check": c, "label": check_label(c.name)} for c in domain.dns_checks.order_by("name")]
+    return page(
+        request,
+        "dashboard/domain_detail.html",
+        {
+            "section": "domains",
+            "domain": domain,
+            "records": [{**r, "label": RECORD_PURPOSES.get(r["purpose"], r["purpose"])} for r in dns_records(domain)],
+            "checks": checks,
+            "keys": domain.dkim_keys.order_by("-created_at"),
+            "rotate_form": RotateDkimForm(),
+        },
+    )
+
+
+@org_view("sending", methods=("POST",))
+def domain_check(request: HttpRequest, domain_id: int) -> HttpResponse:
+    domain = _domain(request, domain_id)
+    checks = domain_verify(domain=domain)
+    ok = sum(c.status == DnsCheckStatus.OK for c in checks)
+    domain.refresh_from_db()
+    state = "can send" if domain.verified_at else "cannot send yet"
+    messages.info(request, f"Checked {domain.name}: {ok} of {len(checks)} checks pass; the domain {state}.")
+    return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)
+
+
+@org_view("sending", methods=("POST",))
+def domain_rotate(request: HttpRequest, domain_id: int) -> HttpResponse:
+    domain = _domain(request, domain_id)
+    form = RotateDkimForm(request.POST)
+    algorithm = form.cleaned_data["algorithm"] if form.is_valid() else DkimKey.Algorithm.RSA
+    key = domain_rotate_dkim(domain=domain, algorithm=algorithm)
+    messages.success(
+        request,
+        f"New DKIM key {key.selector}: publish {key.record_name}. The current key signs until the new record is seen.",
+    )
+    return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)
+
+
+@org_view("admin", methods=("POST",))
+def domain_remove(request: HttpRequest, domain_id: int) -> HttpResponse:
+    domain = _domain(request, domain_id)
+    try:
+        domain_delete(domain=domain)
+    except DomainInUse as exc:
+        messages.error(request, str(exc))
+        return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)
+    messages.success(request, f"{domain.name} deleted.")
+    return redirect("dashboard:domains", org_id=request.organization.pk)

@@ -1,0 +1,96 @@
+"""Members and their roles: owners and admins add, change and remove; everyone sees who is in."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+
+from accounts.models import Membership
+
+from ..access import org_view
+from ..forms import MemberAddForm, MemberRoleForm
+from ..services import MembershipError, membership_add, membership_change_role, membership_remove
+from .common import page
+
+ROLE_HELP = [
+    ("owner", "Everything, including giving and taking the owner role."),
+    ("admin", "Everything except the owner role: domains, suppressions, API keys, SMTP credentials, members."),
+    ("developer", "Domains and suppressions, all messages; no API keys or SMTP credentials."),
+    ("viewer", "Reads everything except secrets; changes nothing."),
+]
+
+
+def _page(request: HttpRequest, form: MemberAddForm | None = None, created: tuple | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+    members = Membership.objects.filter(organization=request.organization).select_related("user")
+    return page(
+        request,
+        "dashboard/members.html",
+        {
+            "section": "members",
+            "members": members.order_by("user__username"),
+            "form": form or MemberAddForm(),
+            "roles": Membership.Role.choices,
+            "role_help": ROLE_HELP,
+            "created": created,
+        },
+        status=status,
+    )
+
+
+@org_view()
+def members(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+@org_view("admin", methods=("POST",))
+def member_add(request: HttpRequest) -> HttpResponse:
+    form = MemberAddForm(request.POST)
+    if not form.is_valid():
+        return _page(request, form, status=400)
+    try:
+        membership, password = membership_add(
+            actor=request.membership, identifier=form.cleaned_data["identifier"], role=form.cleaned_data["role"]
+        )
+    except MembershipError as exc:
+        form.add_error("identifier", str(exc))
+        return _page(request, form, status=400)
+    if password is not None:
+        return _page(request, created=(membership, password), status=201)
+    messages.success(request, f"{membership.user.get_username()} added as {membership.role}.")
+    return redirect("dashboard:members", org_id=request.organization.pk)
+
+
+def _member(request: HttpRequest, member_id: int) -> Membership:
+    return get_object_or_404(Membership, organization=request.organization, pk=member_id)
+
+
+@org_view("admin", methods=("POST",))
+def member_role(request: HttpRequest, member_id: int) -> HttpResponse:
+    membership = _member(request, member_id)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a role.")
+    else:
+        try:
+            membership = membership_change_role(
+                actor=request.membership, membership=membership, role=form.cleaned_data["role"]
+            )
+            messages.success(request, f"{membership.user.get_username()} is now {membership.role}.")
+        except MembershipError as exc:
+            messages.error(request, str(exc))
+    return redirect("dashboard:members", org_id=request.organization.pk)
+
+
+@org_view("admin", methods=("POST",))
+def member_remove(request: HttpRequest, member_id: int) -> HttpResponse:
+    membership = _member(request, member_id)
+    try:
+        membership_remove(actor=request.membership, membership=membership)
+    except MembershipError as exc:
+        messages.error(request, str(exc))
+        return redirect("dashboard:members", org_id=request.organization.pk)
+    messages.success(request, f"{membership.user.get_username()} removed.")
+    if membership.user_id == request.user.pk:
+        return redirect("dashboard:home")
+    return redirect("dashboard:members", org_id=request.organization.pk)

@@ -1,0 +1,119 @@
+"""Messages: search, one message with each recipient's timeline, its headers, source and rendered HTML."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.dateparse import parse_datetime
+
+from sending.models import Event
+from sending.selectors import events_by_recipient, message_get
+
+from ..access import org_view
+from ..forms import MessageSearchForm
+from ..mime import message_parts
+from ..security import MESSAGE_HTML_CSP
+from ..selectors import MessageFilters, message_raw, message_search, page_after
+from .common import page
+
+PAGE_SIZE = 50
+
+
+@org_view()
+def messages_list(request: HttpRequest) -> HttpResponse:
+    form = MessageSearchForm(request.GET or None)
+    rows, next_cursor = [], None
+    valid = form.is_valid() if request.GET else True
+    if valid:
+        data = form.cleaned_data if request.GET else {}
+        filters = MessageFilters(**{k: v for k, v in data.items() if v not in (None, "")})
+        qs = message_search(organization=request.organization, filters=filters)
+        rows, next_cursor = page_after(qs, request.GET.get("after", ""), PAGE_SIZE)
+    query = request.GET.copy()
+    query.pop("after", None)
+    return page(
+        request,
+        "dashboard/messages.html",
+        {
+            "section": "messages",
+            "form": form,
+            "rows": rows,
+            "next_cursor": next_cursor,
+            "query": query.urlencode(),
+            "paged": bool(request.GET.get("after")),
+            "filtered": bool(query),
+        },
+        status=200 if valid else 400,
+    )
+
+
+def _message(request: HttpRequest, message_id: object):  # type: ignore[no-untyped-def]
+    message = message_get(organization=request.organization, message_id=str(message_id))
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
+def describe(event: Event) -> dict:
+    """An event's details in words: the SMTP reply, and the facts worth a glance."""
+    details = event.details or {}
+    smtp = details.get("smtp") or {}
+    reply = " ".join(str(smtp[k]) for k in ("code", "enhanced", "text") if smtp.get(k))
+    facts: list[tuple[str, object]] = []
+    if details.get("mx_host"):
+        facts.append(("MX host", details["mx_host"]))
+    if "tls" in details:
+        facts.append(("TLS", "yes" if details["tls"] else "no"))
+    if details.get("attempt"):
+        facts.append(("Attempt", details["attempt"]))
+    if details.get("next_attempt_at"):
+        facts.append(("Next attempt", parse_datetime(details["next_attempt_at"]) or details["next_attempt_at"]))
+    for key in ("kind", "reason", "status", "source", "feedback_type"):
+        if details.get(key):
+            facts.append((key.replace("_", " ").capitalize(), details[key]))
+    if not reply and details.get("diagnostic"):
+        reply = details["diagnostic"]
+    return {"event": event, "reply": reply, "facts": facts}
+
+
+@org_view()
+def message_detail(request: HttpRequest, message_id: object) -> HttpResponse:
+    message = _message(request, message_id)
+    events = events_by_recipient(message)
+    raw = message_raw(message)
+    parts = message_parts(raw)
+    recipients = [
+        {"recipient": r, "events": [describe(e) for e in events.get(r.pk, [])]} for r in message.recipients.all()
+    ]
+    return page(
+        request,
+        "dashboard/message_detail.html",
+        {
+            "section": "messages",
+            "message": message,
+            "recipients": recipients,
+            "message_events": [describe(e) for e in events.get(None, [])],
+            "parts": parts,
+        },
+    )
+
+
+@org_view()
+def message_source(request: HttpRequest, message_id: object) -> HttpResponse:
+    message = _message(request, message_id)
+    response = HttpResponse(message_raw(message), content_type="message/rfc822")
+    response["Content-Disposition"] = f'attachment; filename="{message.pk}.eml"'
+    return response
+
+
+@org_view()
+def message_html(request: HttpRequest, message_id: object) -> HttpResponse:
+    """The HTML body, for the sandboxed iframe of the message page only (see MESSAGE_HTML_CSP)."""
+    message = _message(request, message_id)
+    html = message_parts(message_raw(message)).html
+    if html is None:
+        raise Http404("This message has no HTML body.")
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = MESSAGE_HTML_CSP
+    response["X-Frame-Options"] = "SAMEORIGIN"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
