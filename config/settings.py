@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "accounts",
     "sending",
+    "dashboard",
+    "verification",
 ]
 
 MIDDLEWARE = [
@@ -139,8 +141,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
-
-LOGIN_URL = "/admin/login/"
 
 # --- Postwerk -------------------------------------------------------------------------------------------
 
@@ -348,3 +348,93 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Webhooks and tracking --------------------------------------------------------------------------------
+import ipaddress  # noqa: E402 - kept with the settings that use it
+
+# Webhook URLs must be https unless the operator allows http; loopback, private, link-local and other
+# non-public addresses are refused (every address the host resolves to) unless allowed, e.g. for tests.
+POSTWERK_WEBHOOK_ALLOW_HTTP = env.bool("POSTWERK_WEBHOOK_ALLOW_HTTP", default=False)
+POSTWERK_WEBHOOK_ALLOW_PRIVATE = env.bool("POSTWERK_WEBHOOK_ALLOW_PRIVATE", default=False)
+POSTWERK_WEBHOOK_TIMEOUT = env.float("POSTWERK_WEBHOOK_TIMEOUT", default=10.0)
+POSTWERK_WEBHOOK_MAX_RESPONSE_BYTES = env.int("POSTWERK_WEBHOOK_MAX_RESPONSE_BYTES", default=64 * 1024)
+# Seconds between attempts after a timeout, connection error or non-2xx; after the last step it has failed.
+POSTWERK_WEBHOOK_RETRY_SCHEDULE = [
+    int(s)
+    for s in env.list(
+        "POSTWERK_WEBHOOK_RETRY_SCHEDULE", default=["60", "300", "900", "3600", "14400", "43200", "86400"]
+    )
+]
+# An endpoint that has failed for this long with no success in between is disabled (an event says so).
+POSTWERK_WEBHOOK_DISABLE_AFTER = env.int("POSTWERK_WEBHOOK_DISABLE_AFTER", default=3 * 24 * 3600)
+POSTWERK_WEBHOOK_SECRET_OVERLAP = env.int("POSTWERK_WEBHOOK_SECRET_OVERLAP", default=24 * 3600)
+POSTWERK_WEBHOOK_SWEEP_INTERVAL = env.float("POSTWERK_WEBHOOK_SWEEP_INTERVAL", default=5.0)
+POSTWERK_WEBHOOK_BATCH = env.int("POSTWERK_WEBHOOK_BATCH", default=20)
+# Open pixels, click redirects and unsubscribe links live on each domain's tracking subdomain
+# (`track.DOMAIN`, a CNAME to POSTWERK_TRACKING_HOST), or on POSTWERK_TRACKING_HOST until that CNAME is seen.
+POSTWERK_TRACKING_HOST = env.str("POSTWERK_TRACKING_HOST", default=POSTWERK_HOSTNAME)
+POSTWERK_TRACKING_PREFIX = env.str("POSTWERK_TRACKING_PREFIX", default="track")
+POSTWERK_TRACKING_SCHEME = env.str("POSTWERK_TRACKING_SCHEME", default="https")
+if POSTWERK_TRACKING_SCHEME not in ("http", "https"):
+    raise ImproperlyConfigured("POSTWERK_TRACKING_SCHEME: http or https")
+# Image fetches by privacy proxies (not a person reading): flagged `machine`, never counted as human opens.
+POSTWERK_TRACKING_MACHINE_USER_AGENTS = env.list(
+    "POSTWERK_TRACKING_MACHINE_USER_AGENTS",
+    default=["GoogleImageProxy", "YahooMailProxy", "ggpht.com", "Barracuda", "Mimecast", "Proofpoint"],
+)
+# Apple Mail Privacy Protection prefetches from Apple's 17.0.0.0/8.
+POSTWERK_TRACKING_MACHINE_NETWORKS = env.list("POSTWERK_TRACKING_MACHINE_NETWORKS", default=["17.0.0.0/8"])
+try:
+    POSTWERK_TRACKING_MACHINE_NETWORKS = [
+        ipaddress.ip_network(n.strip(), strict=False) for n in POSTWERK_TRACKING_MACHINE_NETWORKS if n.strip()
+    ]
+except ValueError as _exc:
+    raise ImproperlyConfigured(f"POSTWERK_TRACKING_MACHINE_NETWORKS: {_exc}") from _exc
+# Behind a reverse proxy, the client address of opens and clicks comes from X-Forwarded-For.
+POSTWERK_TRACKING_TRUST_X_FORWARDED_FOR = env.bool("POSTWERK_TRACKING_TRUST_X_FORWARDED_FOR", default=False)
+POSTWERK_SUPPRESSION_TTL["unsubscribe"] = env.int("POSTWERK_SUPPRESSION_TTL_UNSUBSCRIBE", default=0)
+# Webhook work has its own queue, so a slow receiver never holds up delivery.
+CELERY_IMPORTS = ["sending.webhooks.tasks"]
+CELERY_TASK_ROUTES["sending.webhooks.*"] = {"queue": "webhooks"}
+CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "sending.webhooks.sweep", "schedule": POSTWERK_WEBHOOK_SWEEP_INTERVAL}
+# Event types appear in several request and response fields: one name for them in the OpenAPI schema.
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "EventTypeEnum": "sending.models.EventType",
+    "WebhookDeliveryStateEnum": "sending.models.WebhookDelivery.State",
+}
+
+# --- Dashboard --------------------------------------------------------------------------------------------
+
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "dashboard:login"
+CSRF_FAILURE_VIEW = "dashboard.views.auth.csrf_failure"
+# No script reads the CSRF cookie (forms carry the token), so it need not be readable from JavaScript.
+CSRF_COOKIE_HTTPONLY = True
+# Behind TLS (production), cookies must never travel over plain HTTP.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("POSTWERK_SECURE_COOKIES", default=False)
+
+# --- Address verification ---------------------------------------------------------------------------------
+# MAIL FROM of the probe; empty means verify@POSTWERK_RETURN_PATH_DOMAIN (whose SPF already names our IPs).
+POSTWERK_VERIFY_MAIL_FROM = env.str("POSTWERK_VERIFY_MAIL_FROM", default="")
+POSTWERK_VERIFY_MAX_ADDRESSES = env.int("POSTWERK_VERIFY_MAX_ADDRESSES", default=1000)
+# Addresses per organization per rolling hour (0: no limit). Each probe spends the platform's IP reputation.
+POSTWERK_VERIFY_HOURLY_LIMIT = env.int("POSTWERK_VERIFY_HOURLY_LIMIT", default=10000)
+# Concurrent probe connections per MX host, across every process (the database coordinates them).
+POSTWERK_VERIFY_MAX_CONNECTIONS_PER_MX = env.int("POSTWERK_VERIFY_MAX_CONNECTIONS_PER_MX", default=2)
+POSTWERK_VERIFY_ADDRESSES_PER_CONNECTION = env.int("POSTWERK_VERIFY_ADDRESSES_PER_CONNECTION", default=20)
+POSTWERK_VERIFY_CONNECT_TIMEOUT = env.float("POSTWERK_VERIFY_CONNECT_TIMEOUT", default=15.0)
+POSTWERK_VERIFY_COMMAND_TIMEOUT = env.float("POSTWERK_VERIFY_COMMAND_TIMEOUT", default=30.0)
+# How long a job waits for a free connection to a busy MX before answering `unknown` (`mx_busy`).
+POSTWERK_VERIFY_SLOT_WAIT = env.float("POSTWERK_VERIFY_SLOT_WAIT", default=60.0)
+# A connection slot not renewed for this long belonged to a process that died.
+POSTWERK_VERIFY_SLOT_LEASE = env.int("POSTWERK_VERIFY_SLOT_LEASE", default=300)
+POSTWERK_VERIFY_ADDRESS_CACHE_TTL = env.int("POSTWERK_VERIFY_ADDRESS_CACHE_TTL", default=24 * 3600)
+POSTWERK_VERIFY_DOMAIN_CACHE_TTL = env.int("POSTWERK_VERIFY_DOMAIN_CACHE_TTL", default=24 * 3600)
+POSTWERK_VERIFY_JOB_THREADS = env.int("POSTWERK_VERIFY_JOB_THREADS", default=8)
+# A running job whose worker has not reported for this long is taken over by another.
+POSTWERK_VERIFY_JOB_LEASE = env.int("POSTWERK_VERIFY_JOB_LEASE", default=600)
+POSTWERK_VERIFY_RESULT_RETENTION = env.int("POSTWERK_VERIFY_RESULT_RETENTION", default=30 * 24 * 3600)
+CELERY_TASK_ROUTES["verification.tasks.run_job"] = {"queue": "verification"}
+CELERY_TASK_ROUTES["verification.tasks.sweep"] = {"queue": "verification"}
+CELERY_BEAT_SCHEDULE["verification-sweep"] = {"task": "verification.tasks.sweep", "schedule": 60.0}

@@ -1,9 +1,8 @@
-"""Plain Django views: the health check and the (for now minimal) dashboard landing page."""
+"""Plain Django views: the health check (the dashboard lives in the dashboard app)."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.http import HttpRequest, JsonResponse
 
 from .health import broker_ok, database_ok
 
@@ -17,7 +16,3 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "broker": {"ok": broker, "detail": broker_detail},
     }
     return JsonResponse(body, status=200 if db and broker else 503)
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "sending/home.html")

@@ -1,8 +1,9 @@
 from django.urls import path
 
 from accounts import api as accounts_api
+from verification import api as verification_api
 
-from . import domains, suppressions, views
+from . import domains, events, suppressions, tracking, views, webhooks
 
 urlpatterns = [
     path("messages", views.MessagesView.as_view(), name="messages"),
@@ -16,6 +17,40 @@ urlpatterns = [
     path("suppressions/export", suppressions.SuppressionExportView.as_view(), name="suppressions-export"),
     path("suppressions/import", suppressions.SuppressionImportView.as_view(), name="suppressions-import"),
     path("suppressions/<str:address>", suppressions.SuppressionDetailView.as_view(), name="suppression-detail"),
+    path("events", events.EventsView.as_view(), name="events"),
+    path("events/<int:event_id>", events.EventDetailView.as_view(), name="event-detail"),
+    path("webhooks", webhooks.WebhooksView.as_view(), name="webhooks"),
+    path("webhooks/<uuid:endpoint_id>", webhooks.WebhookDetailView.as_view(), name="webhook-detail"),
+    path(
+        "webhooks/<uuid:endpoint_id>/rotate-secret",
+        webhooks.WebhookRotateSecretView.as_view(),
+        name="webhook-rotate-secret",
+    ),
+    path("webhooks/<uuid:endpoint_id>/test", webhooks.WebhookTestView.as_view(), name="webhook-test"),
+    path("webhooks/<uuid:endpoint_id>/deliveries", webhooks.WebhookDeliveriesView.as_view(), name="webhook-deliveries"),
+    path(
+        "webhooks/<uuid:endpoint_id>/deliveries/<uuid:delivery_id>",
+        webhooks.WebhookDeliveryDetailView.as_view(),
+        name="webhook-delivery-detail",
+    ),
+    path(
+        "webhooks/<uuid:endpoint_id>/deliveries/<uuid:delivery_id>/replay",
+        webhooks.WebhookDeliveryReplayView.as_view(),
+        name="webhook-delivery-replay",
+    ),
+    path("domains/<int:domain_id>/tracking", tracking.DomainTrackingView.as_view(), name="domain-tracking"),
+    path("verifications", verification_api.VerificationsView.as_view(), name="verifications"),
+    path("verifications/<uuid:job_id>", verification_api.VerificationDetailView.as_view(), name="verification-detail"),
+    path(
+        "verifications/<uuid:job_id>/results.json",
+        verification_api.VerificationResultsJsonView.as_view(),
+        name="verification-results-json",
+    ),
+    path(
+        "verifications/<uuid:job_id>/results.csv",
+        verification_api.VerificationResultsCsvView.as_view(),
+        name="verification-results-csv",
+    ),
     path("smtp-credentials", accounts_api.SmtpCredentialsView.as_view(), name="smtp-credentials"),
     path(
         "smtp-credentials/<int:credential_id>",
