@@ -48,11 +48,11 @@ def _check_body_size(request: Request, limit: int) -> None:
         )
 
 
-def _prepare(request: Request, data: object) -> Prepared:
-    """Validate one message and build it. Raises ApiError (400, 403, 413)."""
-    serializer = SendMessageSerializer(data=data)
-    serializer.is_valid(raise_exception=True)
-    draft = serializer.to_draft()
+def _prepare(request: Request, data: object, serializer: SendMessageSerializer | None = None) -> Prepared:
+    """Validate one message and build it. Raises ApiError (400, 403, 413) or ValidationError."""
+    serializer = serializer or SendMessageSerializer()
+    validated = serializer.run_validation(data)
+    draft = serializer.to_draft(validated)
     organization = request.user.organization
     domain = sender_domain(organization, draft.sender.domain)
     if domain is None:
@@ -69,7 +69,7 @@ def _prepare(request: Request, data: object) -> Prepared:
         prepared = message_prepare(organization=organization, api_key=request.auth, domain=domain, draft=draft)
     except MessageTooLarge as exc:
         raise ApiError(413, str(exc), code="too_large") from exc
-    prepared.report_suppressed = serializer.validated_data.get("report_suppressed", False)
+    prepared.report_suppressed = validated.get("report_suppressed", False)
     return prepared
 
 
@@ -190,9 +190,10 @@ class MessageBatchView(APIView):
             return replay
         results: list[dict | Prepared] = []
         prepared = []
+        serializer = SendMessageSerializer()
         for item in items:
             try:
-                one = _prepare(request, item)
+                one = _prepare(request, item, serializer)
             except (ApiError, serializers.ValidationError) as exc:
                 results.append(_item_error(exc))
                 continue
