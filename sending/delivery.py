@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
@@ -18,12 +17,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from .bounces.reasons import Kind, Reason, classify_reply
-from .crypto import decrypt
+from .bulk import bulk_update_rows
 from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from .retry import next_attempt
 from .return_path import return_path, return_path_host
 from .signing import SigningKey, dkim_sign_all
+from .signing_keys import active_keys, private_key
 from .smtp_client import Reply, SessionLost, SmtpSession
 from .suppressions import BounceFact, bounce_effects
 
@@ -76,26 +76,17 @@ def claim(recipient_ids: list[str]) -> list[Recipient]:
 # --- sign -------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
-def _private_key(key_id: int, encrypted: str) -> bytes:
-    return decrypt(encrypted)
-
-
 def signed_message(message: Message) -> bytes:
     """The message as it goes on the wire: DKIM-signed with each active key of its domain (RSA, and Ed25519
     when the domain has one), newest first."""
-    keys = list(
-        DkimKey.objects.filter(domain_id=message.domain_id, state=DkimKey.State.ACTIVE)
-        .select_related("domain")
-        .order_by("-created_at")
-    )
+    keys = active_keys(message.domain_id)
     if not keys:
         raise LookupError(f"no active DKIM key for the domain of message {message.pk}")
     newest: dict[str, DkimKey] = {}
     for key in keys:
         newest.setdefault(key.algorithm, key)
     signing = [
-        SigningKey(key.domain.name, key.selector, key.algorithm, _private_key(key.pk, key.private_key_encrypted))
+        SigningKey(key.domain.name, key.selector, key.algorithm, private_key(key))
         for key in sorted(newest.values(), key=lambda k: k.algorithm != DkimKey.Algorithm.RSA)
     ]
     return dkim_sign_all(bytes(message.raw), signing)
@@ -254,7 +245,8 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             )
         )
     with transaction.atomic():
-        Recipient.objects.bulk_update(
+        bulk_update_rows(
+            Recipient,
             [o.recipient for o in outcomes],
             [
                 "state",

@@ -252,3 +252,20 @@ def test_worker_that_died_mid_delivery_is_rescued_by_the_sweep_once(api, zone, m
     deliver(ids)
     assert len(sink.messages) == 1
     assert Recipient.objects.get().state == RecipientState.DELIVERED
+
+
+def test_server_without_pipelining_gets_one_command_at_a_time(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    sink.pipelining = False
+    sink.rcpt_replies = {"gone@dest.example": "550 5.1.1 <gone@dest.example>: no such user"}
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["gone@dest.example", "here@dest.example", "there@dest.example"])
+
+    deliver_queued()
+
+    assert states() == {
+        "gone@dest.example": "bounced",
+        "here@dest.example": "delivered",
+        "there@dest.example": "delivered",
+    }
+    assert sink.connections == 1
