@@ -137,11 +137,36 @@ def connect(route: Route) -> tuple[SmtpSession | None, Reply]:
 # --- send -------------------------------------------------------------------------------------------------
 
 
-def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]:
-    """All recipients of one destination, one message per transaction, over one reused session."""
-    route = mx_route(domain)
-    decided = route_outcomes(route, recipients)
+class Connection:
+    """The session to one destination, opened on first use and kept across batches of that destination."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.session: SmtpSession | None = None
+        self.failed = False
+
+    def get(self) -> tuple[SmtpSession | None, Reply]:
+        if self.session is None or not self.session.is_open:
+            self.session, failure = connect(self.route)
+            if self.session is None:
+                self.failed = True
+                return None, failure
+        return self.session, Reply(220, "", "")
+
+    @property
+    def usable(self) -> bool:
+        return not self.failed and self.session is not None and self.session.is_open
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+def deliver_to_domain(connection: Connection, recipients: list[Recipient]) -> list[Outcome]:
+    """Recipients of one destination, one message per transaction, over the destination's connection."""
+    decided = route_outcomes(connection.route, recipients)
     if decided is not None:
+        connection.failed = True
         return decided
 
     by_message: dict[object, list[Recipient]] = defaultdict(list)
@@ -149,26 +174,20 @@ def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]
         by_message[r.message_id].append(r)
 
     outcomes: list[Outcome] = []
-    session: SmtpSession | None = None
-    try:
-        for group in by_message.values():
-            message = group[0].message
-            try:
-                data = signed_message(message)
-            except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
-                log.exception("cannot sign message %s", message.pk)
-                reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
-                outcomes.extend(Outcome(r, reply, internal=True) for r in group)
-                continue
-            if session is None or not session.is_open:
-                session, failure = connect(route)
-                if session is None:
-                    outcomes.extend(Outcome(r, failure) for r in group)
-                    continue
-            outcomes.extend(send_message(session, message, group, data))
-    finally:
-        if session is not None:
-            session.close()
+    for group in by_message.values():
+        message = group[0].message
+        try:
+            data = signed_message(message)
+        except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
+            log.exception("cannot sign message %s", message.pk)
+            reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
+            outcomes.extend(Outcome(r, reply, internal=True) for r in group)
+            continue
+        session, failure = connection.get()
+        if session is None:
+            outcomes.extend(Outcome(r, failure) for r in group)
+            continue
+        outcomes.extend(send_message(session, message, group, data))
     return outcomes
 
 
@@ -308,11 +327,37 @@ def deliver(recipient_ids: list[str]) -> int:
     by_domain: dict[str, list[Recipient]] = defaultdict(list)
     for r in recipients:
         by_domain[r.domain].append(r)
-    for domain, group in by_domain.items():
-        try:
-            outcomes = deliver_to_domain(domain, group)
-        except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
-            log.exception("delivery to %s failed", domain)
-            outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in group]
-        record_outcomes(outcomes)
-    return len(recipients)
+    return sum(deliver_destination(domain, group) for domain, group in by_domain.items())
+
+
+def deliver_destination(domain: str, recipients: list[Recipient]) -> int:
+    """This batch, then more queued recipients of the same destination over the same connection.
+
+    Messages submitted one at a time (SMTP, the single-message API) arrive as one task each; whichever worker
+    holds a connection to their destination takes the others along (claiming them exactly as their own tasks
+    would, so those tasks find nothing left), up to POSTWERK_DELIVERY_DRAIN recipients per task.
+    """
+    connection = Connection(mx_route(domain))
+    handled = 0
+    try:
+        while recipients:
+            try:
+                outcomes = deliver_to_domain(connection, recipients)
+            except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
+                log.exception("delivery to %s failed", domain)
+                outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in recipients]
+                connection.failed = True
+            record_outcomes(outcomes)
+            handled += len(recipients)
+            room = settings.POSTWERK_DELIVERY_DRAIN - handled
+            if room <= 0 or not connection.usable:
+                break
+            recipients = claim(queued_for(domain, min(room, settings.POSTWERK_DELIVERY_BATCH)))
+    finally:
+        connection.close()
+    return handled
+
+
+def queued_for(domain: str, limit: int) -> list[str]:
+    ids = Recipient.objects.filter(state=RecipientState.QUEUED, domain=domain).values_list("id", flat=True)[:limit]
+    return [str(pk) for pk in ids]
