@@ -187,6 +187,9 @@ POSTWERK_ENQUEUE_LEASE = env.int("POSTWERK_ENQUEUE_LEASE", default=300)
 POSTWERK_SWEEP_INTERVAL = env.float("POSTWERK_SWEEP_INTERVAL", default=30.0)
 POSTWERK_MX_CACHE_MAX_TTL = env.int("POSTWERK_MX_CACHE_MAX_TTL", default=3600)
 POSTWERK_DELIVERY_BATCH = env.int("POSTWERK_DELIVERY_BATCH", default=100)
+# Recipients one delivery task may take to a destination it already has a connection to (its own batch plus
+# queued ones of the same domain), so one-at-a-time submissions still share connections.
+POSTWERK_DELIVERY_DRAIN = env.int("POSTWERK_DELIVERY_DRAIN", default=500)
 POSTWERK_IDEMPOTENCY_TTL = env.int("POSTWERK_IDEMPOTENCY_TTL", default=24 * 3600)
 POSTWERK_DKIM_SELECTOR_PREFIX = env.str("POSTWERK_DKIM_SELECTOR_PREFIX", default="pw")
 

@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
@@ -18,12 +17,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from .bounces.reasons import Kind, Reason, classify_reply
-from .crypto import decrypt
+from .bulk import bulk_update_rows
 from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from .retry import next_attempt
 from .return_path import return_path, return_path_host
 from .signing import SigningKey, dkim_sign_all
+from .signing_keys import active_keys, private_key
 from .smtp_client import Reply, SessionLost, SmtpSession
 from .suppressions import BounceFact, bounce_effects
 from .tracking import tracked_copies
@@ -79,11 +79,6 @@ def claim(recipient_ids: list[str]) -> list[Recipient]:
 # --- sign -------------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=256)
-def _private_key(key_id: int, encrypted: str) -> bytes:
-    return decrypt(encrypted)
-
-
 def signed_message(message: Message) -> bytes:
     """The message as it goes on the wire: DKIM-signed with each active key of its domain (RSA, and Ed25519
     when the domain has one), newest first."""
@@ -91,18 +86,14 @@ def signed_message(message: Message) -> bytes:
 
 
 def signing_keys(message: Message) -> list[SigningKey]:
-    keys = list(
-        DkimKey.objects.filter(domain_id=message.domain_id, state=DkimKey.State.ACTIVE)
-        .select_related("domain")
-        .order_by("-created_at")
-    )
+    keys = active_keys(message.domain_id)
     if not keys:
         raise LookupError(f"no active DKIM key for the domain of message {message.pk}")
     newest: dict[str, DkimKey] = {}
     for key in keys:
         newest.setdefault(key.algorithm, key)
     return [
-        SigningKey(key.domain.name, key.selector, key.algorithm, _private_key(key.pk, key.private_key_encrypted))
+        SigningKey(key.domain.name, key.selector, key.algorithm, private_key(key))
         for key in sorted(newest.values(), key=lambda k: k.algorithm != DkimKey.Algorithm.RSA)
     ]
 
@@ -152,11 +143,36 @@ def connect(route: Route) -> tuple[SmtpSession | None, Reply]:
 # --- send -------------------------------------------------------------------------------------------------
 
 
-def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]:
-    """All recipients of one destination, one message per transaction, over one reused session."""
-    route = mx_route(domain)
-    decided = route_outcomes(route, recipients)
+class Connection:
+    """The session to one destination, opened on first use and kept across batches of that destination."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.session: SmtpSession | None = None
+        self.failed = False
+
+    def get(self) -> tuple[SmtpSession | None, Reply]:
+        if self.session is None or not self.session.is_open:
+            self.session, failure = connect(self.route)
+            if self.session is None:
+                self.failed = True
+                return None, failure
+        return self.session, Reply(220, "", "")
+
+    @property
+    def usable(self) -> bool:
+        return not self.failed and self.session is not None and self.session.is_open
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+def deliver_to_domain(connection: Connection, recipients: list[Recipient]) -> list[Outcome]:
+    """Recipients of one destination, one message per transaction, over the destination's connection."""
+    decided = route_outcomes(connection.route, recipients)
     if decided is not None:
+        connection.failed = True
         return decided
 
     by_message: dict[object, list[Recipient]] = defaultdict(list)
@@ -164,33 +180,27 @@ def deliver_to_domain(domain: str, recipients: list[Recipient]) -> list[Outcome]
         by_message[r.message_id].append(r)
 
     outcomes: list[Outcome] = []
-    session: SmtpSession | None = None
-    try:
-        for group in by_message.values():
-            message = group[0].message
-            try:
-                # With tracking on, each recipient has its own copy (pixel, links, unsubscribe URL) and signature.
-                copies = tracked_copies(message, group)
-                if copies is None:
-                    data = signed_message(message)
-                else:
-                    keys = signing_keys(message)
-                    copies = {pk: dkim_sign_all(raw, keys) for pk, raw in copies.items()}
-                    data = max(copies.values(), key=len)
-            except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
-                log.exception("cannot sign message %s", message.pk)
-                reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
-                outcomes.extend(Outcome(r, reply, internal=True) for r in group)
-                continue
-            if session is None or not session.is_open:
-                session, failure = connect(route)
-                if session is None:
-                    outcomes.extend(Outcome(r, failure) for r in group)
-                    continue
-            outcomes.extend(send_message(session, message, group, data, copies))
-    finally:
-        if session is not None:
-            session.close()
+    for group in by_message.values():
+        message = group[0].message
+        try:
+            # With tracking on, each recipient has its own copy (pixel, links, unsubscribe URL) and signature.
+            copies = tracked_copies(message, group)
+            if copies is None:
+                data = signed_message(message)
+            else:
+                keys = signing_keys(message)
+                copies = {pk: dkim_sign_all(raw, keys) for pk, raw in copies.items()}
+                data = max(copies.values(), key=len)
+        except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
+            log.exception("cannot sign message %s", message.pk)
+            reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
+            outcomes.extend(Outcome(r, reply, internal=True) for r in group)
+            continue
+        session, failure = connection.get()
+        if session is None:
+            outcomes.extend(Outcome(r, failure) for r in group)
+            continue
+        outcomes.extend(send_message(session, message, group, data, copies))
     return outcomes
 
 
@@ -279,7 +289,8 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             )
         )
     with transaction.atomic():
-        Recipient.objects.bulk_update(
+        bulk_update_rows(
+            Recipient,
             [o.recipient for o in outcomes],
             [
                 "state",
@@ -342,11 +353,37 @@ def deliver(recipient_ids: list[str]) -> int:
     by_domain: dict[str, list[Recipient]] = defaultdict(list)
     for r in recipients:
         by_domain[r.domain].append(r)
-    for domain, group in by_domain.items():
-        try:
-            outcomes = deliver_to_domain(domain, group)
-        except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
-            log.exception("delivery to %s failed", domain)
-            outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in group]
-        record_outcomes(outcomes)
-    return len(recipients)
+    return sum(deliver_destination(domain, group) for domain, group in by_domain.items())
+
+
+def deliver_destination(domain: str, recipients: list[Recipient]) -> int:
+    """This batch, then more queued recipients of the same destination over the same connection.
+
+    Messages submitted one at a time (SMTP, the single-message API) arrive as one task each; whichever worker
+    holds a connection to their destination takes the others along (claiming them exactly as their own tasks
+    would, so those tasks find nothing left), up to POSTWERK_DELIVERY_DRAIN recipients per task.
+    """
+    connection = Connection(mx_route(domain))
+    handled = 0
+    try:
+        while recipients:
+            try:
+                outcomes = deliver_to_domain(connection, recipients)
+            except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
+                log.exception("delivery to %s failed", domain)
+                outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in recipients]
+                connection.failed = True
+            record_outcomes(outcomes)
+            handled += len(recipients)
+            room = settings.POSTWERK_DELIVERY_DRAIN - handled
+            if room <= 0 or not connection.usable:
+                break
+            recipients = claim(queued_for(domain, min(room, settings.POSTWERK_DELIVERY_BATCH)))
+    finally:
+        connection.close()
+    return handled
+
+
+def queued_for(domain: str, limit: int) -> list[str]:
+    ids = Recipient.objects.filter(state=RecipientState.QUEUED, domain=domain).values_list("id", flat=True)[:limit]
+    return [str(pk) for pk in ids]

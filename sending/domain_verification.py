@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import signing_keys
 from .domain_checks.checks import run_checks
 from .domain_checks.spec import CheckResult, CheckStatus
 from .domains import domain_spec
@@ -126,6 +127,8 @@ def _apply_dkim(domain: Domain, by_key: dict[str, CheckResult], now) -> list[Eve
                 "once mail signed with it has been delivered (a few days)."
             )
         events.append(_event(domain, EventType.DKIM_KEY_ACTIVATED, now, details))
+    if events:
+        signing_keys.forget(domain.pk)
     return events
 
 

@@ -39,6 +39,10 @@ class Reply:
         return " ".join(p for p in (str(self.code), self.enhanced, self.text) if p)
 
 
+# RFC 5321 §4.5.2: a line of the content that starts with a period gets one more.
+_DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
+
+
 class SessionLost(Exception):
     """The connection broke mid-transaction: what was in flight has an unknown outcome."""
 
@@ -125,6 +129,8 @@ class SmtpSession:
         if smtp.has_extn("8bitmime") and not data.isascii():
             options.append("BODY=8BITMIME")
         try:
+            if smtp.has_extn("pipelining"):
+                return self._send_pipelined(smtp, mail_from, rcpts, data, options, smtputf8)
             reply = Reply.parse(*smtp.mail(mail_from, options))
             if not reply.success:
                 self._reset()
@@ -170,6 +176,43 @@ class SmtpSession:
             smtp.close()
             self._smtp = None
             raise SessionLost(Reply(421, "4.4.2", f"connection to {self.mx_host} lost: {exc}")) from exc
+
+    def _send_pipelined(
+        self, smtp: smtplib.SMTP, mail_from: str, rcpts: list[str], data: bytes, options: list[str], smtputf8: bool
+    ) -> dict[str, Reply]:
+        """RFC 2920: MAIL, every RCPT and DATA in one write, then the replies in order; one round trip instead of
+        two plus one per recipient, which is most of the time per message on a fast network."""
+        encoding = "utf-8" if smtputf8 else "ascii"
+        extra = " " + " ".join(options) if options else ""
+        commands = [f"MAIL FROM:{smtplib.quoteaddr(mail_from)}{extra}"]
+        commands += [f"RCPT TO:{smtplib.quoteaddr(rcpt)}" for rcpt in rcpts]
+        commands.append("DATA")
+        smtp.send("".join(f"{c}\r\n" for c in commands).encode(encoding))
+        mail = Reply.parse(*smtp.getreply())
+        results = {rcpt: Reply.parse(*smtp.getreply()) for rcpt in rcpts}
+        go = Reply.parse(*smtp.getreply())
+        accepted = [rcpt for rcpt, reply in results.items() if reply.success]
+        if go.code != 354:
+            # The server refused DATA (no valid recipient, or MAIL failed). A MAIL it accepted is still open
+            # there, so the next transaction needs a RSET first (a second MAIL would be a 503).
+            self._reset()
+            if not mail.success:
+                return dict.fromkeys(rcpts, mail)
+            return {rcpt: (go if rcpt in accepted else reply) for rcpt, reply in results.items()}
+        if not mail.success or not accepted:
+            # RFC 2920 §3.1: a server that says 354 anyway gets an empty message it cannot deliver to anyone.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+            self._reset()
+            return dict.fromkeys(rcpts, mail) if not mail.success else results
+        body = _DOT_AT_LINE_START.sub(b"..", data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body + b".\r\n")
+        final = Reply.parse(*smtp.getreply())
+        for rcpt in accepted:
+            results[rcpt] = final
+        return results
 
     def _reset(self) -> None:
         # The transaction's outcome is already known; a failed RSET only means the next message reconnects.

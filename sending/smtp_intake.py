@@ -38,7 +38,20 @@ class Refused(Exception):
 
 
 def credential_domain(credential: SmtpCredential, address_domain: str) -> Domain | None:
-    """The organization's domain this credential may send as `address_domain`, or None."""
+    """The organization's domain this credential may send as `address_domain`, or None.
+
+    Remembered on the credential object, which lives as long as the SMTP session: a session sending many
+    messages looks each domain up once, not at MAIL and again after DATA for every message."""
+    memo: dict[str, Domain | None] | None = getattr(credential, "_postwerk_domains", None)
+    if memo is None:
+        memo = credential._postwerk_domains = {}  # type: ignore[attr-defined]
+    key = address_domain.lower()
+    if key not in memo:
+        memo[key] = _credential_domain(credential, key)
+    return memo[key]
+
+
+def _credential_domain(credential: SmtpCredential, address_domain: str) -> Domain | None:
     domain = sender_domain(credential.organization, address_domain)
     if domain is None:
         return None

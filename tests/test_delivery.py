@@ -252,3 +252,33 @@ def test_worker_that_died_mid_delivery_is_rescued_by_the_sweep_once(api, zone, m
     deliver(ids)
     assert len(sink.messages) == 1
     assert Recipient.objects.get().state == RecipientState.DELIVERED
+
+
+def test_server_without_pipelining_gets_one_command_at_a_time(api, zone, mx, domain):
+    sink = mx("127.0.0.2")
+    sink.pipelining = False
+    sink.rcpt_replies = {"gone@dest.example": "550 5.1.1 <gone@dest.example>: no such user"}
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["gone@dest.example", "here@dest.example", "there@dest.example"])
+
+    deliver_queued()
+
+    assert states() == {
+        "gone@dest.example": "bounced",
+        "here@dest.example": "delivered",
+        "there@dest.example": "delivered",
+    }
+    assert sink.connections == 1
+
+
+def test_a_task_takes_other_queued_mail_for_its_destination_along_on_its_connection(api, zone, mx, domain):
+    from sending.delivery import deliver
+
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    ids = [send(api, [f"u{i}@dest.example"])["recipients"][0]["id"] for i in range(3)]
+
+    assert deliver([ids[0]]) == 3  # one task, all three: as SMTP submissions arrive one message per task
+    assert deliver([ids[1]]) == 0 and deliver([ids[2]]) == 0  # their own tasks find nothing left
+    assert sink.connections == 1 and len(sink.messages) == 3
+    assert set(states().values()) == {"delivered"}

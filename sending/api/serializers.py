@@ -132,8 +132,10 @@ class SendMessageSerializer(serializers.Serializer):
             raise serializers.ValidationError(errors)
         return attrs
 
-    def to_draft(self) -> Draft:
-        data = self.validated_data
+    def to_draft(self, data: dict | None = None) -> Draft:
+        """The Draft of validated data: this serializer's own, or `data` from run_validation() (a batch reuses
+        one serializer for every item, since building DRF's fields per instance is costly)."""
+        data = self.validated_data if data is None else data
         return Draft(
             sender=data["from"][0],
             to=data["to"],

@@ -71,6 +71,15 @@ class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
 
+    async def handle_EHLO(
+        self, server: _SinkSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        # Like every common MTA (RFC 2920); aiosmtpd itself copes with pipelined commands.
+        if self.sink.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
+
     async def handle_MAIL(
         self, server: _SinkSMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -149,6 +158,7 @@ class SmtpSink:
         self.tempfail_next = 0
         self.hang_on: HangStage | None = None
         self.hang_sessions = 1
+        self.pipelining = True
 
         self._cond = threading.Condition()
         self._queue_seq = 0
