@@ -24,7 +24,7 @@ from .retry import next_attempt
 from .return_path import return_path, return_path_host
 from .signing import SigningKey, dkim_sign_all
 from .signing_keys import active_keys, private_key
-from .smtp_client import Reply, SessionLost, SmtpSession
+from .smtp_client import Reply, SessionLost, SmtpSession, open_to_host
 from .suppressions import BounceFact, bounce_effects
 from .tracking import tracked_copies
 
@@ -122,21 +122,14 @@ def connect(route: Route) -> tuple[SmtpSession | None, Reply]:
         if not addresses:
             failure = Reply(421, "4.4.4", f"MX host {host} has no address")
             continue
-        for address in addresses:
-            session = SmtpSession(
-                mx_host=host,
-                address=address,
-                port=settings.POSTWERK_SMTP_DELIVERY_PORT,
-                helo=settings.POSTWERK_HOSTNAME,
-                connect_timeout=settings.POSTWERK_SMTP_CONNECT_TIMEOUT,
-                command_timeout=settings.POSTWERK_SMTP_COMMAND_TIMEOUT,
-            )
-            try:
-                session.open()
-                return session, Reply(220, "", "")
-            except Exception as exc:  # refused, timed out, TLS or protocol error: try the next address
-                failure = Reply(421, "4.4.1", f"{host} [{address}]: {exc}")
-                log.info("connection to %s [%s] failed: %s", host, address, exc)
+        session, failure = open_to_host(
+            host,
+            addresses,
+            connect_timeout=settings.POSTWERK_SMTP_CONNECT_TIMEOUT,
+            command_timeout=settings.POSTWERK_SMTP_COMMAND_TIMEOUT,
+        )
+        if session is not None:
+            return session, failure
     return None, failure
 
 

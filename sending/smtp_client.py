@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import smtplib
 import ssl
 from dataclasses import dataclass
+
+from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -234,3 +239,26 @@ class SmtpSession:
             smtp.quit()
         except (TimeoutError, smtplib.SMTPException, OSError):
             smtp.close()
+
+
+def open_to_host(
+    host: str, addresses: list[str], *, connect_timeout: float, command_timeout: float
+) -> tuple[SmtpSession | None, Reply]:
+    """A session with one MX host, trying each of its addresses in order; else why none could be opened."""
+    failure = Reply(421, "4.4.1", f"{host}: no address could be reached")
+    for address in addresses:
+        session = SmtpSession(
+            mx_host=host,
+            address=address,
+            port=settings.POSTWERK_SMTP_DELIVERY_PORT,
+            helo=settings.POSTWERK_HOSTNAME,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
+        try:
+            session.open()
+            return session, Reply(220, "", "")
+        except Exception as exc:  # refused, timed out, TLS or protocol error: try the next address
+            failure = Reply(421, "4.4.1", f"{host} [{address}]: {exc}")
+            log.info("connection to %s [%s] failed: %s", host, address, exc)
+    return None, failure

@@ -9,14 +9,13 @@ from email import policy
 from urllib.parse import urlsplit
 
 import dkim
-import dns.nameserver
-import dns.resolver
 import pytest
 from django.test import Client
 
 from sending.models import Domain, Event, EventType, Recipient, RecipientState, Suppression
 from sending.tracking import click_url, html_tracked, message_tracked
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
+from tests.test_delivery import dns_txt
 
 pytestmark = pytest.mark.django_db
 
@@ -57,17 +56,6 @@ def send(api, to="jane@dest.example", **extra):
     response = api.post("/api/v1/messages", body, format="json")
     assert response.status_code == 202, response.json()
     return response.json()
-
-
-def dns_txt(zone):
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [dns.nameserver.Do53Nameserver(zone.host, zone.port)]
-
-    def lookup(name, timeout=5):
-        answer = resolver.resolve(name.decode().rstrip("."), "TXT")
-        return b"".join(b"".join(r.strings) for r in answer)
-
-    return lookup
 
 
 def html_of(data: bytes) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from sending.dns import Route, host_addresses
-from sending.smtp_client import Reply, SessionLost, SmtpSession
+from sending.smtp_client import Reply, SessionLost, SmtpSession, open_to_host
 
 from .checks import ProbeOutcome, Stage
 from .slots import Slot, slot_acquire, slot_release, slot_renew
@@ -132,20 +132,14 @@ def _connect(route: Route, slot_wait: float) -> tuple[SmtpSession | None, Slot |
             limit = settings.POSTWERK_VERIFY_MAX_CONNECTIONS_PER_MX
             reply = Reply(451, "4.4.5", f"all {limit} probe connections to {host} are in use")
             return None, None, ProbeOutcome(Stage.BUSY, reply, host)
-        for address in addresses:
-            session = SmtpSession(
-                mx_host=host,
-                address=address,
-                port=settings.POSTWERK_SMTP_DELIVERY_PORT,
-                helo=settings.POSTWERK_HOSTNAME,
-                connect_timeout=settings.POSTWERK_VERIFY_CONNECT_TIMEOUT,
-                command_timeout=settings.POSTWERK_VERIFY_COMMAND_TIMEOUT,
-            )
-            try:
-                session.open()
-                return session, slot, failure
-            except Exception as exc:  # refused, timed out, TLS or protocol error: try the next address
-                failure = ProbeOutcome(Stage.CONNECT, Reply(421, "4.4.1", f"{host} [{address}]: {exc}"), host)
-                log.info("probe connection to %s [%s] failed: %s", host, address, exc)
+        session, reply = open_to_host(
+            host,
+            addresses,
+            connect_timeout=settings.POSTWERK_VERIFY_CONNECT_TIMEOUT,
+            command_timeout=settings.POSTWERK_VERIFY_COMMAND_TIMEOUT,
+        )
+        if session is not None:
+            return session, slot, failure
+        failure = ProbeOutcome(Stage.CONNECT, reply, host)
         slot_release(slot)
     return None, None, failure
