@@ -7,7 +7,7 @@ from django import forms
 from accounts.models import ApiKey, Membership, Organization, SmtpCredential
 from sending.addresses import AddressError, parse_mailbox
 from sending.domains import DomainError, normalize_domain
-from sending.models import DkimKey, Domain, RecipientState, Suppression
+from sending.models import DkimKey, Domain, EventType, RecipientState, Suppression
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
@@ -149,3 +149,28 @@ class MemberAddForm(forms.Form):
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+class WebhookEndpointForm(forms.Form):
+    url = forms.CharField(
+        max_length=2000,
+        label="Endpoint URL",
+        widget=forms.URLInput(attrs={"placeholder": "https://example.com/hooks/postwerk"}),
+        help_text="Postwerk POSTs each event here, signed with the endpoint's secret.",
+    )
+    event_types = forms.MultipleChoiceField(
+        choices=EventType.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Event types",
+        help_text="None ticked: every event type.",
+    )
+    description = forms.CharField(max_length=200, required=False, label="Description")
+
+
+class WebhookTestForm(forms.Form):
+    type = forms.ChoiceField(choices=EventType.choices, initial=EventType.DELIVERED, label="Event type")
+
+
+class WebhookEnabledForm(forms.Form):
+    enabled = forms.TypedChoiceField(choices=[("1", "enable"), ("0", "disable")], coerce=lambda v: v == "1")

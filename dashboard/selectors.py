@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -23,6 +23,9 @@ from sending.models import (
     Message,
     Recipient,
     RecipientState,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from sending.selectors import message_list
 
@@ -294,4 +297,32 @@ def queue_stats(*, destinations: int = 50) -> QueueStats:
         deferred_by_destination=rows,
         inbound_by_state=[(s, inbound.get(s, 0)) for s in InboundMessage.State.values],
         waiting_by_organization=list(by_org),
+    )
+
+
+# --- webhooks ----------------------------------------------------------------------------------------------
+
+
+def webhook_endpoints(organization: Organization) -> QuerySet:
+    """The organization's endpoints, oldest first, each with its last attempt's status and error."""
+    last = WebhookAttempt.objects.filter(delivery__endpoint=OuterRef("pk")).order_by("-started_at", "-pk")
+    return (
+        WebhookEndpoint.objects.filter(organization=organization)
+        .annotate(
+            last_attempt_at=Subquery(last.values("started_at")[:1]),
+            last_attempt_status=Subquery(last.values("status_code")[:1]),
+            last_attempt_error=Subquery(last.values("error")[:1]),
+        )
+        .order_by("created_at")
+    )
+
+
+def webhook_recent_deliveries(endpoint: WebhookEndpoint, limit: int = 25) -> list[WebhookDelivery]:
+    """An endpoint's newest deliveries, each with every attempt (newest first)."""
+    return list(
+        WebhookDelivery.objects.filter(endpoint=endpoint)
+        .select_related("event")
+        .defer("event__details")
+        .prefetch_related(Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("-started_at", "-pk")))
+        .order_by("-created_at")[:limit]
     )

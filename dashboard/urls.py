@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import auth, domains, members, messages, operators, overview, secrets, suppressions
+from .views import auth, domains, members, messages, operators, overview, secrets, suppressions, webhooks
 
 app_name = "dashboard"
 
@@ -32,6 +32,18 @@ urlpatterns = [
     path(f"{org}keys/api/<int:key_id>/revoke", secrets.api_key_cancel, name="api_key_revoke"),
     path(f"{org}keys/smtp", secrets.smtp_credential_new, name="smtp_credential_create"),
     path(f"{org}keys/smtp/<int:credential_id>/revoke", secrets.smtp_credential_cancel, name="smtp_credential_revoke"),
+    path(f"{org}webhooks/", webhooks.webhooks, name="webhooks"),
+    path(f"{org}webhooks/add", webhooks.webhook_new, name="webhook_add"),
+    path(f"{org}webhooks/<uuid:endpoint_id>/", webhooks.webhook_detail, name="webhook"),
+    path(f"{org}webhooks/<uuid:endpoint_id>/rotate-secret", webhooks.webhook_rotate, name="webhook_rotate"),
+    path(f"{org}webhooks/<uuid:endpoint_id>/enabled", webhooks.webhook_enabled, name="webhook_enabled"),
+    path(f"{org}webhooks/<uuid:endpoint_id>/delete", webhooks.webhook_remove, name="webhook_delete"),
+    path(f"{org}webhooks/<uuid:endpoint_id>/test", webhooks.webhook_test, name="webhook_test"),
+    path(
+        f"{org}webhooks/<uuid:endpoint_id>/deliveries/<uuid:delivery_id>/replay",
+        webhooks.webhook_replay,
+        name="webhook_replay",
+    ),
     path(f"{org}members/", members.members, name="members"),
     path(f"{org}members/add", members.member_add, name="member_add"),
     path(f"{org}members/<int:member_id>/role", members.member_role, name="member_role"),

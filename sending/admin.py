@@ -1,6 +1,19 @@
 from django.contrib import admin
 
-from .models import DkimKey, DnsCheck, Domain, Event, IdempotencyKey, InboundMessage, Message, Recipient, Suppression
+from .models import (
+    DkimKey,
+    DnsCheck,
+    Domain,
+    Event,
+    IdempotencyKey,
+    InboundMessage,
+    Message,
+    Recipient,
+    Suppression,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 class DkimKeyInline(admin.TabularInline):
@@ -195,3 +208,99 @@ class InboundMessageAdmin(admin.ModelAdmin):
 class IdempotencyKeyAdmin(admin.ModelAdmin):
     list_display = ["key", "organization", "status_code", "created_at"]
     list_filter = ["organization"]
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ["url", "organization", "enabled", "failing_since", "last_success_at", "disabled_at", "created_at"]
+    list_filter = ["enabled", "organization"]
+    search_fields = ["url", "description", "organization__name"]
+    list_select_related = ["organization"]
+    date_hierarchy = "created_at"
+    # The signing secrets (current and previous) are never shown; they are changed by rotation only.
+    exclude = ["secret_encrypted", "previous_secret_encrypted"]
+    # The URL too: the API and the dashboard check it against the SSRF guard; this form would not.
+    readonly_fields = [
+        "organization",
+        "url",
+        "previous_secret_expires_at",
+        "start_event_id",
+        "failing_since",
+        "last_success_at",
+        "disabled_at",
+        "created_at",
+        "updated_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False  # created by the API or the dashboard, which mint the secret and show it once
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    fields = ["started_at", "trigger", "status_code", "duration_ms", "error", "response_excerpt", "ip"]
+    readonly_fields = fields
+    can_delete = False
+    ordering = ["-started_at"]
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "endpoint",
+        "organization",
+        "event_type",
+        "state",
+        "trigger",
+        "attempts",
+        "last_status",
+        "next_attempt_at",
+        "created_at",
+    ]
+    list_filter = ["state", "trigger", "organization"]
+    search_fields = ["endpoint__url", "last_error", "organization__name"]
+    list_select_related = ["endpoint", "organization", "event"]
+    date_hierarchy = "created_at"
+    raw_id_fields = ["endpoint", "event"]
+    readonly_fields = ["organization", "claim_token", "sending_since", "succeeded_at", "created_at"]
+    inlines = [WebhookAttemptInline]
+
+    @admin.display(description="event type")
+    def event_type(self, obj: WebhookDelivery) -> str:
+        return obj.event.type if obj.event_id else (obj.payload or {}).get("type", "") + " (test)"
+
+
+@admin.register(WebhookAttempt)
+class WebhookAttemptAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "endpoint", "trigger", "status_code", "duration_ms", "short_error", "ip"]
+    list_filter = ["trigger", "status_code", "delivery__organization"]
+    search_fields = ["delivery__endpoint__url", "error", "response_excerpt", "ip"]
+    list_select_related = ["delivery__endpoint"]
+    date_hierarchy = "started_at"
+    readonly_fields = [
+        "delivery",
+        "trigger",
+        "started_at",
+        "duration_ms",
+        "status_code",
+        "error",
+        "response_excerpt",
+        "ip",
+    ]
+
+    @admin.display(description="endpoint", ordering="delivery__endpoint__url")
+    def endpoint(self, obj: WebhookAttempt) -> str:
+        return obj.delivery.endpoint.url
+
+    @admin.display(description="error")
+    def short_error(self, obj: WebhookAttempt) -> str:
+        return _short(obj.error)

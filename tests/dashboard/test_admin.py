@@ -10,7 +10,19 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import ApiKey, Membership, Organization, SmtpCredential
-from sending.models import DkimKey, DnsCheck, Domain, Event, InboundMessage, Message, Recipient, Suppression
+from sending.models import (
+    DkimKey,
+    DnsCheck,
+    Domain,
+    Event,
+    InboundMessage,
+    Message,
+    Recipient,
+    Suppression,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +37,9 @@ EXPECTED = [
     Event,
     Suppression,
     InboundMessage,
+    WebhookEndpoint,
+    WebhookDelivery,
+    WebhookAttempt,
 ]
 
 
@@ -77,3 +92,25 @@ def test_domain_list_shows_verification_and_checks(superuser_client, domain):
     assert b"ownership" in response.content and b"dkim:" in response.content
     response = superuser_client.get(reverse("admin:sending_dnscheck_changelist"), {"status__exact": "ok"})
     assert b"acme.example" in response.content
+
+
+def test_webhook_models_are_listed_and_never_show_the_secret(superuser_client, organization, settings):
+    from sending.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+    from sending.webhooks.endpoints import signing_secrets, webhook_endpoint_create
+
+    settings.POSTWERK_WEBHOOK_ALLOW_HTTP = settings.POSTWERK_WEBHOOK_ALLOW_PRIVATE = True
+    endpoint, secret = webhook_endpoint_create(organization=organization, url="http://127.0.0.1:9/hook", event_types=[])
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, organization=organization, payload={"type": "sent"})
+    attempt = WebhookAttempt.objects.create(delivery=delivery, trigger="test", status_code=502, error="bad gateway")
+    for model, obj in ((WebhookEndpoint, endpoint), (WebhookDelivery, delivery), (WebhookAttempt, attempt)):
+        opts = model._meta
+        changelist = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        for query in ({}, {"q": "127.0.0.1"}):
+            response = superuser_client.get(changelist, query)
+            assert response.status_code == 200 and b"127.0.0.1:9/hook" in response.content, opts.label
+        change = superuser_client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
+        assert change.status_code == 200, opts.label
+        assert secret.encode() not in change.content
+        assert endpoint.secret_encrypted.encode() not in change.content
+    assert superuser_client.get(reverse("admin:sending_webhookendpoint_add")).status_code == 403
+    assert signing_secrets(endpoint) == [secret]
