@@ -19,7 +19,8 @@ def generate_api_key() -> tuple[str, str, str]:
 def generate_smtp_credential() -> tuple[str, str, str]:
     """Return (username, password, password hash). 192 random bits: a fast hash is as good as a slow one."""
     username = f"pw-{secrets.token_hex(6)}"
-    password = secrets.token_urlsafe(24)
+    # Never a leading "-": command-line clients (swaks, curl --user) would read the password as an option.
+    password = "pw" + secrets.token_urlsafe(24)
     return username, password, hash_secret(password)
 
 
