@@ -9,11 +9,11 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from sending.models import Suppression
+from sending.suppression_csv import suppressions_csv, suppressions_import
 from sending.suppressions import suppression_add, suppression_remove
 
 from ..access import org_view
 from ..forms import SuppressionAddForm, SuppressionImportForm, SuppressionRemoveForm, SuppressionSearchForm
-from ..services import suppressions_csv, suppressions_import
 from .common import actor_name, page
 
 PAGE_SIZE = 50
@@ -112,7 +112,7 @@ def suppressions_upload(request: HttpRequest) -> HttpResponse:
         return _list(request, import_form=form, status=400)
     try:
         result = suppressions_import(
-            organization=request.organization, text=form.cleaned_data["csv"], created_by=actor_name(request)
+            organization_id=request.organization.pk, text=form.cleaned_data["csv"], created_by=actor_name(request)
         )
     except ValueError as exc:
         form.add_error(None, str(exc))

@@ -3,9 +3,6 @@ Scoped to the caller's organization."""
 
 from __future__ import annotations
 
-import csv
-import io
-
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -18,12 +15,10 @@ from rest_framework.views import APIView
 
 from ..addresses import AddressError, parse_mailbox
 from ..models import Suppression
+from ..suppression_csv import suppressions_csv, suppressions_import
 from ..suppressions import suppression_add, suppression_remove
 from .errors import ApiError
 from .params import datetime_param
-
-CSV_FIELDS = ["address", "reason", "created_at", "expires_at", "created_by", "source_message_id", "details"]
-MAX_IMPORT_ROWS = 100_000
 
 
 class CsvParser(BaseParser):
@@ -139,22 +134,8 @@ class SuppressionDetailView(APIView):
 class SuppressionExportView(APIView):
     @extend_schema(parameters=FILTERS, responses={(200, "text/csv"): str}, summary="Export suppressions as CSV")
     def get(self, request: Request) -> HttpResponse:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_FIELDS)
-        for row in _filtered(request).order_by("created_at").iterator(chunk_size=2000):
-            writer.writerow(
-                [
-                    row.address,
-                    row.reason,
-                    row.created_at.isoformat(),
-                    row.expires_at.isoformat() if row.expires_at else "",
-                    row.created_by,
-                    row.source_message_id or "",
-                    row.details.get("reason") or row.details.get("note") or "",
-                ]
-            )
-        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        rows = _filtered(request).order_by("created_at").iterator(chunk_size=2000)
+        response = HttpResponse(suppressions_csv(rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="suppressions.csv"'
         return response
 
@@ -171,33 +152,11 @@ class SuppressionImportView(APIView):
         text = request.data if isinstance(request.data, str) else (request.data or {}).get("csv")
         if not isinstance(text, str) or not text.strip():
             raise ApiError(400, "Send CSV with an address column.", {"csv": ["Empty or missing."]}, "invalid")
-        rows = list(csv.reader(io.StringIO(text)))
-        first = [h.strip().lower() for h in rows[0]] if rows else []
-        has_header = "address" in first
-        # Without a header row, a bare list of addresses, one per line.
-        header, body = (first, rows[1:]) if has_header else (["address"], rows)
-        if len(body) > MAX_IMPORT_ROWS:
-            raise ApiError(400, f"At most {MAX_IMPORT_ROWS} rows per import.", {"csv": [f"Got {len(body)}."]})
-        added = existing = 0
-        errors = []
-        for line, values in enumerate(body, start=2 if has_header else 1):
-            record = dict(zip(header, (v.strip() for v in values), strict=False))
-            if not any(values):
-                continue
-            reason = record.get("reason") or Suppression.Reason.MANUAL
-            try:
-                address = parse_mailbox(record.get("address", "")).envelope_address.lower()
-            except AddressError as exc:
-                errors.append({"line": line, "error": str(exc)})
-                continue
-            if reason not in Suppression.Reason.values:
-                errors.append({"line": line, "error": f"unknown reason {reason!r}"})
-                continue
-            _, created = suppression_add(
-                organization_id=request.user.organization.pk,
-                address=address,
-                reason=reason,
-                created_by=_caller(request),
+        try:
+            result = suppressions_import(
+                organization_id=request.user.organization.pk, text=text, created_by=_caller(request)
             )
-            added, existing = added + created, existing + (not created)
-        return Response({"added": added, "existing": existing, "errors": errors})
+        except ValueError as exc:
+            raise ApiError(400, str(exc), {"csv": [str(exc)]}) from exc
+        errors = [{"line": line, "error": error} for line, error in result.errors]
+        return Response({"added": result.added, "existing": result.existing, "errors": errors})
