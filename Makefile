@@ -22,7 +22,7 @@ if [ -z "$$py" ]; then echo "error: Python >= 3.11 not found (tried python3.13 p
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench bench-smtp lock clean
+.PHONY: help venv run test lint bench bench-smtp bench-throughput lock clean
 
 help:
 	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
@@ -59,6 +59,9 @@ bench: venv
 	$(PY) bench/send_api.py $(BENCH_ARGS)
 bench-smtp: venv
 	$(PY) bench/smtp_ingest.py $(BENCH_ARGS)
+# Issue #6: Postwerk (API in, SMTP in) and a private Postfix side by side; needs root and Debian's postfix.
+bench-throughput: venv
+	$(PY) bench/throughput.py $(BENCH_ARGS)
 
 # Resolve the newest versions pyproject allows in a throwaway venv, so nothing stale from .venv leaks in;
 # written through a temporary file so a failed resolve never truncates constraints.txt.

@@ -1,14 +1,16 @@
-"""Shared machinery of the end-to-end benchmarks (`send_api.py`, `smtp_ingest.py`).
+"""Shared machinery of the end-to-end benchmarks (`send_api.py`, `smtp_ingest.py`, `postfix_relay.py`).
 
 Process bookkeeping (start/stop, per-tree CPU and RSS), the backend every benchmark needs (bench database,
-Redis broker, loopback DNS, the counting SMTP sink, Celery workers), waiting for delivery, the figures
-taken from the database, PostgreSQL and Redis, and the parts of the report every benchmark prints.
+Redis broker, or the embedded SQLite + filesystem broker; loopback DNS; the counting SMTP sink, ours or
+Postfix's smtp-sink from `mta.py`; Celery workers), waiting for delivery, the figures taken from the database,
+PostgreSQL and Redis, and the parts of the report every benchmark prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import multiprocessing
 import os
@@ -61,6 +63,13 @@ def add_worker_args(p: argparse.ArgumentParser) -> None:
 def add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) -> None:
     p.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postwerk_bench", help="bench database")
     p.add_argument("--broker-url", default=broker_url, help="Redis broker (db is flushed)")
+    p.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the embedded default instead: SQLite (WAL) and the filesystem broker in the run's temporary folder "
+        "(--database-url and --broker-url are not used)",
+    )
+    add_sink_args(p)
     p.add_argument("--worker-loglevel", default="WARNING", help="Celery worker --loglevel")
     p.add_argument(
         "--settings",
@@ -81,20 +90,46 @@ def add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) -
     )
 
 
+def add_sink_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sink",
+        choices=["python", "smtp-sink"],
+        default="python",
+        help="recipient MX: bench/sink.py (aiosmtpd, counts in shared memory) or Postfix's smtp-sink (C; every "
+        "message dumped to a file and checked after the run: duplicates, DKIM)",
+    )
+    p.add_argument(
+        "--dkim-sample",
+        type=int,
+        default=500,
+        help="with --sink smtp-sink: messages whose DKIM signature is verified (0 = all); every message must be signed",
+    )
+
+
 def check_common_args(p: argparse.ArgumentParser, args: argparse.Namespace, *more: str) -> None:
     """--messages, --domains, --workers, --concurrency and the options named in `more` must be at least 1."""
     names = ["messages", "domains", "workers", "concurrency", *more]
     if any(getattr(args, name) < 1 for name in names):
         listed = ", ".join(f"--{n.replace('_', '-')}" for n in names[:-1]) + f" and --{names[-1].replace('_', '-')}"
         p.error(f"{listed} must be at least 1")
-    if not urlsplit(args.database_url).scheme.startswith("postgres"):
+    if not args.embedded and not urlsplit(args.database_url).scheme.startswith("postgres"):
         p.error("--database-url must be a PostgreSQL URL")
+
+
+def backend_config(args: argparse.Namespace) -> dict:
+    """The report's description of the backend (part of each benchmark's `config`)."""
+    return {
+        "database": "sqlite (embedded)" if args.embedded else "postgresql",
+        "broker": "filesystem (embedded)" if args.embedded else "redis",
+        "embedded": args.embedded,
+        "sink": args.sink,
+    }
 
 
 # --- process bookkeeping ------------------------------------------------------------------------------
 
 
-def _read_stat(pid: int) -> tuple[int, str, list[str]] | None:
+def read_stat(pid: int) -> tuple[int, str, list[str]] | None:
     """(ppid, comm, fields after comm) from /proc/<pid>/stat, or None if the process is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -124,7 +159,7 @@ def _process_table() -> dict[int, tuple[int, str, list[str]]]:
     table = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            stat = _read_stat(int(entry.name))
+            stat = read_stat(int(entry.name))
             if stat is not None:
                 table[int(entry.name)] = stat
     return table
@@ -149,6 +184,7 @@ class Tracked:
     pid: int
     group: str
     peak_rss_kb: int = 0
+    comm: str = ""
 
 
 class ProcessMonitor:
@@ -159,16 +195,20 @@ class ProcessMonitor:
     def __init__(self, interval: float = 0.5) -> None:
         self.interval = interval
         self.roots: list[tuple[str, int]] = []  # (group label, root pid)
+        self.by_name: set[str] = set()  # groups whose processes are labelled by command name (Postfix daemons)
         self.tracked: dict[int, Tracked] = {}
         self.group_peak_kb: dict[str, int] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
-    def add_root(self, group: str, pid: int, label: str | None = None) -> None:
-        """Track the process tree of `pid` as part of `group`; `label` names the root in the process table."""
+    def add_root(self, group: str, pid: int, label: str | None = None, *, by_name: bool = False) -> None:
+        """Track the process tree of `pid` as part of `group`; `label` names the root in the process table;
+        `by_name`: label the tree's processes by command name (e.g. "postfix smtpd #2")."""
         with self._lock:
             self.roots.append((group, pid))
+            if by_name:
+                self.by_name.add(group)
             if label is not None:
                 self.tracked[pid] = Tracked(label, pid, group)
 
@@ -188,9 +228,13 @@ class ProcessMonitor:
                 log(f"RSS sampler: {exc!r}")
             self._stop.wait(self.interval)
 
-    def _label(self, group: str, pid: int, root: int) -> str:
+    def _label(self, group: str, pid: int, root: int, comm: str) -> str:
+        if group in self.by_name:
+            prefix = f"{group} {comm}"
+            n = sum(1 for t in self.tracked.values() if t.label.startswith(prefix + " #")) + 1
+            return f"{prefix} #{n}"
         if pid == root:
-            return f"{group} (main)" if not group.startswith("sink") else group
+            return f"{group} (main)" if not group.startswith(("sink", "smtp-")) else group
         n = sum(1 for t in self.tracked.values() if t.group == group and t.pid != root) + 1
         kind = "worker" if group.startswith("gunicorn") else "child"
         return f"{group} {kind} #{n}"
@@ -205,8 +249,12 @@ class ProcessMonitor:
                 rss = _rss_kb(pid)
                 with self._lock:
                     t = self.tracked.get(pid)
-                    if t is None:
-                        t = Tracked(self._label(group, pid, root), pid, group)
+                    comm = table[pid][1]
+                    # by_name: a forked child keeps its parent's name until it execs, so label it again then
+                    if t is None or (group in self.by_name and t.comm != comm):
+                        peak = t.peak_rss_kb if t is not None else 0
+                        self.tracked.pop(pid, None)
+                        t = Tracked(self._label(group, pid, root, comm), pid, group, peak, comm)
                         self.tracked[pid] = t
                     t.peak_rss_kb = max(t.peak_rss_kb, rss)
                 sums[group] = sums.get(group, 0) + rss
@@ -227,7 +275,7 @@ class ProcessMonitor:
             if comm in self.EXTERNAL:
                 out.setdefault(self.EXTERNAL[comm], {})[pid] = _cpu_ticks(rest)
         out[SYSTEM] = {0: system_cpu_ticks()}
-        me = _read_stat(os.getpid())
+        me = read_stat(os.getpid())
         if me is not None:
             out[DRIVER] = {os.getpid(): int(me[2][11]) + int(me[2][12])}
         return out
@@ -361,6 +409,12 @@ def percentiles(values: list[float], points=(50, 90, 99)) -> dict[str, float]:
     return out
 
 
+def lag_summary(seconds: list[float]) -> tuple[list[float], float] | None:
+    """Load.lag from the accepted -> delivered time of each recipient: ([p50, p90, p99], max)."""
+    pct = percentiles(seconds)
+    return ([pct["p50"], pct["p90"], pct["p99"]], pct["max"]) if seconds else None
+
+
 def text_body(size: int) -> str:
     words = (
         "Thank you for your order. Your parcel is on its way and should arrive within two working days. "
@@ -396,6 +450,7 @@ class Load:
     max_attempts: int | None = None
     pg_after: dict[str, int] = field(default_factory=dict)
     redis_after: int = 0
+    sink_check: dict = field(default_factory=dict)  # smtp-sink only: what the dumped messages say (mta.SmtpSink)
 
 
 class BaseBench:
@@ -412,6 +467,8 @@ class BaseBench:
         self.dns = None
         self.sink_proc: multiprocessing.Process | None = None
         self.sink_stats = None
+        self.smtp_sink = None  # mta.SmtpSink with --sink smtp-sink
+        self.quiet_busy: float | None = None  # check_quiet(): CPU-s the machine used in the second before the load
         self.failed = True
         self._cleaned = False
         self.env: dict[str, str] = {}
@@ -435,7 +492,19 @@ class BaseBench:
             PYTHONUNBUFFERED="1",
             PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         )
+        if getattr(self.args, "embedded", False):
+            # No DATABASE_URL, no CELERY_BROKER_URL: SQLite and the filesystem broker under POSTWERK_DATA_DIR.
+            for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL"):
+                env.pop(name, None)
         return env
+
+    @property
+    def embedded(self) -> bool:
+        return bool(getattr(self.args, "embedded", False))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.tmp / "data" / "postwerk.sqlite3"
 
     def manage(self, *argv: str, log_name: str) -> str:
         cmd = [PYTHON, str(ROOT / "manage.py"), *argv]
@@ -446,6 +515,10 @@ class BaseBench:
         return result.stdout
 
     def db_connect(self, dbname: str | None = None):  # type: ignore[no-untyped-def]
+        if self.embedded:
+            import sqlite3
+
+            return contextlib.closing(sqlite3.connect(self.sqlite_path, timeout=30))
         import psycopg
 
         u = urlsplit(self.args.database_url)
@@ -459,6 +532,10 @@ class BaseBench:
         )
 
     def prepare_database(self) -> None:
+        if self.embedded:
+            log("migrate (embedded SQLite)")
+            self.manage("migrate", "--no-input", log_name="migrate")
+            return
         name = urlsplit(self.args.database_url).path.lstrip("/")
         with self.db_connect("postgres") as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
@@ -472,6 +549,8 @@ class BaseBench:
             conn.execute("VACUUM ANALYZE")
 
     def flush_redis(self) -> None:
+        if self.embedded:
+            return
         import redis
 
         client = redis.Redis.from_url(self.args.broker_url)
@@ -488,6 +567,11 @@ class BaseBench:
             self.dns.add(f"mx.{name}", "A", SINK_HOST, ttl=3600)
 
     def start_sink(self) -> int:
+        if getattr(self.args, "sink", "python") == "smtp-sink":
+            from bench import mta
+
+            self.smtp_sink = mta.SmtpSink(SINK_HOST, self.tmp, per_message=getattr(self.args, "recipients", 1))
+            return self.smtp_sink.start(self.procs, self.monitor)
         ctx = multiprocessing.get_context("spawn")
         self.sink_stats = ctx.RawArray("d", sinkmod.SLOTS)
         parent, child = ctx.Pipe(duplex=False)
@@ -507,6 +591,10 @@ class BaseBench:
     def start_workers(self) -> list[subprocess.Popen]:
         procs = []
         for i in range(1, self.args.workers + 1):
+            if self.embedded and procs:
+                # kombu's filesystem transport: two workers declaring their queues at the same moment can read
+                # a control/*.exchange file while the other writes it, and one dies (JSONDecodeError). One by one.
+                self.wait_workers(procs, time.monotonic() + 60)
             proc = self.procs.start(
                 f"celery worker {i}",
                 [
@@ -526,9 +614,10 @@ class BaseBench:
         return procs
 
     def wait_workers(self, procs: list[subprocess.Popen], deadline: float) -> None:
+        """Until every worker answers a ping (embedded: has bound its control queue, see ready_workers)."""
         from celery import Celery
 
-        app = Celery("bench-ping", broker=self.args.broker_url)
+        app = None if self.embedded else Celery("bench-ping", broker=self.args.broker_url)
         want = {f"bench{i}@" for i in range(1, len(procs) + 1)}
         seen: set[str] = set()
         try:
@@ -538,14 +627,30 @@ class BaseBench:
                         raise RuntimeError(
                             f"celery worker {i} exited ({proc.returncode}):\n{tail(self.tmp / f'celery-{i}.log')}"
                         )
-                for reply in app.control.ping(timeout=0.5) or []:
-                    for name in reply:
-                        seen.add(name.split("@", 1)[0] + "@")
+                if app is None:
+                    seen = self.ready_workers()
+                    time.sleep(0.1)
+                else:
+                    seen |= {
+                        name.split("@", 1)[0] + "@" for reply in app.control.ping(timeout=0.5) or [] for name in reply
+                    }
                 if want <= seen:
                     return
             raise RuntimeError(f"celery workers not ready in time (ready: {sorted(seen)})")
         finally:
-            app.close()
+            if app is not None:
+                app.close()
+
+    def ready_workers(self) -> set[str]:
+        """Embedded: the workers whose pidbox queue is bound in the filesystem transport's control folder. (No
+        ping: kombu's filesystem transport truncates an exchange file before it locks it, so a process writing
+        one while another reads it can kill the reader with a JSONDecodeError; reading here writes nothing.)"""
+        path = self.tmp / "data" / "broker" / "control" / "celery.pidbox.exchange"
+        try:
+            bindings = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return set()
+        return {queue.split("@", 1)[0] + "@" for _, _, queue in bindings}
 
     def provision(self, *options: str) -> dict:
         """Organization `Bench` with sender domain bench.example, verified: `manage.py provision` (plus
@@ -580,10 +685,24 @@ class BaseBench:
     # ..... measurements
 
     def sink_value(self, slot: int) -> float:
+        if self.smtp_sink is not None:
+            return self.smtp_sink.value(slot)
         assert self.sink_stats is not None
         return self.sink_stats[slot]
 
+    def check_sink(self, load: Load, *, dkim: bool) -> None:
+        """smtp-sink only: read every dumped message (recipients, duplicates, times; DKIM of a sample when
+        `dkim`), after the CPU snapshot so that the reading is not in the figures."""
+        if self.smtp_sink is None:
+            return
+        from bench import mta
+
+        txt = mta.txt_lookup(DNS_HOST, self.dns.port) if dkim and self.dns is not None else None
+        load.sink_check = self.smtp_sink.analyze(dkim_sample=self.args.dkim_sample if dkim else None, txt=txt)
+
     def pg_counters(self) -> dict[str, int]:
+        if self.embedded:
+            return {}
         name = urlsplit(self.args.database_url).path.lstrip("/")
         with self.db_connect("postgres") as conn:
             conn.execute("SELECT pg_stat_clear_snapshot()")
@@ -596,6 +715,8 @@ class BaseBench:
         return dict(zip(keys, (int(v or 0) for v in row), strict=True)) if row else {}
 
     def redis_commands(self) -> int:
+        if self.embedded:
+            return 0
         import redis
 
         client = redis.Redis.from_url(self.args.broker_url)
@@ -614,6 +735,7 @@ class BaseBench:
         before = system_cpu_ticks()
         time.sleep(1.0)
         busy = (system_cpu_ticks() - before) / CLK_TCK
+        self.quiet_busy = round(busy, 2)
         if busy > 0.25:
             log(f"warning: the machine was {100 * busy:.0f}% busy (of one core) just before the load; is it quiet?")
 
@@ -660,9 +782,21 @@ class BaseBench:
             if now - last_log >= 2:
                 log(f"accepted {accepted_live()}/{a.messages}, delivered {delivered}/{expected_max}")
                 last_log = now
+                if self.dead_processes():  # a server or worker died: what it held may never arrive
+                    log(f"stopped waiting: {self.dead_processes()} exited during the run")
+                    break
             time.sleep(0.02)
         load.sink_done = time.monotonic()
         return expected
+
+    def dead_processes(self) -> list[str]:
+        """Processes this run started that exited although they should run to the end (not the load
+        generators or profilers, which end by themselves)."""
+        return [
+            f"{label} (exit {proc.returncode})"
+            for label, proc, _ in self.procs.popens
+            if not label.startswith(("smtp-source", "py-spy")) and proc.poll() is not None
+        ]
 
     def finish_load(self, load: Load, expected: int) -> None:
         """The sink has everything: wait for the database to say so too, then take the closing figures."""
@@ -677,17 +811,21 @@ class BaseBench:
             load.db_done = time.monotonic()
             load.cpu_after = self.monitor.cpu_snapshot()
             self.monitor.sample()
-            load.lag = conn.execute(
-                "SELECT percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP "
-                "(ORDER BY extract(epoch FROM delivered_at - created_at)), "
-                "max(extract(epoch FROM delivered_at - created_at)) "
-                "FROM sending_recipient WHERE state = 'delivered'"
-            ).fetchone()
+            if self.embedded:  # SQLite stores UTC text timestamps; julianday() is in days
+                seconds = "(julianday(delivered_at) - julianday(created_at)) * 86400.0"
+            else:
+                seconds = "extract(epoch FROM delivered_at - created_at)"
+            lags = [float(v) for (v,) in conn.execute(
+                f"SELECT {seconds} FROM sending_recipient WHERE state = 'delivered'"  # noqa: S608 (no input)
+            ).fetchall()]  # fmt: skip
+            load.lag = lag_summary(lags)
             load.messages_in_db = conn.execute("SELECT count(*) FROM sending_message").fetchone()[0]
             load.events = dict(conn.execute("SELECT type, count(*) FROM sending_event GROUP BY type").fetchall())
             load.max_attempts = conn.execute("SELECT max(attempts) FROM sending_recipient").fetchone()[0]
-        time.sleep(1.1)  # pg_stat flushes at most once a second per backend
+        if not self.embedded:
+            time.sleep(1.1)  # pg_stat flushes at most once a second per backend
         load.pg_after, load.redis_after = self.pg_counters(), self.redis_commands()
+        self.check_sink(load, dkim=True)
 
     # ..... report
 
@@ -749,24 +887,47 @@ class BaseBench:
                 "max": _r(lag[1] if lag else None),
             },
             "sink": {
+                "kind": "smtp-sink" if self.smtp_sink is not None else "python",
                 "messages": int(self.sink_value(sinkmod.MESSAGES)),
                 "recipients": sink_rcpts,
                 "duplicates": sink_rcpts - delivered,
                 "smtp_connections": int(self.sink_value(sinkmod.CONNECTIONS)),
                 "mb": round(self.sink_value(sinkmod.BYTES) / 1e6, 2),
+                **{k: v for k, v in load.sink_check.items() if k in ("duplicate_message_ids", "dkim", "dump_dir")},
             },
         }
+
+    def log_problems(self) -> dict[str, int]:
+        """Lines in the process logs of this run that say something went wrong: SQLite lock errors (which the
+        embedded mode must never show), tracebacks, ERROR log lines."""
+        patterns = {"database_locked": "database is locked", "tracebacks": "Traceback (most recent", "errors": "ERROR"}
+        found = dict.fromkeys(patterns, 0)
+        for path in self.tmp.glob("*.log"):
+            try:
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            for key, needle in patterns.items():
+                found[key] += text.count(needle)
+        return found
 
     def sections(self, load: Load, delivery: dict, ok: bool, resources: tuple[float, list[dict], list[dict]]) -> dict:
         """The report sections after the benchmark's own ("config" and its front end's): `delivery`, the
         check (`ok` is the benchmark's verdict, which also sets the exit status), PostgreSQL and Redis
         deltas, `resources` (from resources()), the timeline, profiles and the log folder."""
-        self.failed = not ok
         window, groups, processes = resources
+        problems = self.log_problems()
+        sink_problems = dumped_sink_problems(delivery["sink"])
+        died = self.dead_processes()
+        ok = ok and not sink_problems and not problems["database_locked"] and not died
+        self.failed = not ok
         return {
             "delivery": delivery,
             "check": {
                 "ok": ok,
+                "died": died,
+                "sink_problems": sink_problems,
+                "log_problems": problems,
                 "recipient_states": load.states,
                 "messages_in_db": int(load.messages_in_db),
                 "events": {k: int(v) for k, v in load.events.items()},
@@ -775,6 +936,7 @@ class BaseBench:
             "postgres": {k: load.pg_after.get(k, 0) - load.pg_before.get(k, 0) for k in load.pg_after},
             "redis_commands": load.redis_after - load.redis_before,
             "window_s": round(window, 3),
+            "busy_before_load_cpu_s": self.quiet_busy,
             "cpu_groups": groups,
             "processes": processes,
             "timeline": load.timeline,
@@ -842,6 +1004,8 @@ class BaseBench:
         if self.dns is not None:
             self.dns.stop()
             self.dns = None
+        if self.smtp_sink is not None:
+            self.smtp_sink.cleanup(keep=self.args.keep_logs or self.failed)
         if self.args.keep_logs or self.failed:
             log(f"logs kept in {self.tmp}")
         else:
@@ -888,6 +1052,23 @@ def summarize_profile(path: Path, top: int = 12) -> dict:
         "self_top": ranked(self_samples, lambda f: True),
         "app_inclusive_top": ranked(incl_samples, lambda f: any(d in f for d in app_dirs)),
     }
+
+
+def dumped_sink_problems(sink: dict) -> list[str]:
+    """What smtp-sink's dumps say is wrong beyond the counts each benchmark checks: a Message-ID seen twice,
+    a message without a DKIM signature, a sampled signature that does not verify."""
+    out = []
+    if sink.get("duplicate_message_ids"):
+        out.append(f"{sink['duplicate_message_ids']} Message-IDs seen more than once")
+    dkim = sink.get("dkim")
+    if dkim:
+        if dkim["signed"] < sink["messages"]:
+            out.append(f"{sink['messages'] - dkim['signed']} messages without a DKIM-Signature")
+        if dkim["failed"] or dkim["verified"] < dkim["sampled"]:
+            out.append(
+                f"{dkim['failed']} of {dkim['sampled']} sampled DKIM signatures failed, e.g. {dkim['failures'][:1]}"
+            )
+    return out
 
 
 def _r(value: float | None) -> float | None:
@@ -950,22 +1131,33 @@ def delivery_rows(r: dict, *, front: str, start: str, unit: str = "message") -> 
             spread(acc, " s") + " (DB created_at -> delivered_at)",
         ),
         "sink": (
-            "Sink",
+            f"Sink ({sink.get('kind', 'python')})",
             f"{sink['messages']} msgs",
-            f"{sink['smtp_connections']} SMTP connections, {sink['duplicates']} duplicates, {sink['mb']} MB",
+            f"{sink['smtp_connections']} SMTP sessions, {sink['duplicates']} duplicates, {sink['mb']} MB"
+            + dkim_note(sink),
         ),
         "postgres": (
-            "PostgreSQL (run)",
+            "PostgreSQL (run)" if not c.get("embedded") else "SQLite (embedded)",
             f"{pg.get('commits', 0)} commits",
             f"{pg.get('sessions', 0)} new sessions, {pg.get('rows_inserted', 0)} rows inserted, "
             f"{pg.get('rows_updated', 0)} updated",
         ),
         "redis": (
-            "Redis (run)",
+            "Redis (run)" if not c.get("embedded") else "Broker: filesystem",
             f"{r['redis_commands']} commands",
             f"{r['redis_commands'] / max(1, c['messages']):.1f} per message",
         ),
     }
+
+
+def dkim_note(sink: dict) -> str:
+    dkim = sink.get("dkim")
+    if not dkim:
+        return ""
+    return (
+        f"; DKIM-Signature on {dkim['signed']}/{sink['messages']}, "
+        f"{dkim['verified']}/{dkim['sampled']} sampled verified"
+    )
 
 
 def print_rows(rows: list[tuple[str, str, str]], say: Callable[[str], None]) -> None:
@@ -1016,6 +1208,13 @@ def print_resources(r: dict, say: Callable[[str], None], *, want: int) -> None:
     say(
         f"  Final check: {verdict}: recipients {states or 'none'} (want delivered={want}); "
         f"messages {chk['messages_in_db']}; events {chk['events']}; max attempts {chk['max_attempts']}"
+    )
+    logs = chk.get("log_problems") or {}
+    say(
+        f"    logs: {logs.get('database_locked', 0)} 'database is locked', {logs.get('tracebacks', 0)} tracebacks, "
+        f"{logs.get('errors', 0)} ERROR lines"
+        + "".join(f"; {p}" for p in chk.get("sink_problems", []))
+        + "".join(f"; DIED: {d}" for d in chk.get("died", []))
     )
     say()
 

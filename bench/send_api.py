@@ -39,6 +39,7 @@ from bench.harness import (  # noqa: E402
     Load,
     add_infra_args,
     add_worker_args,
+    backend_config,
     check_common_args,
     delivery_rows,
     latency_row,
@@ -327,6 +328,7 @@ class Bench(BaseBench):
                 "web": f"{a.web_workers}x{a.web_threads} gthread",
                 "body_bytes": a.body_size,
                 "settings": a.settings,
+                **backend_config(a),
                 "cpus": os.cpu_count(),
                 "requests": len(requests_),
             },
@@ -359,7 +361,8 @@ def print_report(r: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-de
     )
     say(
         f"  web {c['web']} | celery {c['workers']} worker(s) -P {c['pool']} -c {c['concurrency']} | "
-        f"{c['cpus']} CPUs" + (f" | settings {c['settings']}" if c["settings"] != "config.settings" else "")
+        f"{c['database']}, {c['broker']} | {c['cpus']} CPUs"
+        + (f" | settings {c['settings']}" if c["settings"] != "config.settings" else "")
     )
     say()
     errors = f"reconnects {api['reconnects']}"

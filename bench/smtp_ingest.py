@@ -12,10 +12,12 @@ messages have been submitted. It waits until the sink has every recipient and th
     .venv/bin/python bench/smtp_ingest.py                    # 2000 messages, 20 sessions x 10 messages
     .venv/bin/python bench/smtp_ingest.py --messages 200     # quick sanity check
     .venv/bin/python bench/smtp_ingest.py --per-session 0 --recipients 3 --json
+    .venv/bin/python bench/smtp_ingest.py --driver smtp-source --domains 20 --sink smtp-sink
 
-(smtp-source itself cannot drive this server: it has neither STARTTLS nor AUTH, and Postwerk accepts no
-unauthenticated submission.) PostgreSQL and Redis must already run; the bench database is created if
-missing and flushed every run, and the Redis database number in --broker-url is flushed too.
+`--driver smtp-source` drives it with Postfix's smtp-source instead (bench/mta.py: one process per recipient
+domain, plain SMTP, no AUTH): the server then trusts 127.0.0.0/8 as the bench credential
+(POSTWERK_SMTP_TRUSTED_NETWORKS). PostgreSQL and Redis must already run (or --embedded); the bench database is
+created if missing and flushed every run, and the Redis database number in --broker-url is flushed too.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import harness  # noqa: E402
+from bench import harness, mta  # noqa: E402
 from bench import sink as sinkmod  # noqa: E402
 from bench.harness import CLK_TCK, DRIVER, SENDER_DOMAIN, BaseBench, Load  # noqa: E402
 
@@ -68,6 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--driver-procs", type=int, default=0, help="client processes, sessions split over them (0 = one per CPU)"
     )
+    p.add_argument(
+        "--driver",
+        choices=["python", "smtp-source"],
+        default="python",
+        help="python: smtplib sessions with STARTTLS + AUTH; smtp-source: Postfix's, plain SMTP from a trusted "
+        "network, one process per domain, each session sending all its messages (-d; --per-session 1: one each)",
+    )
     harness.add_infra_args(p, broker_url="redis://127.0.0.1:6379/12", front="smtpserver")
     args = p.parse_args(argv)
     harness.check_common_args(p, args, "sessions", "recipients")
@@ -75,6 +84,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--per-session and --driver-procs must be 0 or more")
     if args.recipients > MAX_RECIPIENTS:
         p.error(f"--recipients: the server takes at most {MAX_RECIPIENTS} per message (POSTWERK_MAX_RECIPIENTS)")
+    if args.driver == "smtp-source":
+        if args.sessions < args.domains:
+            p.error("--driver smtp-source: --sessions must be at least --domains (one smtp-source per domain)")
+        args.driver_procs = args.domains
+        if args.per_session != 1:
+            args.per_session = 0  # -d: every session sends all its messages
     if args.per_session == 0:
         args.per_session = math.ceil(args.messages / args.sessions)
     args.driver_procs = min(args.sessions, args.driver_procs or os.cpu_count() or 1)
@@ -299,6 +314,7 @@ class Bench(BaseBench):
         self.clients: list = []  # (process, connection)
         self.stop_event = None
         self.results: dict[int, ClientResult] = {}
+        self.fleet: mta.SmtpSourceFleet | None = None  # --driver smtp-source
 
     # ..... setup
 
@@ -344,9 +360,15 @@ class Bench(BaseBench):
     def setup(self) -> None:
         a = self.args
         self.setup_backend()
+        credential = ("--no-api-key", "--smtp-credential", "bench")
+        provisioned = {}
+        if a.driver == "smtp-source":
+            # smtp-source cannot AUTH: the server submits 127.0.0.0/8 as this credential, so it must exist first.
+            provisioned = self.provision(*credential)
+            self.env["POSTWERK_SMTP_TRUSTED_NETWORKS"] = f"127.0.0.0/8={provisioned['smtp_username']}"
         server = self.start_smtpserver()
         workers = self.start_workers()
-        provisioned = self.provision("--no-api-key", "--smtp-credential", "bench")
+        provisioned = provisioned or self.provision(*credential)
         self.username, self.password = provisioned["smtp_username"], provisioned["smtp_password"]
         deadline = time.monotonic() + 90
         self.wait_smtp(server, deadline)
@@ -452,16 +474,53 @@ class Bench(BaseBench):
     # ..... load
 
     def run(self) -> dict:
+        a = self.args
         self.setup()
-        if not self.args.no_warmup:
+        if not a.no_warmup:
             self.warmup()
-        go, live = self.start_clients()
-        self.check_quiet()
-        load = self.load(go, live)
+        if a.driver == "smtp-source":
+            fleet = self.fleet = mta.SmtpSourceFleet(
+                messages=a.messages,
+                sessions=a.sessions,
+                domains=a.domains,
+                body_size=a.body_size,
+                recipients=a.recipients,
+                reconnect=a.per_session == 1,
+                log_dir=self.tmp,
+            )
+            self.check_quiet()
+            load = self.load(
+                lambda: fleet.start(self.procs, self.monitor, SMTP_HOST, self.smtp_port),
+                fleet.running,
+                fleet.accepted_live,
+            )
+        else:
+            go, live = self.start_clients()
+            self.check_quiet()
+            load = self.load(go.set, self.collect, lambda: int(sum(live)))
         return self.report(load)
 
-    def load(self, go, live) -> Load:  # type: ignore[no-untyped-def]
-        """Release the client processes, wait for the sink and the database; return raw measurements."""
+    def client_results(self) -> list[ClientResult]:
+        if self.fleet is None:
+            return [self.results[k] for k in sorted(self.results)]
+        res = self.fleet.result()
+        failed = len(res["errors"])
+        return [
+            ClientResult(
+                first_start=res["first_start"],
+                last_ok=res["last_ok"],
+                accepted=res["accepted"],
+                not_sent=self.args.messages - res["accepted"],
+                sessions_ok=res["sessions"] if not failed else 0,
+                sessions_failed=failed,
+                errors=res["errors"],
+                error_count=failed,
+            )
+        ]
+
+    def load(self, release, sending, accepted_live) -> Load:  # type: ignore[no-untyped-def]
+        """Release the clients, wait for the sink and the database; return raw measurements. `sending()`:
+        whether clients are still at work; `accepted_live()`: messages accepted so far."""
         a = self.args
         load = self.start_load()
         threads_before = harness.thread_ticks(self.server_pid)
@@ -472,18 +531,18 @@ class Bench(BaseBench):
             f"{a.sessions} at a time from {a.driver_procs} driver process(es)"
         )
         load.t0 = time.monotonic()
-        go.set()
+        release()
         expected = self.wait_delivery(
             load,
-            sending=self.collect,
-            accepted_live=lambda: int(sum(live)),
-            accepted_total=lambda: a.recipients * sum(r.accepted for r in self.results.values()),
+            sending=sending,
+            accepted_live=accepted_live,
+            accepted_total=lambda: a.recipients * accepted_live(),
             front="SMTP",
         )
         load.profile = self.stop_profilers(profilers) if profilers else {}
         self.finish_load(load, expected)  # CPU snapshot included, while the client processes still exist
         self.server_threads = (threads_before, harness.thread_ticks(self.server_pid))
-        load.clients = [self.results[k] for k in sorted(self.results)]
+        load.clients = self.client_results()
         self.stop_clients()
         return load
 
@@ -501,7 +560,7 @@ class Bench(BaseBench):
         delivered = delivery["delivered"]
         resources = self.resources(load, first_start, delivered)
         window, groups = resources[:2]
-        driver_s = sum(g["cpu_s"] for g in groups if g["group"] in (DRIVER, CLIENTS))
+        driver_s = sum(g["cpu_s"] for g in groups if g["group"] in (DRIVER, CLIENTS, "smtp-source"))
         # The smtpserver's event loop runs in its main thread (tid = pid); database calls run in worker threads.
         before, after = self.server_threads
         busy = {tid: (t - before.get(tid, 0)) / CLK_TCK for tid, t in after.items()}
@@ -524,6 +583,8 @@ class Bench(BaseBench):
         return {
             "config": {
                 "messages": a.messages,
+                "driver": a.driver,
+                **harness.backend_config(a),
                 "recipients": a.recipients,
                 "domains": a.domains,
                 "sessions": a.sessions,
@@ -570,14 +631,18 @@ def print_report(r: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-de
     say = harness.sayer(out)
     c, smtp = r["config"], r["smtp"]
     say()
+    source = c["driver"] == "smtp-source"
     say(
         f"Postwerk SMTP ingestion benchmark: {c['messages']} messages x {c['body_bytes']} B, "
         f"{c['recipients']} recipient(s) each, to {c['domains']} domains; {c['sessions']} concurrent sessions x "
-        f"{c['per_session']} messages ({c['sessions_total']} sessions) from {c['driver_procs']} driver process(es)"
+        f"{c['per_session']} messages ({c['sessions_total']} sessions) from {c['driver_procs']} "
+        + ("smtp-source processes" if source else "driver process(es)")
     )
     say(
-        f"  smtpserver (STARTTLS + AUTH PLAIN) | celery {c['workers']} worker(s) -P {c['pool']} "
-        f"-c {c['concurrency']} | {c['cpus']} CPUs"
+        "  smtpserver ("
+        + ("plain SMTP, trusted network" if source else "STARTTLS + AUTH PLAIN")
+        + f") | celery {c['workers']} worker(s) -P {c['pool']} -c {c['concurrency']} | {c['database']}, "
+        f"{c['broker']} | {c['cpus']} CPUs"
         + (f" | settings {c['settings']}" if c["settings"] != "config.settings" else "")
     )
     say()
