@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", help="folder for each run's JSON and log (default: a new temporary folder, kept)")
     p.add_argument("--keep-logs", action="store_true", help="keep every benchmark's process logs and sink dumps")
     p.add_argument("--json", action="store_true", help="also print everything as JSON on stdout (table on stderr)")
+    p.add_argument("--report", metavar="JSON", help="only print the table of an earlier run's --json output")
     args = p.parse_args(argv)
     args.path_list = [x.strip() for x in args.paths.split(",") if x.strip()]
     if args.embedded:
@@ -302,24 +303,29 @@ def print_report(args: argparse.Namespace, results: dict[str, list[dict]], summa
     say(f"  Postfix: private instance, default queue fsync, relayhost = the sink; smtp-source {args.sessions} sessions")
     say(f"  every path: smtp-sink on 127.0.0.2 as the MX of all {args.domains} domains; results in {args.out}")
     say()
-    head = (
-        f"  {'path':<31} {'accepted/s':>16} {'delivered/s':>16} {'API latency p50/p99':>22} "
-        f"{'accepted->delivered p50/p99':>28} {'CPU ms/msg':>12} {'peak RSS MB':>14}"
-    )
-    say(head)
+    rows = [["path", "accepted/s", "delivered/s", "API latency p50 / p99", "accepted->delivered p50 / p99",
+             "CPU ms/msg", "peak RSS MB"]]  # fmt: skip
     for s in summary["paths"].values():
         runs = s["per_run"]
 
-        def col(key: str, fmt: str = "{:.0f}", runs: list[dict] = runs) -> str:
-            return spread([f[key] for f in runs], fmt)
+        def col(key: str, fmt: str = "{:.0f}", scale: float = 1.0, runs: list[dict] = runs) -> str:
+            return spread([f[key] * scale if f[key] is not None else None for f in runs], fmt)
 
-        lat = f"{col('latency_p50_ms')} / {col('latency_p99_ms')} ms" if runs and runs[0]["latency_p50_ms"] else "-"
-        lag = f"{col('lag_p50_s', '{:.2f}')} / {col('lag_p99_s', '{:.2f}')} s" if runs and runs[0]["lag_p50_s"] else "-"
+        has_lat = bool(runs and runs[0]["latency_p50_ms"])
+        lat = f"{col('latency_p50_ms', '{:.1f}', 1e-3)} / {col('latency_p99_ms', '{:.1f}', 1e-3)} s" if has_lat else "-"
+        lag = f"{col('lag_p50_s', '{:.1f}')} / {col('lag_p99_s', '{:.1f}')} s" if runs and runs[0]["lag_p50_s"] else "-"
         label = s["label"] + ("" if s["runs_ok"] == s["runs"] else f" [{s['runs_ok']}/{s['runs']} ok]")
+        rows.append([label, col("accepted_per_s"), col("delivered_per_s"), lat, lag,
+                     col("cpu_ms_per_message", "{:.1f}"), col("peak_rss_mb")])  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
         say(
-            f"  {label:<31} {col('accepted_per_s'):>16} {col('delivered_per_s'):>16} {lat:>22} {lag:>28} "
-            f"{col('cpu_ms_per_message', '{:.1f}'):>12} {col('peak_rss_mb'):>14}"
+            "  | "
+            + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+            + " |"
         )
+        if n == 0:
+            say("  |" + "|".join("-" * (w + 2) for w in widths) + "|")
     say("  (API latency: per batch request; CPU and RSS: the system under test, load generators and sink excluded,")
     say("   PostgreSQL and Redis CPU included, their memory not; RSS summed over the processes, shared pages counted")
     say("   in each; the bare loop's CPU and RSS are smtp-source's and smtp-sink's)")
@@ -427,8 +433,18 @@ def r_messages(reports: list[dict]) -> int:
 # --- entry point --------------------------------------------------------------------------------------
 
 
+def reprint(path: str) -> int:
+    saved = json.loads(Path(path).read_text())
+    args = argparse.Namespace(**saved["config"])
+    summary = summarize(args, saved["results"])  # recomputed: the same figures, from the saved reports
+    print_report(args, saved["results"], summary, sys.stdout)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return reprint(args.report)
     args.command = shlex.join([os.path.relpath(PYTHON, ROOT), os.path.relpath(__file__, ROOT), *(argv or sys.argv[1:])])
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="postwerk-throughput-"))
     out.mkdir(parents=True, exist_ok=True)
