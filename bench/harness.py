@@ -77,6 +77,12 @@ def add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) -
         help="DJANGO_SETTINGS_MODULE for every process (for what-if runs; must be importable, e.g. from PYTHONPATH)",
     )
     p.add_argument("--timeout", type=float, default=0, help="seconds to wait for delivery (0 = auto)")
+    p.add_argument(
+        "--stall",
+        type=float,
+        default=120,
+        help="once the senders are done, stop waiting when nothing new reached the sink for this long (0 = never)",
+    )
     p.add_argument("--no-warmup", action="store_true", help="skip the warm-up requests")
     p.add_argument("--keep-logs", action="store_true", help="keep the temporary folder with process logs")
     p.add_argument(
@@ -762,22 +768,29 @@ class BaseBench:
         timeout = a.timeout or max(300.0, expected_max * 0.2)
         deadline = load.t0 + timeout
         last_log, done, expected = load.t0, False, expected_max
+        stall = getattr(a, "stall", 120.0)
+        progress, done_at = (0, load.t0), load.t0  # (delivered, when it last grew); when the senders finished
         while True:
             now = time.monotonic()
             delivered = int(self.sink_value(sinkmod.UNIQUE))
+            if delivered > progress[0]:
+                progress = (delivered, now)
             if not load.timeline or now - load.t0 - load.timeline[-1]["t"] >= 0.5:
                 load.timeline.append(
                     {"t": round(now - load.t0, 3), "accepted": accepted_live(), "delivered": delivered}
                 )
             alive = sending()
             if not alive and not done:
-                done = True
+                done, done_at = True, now
                 expected = accepted_total()
                 log(f"{front} done: {expected} accepted in {now - load.t0:.2f} s")
             if not alive and delivered >= expected:
                 break
             if now > deadline:
                 log(f"timed out after {timeout:.0f} s waiting for delivery ({delivered}/{expected})")
+                break
+            if done and stall and now - max(progress[1], done_at) > stall:
+                log(f"stopped waiting: nothing new at the sink for {stall:.0f} s ({delivered}/{expected})")
                 break
             if now - last_log >= 2:
                 log(f"accepted {accepted_live()}/{a.messages}, delivered {delivered}/{expected_max}")
