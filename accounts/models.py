@@ -7,8 +7,17 @@ from django.db import models
 
 
 class Organization(models.Model):
+    class LimitAction(models.TextChoices):
+        HOLD = "hold"  # accept (202 / 250) and hold the message until released
+        REJECT = "reject"  # refuse (API 429, SMTP 451 4.7.1): the application retries later
+
     name = models.CharField(max_length=200, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Send limits: empty takes the platform default (POSTWERK_SEND_LIMIT_HOURLY / _DAILY); 0 means none.
+    hourly_limit = models.PositiveIntegerField(null=True, blank=True)
+    daily_limit = models.PositiveIntegerField(null=True, blank=True)
+    # What happens to new mail while paused or over a limit; empty takes POSTWERK_LIMIT_ACTION.
+    limit_action = models.CharField(max_length=6, choices=LimitAction.choices, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -43,6 +52,8 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Requests per second this key may make; empty takes POSTWERK_API_RATE_LIMIT.
+    rate_limit = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="apikey_name_unique")]
@@ -79,3 +90,25 @@ class SmtpCredential(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class Invitation(models.Model):
+    """An invitation by email to join an organization with a role. Only a hash of the link's token is kept."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Membership.Role.choices, default=Membership.Role.DEVELOPER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization} ({self.role})"

@@ -162,10 +162,18 @@ class RecipientState(models.TextChoices):
     BOUNCED = "bounced"
     FAILED = "failed"
     SUPPRESSED = "suppressed"  # on the organization's suppression list when sent: never attempted
+    HELD = "held"  # accepted while its sender was paused or over its send limit: waits for release or cancel
+    CANCELLED = "cancelled"  # held, then cancelled (by a person, or by expiry): never attempted
 
 
 # States delivery never takes a recipient out of (an asynchronous DSN may still turn `delivered` into `bounced`).
-FINAL_STATES = (RecipientState.DELIVERED, RecipientState.BOUNCED, RecipientState.FAILED, RecipientState.SUPPRESSED)
+FINAL_STATES = (
+    RecipientState.DELIVERED,
+    RecipientState.BOUNCED,
+    RecipientState.FAILED,
+    RecipientState.SUPPRESSED,
+    RecipientState.CANCELLED,
+)
 
 
 class Recipient(models.Model):
@@ -201,11 +209,29 @@ class Recipient(models.Model):
     # The first open by a person, and by a machine (a privacy proxy fetching images): each is one event.
     opened_at = models.DateTimeField(null=True, blank=True)
     machine_opened_at = models.DateTimeField(null=True, blank=True)
+    # Reputation reads these: when the delivery reached its outcome (delivered or bounced), whether a bounce was
+    # hard or soft, and when its receiver complained.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    bounce_kind = models.CharField(max_length=4, blank=True)  # "hard" | "soft" | ""
+    complained_at = models.DateTimeField(null=True, blank=True)
+    # Why and since when it is held (`reputation_paused`, `send_limit`, ...), with the scope that caused it.
+    held_reason = models.CharField(max_length=40, blank=True)
+    held_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="recipient_due"),
             models.Index(fields=["organization", "address"], name="recipient_org_address"),
+            models.Index(
+                fields=["organization", "-finished_at"],
+                name="recipient_org_finished",
+                condition=models.Q(finished_at__isnull=False),
+            ),
+            models.Index(
+                fields=["organization", "held_at"],
+                name="recipient_org_held",
+                condition=models.Q(state="held"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -223,6 +249,7 @@ class EventType(models.TextChoices):
     SUPPRESSED = "suppressed"
     HELD = "held"
     RELEASED = "released"
+    CANCELLED = "cancelled"
     OPENED = "opened"
     CLICKED = "clicked"
     UNSUBSCRIBED = "unsubscribed"
@@ -231,9 +258,14 @@ class EventType(models.TextChoices):
     DOMAIN_DNS_FIXED = "domain.dns_fixed"
     DOMAIN_DNS_CHANGED = "domain.dns_changed"
     DKIM_KEY_ACTIVATED = "domain.dkim_key_activated"
+    REPUTATION_OK = "reputation.ok"
     REPUTATION_WARNING = "reputation.warning"
     REPUTATION_PAUSED = "reputation.paused"
+    REPUTATION_RESUMED = "reputation.resumed"
+    SEND_LIMIT_WARNING = "send_limit.warning"
     SEND_LIMIT_REACHED = "send_limit.reached"
+    BLOCKLIST_LISTED = "blocklist.listed"
+    BLOCKLIST_DELISTED = "blocklist.delisted"
     WEBHOOK_DISABLED = "webhook.disabled"
 
 
@@ -484,3 +516,184 @@ class WebhookCursor(models.Model):
 
     def __str__(self) -> str:
         return f"webhook fan-out at event {self.position}"
+
+
+# --- reputation, send limits, throttling, blocklists (#7) -------------------------------------------------
+
+
+class ReputationScope(models.TextChoices):
+    ORGANIZATION = "organization"
+    DOMAIN = "domain"
+    API_KEY = "api_key"
+    SMTP_CREDENTIAL = "smtp_credential"
+
+
+class ReputationState(models.TextChoices):
+    OK = "ok"
+    WARNING = "warning"
+    PAUSED = "paused"
+
+
+class Reputation(models.Model):
+    """The current reputation of one sending scope: an organization, one of its domains, keys or credentials.
+
+    `scope_id` is the primary key of the scope's row (the organization's own id for the organization scope).
+    Threshold fields left empty take the platform's (POSTWERK_REPUTATION_THRESHOLDS); an organization may set
+    stricter ones on its own keys and credentials, a circuit breaker for one misbehaving application.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="reputations")
+    scope = models.CharField(max_length=16, choices=ReputationScope.choices)
+    scope_id = models.PositiveBigIntegerField()
+    state = models.CharField(max_length=8, choices=ReputationState.choices, default=ReputationState.OK)
+    # The numbers behind the state, as of computed_at.
+    deliveries = models.PositiveIntegerField(default=0)
+    hard_bounces = models.PositiveIntegerField(default=0)
+    complaints = models.PositiveIntegerField(default=0)
+    bounce_rate = models.FloatField(default=0.0)
+    complaint_rate = models.FloatField(default=0.0)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+    # Deliveries before this do not count: set on resume, so old history cannot pause the scope again at once.
+    window_start = models.DateTimeField(null=True, blank=True)
+    bounce_warning = models.FloatField(null=True, blank=True)
+    bounce_pause = models.FloatField(null=True, blank=True)
+    complaint_warning = models.FloatField(null=True, blank=True)
+    complaint_pause = models.FloatField(null=True, blank=True)
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resumed_by = models.CharField(max_length=200, blank=True)
+    resume_reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "scope", "scope_id"], name="reputation_scope_unique")
+        ]
+        indexes = [models.Index(fields=["state"], name="reputation_state")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.scope_id}: {self.state}"
+
+
+class ReputationSnapshot(models.Model):
+    """One change of a scope's reputation state (automatic, or by a person), with the numbers at that moment."""
+
+    reputation = models.ForeignKey(Reputation, on_delete=models.CASCADE, related_name="history")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=8, choices=ReputationState.choices)
+    previous_state = models.CharField(max_length=8, choices=ReputationState.choices)
+    deliveries = models.PositiveIntegerField(default=0)
+    hard_bounces = models.PositiveIntegerField(default=0)
+    complaints = models.PositiveIntegerField(default=0)
+    bounce_rate = models.FloatField(default=0.0)
+    complaint_rate = models.FloatField(default=0.0)
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=200, blank=True)  # empty: decided by the platform
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="repsnapshot_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.previous_state} -> {self.state} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SendCounter(models.Model):
+    """Messages an organization submitted in one fixed window (an hour or a day, UTC), for its send limits."""
+
+    class Period(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField(max_length=4, choices=Period.choices)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    warned = models.BooleanField(default=False)  # the 90% event went out
+    reached = models.BooleanField(default=False)  # the 100% event went out
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "period", "window_start"], name="sendcounter_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} from {self.window_start:%Y-%m-%d %H:%M}: {self.count}"
+
+
+class ThrottleRule(models.Model):
+    """Traffic shaping for one destination: a recipient domain (`gmail.com`) or an MX host suffix
+    (`*.google.com`). Empty limits mean unlimited. Rules here override the built-in ones of the same pattern."""
+
+    class Match(models.TextChoices):
+        DOMAIN = "domain"
+        MX = "mx"
+
+    pattern = models.CharField(max_length=253, unique=True)
+    match = models.CharField(max_length=6, choices=Match.choices, default=Match.DOMAIN)
+    max_connections = models.PositiveIntegerField(null=True, blank=True)
+    max_messages_per_connection = models.PositiveIntegerField(null=True, blank=True)
+    max_messages_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.match} {self.pattern}"
+
+
+class DeliverySlot(models.Model):
+    """One of a throttled destination's `max_connections` sessions, leased like verification's ProbeSlot so the
+    limit holds across every worker process on every host; a holder that died frees it when the lease ends."""
+
+    key = models.CharField(max_length=260)  # the destination key: the rule's pattern
+    slot = models.PositiveSmallIntegerField()
+    holder = models.CharField(max_length=32, blank=True, default="")  # "" when free
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "slot"], name="deliveryslot_key_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.key}#{self.slot} ({self.holder or 'free'})"
+
+
+class DestinationState(models.Model):
+    """Shared state of one destination: its per-minute message count and any back-off a receiver asked for
+    (a 421 or 4.7.x "try again later" backs off the whole destination, not just that one message)."""
+
+    key = models.CharField(max_length=260, unique=True)  # a throttle rule's pattern, or a recipient domain
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_count = models.PositiveIntegerField(default=0)
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    backoff_reason = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class BlocklistListing(models.Model):
+    """The latest answer of one blocklist zone about one of our sending IPs or an organization's domain."""
+
+    class Kind(models.TextChoices):
+        IP = "ip"
+        DOMAIN = "domain"
+
+    kind = models.CharField(max_length=6, choices=Kind.choices)
+    target = models.CharField(max_length=253)  # the IP address or domain name checked
+    zone = models.CharField(max_length=253)
+    # The sending domain this is about (kind=domain); IP listings belong to the platform, not one organization.
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    listed = models.BooleanField(default=False)
+    answer = models.JSONField(default=list, blank=True)  # the A records returned (127.0.0.x codes)
+    reason = models.TextField(blank=True)  # the zone's TXT explanation, if any
+    listed_since = models.DateTimeField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)  # the last lookup failure; a failure changes nothing
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "target", "zone"], name="blocklist_target_zone")]
+
+    def __str__(self) -> str:
+        return f"{self.target} on {self.zone}: {'listed' if self.listed else 'clear'}"
