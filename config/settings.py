@@ -118,6 +118,9 @@ if EMBEDDED:
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Lets two test runs share one PostgreSQL server without dropping each other's test database.
+    if _test_db_name := env.str("POSTWERK_TEST_DB_NAME", default=""):
+        DATABASES["default"]["TEST"] = {"NAME": _test_db_name}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
