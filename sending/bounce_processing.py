@@ -109,6 +109,9 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         last_text=entry.diagnostic[:2000],
         updated_at=now,
         claim_token=None,
+        # Reputation counts the outcome when it became known, and only hard bounces in the bounce rate.
+        finished_at=now,
+        bounce_kind=entry.kind,
     )
     Event.objects.create(
         organization_id=recipient.organization_id,
@@ -137,6 +140,8 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
 def _apply_complaint(inbound: InboundMessage, report: Report) -> None:
     recipient = _delivery(inbound, report, [r.address for r in report.recipients])
     inbound.recipient, inbound.organization_id = recipient, recipient.organization_id
+    # The first complaint is what the complaint rate counts; a second report about the same delivery is not.
+    Recipient.objects.filter(pk=recipient.pk, complained_at__isnull=True).update(complained_at=timezone.now())
     Event.objects.create(
         organization_id=recipient.organization_id,
         message_id=recipient.message_id,

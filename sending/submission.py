@@ -14,6 +14,7 @@ from accounts.models import ApiKey, Organization, SmtpCredential
 
 from .addresses import Mailbox
 from .composer import Draft, build_message
+from .holds import holds_screen
 from .models import (
     Domain,
     Event,
@@ -50,14 +51,22 @@ class Prepared:
     # Suppressed recipients (address -> suppression), filled by recipients_screen.
     suppressed: dict[str, Suppression] = field(default_factory=dict)
     report_suppressed: bool = False
+    # Why the message is held (reason, scope or window), filled by holds_screen; None when it goes out.
+    hold: dict | None = None
+    hold_screened: bool = False  # holds_screen has decided (the SMTP path decides before its group commit)
 
 
 def recipients_screen(*, organization: Organization, prepared: list[Prepared]) -> None:
     """Mark recipients on the organization's suppression list `suppressed`: accepted, recorded, never sent.
-    One query for the whole request."""
+    One query for the whole request. Then hold what a paused scope or the send limit holds (sending.holds;
+    raises SendingRefused when the organization rejects instead)."""
     found = suppressed_addresses(organization.pk, (r.address for p in prepared for r in p.recipients))
-    if not found:
-        return
+    if found:
+        _mark_suppressed(prepared, found)
+    holds_screen(organization=organization, prepared=prepared)
+
+
+def _mark_suppressed(prepared: list[Prepared], found: dict[str, Suppression]) -> None:
     for p in prepared:
         for r in p.recipients:
             suppression = found.get(r.address.lower())
@@ -159,7 +168,12 @@ def prepared_rows(
     return Prepared(message=message, recipients=rows, tags=list(dict.fromkeys(tags or [])))
 
 
+_FIRST_EVENT = {RecipientState.SUPPRESSED: EventType.SUPPRESSED, RecipientState.HELD: EventType.HELD}
+
+
 def _event_details(prepared: Prepared, r: Recipient) -> dict:
+    if r.state == RecipientState.HELD and prepared.hold is not None:
+        return {"address": r.address, **prepared.hold}
     suppression = prepared.suppressed.get(r.address)
     if suppression is None:
         return {"address": r.address}
@@ -202,7 +216,7 @@ def messages_submit(
                     organization=organization,
                     message_id=r.message_id,
                     recipient=r,
-                    type=EventType.SUPPRESSED if r.state == RecipientState.SUPPRESSED else EventType.QUEUED,
+                    type=_FIRST_EVENT.get(r.state, EventType.QUEUED),
                     created_at=r.created_at,
                     details=_event_details(p, r),
                     sequence=1,

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from django.http import Http404
+from django.db import DatabaseError
+from django.http import Http404, HttpRequest, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from ..holds import SendingRefused
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,12 @@ def error_body(message: str, *, code: str, fields: dict | None = None) -> dict:
 def exception_handler(exc, context):  # type: ignore[no-untyped-def]
     if isinstance(exc, ApiError):
         return Response(error_body(exc.message, code=exc.error_code, fields=exc.fields), status=exc.status_code)
+    if isinstance(exc, SendingRefused):  # the organization rejects (not holds) while paused or over its limit
+        return Response(
+            error_body(exc.message, code=exc.code),
+            status=status.HTTP_429_TOO_MANY_REQUESTS,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return Response(
@@ -44,9 +56,28 @@ def exception_handler(exc, context):  # type: ignore[no-untyped-def]
         return response
     if isinstance(exc, Http404):
         return Response(error_body("Not found.", code="not_found"), status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, DatabaseError):
+        # The database is down or cannot write (a full disk): a temporary condition, and nothing was committed.
+        log.exception("database error in the API", exc_info=exc)
+        unavailable = Response(
+            error_body("The database could not store the request; nothing was accepted. Try again later.",
+                       code="unavailable"),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )  # fmt: skip
+        unavailable["Retry-After"] = "30"
+        return unavailable
     # An unexpected error: the client still gets JSON, never a traceback page.
     log.exception("unhandled API error", exc_info=exc)
     return Response(
         error_body("Internal error; nothing was accepted.", code="internal"),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class NotFoundView(View):
+    """A URL under /api/ that matches no route (a malformed id, say): JSON like every other API error, not
+    Django's HTML page. It has no handler methods: every method gets this answer."""
+
+    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> JsonResponse:
+        return JsonResponse(error_body("Not found.", code="not_found"), status=404)

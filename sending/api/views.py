@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..composer import HeaderError
 from ..domain_guard import domain_refusal
 from ..domains import sender_domain
 from ..models import Domain, RecipientState
@@ -25,6 +25,7 @@ from ..submission import (
 )
 from . import idempotency
 from .errors import ApiError
+from .pagination import CursorPagination
 from .params import datetime_param
 from .serializers import (
     AcceptedMessageSerializer,
@@ -80,8 +81,19 @@ def _prepare(
         prepared = message_prepare(organization=organization, api_key=request.auth, domain=domain, draft=draft)
     except MessageTooLarge as exc:
         raise ApiError(413, str(exc), code="too_large") from exc
+    except HeaderError as exc:  # a value the serializer let through but the built header would not keep
+        raise ApiError(400, "The request has invalid fields.", _field_errors(exc.field, str(exc)), "invalid") from exc
     prepared.report_suppressed = validated.get("report_suppressed", False)
     return prepared
+
+
+def _field_errors(path: tuple[str | int, ...], problem: str) -> dict:
+    """{"headers": {"X-Name": [problem]}} for the path ("headers", "X-Name"), as DRF nests field errors."""
+    errors: dict | list = [problem]
+    for part in reversed(path or ("non_field_errors",)):
+        errors = {str(part): errors}
+    assert isinstance(errors, dict)
+    return errors
 
 
 def _accepted(prepared: Prepared) -> dict:
@@ -94,11 +106,13 @@ def _accepted(prepared: Prepared) -> dict:
         if suppression is not None and prepared.report_suppressed:
             entry["suppression"] = {"reason": suppression.reason, "since": suppression.created_at.isoformat()}
         recipients.append(entry)
-    queued = any(r.state == RecipientState.QUEUED for r in prepared.recipients)
+    states = {r.state for r in prepared.recipients}
+    # `held`: accepted while the sender is paused or over its send limit (sending.holds).
+    overall = next((s for s in (RecipientState.QUEUED, RecipientState.HELD) if s in states), "suppressed")
     return {
         "id": str(prepared.message.id),
         "message_id": prepared.message.message_id,
-        "status": "queued" if queued else "suppressed",
+        "status": str(overall),
         "recipients": recipients,
     }
 
@@ -136,6 +150,8 @@ class MessagePagination(CursorPagination):
 
 
 class MessagesView(APIView):
+    pagination_class = MessagePagination  # the schema shows the list answer as the cursor page it is
+
     @extend_schema(
         request=SendMessageSerializer,
         responses={202: AcceptedMessageSerializer},
@@ -177,7 +193,7 @@ class MessagesView(APIView):
             since=datetime_param(params, "since"),
             until=datetime_param(params, "until"),
         )
-        paginator = MessagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(MessageSummarySerializer(page, many=True).data)
 
