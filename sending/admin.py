@@ -1,6 +1,9 @@
 from django.contrib import admin
 
 from .models import (
+    BlocklistListing,
+    DeliverySlot,
+    DestinationState,
     DkimKey,
     DnsCheck,
     Domain,
@@ -10,6 +13,7 @@ from .models import (
     Message,
     Recipient,
     Suppression,
+    ThrottleRule,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -304,3 +308,55 @@ class WebhookAttemptAdmin(admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, obj: WebhookAttempt) -> str:
         return _short(obj.error)
+
+
+@admin.register(ThrottleRule)
+class ThrottleRuleAdmin(admin.ModelAdmin):
+    list_display = [
+        "pattern",
+        "match",
+        "max_connections",
+        "max_messages_per_connection",
+        "max_messages_per_minute",
+        "enabled",
+        "note",
+    ]
+    list_filter = ["match", "enabled"]
+    list_editable = ["enabled"]
+    search_fields = ["pattern", "note"]
+    # A rule here replaces the built-in one (POSTWERK_THROTTLE_RULES) of the same pattern and match; a disabled one
+    # switches it off. Workers pick changes up within POSTWERK_THROTTLE_CACHE_SECONDS.
+
+
+@admin.register(DestinationState)
+class DestinationStateAdmin(admin.ModelAdmin):
+    list_display = ["key", "backoff_until", "short_reason", "window_start", "window_count", "updated_at"]
+    search_fields = ["key"]
+    ordering = ["-backoff_until"]
+
+    @admin.display(description="back-off reason")
+    def short_reason(self, obj: DestinationState) -> str:
+        return obj.backoff_reason[:120]
+
+
+@admin.register(DeliverySlot)
+class DeliverySlotAdmin(admin.ModelAdmin):
+    list_display = ["key", "slot", "holder", "expires_at"]
+    search_fields = ["key"]
+    ordering = ["key", "slot"]
+    readonly_fields = ["key", "slot", "holder", "expires_at"]  # leases are the workers' business
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(BlocklistListing)
+class BlocklistListingAdmin(admin.ModelAdmin):
+    list_display = ["target", "kind", "zone", "listed", "answer", "listed_since", "checked_at", "error"]
+    list_filter = ["listed", "kind", "zone"]
+    search_fields = ["target", "reason"]
+    ordering = ["-listed", "kind", "target", "zone"]
+    readonly_fields = [f.name for f in BlocklistListing._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from . import oplog
 from .bounces.reasons import Kind, Reason, classify_reply
 from .bulk import bulk_update_rows
 from .dns import Route, RouteStatus, host_addresses, mx_route
@@ -26,6 +27,7 @@ from .signing import SigningKey, dkim_sign_all
 from .signing_keys import active_keys, private_key
 from .smtp_client import Reply, SessionLost, SmtpSession, open_to_host
 from .suppressions import BounceFact, bounce_effects
+from .throttling import Throttle, asks_backoff, postpone, throttle_for
 from .tracking import tracked_copies
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class Outcome:
     reply: Reply
     mx_host: str = ""
     tls: bool | None = None
+    tls_verification: str = ""  # verified, failed: <why>, none (sending.tls_verify); "" when no session
     # A permanent failure that is ours, not the receiver's (e.g. the message cannot be signed): `failed`.
     internal: bool = False
 
@@ -137,16 +140,23 @@ def connect(route: Route) -> tuple[SmtpSession | None, Reply]:
 
 
 class Connection:
-    """The session to one destination, opened on first use and kept across batches of that destination."""
+    """The session to one destination, opened on first use and kept across batches of that destination, within
+    the destination's throttle (its connection slot, messages per connection, back-off)."""
 
-    def __init__(self, route: Route) -> None:
+    def __init__(self, route: Route, throttle: Throttle | None = None) -> None:
         self.route = route
+        self.throttle = throttle or Throttle("", None)
         self.session: SmtpSession | None = None
         self.failed = False
+        self.recycled = False  # closed after its allowed number of messages; the next batch opens a new one
+        self.held_back: list[Recipient] = []  # claimed but not attempted: the destination asked us to back off
 
     def get(self) -> tuple[SmtpSession | None, Reply]:
+        if not self.throttle.renew():
+            self.failed = True  # the slot's lease ran out under us: finish this message, then stop
         if self.session is None or not self.session.is_open:
             self.session, failure = connect(self.route)
+            self.recycled = False
             if self.session is None:
                 self.failed = True
                 return None, failure
@@ -154,11 +164,27 @@ class Connection:
 
     @property
     def usable(self) -> bool:
-        return not self.failed and self.session is not None and self.session.is_open
+        return not self.failed and (self.recycled or (self.session is not None and self.session.is_open))
+
+    def backs_off(self, outcomes: list[Outcome]) -> bool:
+        """True when a reply asked the whole destination to wait: it is backed off and this session ends."""
+        reply = next((o.reply for o in outcomes if not o.reply.success and asks_backoff(o.reply)), None)
+        if reply is None:
+            return False
+        self.throttle.backoff(reply)
+        self.failed = True
+        self.close()
+        return True
+
+    def after_batch(self, sent: int) -> None:
+        if self.throttle.connection_full(sent) and self.usable:
+            self.close()
+            self.recycled = True
 
     def close(self) -> None:
         if self.session is not None:
             self.session.close()
+        self.throttle.connection_closed()
 
 
 def deliver_to_domain(connection: Connection, recipients: list[Recipient]) -> list[Outcome]:
@@ -173,7 +199,8 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient]) -> li
         by_message[r.message_id].append(r)
 
     outcomes: list[Outcome] = []
-    for group in by_message.values():
+    groups = list(by_message.values())
+    for i, group in enumerate(groups):
         message = group[0].message
         try:
             # With tracking on, each recipient has its own copy (pixel, links, unsubscribe URL) and signature.
@@ -191,9 +218,13 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient]) -> li
             continue
         session, failure = connection.get()
         if session is None:
-            outcomes.extend(Outcome(r, failure) for r in group)
-            continue
-        outcomes.extend(send_message(session, message, group, data, copies))
+            sent = [Outcome(r, failure) for r in group]
+        else:
+            sent = send_message(session, message, group, data, copies)
+        outcomes.extend(sent)
+        if connection.backs_off(sent):
+            connection.held_back = [r for rest in groups[i + 1 :] for r in rest]
+            break
     return outcomes
 
 
@@ -205,7 +236,7 @@ def send_message(
     copies: dict[uuid.UUID, bytes] | None = None,
 ) -> list[Outcome]:
     def outcome(r: Recipient, reply: Reply) -> Outcome:
-        return Outcome(r, reply, mx_host=session.mx_host, tls=session.tls)
+        return Outcome(r, reply, mx_host=session.mx_host, tls=session.tls, tls_verification=session.tls_verification)
 
     if message.smtputf8 and not session.supports_smtputf8:
         reply = Reply(553, "5.6.7", f"{session.mx_host} does not support SMTPUTF8 (RFC 6531)")
@@ -250,20 +281,24 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         }
         if o.tls is not None:
             details["tls"] = o.tls
+        if o.tls_verification:
+            details["tls_verification"] = o.tls_verification
         if o.reply.success:
-            r.state, r.delivered_at = RecipientState.DELIVERED, now
+            r.state, r.delivered_at, r.finished_at = RecipientState.DELIVERED, now, now
             event_type = EventType.DELIVERED
         elif o.internal:
             r.state, event_type = RecipientState.FAILED, EventType.FAILED
         elif o.reply.permanent:
             r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
             details.update(_bounce_details(o.reply))
+            r.finished_at, r.bounce_kind = now, details["kind"]
             bounces.append(_bounce_fact(r, details))
         else:
             when = next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
             if when is None:
                 r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
                 details.update(_bounce_details(o.reply, expired=True))
+                r.finished_at, r.bounce_kind = now, details["kind"]
                 bounces.append(_bounce_fact(r, details))
             else:
                 r.state, r.next_attempt_at, event_type = RecipientState.DEFERRED, when, EventType.DEFERRED
@@ -298,11 +333,15 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
                 "delivered_at",
                 "next_attempt_at",
                 "event_seq",
+                # What reputation reads (sending.reputation): the outcome's time and a bounce's kind.
+                "finished_at",
+                "bounce_kind",
             ],
         )
         Event.objects.bulk_create(events)
         if bounces:
             bounce_effects(bounces)
+    oplog.outcomes_recorded(outcomes)
 
 
 def _reply_json(reply: Reply) -> dict[str, object]:
@@ -340,8 +379,14 @@ def _bounce_fact(r: Recipient, details: dict) -> BounceFact:
 # --- the whole stage ----------------------------------------------------------------------------------------
 
 
-def deliver(recipient_ids: list[str]) -> int:
-    """Deliver what can be claimed of these recipients; returns how many this call handled."""
+def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
+    """Deliver what can be claimed of these recipients; returns how many this call handled.
+
+    With `domain` (tasks name their destination), the destination's throttle is asked before anything is
+    claimed, and no ids at all means "whatever is queued there" (the task scheduled when throttled mail may go).
+    """
+    if domain is not None:
+        return deliver_destination(domain, [], waiting=recipient_ids)
     recipients = claim(recipient_ids)
     by_domain: dict[str, list[Recipient]] = defaultdict(list)
     for r in recipients:
@@ -349,32 +394,61 @@ def deliver(recipient_ids: list[str]) -> int:
     return sum(deliver_destination(domain, group) for domain, group in by_domain.items())
 
 
-def deliver_destination(domain: str, recipients: list[Recipient]) -> int:
+def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: list[str] | None = None) -> int:
     """This batch, then more queued recipients of the same destination over the same connection.
 
     Messages submitted one at a time (SMTP, the single-message API) arrive as one task each; whichever worker
     holds a connection to their destination takes the others along (claiming them exactly as their own tasks
     would, so those tasks find nothing left), up to POSTWERK_DELIVERY_DRAIN recipients per task.
+
+    `waiting`: ids not claimed yet, claimed here only as far as the destination's throttle admits them.
     """
-    connection = Connection(mx_route(domain))
+    route = mx_route(domain)
+    throttle = throttle_for(domain, route.hosts)
+    connection = Connection(route, throttle)
     handled = 0
     try:
+        if waiting is not None:
+            recipients = claim_admitted(throttle, waiting or queued_for(domain, settings.POSTWERK_DELIVERY_BATCH))
+        elif recipients and throttle.limited:  # claimed by a caller that did not name the destination
+            admitted = throttle.admit(len(recipients))
+            postpone(domain, [r.pk for r in recipients[admitted:]], throttle.retry_at, claimed=True)
+            recipients = recipients[:admitted]
         while recipients:
             try:
                 outcomes = deliver_to_domain(connection, recipients)
             except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
                 log.exception("delivery to %s failed", domain)
                 outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in recipients]
-                connection.failed = True
+                connection.failed, connection.held_back = True, []
             record_outcomes(outcomes)
-            handled += len(recipients)
+            if connection.held_back:
+                postpone(domain, [r.pk for r in connection.held_back], throttle.retry_at, claimed=True)
+                connection.held_back = []
+            handled += len(outcomes)
+            connection.after_batch(len(outcomes))
             room = settings.POSTWERK_DELIVERY_DRAIN - handled
             if room <= 0 or not connection.usable:
                 break
-            recipients = claim(queued_for(domain, min(room, settings.POSTWERK_DELIVERY_BATCH)))
+            recipients = claim_admitted(throttle, queued_for(domain, min(room, settings.POSTWERK_DELIVERY_BATCH)))
     finally:
         connection.close()
     return handled
+
+
+def claim_admitted(throttle: Throttle, recipient_ids: list[str]) -> list[Recipient]:
+    """Claim as many of these as the destination's throttle lets go now; the rest wait (not attempted)."""
+    if not recipient_ids:
+        return []
+    if not throttle.limited:  # the common case: no rule, no back-off, nothing asked of the database
+        return claim(recipient_ids)
+    admitted = throttle.admit(len(recipient_ids))
+    if not admitted:
+        postpone(throttle.domain, recipient_ids, throttle.retry_at)
+        return []
+    won = claim(recipient_ids[:admitted])
+    throttle.refund(admitted - len(won))
+    return won
 
 
 def queued_for(domain: str, limit: int) -> list[str]:

@@ -8,14 +8,14 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import bounce_processing, delivery, domain_verification, suppressions
+from . import blocklists, bounce_processing, delivery, domain_verification, retention, suppressions
 from . import sweep as sweeping
 from .models import Domain, IdempotencyKey
 
 
 @shared_task(name="sending.tasks.deliver")
-def deliver(recipient_ids: list[str]) -> int:
-    return delivery.deliver(recipient_ids)
+def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
+    return delivery.deliver(recipient_ids, domain=domain)
 
 
 @shared_task(name="sending.tasks.sweep")
@@ -57,3 +57,34 @@ def process_inbound(inbound_id: str) -> str:
 @shared_task(name="sending.tasks.expire_suppressions")
 def expire_suppressions() -> int:
     return suppressions.suppressions_expire()
+
+
+@shared_task(name="sending.tasks.retention_purge")
+def retention_purge() -> dict[str, int]:
+    return retention.retention_purge().as_dict()
+
+
+@shared_task(name="sending.tasks.reputation_recompute")
+def reputation_recompute() -> dict[str, int]:
+    """Recompute the reputation of organizations with outcomes since about the last run (twice the interval,
+    so a late or skipped run loses nothing)."""
+    from . import reputation
+
+    since = timezone.now() - timedelta(seconds=2 * settings.POSTWERK_REPUTATION_INTERVAL)
+    organizations = reputation.organizations_with_recent_outcomes(since)
+    changed = sum(len(reputation.reputation_recompute(org)) for org in organizations)
+    return {"organizations": len(organizations), "changed": changed}
+
+
+@shared_task(name="sending.tasks.held_maintenance")
+def held_maintenance() -> dict[str, int]:
+    """Expire old held mail; release send-limit holds whose window has reopened."""
+    from . import holds
+
+    return holds.held_maintenance()
+
+
+@shared_task(name="sending.tasks.check_blocklists")
+def check_blocklists() -> dict[str, int]:
+    results = blocklists.blocklists_check()
+    return {status: sum(1 for _, a in results if a.status == status) for status in ("listed", "clear", "error")}

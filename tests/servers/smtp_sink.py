@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
 
@@ -35,6 +36,7 @@ class Received:
     tls: bool
     session_id: int
     smtputf8: bool
+    received_at: float = field(default_factory=time.monotonic)
 
 
 class _SinkSMTP(SMTP):
@@ -47,6 +49,7 @@ class _SinkSMTP(SMTP):
     sink_session_id: int = 0
     sink_hung: bool = False
     sink_on_lost: Any = None
+    sink_active: bool = False  # counted in SmtpSink.active until QUIT or the connection ends
 
     def connection_lost(self, error: Exception | None) -> None:
         try:
@@ -79,6 +82,12 @@ class _Handler:
         if self.sink.pipelining:
             return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
+
+    async def handle_QUIT(self, server: _SinkSMTP, session: Session, envelope: Envelope) -> str:
+        # The session ends here for the concurrency count: the client frees its connection slot only after our
+        # 221, so counting until connection_lost would race with its next connection.
+        self.sink._session_ended(server)
+        return "221 Bye"
 
     async def handle_MAIL(
         self, server: _SinkSMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
@@ -151,6 +160,8 @@ class SmtpSink:
 
         self.messages: list[Received] = []
         self.connections = 0
+        self.active = 0  # sessions open right now
+        self.max_active = 0  # the most sessions that were ever open at once
 
         self.rcpt_replies: dict[str, str] = {}
         self.mail_reply: str | None = None
@@ -305,6 +316,7 @@ class SmtpSink:
         with self._cond:
             self.messages.clear()
             self.connections = 0
+            self.max_active = self.active
         self.rcpt_replies = {}
         self.mail_reply = None
         self.data_reply = None
@@ -323,8 +335,21 @@ class SmtpSink:
             self._session_seq += 1
             self.connections += 1
             smtp.sink_session_id = self._session_seq
-        smtp.sink_on_lost = self._live.discard
+            smtp.sink_active = True
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        smtp.sink_on_lost = self._lost
         self._live.add(smtp)
+
+    def _session_ended(self, smtp: _SinkSMTP) -> None:
+        with self._cond:
+            if smtp.sink_active:
+                smtp.sink_active = False
+                self.active -= 1
+
+    def _lost(self, smtp: _SinkSMTP) -> None:
+        self._live.discard(smtp)
+        self._session_ended(smtp)
 
     def _record(self, message: Received) -> int:
         with self._cond:
