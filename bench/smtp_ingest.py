@@ -329,6 +329,7 @@ class Bench(BaseBench):
         self.env.update(
             POSTWERK_SMTP_SUBMISSION=f"{SMTP_HOST}:{self.smtp_port}",
             POSTWERK_SMTP_SUBMISSIONS="off",
+            POSTWERK_SMTP_INBOUND="off",  # no bounces come back from the sink, and port 25 may be taken
             POSTWERK_SMTP_TLS_CERT=cert,
             POSTWERK_SMTP_TLS_KEY=key,
             # Every session comes from 127.0.0.1; leave room for sessions still closing and the warm-up.

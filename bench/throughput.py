@@ -79,6 +79,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4, help="pool size per Celery worker")
     p.add_argument("--pool", choices=["prefork", "threads"], default="threads", help="Celery pool")
     p.add_argument("--dkim-sample", type=int, default=500, help="DKIM signatures verified per Postwerk run (0 = all)")
+    p.add_argument("--database-url", help="bench database of the Postwerk paths (default: each script's own)")
+    p.add_argument(
+        "--broker-url", help="Redis broker of the Postwerk paths, its db flushed (default: each script's own)"
+    )
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy record on Postwerk's processes; each run's stacks in DIR/<path>-<run>/ (pip install py-spy)",
+    )
     p.add_argument("--retries", type=int, default=1, help="retries of a failed Postwerk run")
     p.add_argument("--out", help="folder for each run's JSON and log (default: a new temporary folder, kept)")
     p.add_argument("--keep-logs", action="store_true", help="keep every benchmark's process logs and sink dumps")
@@ -98,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def command(args: argparse.Namespace, path: str) -> list[str]:
+def command(args: argparse.Namespace, path: str, run: int = 1) -> list[str]:
     """The benchmark command line of one path."""
     _, script, fixed, postwerk = PATHS[path]
     argv = [PYTHON, str(BENCH / script), "--json", *fixed, "--messages", str(args.messages)]
@@ -108,6 +117,11 @@ def command(args: argparse.Namespace, path: str) -> list[str]:
     if postwerk:
         argv += ["--sink", "smtp-sink", "--dkim-sample", str(args.dkim_sample), "--workers", str(args.workers)]
         argv += ["--concurrency", str(args.concurrency), "--pool", args.pool]
+        if not path.endswith("embedded"):
+            argv += ["--database-url", args.database_url] if args.database_url else []
+            argv += ["--broker-url", args.broker_url] if args.broker_url else []
+        if args.profile:
+            argv += ["--profile", str(Path(args.profile) / f"{path}-{run}")]
     if script == "send_api.py":
         argv += ["--clients", str(args.clients), "--batch", str(args.batch)]
         argv += ["--web-workers", str(args.web_workers), "--web-threads", str(args.web_threads)]
@@ -464,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in range(1, args.runs + 1):
             for path in args.path_list:
-                argv_ = command(args, path)
+                argv_ = command(args, path, i)
                 attempts = []
                 for attempt in range(1 + (args.retries if PATHS[path][3] else 0)):
                     name = f"run{i}-{path}" + (f"-retry{attempt}" if attempt else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -29,9 +30,20 @@ class Mailbox:
 
 
 def parse_mailbox(text: str) -> Mailbox:
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
         raise AddressError("An address is required.")
-    if any(c in text for c in "\r\n\0"):
+    return _parse_mailbox(text)
+
+
+# A submitted message's addresses are parsed at MAIL/RCPT and again when it is stored, and senders repeat from
+# message to message; validation is the costly part and Mailbox is immutable, so remember recent answers.
+@lru_cache(maxsize=4096)
+def _parse_mailbox(text: str) -> Mailbox:
+    if not text.strip():
+        raise AddressError("An address is required.")
+    # NUL, CR, LF and whatever else str.splitlines() breaks at (NEL, U+2028...): the email package would refuse
+    # them in a header, so they must never reach it.
+    if "\0" in text or text.splitlines() != [text]:
         raise AddressError("Line breaks are not allowed in an address.")
     text = text.strip()
     match = _ANGLE.match(text)

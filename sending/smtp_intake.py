@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import SmtpCredential
@@ -12,6 +14,8 @@ from accounts.models import SmtpCredential
 from .addresses import AddressError, Mailbox, parse_mailbox
 from .domain_guard import Refusal, domain_refusal
 from .domains import sender_domain
+from .holds import SendingRefused, holds_screen, smtp_sender_refusal
+from .mime_limits import MAX_MIME_DEPTH, mime_too_deep
 from .models import Domain, Message, uuid7
 from .raw_message import (
     date_header,
@@ -19,9 +23,10 @@ from .raw_message import (
     normalize_newlines,
     parse_headers,
     prepend_headers,
+    raw_header,
     remove_headers,
 )
-from .submission import MessageTooLarge, messages_submit, prepared_rows, recipients_screen
+from .submission import MessageTooLarge, Prepared, messages_submit, prepared_rows, recipients_screen
 
 # Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4).
 STRIPPED_HEADERS = {"bcc", "return-path"}
@@ -72,6 +77,10 @@ def check_sender(credential: SmtpCredential, address: str) -> Mailbox:
         raise Refused(f"550 5.7.1 Sender domain {mailbox.domain} is not allowed for this credential")
     if settings.POSTWERK_REQUIRE_VERIFIED_DOMAINS and domain.verified_at is None:
         raise Refused(f"550 5.7.1 {_one_line(domain_refusal(domain, mailbox.domain))}")
+    # Organizations that reject while paused or over their limit hear it here when that is already known.
+    refusal = smtp_sender_refusal(credential, domain)
+    if refusal is not None:
+        raise Refused(refusal)
     return mailbox
 
 
@@ -90,7 +99,33 @@ def smtp_message_submit(
     *, credential: SmtpCredential, mail_from: str, rcpt_tos: list[str], raw: bytes, smtputf8: bool = False
 ) -> Message:
     """Store a submitted message and its recipients in one transaction. Raises Refused."""
+    prepared = smtp_message_prepare(
+        credential=credential, mail_from=mail_from, rcpt_tos=rcpt_tos, raw=raw, smtputf8=smtputf8
+    )
+    smtp_messages_store([prepared])
+    return prepared.message
+
+
+def smtp_messages_store(prepared: Sequence[Prepared]) -> None:
+    """Store prepared messages, of any organizations, in one transaction: the SMTP server's group commit.
+    Each organization's messages are screened against its suppressions and submitted together."""
+    by_organization: dict[int, list[Prepared]] = {}
+    for p in prepared:
+        by_organization.setdefault(p.message.organization_id, []).append(p)
+    with transaction.atomic():
+        for group in by_organization.values():
+            organization = group[0].message.organization
+            recipients_screen(organization=organization, prepared=group)
+            messages_submit(organization=organization, prepared=group)
+
+
+def smtp_message_prepare(
+    *, credential: SmtpCredential, mail_from: str, rcpt_tos: list[str], raw: bytes, smtputf8: bool = False
+) -> Prepared:
+    """Check a submitted message and build its rows in memory, not yet stored. Raises Refused."""
     raw = normalize_newlines(raw)
+    if mime_too_deep(raw):
+        raise Refused(f"554 5.6.0 MIME nesting deeper than {MAX_MIME_DEPTH} levels")
     headers = parse_headers(raw)
     froms = from_addresses(headers)
     if not froms:
@@ -114,11 +149,11 @@ def smtp_message_submit(
     now = timezone.now()
     message_pk = uuid7()
     added: list[tuple[str, str]] = []
-    message_id = " ".join(str(headers.get("Message-ID", "")).split())
+    message_id = raw_header(headers, "Message-ID") or ""
     if not message_id or len(message_id) > 900:
         message_id = f"<{message_pk}@{settings.POSTWERK_HOSTNAME}>"
         added.append(("Message-ID", message_id))
-    if headers.get("Date") is None:
+    if raw_header(headers, "Date") is None:
         added.append(("Date", date_header(now)))
     raw = prepend_headers(remove_headers(raw, STRIPPED_HEADERS), added)
     head = raw.partition(b"\r\n\r\n")[0]
@@ -138,6 +173,10 @@ def smtp_message_submit(
         )
     except MessageTooLarge as exc:
         raise Refused("552 5.3.4 Message size exceeds the fixed maximum") from exc
-    recipients_screen(organization=credential.organization, prepared=[prepared])
-    messages_submit(organization=credential.organization, prepared=[prepared])
-    return prepared.message
+    # Held or refused here, in the session's own thread, so the send counter's statement stays out of the
+    # group commit's transaction and one refusal never fails other sessions' messages.
+    try:
+        holds_screen(organization=credential.organization, prepared=[prepared])
+    except SendingRefused as refused:
+        raise Refused(refused.smtp_reply) from refused
+    return prepared

@@ -13,9 +13,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ..queueing import BackgroundPublisher
 from ..tls_certs import make_self_signed
 from .inbound import inbound_protocol
-from .submission import submission_protocol
+from .submission import message_committer, submission_protocol
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def tls_context() -> ssl.SSLContext:
             cert, key = make_self_signed(directory, settings.POSTWERK_HOSTNAME)
             log.warning("using a generated self-signed certificate for SMTP: %s", cert)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # RFC 8996 deprecates TLS 1.0 and 1.1, and RFC 8314 §4.1 wants current TLS for submission.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert, key)
     return context
 
@@ -82,15 +85,17 @@ class SmtpServer:
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
         self._per_ip: Counter[str] = Counter()
+        self._publisher = BackgroundPublisher()
 
     async def _start(self) -> None:
         context = tls_context()
+        committer = message_committer(self._publisher)
         for listener in self.listeners:
             if listener.role == "inbound":
                 factory = inbound_protocol(tls_context=context, per_ip=self._per_ip)
             else:
                 factory = submission_protocol(
-                    tls_context=context, implicit_tls=listener.implicit_tls, per_ip=self._per_ip
+                    tls_context=context, implicit_tls=listener.implicit_tls, per_ip=self._per_ip, committer=committer
                 )
             server = await asyncio.get_running_loop().create_server(
                 factory,
@@ -107,6 +112,7 @@ class SmtpServer:
         for server in self._servers:
             server.close()
             await server.wait_closed()
+        await asyncio.to_thread(self._publisher.shutdown)
 
     async def serve(self) -> None:
         """Run in the foreground until cancelled."""
