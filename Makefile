@@ -22,7 +22,7 @@ if [ -z "$$py" ]; then echo "error: Python >= 3.11 not found (tried python3.13 p
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench bench-smtp bench-throughput lock clean
+.PHONY: help venv run test lint bench bench-soak bench-smtp bench-throughput lock clean
 
 help:
 	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
@@ -30,6 +30,7 @@ help:
 	@echo "make lint   ruff check + ruff format --check"
 	@echo "make bench  send-API benchmark (BENCH_ARGS=...)"
 	@echo "make bench-smtp  SMTP submission benchmark (BENCH_ARGS=...)"
+	@echo "make bench-soak  10-minute steady API + SMTP load: memory, latency drift, errors (BENCH_ARGS=...)"
 	@echo "make lock   regenerate constraints.txt from a fresh venv"
 	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
 
@@ -57,6 +58,8 @@ lint: venv
 
 bench: venv
 	$(PY) bench/send_api.py $(BENCH_ARGS)
+bench-soak: venv
+	$(PY) bench/soak.py $(BENCH_ARGS)
 bench-smtp: venv
 	$(PY) bench/smtp_ingest.py $(BENCH_ARGS)
 # Issue #6: Postwerk (API in, SMTP in) and a private Postfix side by side; needs root and Debian's postfix.
