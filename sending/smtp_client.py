@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from .tls_verify import NONE, peer_chain, verify_chain
+
 log = logging.getLogger(__name__)
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -35,6 +37,8 @@ class Reply:
     def parse(cls, code: int, message: bytes | str) -> Reply:
         text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
         text = " ".join(text.split())
+        if not 200 <= code <= 599:  # smtplib's -1: no reply code at all (RFC 5321 §4.2), so nothing can be trusted
+            raise GarbledReply(f"not an SMTP reply: {text[:200]!r}")
         match = _ENHANCED.match(text)
         if match:
             return cls(code, match.group(0), text[match.end() :].strip())
@@ -42,6 +46,10 @@ class Reply:
 
     def __str__(self) -> str:
         return " ".join(p for p in (str(self.code), self.enhanced, self.text) if p)
+
+
+class GarbledReply(smtplib.SMTPServerDisconnected):
+    """The server answered with something that is no SMTP reply: the session is treated as lost."""
 
 
 # RFC 5321 §4.5.2: a line of the content that starts with a period gets one more.
@@ -79,6 +87,8 @@ class SmtpSession:
         self.mx_host, self.address, self.port, self.helo = mx_host, address, port, helo
         self.connect_timeout, self.command_timeout = connect_timeout, command_timeout
         self.tls = False
+        # What a verifying client would have concluded of the certificate: verified, failed: <why>, or none.
+        self.tls_verification = NONE
         self._smtp: smtplib.SMTP | None = None
 
     def open(self, *, try_tls: bool = True) -> None:
@@ -103,6 +113,7 @@ class SmtpSession:
                     smtp.close()
                     self.open(try_tls=False)
                     return
+                self.tls_verification = verify_chain(peer_chain(smtp.sock), self.mx_host)
         except BaseException:
             smtp.close()
             raise

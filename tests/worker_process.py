@@ -49,8 +49,9 @@ def worker_env(**extra: str) -> dict[str, str]:
 class Worker:
     """`celery worker` in its own process group, so kill -9 takes the whole pool with it."""
 
-    def __init__(self, log_dir: Path, **env: str) -> None:
+    def __init__(self, log_dir: Path, extra_args: tuple[str, ...] = (), **env: str) -> None:
         self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.extra_args = extra_args  # e.g. ("-B", "-s", path): beat in the same process, for the sweep
         self.log_path = log_dir / f"{self.name.split('@')[0]}.log"
         self.env = worker_env(**env)
         self.process: subprocess.Popen[bytes] | None = None
@@ -75,6 +76,7 @@ class Worker:
                 "--without-mingle",
                 "--loglevel",
                 "INFO",
+                *self.extra_args,
             ],
             cwd=ROOT,
             env=self.env,
