@@ -38,10 +38,23 @@ FORBIDDEN_HEADERS = frozenset(
 )
 # RFC 5322 §2.2: a field name is printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
+# A line break in a folded header that is not followed by whitespace starts a new header (RFC 5322 §2.2.3).
+_NEW_FIELD = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
 
 
 class HeaderError(ValueError):
-    pass
+    """A value that cannot go into a header. `field` is the request field to blame, as a path: ("subject",),
+    ("headers", "X-Name"), ("attachments", 0)."""
+
+    def __init__(self, message: str, field: tuple[str | int, ...] = ()) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def has_line_break(text: str) -> bool:
+    """CR, LF, NUL, or anything else str.splitlines() breaks at (VT, FF, U+001C-1E, NEL, U+2028, U+2029): the
+    email package refuses all of these in a header value, so they must be refused before it sees them."""
+    return "\0" in text or (bool(text) and text.splitlines() != [text])
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,7 @@ def check_header(name: str, value: str) -> None:
         raise HeaderError(f"{name!r} is not a valid header name.")
     if name.lower() in FORBIDDEN_HEADERS:
         raise HeaderError(f"The {name} header is set by Postwerk and cannot be given.")
-    if any(c in value for c in "\r\n\0"):
+    if has_line_break(value):
         raise HeaderError(f"The {name} header contains a line break.")
     if len(value) > 2000:
         raise HeaderError(f"The {name} header is longer than 2000 characters.")
@@ -98,18 +111,20 @@ def build_message(draft: Draft, *, message_id: str, date: datetime) -> bytes:
     policy = email_policy.SMTPUTF8 if draft.smtputf8 else email_policy.SMTP
     msg = EmailMessage(policy=policy)
     msg["From"] = _address(draft.sender)
-    if draft.to:
-        msg["To"] = [_address(m) for m in draft.to]
-    if draft.cc:
-        msg["Cc"] = [_address(m) for m in draft.cc]
-    if draft.reply_to:
-        msg["Reply-To"] = [_address(m) for m in draft.reply_to]
+    _check_folded(msg, "From", ("from",))
+    for name, field_name, mailboxes in (("To", "to", draft.to), ("Cc", "cc", draft.cc),
+                                        ("Reply-To", "reply_to", draft.reply_to)):  # fmt: skip
+        if mailboxes:
+            msg[name] = [_address(m) for m in mailboxes]
+            _check_folded(msg, name, (field_name,))
     msg["Subject"] = draft.subject
+    _check_folded(msg, "Subject", ("subject",))
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     for name, value in draft.headers.items():
         check_header(name, value)
         msg[name] = value
+        _check_folded(msg, name, ("headers", name))
 
     if draft.text is not None:
         msg.set_content(draft.text, cte=_cte(draft.text))
@@ -119,11 +134,11 @@ def build_message(draft: Draft, *, message_id: str, date: datetime) -> bytes:
         html = draft.html or ""
         msg.set_content(html, subtype="html", cte=_cte(html))
 
-    inline = [a for a in draft.attachments if a.content_id]
+    inline = [(i, a) for i, a in enumerate(draft.attachments) if a.content_id]
     if inline:
         html_part = msg.get_body(("html",))
         target = html_part if html_part is not None else msg
-        for att in inline:
+        for i, att in inline:
             maintype, subtype = _split_type(att.content_type)
             target.add_related(
                 att.content,
@@ -133,11 +148,30 @@ def build_message(draft: Draft, *, message_id: str, date: datetime) -> bytes:
                 filename=att.filename,
                 disposition="inline",
             )
-    for att in draft.attachments:
+            _check_part(target.get_payload()[-1], ("attachments", i))
+    for i, att in enumerate(draft.attachments):
         if not att.content_id:
             maintype, subtype = _split_type(att.content_type)
             msg.add_attachment(att.content, maintype=maintype, subtype=subtype, filename=att.filename)
+            _check_part(msg.get_payload()[-1], ("attachments", i))
     return msg.as_bytes(policy=policy)
+
+
+def _check_folded(part: EmailMessage, name: str, field: tuple[str | int, ...]) -> None:
+    """Refuse a header that would be written as more than one. Python before 3.11.10 (CVE-2024-6923) decodes
+    RFC 2047 encoded words when folding, so "=?utf-8?q?x=0D=0ABcc:_a@b?=" came out as a real Bcc header."""
+    for value in part.get_all(name, []):
+        folded = part.policy.fold_binary(name, value)
+        if not folded.endswith(b"\r\n") or _NEW_FIELD.search(folded[:-2]):
+            raise HeaderError(f"The {name} header would contain a line break (an encoded word?).", field)
+        # Python folds long words into encoded words, except in a display name: RFC 5322 §2.1.1 caps a line at 998.
+        if any(len(line) > 998 for line in folded.split(b"\r\n")):
+            raise HeaderError(f"The {name} header has a word too long for one line (998 characters).", field)
+
+
+def _check_part(part: EmailMessage, field: tuple[str | int, ...]) -> None:
+    for name in set(part.keys()):
+        _check_folded(part, name, field)
 
 
 def _cte(body: str) -> str | None:

@@ -146,6 +146,11 @@ class CsvRenderer(BaseRenderer):
 class VerificationResultsCsvView(APIView):
     renderer_classes = [JSONRenderer, CsvRenderer]
 
+    def handle_exception(self, exc):  # type: ignore[no-untyped-def]
+        # An error is JSON, said so in its Content-Type, even when the client asked for CSV.
+        self.request.accepted_renderer, self.request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().handle_exception(exc)
+
     @extend_schema(
         responses={(200, "text/csv"): str},
         operation_id="v1_verifications_results_csv",

@@ -6,7 +6,6 @@ import uuid
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -14,6 +13,7 @@ from rest_framework.views import APIView
 from ..events import event_list, event_payload
 from ..models import EventType
 from .errors import ApiError
+from .pagination import CursorPagination
 from .params import datetime_param
 
 
@@ -71,6 +71,8 @@ def _message(raw: str | None) -> uuid.UUID | None:
 
 
 class EventsView(APIView):
+    pagination_class = EventPagination  # the schema shows the list answer as the cursor page it is
+
     @extend_schema(parameters=FILTERS, responses={200: EventOutSerializer(many=True)}, summary="List events")
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -83,7 +85,7 @@ class EventsView(APIView):
             since=datetime_param(params, "since"),
             until=datetime_param(params, "until"),
         )
-        paginator = EventPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response([event_payload(e) for e in page])
 

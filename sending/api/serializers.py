@@ -9,7 +9,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from ..addresses import AddressError, Mailbox, parse_mailbox
-from ..composer import Attachment, Draft, HeaderError, check_header
+from ..composer import Attachment, Draft, HeaderError, check_header, has_line_break
 from ..models import Event, Message, Recipient
 
 
@@ -40,18 +40,18 @@ class AttachmentSerializer(serializers.Serializer):
     content_id = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)
 
     def validate_filename(self, value: str) -> str:
-        if any(c in value for c in "\r\n\0"):
+        if has_line_break(value):
             raise serializers.ValidationError("Line breaks are not allowed in a file name.")
         return value
 
     def validate_content_type(self, value: str) -> str:
         maintype, _, subtype = value.partition("/")
-        if not maintype or not subtype or any(c in value for c in '\r\n\0;" '):
+        if not maintype or not subtype or has_line_break(value) or any(c in value for c in ';" '):
             raise serializers.ValidationError("Expected a MIME type such as application/pdf.")
         return value.lower()
 
     def validate_content_id(self, value: str | None) -> str | None:
-        if value is not None and (any(c in value for c in "\r\n\0<> ") or not value):
+        if value is not None and (has_line_break(value) or any(c in value for c in "<> ") or not value):
             raise serializers.ValidationError("A content id is a plain token, without angle brackets.")
         return value
 
@@ -63,8 +63,26 @@ class AttachmentSerializer(serializers.Serializer):
 
 
 def _no_line_breaks(value: str) -> None:
-    if any(c in value for c in "\r\n\0"):
+    if has_line_break(value):
         raise serializers.ValidationError("Line breaks are not allowed here.")
+
+
+class KeyedDictField(serializers.DictField):
+    """A DictField whose keys are checked before its values: DRF keys each value's error by its key, and a key
+    with NUL or a lone surrogate cannot be rendered as UTF-8 JSON (a 500) nor stored in PostgreSQL's jsonb."""
+
+    def __init__(self, *, max_key_length: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self.max_key_length = max_key_length
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        if isinstance(data, dict):
+            for key in data:
+                if not (isinstance(key, str) and 0 < len(key) <= self.max_key_length and key.isprintable()):
+                    raise serializers.ValidationError(
+                        f"Key {ascii(key)[:60]} must be 1 to {self.max_key_length} printable characters."
+                    )
+        return super().to_internal_value(data)
 
 
 class SendMessageSerializer(serializers.Serializer):
@@ -83,8 +101,11 @@ class SendMessageSerializer(serializers.Serializer):
     )
     text = serializers.CharField(required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False)
     html = serializers.CharField(required=False, allow_blank=True, allow_null=True, default=None, trim_whitespace=False)
-    headers = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, default=dict
+    headers = KeyedDictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        max_key_length=76,
+        required=False,
+        default=dict,
     )
     attachments = AttachmentSerializer(many=True, required=False, default=list)
     report_suppressed = serializers.BooleanField(
@@ -93,8 +114,8 @@ class SendMessageSerializer(serializers.Serializer):
     tags = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, default=list, max_length=20
     )
-    metadata = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, max_length=1000), required=False, default=dict
+    metadata = KeyedDictField(
+        child=serializers.CharField(allow_blank=True, max_length=1000), max_key_length=100, required=False, default=dict
     )
 
     def get_fields(self):  # type: ignore[no-untyped-def]
@@ -223,13 +244,12 @@ class MessageSummarySerializer(serializers.ModelSerializer):
             "recipients",
         ]
 
+    def get_fields(self):  # type: ignore[no-untyped-def]
+        # `from` is a Python keyword: declared as from_, answered (and documented in the schema) as "from".
+        return {"from" if name == "from_" else name: field for name, field in super().get_fields().items()}
+
     def get_recipients(self, obj: Message) -> list[dict]:
         return [{"id": str(r.id), "address": r.address, "state": r.state} for r in obj.recipients.all()]
-
-    def to_representation(self, instance):  # type: ignore[no-untyped-def]
-        data = super().to_representation(instance)
-        data["from"] = data.pop("from_")
-        return data
 
 
 class MessageDetailSerializer(MessageSummarySerializer):

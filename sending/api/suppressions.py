@@ -7,8 +7,7 @@ from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,7 +17,9 @@ from ..models import Suppression
 from ..suppression_csv import suppressions_csv, suppressions_import
 from ..suppressions import suppression_add, suppression_remove
 from .errors import ApiError
+from .pagination import CursorPagination
 from .params import datetime_param
+from .parsers import JSONParser
 
 
 class CsvParser(BaseParser):
@@ -100,9 +101,11 @@ FILTERS = [
 
 
 class SuppressionsView(APIView):
+    pagination_class = SuppressionPagination  # the schema shows the list answer as the cursor page it is
+
     @extend_schema(parameters=FILTERS, responses={200: SuppressionSerializer(many=True)}, summary="List suppressions")
     def get(self, request: Request) -> Response:
-        paginator = SuppressionPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(_filtered(request), request, view=self)
         return paginator.get_paginated_response(SuppressionSerializer(page, many=True).data)
 

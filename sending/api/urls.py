@@ -1,11 +1,25 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from accounts import api as accounts_api
 from verification import api as verification_api
 
-from . import domains, events, suppressions, tracking, views, webhooks
+from . import domains, errors, events, suppressions, tracking, views, webhooks
+from . import held as held_api
+from . import reputation as reputation_api
 
 urlpatterns = [
+    path("reputation", reputation_api.ReputationView.as_view(), name="reputation"),
+    path(
+        "reputation/<int:reputation_id>/resume", reputation_api.ReputationResumeView.as_view(), name="reputation-resume"
+    ),
+    path(
+        "reputation/<int:reputation_id>/thresholds",
+        reputation_api.ReputationThresholdsView.as_view(),
+        name="reputation-thresholds",
+    ),
+    path("held", held_api.HeldView.as_view(), name="held"),
+    path("held/release", held_api.HeldReleaseView.as_view(), name="held-release"),
+    path("held/cancel", held_api.HeldCancelView.as_view(), name="held-cancel"),
     path("messages", views.MessagesView.as_view(), name="messages"),
     path("messages/batch", views.MessageBatchView.as_view(), name="messages-batch"),
     path("messages/<uuid:message_id>", views.MessageDetailView.as_view(), name="message-detail"),
@@ -57,4 +71,5 @@ urlpatterns = [
         accounts_api.SmtpCredentialDetailView.as_view(),
         name="smtp-credential-detail",
     ),
+    re_path(r"^.*$", errors.NotFoundView.as_view()),  # last: whatever else is under /api/v1/
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,11 +18,14 @@ from ..webhooks.endpoints import (
     webhook_endpoint_update,
 )
 from .errors import ApiError
+from .pagination import CursorPagination
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
     previous_secret_expires_at = serializers.DateTimeField(
-        read_only=True, help_text="Until then requests also carry a signature made with the previous secret"
+        read_only=True,
+        allow_null=True,
+        help_text="Until then requests also carry a signature made with the previous secret",
     )
 
     class Meta:
@@ -208,6 +210,8 @@ class DeliveryPagination(CursorPagination):
 
 
 class WebhookDeliveriesView(APIView):
+    pagination_class = DeliveryPagination  # the schema shows the list answer as the cursor page it is
+
     @extend_schema(
         parameters=[
             OpenApiParameter("state", str, enum=WebhookDelivery.State.values),
@@ -229,7 +233,7 @@ class WebhookDeliveriesView(APIView):
             if not event.isdigit():
                 raise ApiError(400, "Bad event id.", {"event": ["An event id."]}, "invalid")
             qs = qs.filter(event_id=int(event))
-        paginator = DeliveryPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(WebhookDeliverySerializer(page, many=True).data)
 

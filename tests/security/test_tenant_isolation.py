@@ -1,0 +1,342 @@
+"""Tenant isolation: every API endpoint and every dashboard page, asked by Acme for Globex's objects, answers 404
+(or 403) and changes nothing; lists never show Globex's data; the admin is for operators only.
+
+The URL patterns are enumerated from the project's URLconf, so a new endpoint whose URL names an id this test
+does not know how to fill in fails here until it is added to `API_IDS`/`DASHBOARD_IDS`, and a new top-level
+route fails until it is classified below.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from accounts.models import ApiKey, Invitation, Membership, SmtpCredential
+from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
+from sending.models import (
+    DkimKey,
+    Event,
+    Message,
+    Reputation,
+    ReputationScope,
+    ReputationState,
+    Suppression,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from sending.suppressions import suppression_add
+from sending.webhooks.endpoints import webhook_endpoint_create
+from tests.conftest import verified_domain
+from verification.models import VerificationJob
+
+pytestmark = pytest.mark.django_db
+
+GLOBEX_MARKERS = ("globex.example", "secret-b@dest.example", "globex-hook")
+# Routes that are not an organization's objects: public by design, or operator-only (tested below).
+NOT_TENANT_SCOPED = {
+    "healthz",
+    "api/schema/",
+    "api/docs/",
+    "api/redoc/",
+    "",  # dashboard: home redirect
+    "login/",
+    "logout/",
+    "account/password/",
+    "metrics",  # Prometheus text, platform-wide counters with no organization data (operators' scrape)
+    "invite/<str:token>/",  # the token is the capability (only its hash is stored); no organization id in the URL
+    "invite/<str:token>/signup",
+}
+# Operators' pages (staff only): test_operator_pages_are_staff_only.
+OPERATOR_PREFIX = "ops/"
+
+
+def walk(patterns: list[Any], prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+        else:
+            yield prefix + str(entry.pattern), entry
+
+
+def routes(prefix: str) -> list[tuple[str, URLPattern]]:
+    return [(route, p) for route, p in walk(get_resolver().url_patterns) if route.startswith(prefix)]
+
+
+def fill(route: str, ids: dict[str, Any]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in ids:
+            pytest.fail(f"{route}: no tenant-isolation case for <{name}>; add it to this test")
+        return str(ids[name])
+
+    return "/" + re.sub(r"<(?:(\w+):)?(\w+)>", one, route)
+
+
+@pytest.fixture
+def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Another organization with one of everything, made through the same services the API uses."""
+    settings.POSTWERK_WEBHOOK_ALLOW_PRIVATE = True
+    org, _ = organization_get_or_create(name="Globex")
+    domain = verified_domain(zone, org, "globex.example")
+    api_key, secret = api_key_create(organization=org, name="globex-key")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    sent = client.post(
+        "/api/v1/messages",
+        {"from": "b@globex.example", "to": ["secret-b@dest.example"], "subject": "globex.example", "text": "x"},
+        content_type="application/json",
+    )
+    assert sent.status_code == 202, sent.content
+    message = Message.objects.get(pk=sent.json()["id"])
+    event = Event.objects.filter(organization=org).first()
+    suppression_add(organization_id=org.pk, address="held@globex.example", reason="manual")
+    endpoint, _ = webhook_endpoint_create(organization=org, url="https://127.0.0.9/globex-hook", event_types=[])
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, organization=org, event=event)
+    credential, _ = smtp_credential_create(organization=org, name="globex-smtp")
+    job = VerificationJob.objects.create(organization=org, total=1, created_at=timezone.now())
+    membership = Membership.objects.create(organization=org, user=make_user_b("globex-owner"), role="owner")
+    reputation = Reputation.objects.create(
+        organization=org, scope=ReputationScope.ORGANIZATION, scope_id=org.pk, state=ReputationState.PAUSED
+    )
+    invitation = Invitation.objects.create(
+        organization=org,
+        email="new@globex.example",
+        token_hash="0" * 64,
+        expires_at=timezone.now() + timezone.timedelta(days=7),
+    )
+    return {
+        "org": org,
+        "domain": domain,
+        "api_key": api_key,
+        "message": message,
+        "event": event,
+        "endpoint": endpoint,
+        "delivery": delivery,
+        "credential": credential,
+        "job": job,
+        "membership": membership,
+        "reputation": reputation,
+        "invitation": invitation,
+        "dkim_keys": DkimKey.objects.filter(domain=domain).count(),
+    }
+
+
+@pytest.fixture
+def make_user_b(db, settings):  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+    def make(username: str, **extra: object):  # type: ignore[no-untyped-def]
+        return get_user_model().objects.create_user(username=username, password="pw-not-used", **extra)
+
+    return make
+
+
+def assert_globex_untouched(b: dict[str, Any]) -> None:
+    assert Message.objects.filter(pk=b["message"].pk).exists()
+    b["domain"].refresh_from_db()
+    assert DkimKey.objects.filter(domain=b["domain"]).count() == b["dkim_keys"]
+    assert Suppression.objects.get(organization=b["org"], address="held@globex.example").removed_at is None
+    endpoint = WebhookEndpoint.objects.get(pk=b["endpoint"].pk)
+    assert (endpoint.enabled, endpoint.secret_encrypted, endpoint.url) == (
+        b["endpoint"].enabled,
+        b["endpoint"].secret_encrypted,
+        b["endpoint"].url,
+    )
+    assert WebhookDelivery.objects.get(pk=b["delivery"].pk).attempts == 0
+    assert SmtpCredential.objects.get(pk=b["credential"].pk).revoked_at is None
+    assert ApiKey.objects.get(pk=b["api_key"].pk).revoked_at is None
+    assert Membership.objects.get(pk=b["membership"].pk).role == "owner"
+    assert VerificationJob.objects.filter(pk=b["job"].pk).exists()
+    assert Reputation.objects.get(pk=b["reputation"].pk).state == ReputationState.PAUSED
+    assert Invitation.objects.get(pk=b["invitation"].pk).revoked_at is None
+
+
+def test_every_route_is_classified():
+    known = ("api/v1/", "t/", "admin/", "o/<int:org_id>/", OPERATOR_PREFIX)
+    unclassified = [
+        route
+        for route, _ in walk(get_resolver().url_patterns)
+        if not route.startswith(known) and route not in NOT_TENANT_SCOPED
+    ]
+    assert not unclassified, f"classify these routes in the tenant-isolation test: {unclassified}"
+
+
+# --- API ---------------------------------------------------------------------------------------------------
+
+
+def api_ids(b: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "message_id": b["message"].pk,
+        "domain_id": b["domain"].pk,
+        "address": "held@globex.example",
+        "event_id": b["event"].pk,
+        "endpoint_id": b["endpoint"].pk,
+        "delivery_id": b["delivery"].pk,
+        "job_id": b["job"].pk,
+        "credential_id": b["credential"].pk,
+        "reputation_id": b["reputation"].pk,
+    }
+
+
+def view_methods(pattern: URLPattern) -> list[str]:
+    view_class = pattern.callback.view_class  # type: ignore[attr-defined]
+    return [m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)]
+
+
+def test_every_api_endpoint_answers_404_for_another_organizations_ids(api, globex):
+    checked = 0
+    for route, pattern in routes("api/v1/"):
+        if not pattern.pattern.converters:
+            continue
+        url = fill(route, api_ids(globex))
+        for method in view_methods(pattern):
+            response = getattr(api, method)(url, {}, format="json")
+            assert response.status_code in (403, 404), (method.upper(), url, response.status_code, response.content)
+            # The answer may echo the URL it was given (an address), nothing else of Globex's.
+            leaked = [m for m in GLOBEX_MARKERS if m in response.content.decode() and m not in url]
+            assert not leaked, (method, url, leaked)
+            checked += 1
+    assert checked >= 20
+    assert_globex_untouched(globex)
+
+
+def test_api_lists_never_show_another_organizations_data(api, globex):
+    for route, pattern in routes("api/v1/"):
+        if pattern.pattern.converters or "get" not in view_methods(pattern):
+            continue
+        response = api.get("/" + route)
+        assert response.status_code == 200, (route, response.status_code)
+        body = response.content.decode()
+        assert not any(marker in body for marker in GLOBEX_MARKERS), route
+        assert str(globex["message"].pk) not in body and str(globex["endpoint"].pk) not in body, route
+
+
+def test_api_key_of_one_organization_cannot_send_as_another(api, globex):
+    response = api.post(
+        "/api/v1/messages", {"from": "b@globex.example", "to": ["x@dest.example"], "text": "x"}, format="json"
+    )
+    assert response.status_code == 403, response.content
+    assert Message.objects.filter(organization=globex["org"]).count() == 1
+
+
+# --- dashboard ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def acme_owner(organization, make_user_b) -> Client:  # type: ignore[no-untyped-def]
+    user = make_user_b("acme-owner")
+    Membership.objects.create(organization=organization, user=user, role="owner")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def dashboard_ids(b: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "domain_id": b["domain"].pk,
+        "message_id": b["message"].pk,
+        "key_id": b["api_key"].pk,
+        "credential_id": b["credential"].pk,
+        "endpoint_id": b["endpoint"].pk,
+        "delivery_id": b["delivery"].pk,
+        "member_id": b["membership"].pk,
+        "invitation_id": b["invitation"].pk,
+        "reputation_id": b["reputation"].pk,
+    }
+
+
+def dashboard_routes() -> list[str]:
+    found = [route for route, _ in routes("o/<int:org_id>/")]
+    assert len(found) >= 20
+    return found
+
+
+def assert_refused(client: Client, url: str) -> None:
+    answers = {}
+    for method in ("get", "post"):
+        response = getattr(client, method)(url, {"address": "held@globex.example", "role": "viewer"})
+        answers[method] = response.status_code
+        assert not any(marker in response.content.decode() for marker in GLOBEX_MARKERS), (method, url)
+    # 405 says only that the method is wrong for the URL (decided before any lookup); never a 2xx or 3xx.
+    assert set(answers.values()) <= {403, 404, 405} and set(answers.values()) & {403, 404}, (url, answers)
+
+
+def test_every_dashboard_page_of_another_organization_is_404(acme_owner, organization, globex):
+    ids = {"org_id": globex["org"].pk, **dashboard_ids(globex)}
+    for route in dashboard_routes():
+        assert_refused(acme_owner, fill(route, ids))
+    assert_globex_untouched(globex)
+
+
+def test_another_organizations_ids_under_ones_own_organization_are_404(acme_owner, organization, globex):
+    ids = {"org_id": organization.pk, **dashboard_ids(globex)}
+    for route in dashboard_routes():
+        if "<" not in route.removeprefix("o/<int:org_id>/"):
+            continue  # a page of Acme itself, listed in the next test
+        assert_refused(acme_owner, fill(route, ids))
+    assert_globex_untouched(globex)
+
+
+def test_dashboard_lists_never_show_another_organizations_data(acme_owner, organization, globex):
+    for route in dashboard_routes():
+        if "<" in route.removeprefix("o/<int:org_id>/"):
+            continue
+        response = acme_owner.get(fill(route, {"org_id": organization.pk}))
+        if response.status_code == 405:
+            continue  # an action (POST only)
+        assert response.status_code == 200, (route, response.status_code)
+        body = response.content.decode()
+        assert not any(marker in body for marker in GLOBEX_MARKERS), route
+
+
+def test_operator_pages_are_staff_only(acme_owner, globex):
+    ids = {"organization_id": globex["org"].pk, "reputation_id": globex["reputation"].pk, "action": "resume"}
+    operator_routes = [route for route, _ in walk(get_resolver().url_patterns) if route.startswith(OPERATOR_PREFIX)]
+    assert operator_routes
+    for route in operator_routes:
+        url = fill(route, ids)
+        for method in ("get", "post"):
+            assert getattr(acme_owner, method)(url).status_code in (403, 405), (method, url)
+    assert_globex_untouched(globex)
+
+
+# --- admin -------------------------------------------------------------------------------------------------
+
+
+def admin_urls(b: dict[str, Any]) -> list[str]:
+    urls = ["/admin/"]
+    objects = {
+        "organization": b["org"],
+        "domain": b["domain"],
+        "message": b["message"],
+        "apikey": b["api_key"],
+        "smtpcredential": b["credential"],
+        "webhookendpoint": b["endpoint"],
+        "webhookdelivery": b["delivery"],
+        "event": b["event"],
+    }
+    for model in admin.site._registry:
+        meta = model._meta
+        urls.append(f"/admin/{meta.app_label}/{meta.model_name}/")
+        if meta.model_name in objects:
+            urls.append(f"/admin/{meta.app_label}/{meta.model_name}/{objects[meta.model_name].pk}/change/")
+    return urls
+
+
+def test_admin_is_for_operators_only(acme_owner, globex, make_user_b):
+    """The admin is the operators' cross-organization tool: an organization's members (not staff) never get in,
+    and staff see only the models they were given permissions for."""
+    for url in admin_urls(globex):
+        response = acme_owner.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"], url
+    staff = Client()
+    staff.force_login(make_user_b("new-operator", is_staff=True))
+    for url in admin_urls(globex)[1:]:
+        assert staff.get(url).status_code == 403, url
