@@ -127,3 +127,19 @@ def _ip_allowed(peer_ip: str | None, networks: list[str]) -> bool:
     except ValueError:
         return False
     return any(address in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+def organization_limits_set(
+    *, organization: Organization, hourly_limit: int | None, daily_limit: int | None, limit_action: str
+) -> Organization:
+    """An operator sets an organization's send limits (None: the platform default; 0: none) and what happens
+    to mail over them ("": the platform default)."""
+    if limit_action not in ("", *Organization.LimitAction.values):
+        raise ValueError(f"limit_action: one of hold, reject or empty, not {limit_action!r}")
+    for name, value in (("hourly_limit", hourly_limit), ("daily_limit", daily_limit)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name}: 0 or more")
+    organization.hourly_limit, organization.daily_limit = hourly_limit, daily_limit
+    organization.limit_action = limit_action
+    organization.save(update_fields=["hourly_limit", "daily_limit", "limit_action"])
+    return organization

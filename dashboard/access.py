@@ -72,13 +72,16 @@ def org_view(permission: str = "view", methods: tuple[str, ...] = ("GET",)) -> C
     return decorate
 
 
-def staff_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """An operator page: logged-in staff only (others get 403)."""
+def staff_view(view: Callable[..., HttpResponse] | None = None, *, methods: tuple[str, ...] = ("GET",)) -> Callable:
+    """An operator page: logged-in staff only (others get 403). `@staff_view` or `@staff_view(methods=...)`."""
 
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied("Operators only.")
-        return view(request, *args, **kwargs)
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+            if not request.user.is_staff:
+                raise PermissionDenied("Operators only.")
+            return view(request, *args, **kwargs)
 
-    return security_headers(login_required(require_http_methods(["GET"])(wrapper)))
+        return security_headers(login_required(require_http_methods(list(methods))(wrapper)))
+
+    return decorate(view) if view is not None else decorate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth.forms import UserCreationForm
 
 from accounts.models import ApiKey, Membership, Organization, SmtpCredential
 from sending.addresses import AddressError, parse_mailbox
@@ -174,3 +175,129 @@ class WebhookTestForm(forms.Form):
 
 class WebhookEnabledForm(forms.Form):
     enabled = forms.TypedChoiceField(choices=[("1", "enable"), ("0", "disable")], coerce=lambda v: v == "1")
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField(max_length=254, label="Email address", help_text="They get a link that works for 7 days.")
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.DEVELOPER, label="Role")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # Its own element ids: the Members page also shows the add-member form, which has a role field too.
+        kwargs.setdefault("auto_id", "invite_%s")
+        super().__init__(*args, **kwargs)
+
+
+class InvitationSignupForm(UserCreationForm):
+    """A new account for the invited address: the username is the person's choice, the email the invited one."""
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username",)
+
+
+class OrganizationLimitsForm(forms.Form):
+    hourly_limit = forms.IntegerField(
+        min_value=0, required=False, label="Messages per hour", help_text="Empty: the platform default; 0: none."
+    )
+    daily_limit = forms.IntegerField(
+        min_value=0, required=False, label="Messages per day", help_text="Empty: the platform default; 0: none."
+    )
+    limit_action = forms.ChoiceField(
+        choices=[("", "Platform default"), *Organization.LimitAction.choices],
+        required=False,
+        label="Over a limit or paused",
+        help_text="Hold: accept and keep the mail until released. Reject: refuse it (API 429, SMTP 451).",
+    )
+
+
+class ReputationActionForm(forms.Form):
+    reason = forms.CharField(max_length=1000, label="Reason", help_text="Kept in the history and sent with the event.")
+
+
+class ReputationThresholdsForm(forms.Form):
+    """A key's or credential's own thresholds, typed as percentages; empty means the platform's. Only parsed
+    here: what may be set (stricter only, warning below pause) is sending.reputation's to decide."""
+
+    FIELDS = {
+        "bounce_warning": "Bounce warning",
+        "bounce_pause": "Bounce pause",
+        "complaint_warning": "Complaint warning",
+        "complaint_pause": "Complaint pause",
+    }
+
+    def __init__(self, *args: object, platform: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        for name, label in self.FIELDS.items():
+            rate = getattr(platform, name)
+            self.fields[name] = forms.DecimalField(
+                required=False,
+                label=f"{label} (%)",
+                widget=forms.NumberInput(attrs={"step": "any", "min": "0", "placeholder": f"{rate * 100:g}"}),
+                help_text=f"Platform: {rate * 100:g} % ({rate:g}).",
+            )
+
+    def rates(self) -> dict[str, float | None]:
+        """The cleaned percentages as rates (Decimal arithmetic: 0.1 % is exactly the float 0.001)."""
+        return {
+            name: None if self.cleaned_data.get(name) is None else float(self.cleaned_data[name] / 100)
+            for name in self.FIELDS
+        }
+
+    @staticmethod
+    def initial_for(reputation: object) -> dict[str, str]:
+        return {
+            name: f"{getattr(reputation, name) * 100:g}"
+            for name in ReputationThresholdsForm.FIELDS
+            if getattr(reputation, name) is not None
+        }
+
+
+class LoginUnlockForm(forms.Form):
+    username = forms.CharField(required=False, max_length=150, label="Username")
+    ip = forms.GenericIPAddressField(
+        required=False, label="IP address", help_text="IPv6 addresses count per /64, as the log-in limits do."
+    )
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        if not (data.get("username") or "").strip() and not data.get("ip"):
+            raise forms.ValidationError("Give a username, an IP address, or both.")
+        return data
+
+
+class HeldFilterForm(forms.Form):
+    """Which held recipients a page shows and a release or cancel acts on; choices are the organization's own."""
+
+    address = forms.CharField(required=False, max_length=320, label="Recipient contains")
+    domain = forms.ModelChoiceField(
+        queryset=Domain.objects.none(), required=False, empty_label="Any domain", label="Sender domain"
+    )
+    held_reason = forms.ChoiceField(
+        required=False,
+        label="Why held",
+        choices=[("", "Any reason"), ("reputation_paused", "Reputation paused"), ("send_limit", "Send limit")],
+    )
+    api_key = forms.ModelChoiceField(
+        queryset=ApiKey.objects.none(), required=False, empty_label="Any API key", label="API key"
+    )
+    smtp_credential = forms.ModelChoiceField(
+        queryset=SmtpCredential.objects.none(),
+        required=False,
+        empty_label="Any SMTP credential",
+        label="SMTP credential",
+    )
+    tag = forms.CharField(required=False, max_length=100, label="Tag")
+    held_after = forms.DateField(required=False, label="Held from", widget=forms.DateInput(attrs={"type": "date"}))
+    held_before = forms.DateField(required=False, label="Held until", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].queryset = Domain.objects.filter(organization=organization).order_by("name")
+        self.fields["api_key"].queryset = ApiKey.objects.filter(organization=organization).order_by("name")
+        self.fields["smtp_credential"].queryset = SmtpCredential.objects.filter(organization=organization).order_by(
+            "name"
+        )
+
+
+class HeldActionForm(forms.Form):
+    # Absent: a dry run that only counts; the confirmation page posts it.
+    confirm = forms.BooleanField(required=False)

@@ -1,11 +1,17 @@
 """Reading a stored message for display: its headers, text body, HTML body and attachments. Pure: bytes in,
-values out."""
+values out.
+
+Python's email parser recurses once per MIME level and ends in RecursionError a few thousand levels down, so a
+message nested deeper than sending.mime_limits allows is shown by its headers only (read without descending)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+
+from sending.mime_limits import mime_too_deep
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,7 @@ class MessageParts:
     text: str | None
     html: str | None
     attachments: list[Attachment] = field(default_factory=list)
+    too_deep: bool = False  # nested past MAX_MIME_DEPTH: headers only, the body is not parsed
 
 
 def _content(part: EmailMessage | None) -> str | None:
@@ -34,7 +41,24 @@ def _content(part: EmailMessage | None) -> str | None:
         return payload.decode("utf-8", "replace")
 
 
+def _headers_only(raw: bytes) -> MessageParts:
+    top = BytesHeaderParser(policy=policy.default).parsebytes(raw)
+    return MessageParts(
+        headers=[(name, str(value)) for name, value in top.items()], text=None, html=None, too_deep=True
+    )
+
+
 def message_parts(raw: bytes) -> MessageParts:
+    # SMTP submission refuses such mail, but rows stored before that check (or by another path) may hold it.
+    if mime_too_deep(raw):
+        return _headers_only(raw)
+    try:
+        return _parts(raw)
+    except RecursionError:  # a structure the byte scan did not see as deep (it is cheap to be sure)
+        return _headers_only(raw)
+
+
+def _parts(raw: bytes) -> MessageParts:
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)
     headers = [(name, str(value)) for name, value in message.items()]

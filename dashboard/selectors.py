@@ -8,12 +8,16 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import TruncDay, TruncHour
+from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.models import Membership, Organization
+from sending.blocklists import listings_for
 from sending.models import (
+    BlocklistListing,
     DnsCheck,
     DnsCheckStatus,
     Domain,
@@ -23,13 +27,21 @@ from sending.models import (
     Message,
     Recipient,
     RecipientState,
+    Reputation,
+    ReputationScope,
+    ReputationSnapshot,
+    ReputationState,
+    SendCounter,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from sending.reputation import BREAKER_SCOPES, paused_by_own_breaker, reputations_for, thresholds_for
 from sending.selectors import message_list
+from sending.send_limits import WARNING_SHARE, limits_for, windows_for
 
 from .charts import BarChart, bar_chart
+from .templatetags.dashboard_format import SCOPE_LABELS
 
 # --- Overview ---------------------------------------------------------------------------------------------
 
@@ -115,12 +127,14 @@ class Attention:
     level: str  # "error": something that worked broke; "warning": not set up yet, or waiting
     text: str
     domain: Domain | None = None
-    link: str = ""
+    link: str = ""  # where to act, when not the domain's page
+    link_text: str = ""
 
 
-def attention(*, organization: Organization) -> list[Attention]:
+def attention(*, organization: Organization, reputations: list[Reputation] | None = None) -> list[Attention]:
     """What a member should act on: a verified domain whose DNS broke, a domain still waiting for its records,
-    recipients waiting on retries."""
+    recipients waiting on retries, a paused or warned sending scope (of `reputations`), held mail, a webhook
+    endpoint failing or disabled."""
     items: list[Attention] = []
     broken = (
         DnsCheck.objects.filter(
@@ -147,8 +161,130 @@ def attention(*, organization: Organization) -> list[Attention]:
     deferred = Recipient.objects.filter(organization=organization, state=RecipientState.DEFERRED).count()
     if deferred:
         items.append(
-            Attention("warning", f"{deferred} recipient{'s' if deferred != 1 else ''} waiting for a retry.", None)
+            Attention(
+                "warning",
+                f"{deferred} recipient{'s' if deferred != 1 else ''} waiting for a retry.",
+                None,
+                f"{reverse('dashboard:messages', args=[organization.pk])}?status=deferred",
+                "See deferred messages",
+            )
         )
+    items += _reputation_attention(organization, reputations)
+    items += _send_limit_attention(organization)
+    items += _blocklist_attention(organization)
+    held = Recipient.objects.filter(organization=organization, state=RecipientState.HELD).count()
+    if held:
+        items.append(
+            Attention(
+                "warning",
+                f"{held} recipient{'s' if held != 1 else ''} held: release or cancel them.",
+                None,
+                reverse("dashboard:held", args=[organization.pk]),
+                "See held messages",
+            )
+        )
+    items += _webhook_attention(organization)
+    # Problems (something that worked broke, sending paused) before notes; otherwise in the order found.
+    return sorted(items, key=lambda item: item.level != "error")
+
+
+def _reputation_attention(organization: Organization, reputations: list[Reputation] | None) -> list[Attention]:
+    items = []
+    for rep in reputations or []:
+        if rep.state == ReputationState.OK:
+            continue
+        scope = SCOPE_LABELS.get(rep.scope, rep.scope)
+        name = getattr(rep, "scope_name", "") or rep.scope_id
+        what = "the organization" if rep.scope == ReputationScope.ORGANIZATION else f"{scope} {name}"
+        link = reverse("dashboard:reputation", args=[organization.pk])
+        if rep.state == ReputationState.PAUSED:
+            items.append(
+                Attention("error", f"Sending is paused for {what}: {rep.reason}", None, link, "See the numbers")
+            )
+        else:
+            items.append(
+                Attention("warning", f"Reputation warning for {what}: {rep.reason}", None, link, "See the numbers")
+            )
+    return items
+
+
+_PERIOD_WORDS = {SendCounter.Period.HOUR: "this hour", SendCounter.Period.DAY: "today"}
+
+
+def _send_limit_attention(organization: Organization) -> list[Attention]:
+    """A send limit reached, or within WARNING_SHARE of it, in the current window (one query, none when
+    unlimited)."""
+    windows = windows_for(organization, timezone.now())
+    if not windows:
+        return []
+    match = Q()
+    for window in windows:
+        match |= Q(period=window.period, window_start=window.start)
+    used = dict(SendCounter.objects.filter(match, organization=organization).values_list("period", "count"))
+    held = (organization.limit_action or settings.POSTWERK_LIMIT_ACTION) == "hold"
+    items = []
+    for window in windows:
+        count = used.get(window.period, 0)
+        numbers = f"{count} of {window.limit} messages {_PERIOD_WORDS[window.period]}"
+        if count >= window.limit:
+            if held:
+                text = (
+                    f"Send limit reached: {numbers}. New mail is held until {window.end:%Y-%m-%d %H:%M} UTC, then sent."
+                )
+                items.append(
+                    Attention("error", text, None, reverse("dashboard:held", args=[organization.pk]), "See held mail")
+                )
+            else:
+                text = f"Send limit reached: {numbers}. New mail is refused until {window.end:%Y-%m-%d %H:%M} UTC."
+                items.append(Attention("error", text))
+        elif count >= window.limit * WARNING_SHARE:
+            text = f"Near the send limit: {numbers} (the window reopens at {window.end:%H:%M} UTC)."
+            items.append(Attention("warning", text))
+    return items
+
+
+def _blocklist_attention(organization: Organization) -> list[Attention]:
+    items = []
+    link = reverse("dashboard:reputation", args=[organization.pk]) + "#blocklists-h"
+    for row in listings_for(organization.pk):
+        if not row.listed:
+            break  # listed rows come first
+        since = f" since {row.listed_since:%Y-%m-%d %H:%M} UTC" if row.listed_since else ""
+        why = f" ({row.reason})" if row.reason else ""
+        if row.kind == BlocklistListing.Kind.DOMAIN:
+            text = f"{row.target} is listed on the blocklist {row.zone}{since}{why}: its mail may be refused."
+        else:
+            text = (
+                f"The platform's sending IP {row.target} is listed on {row.zone}{since}{why}: some receivers may "
+                "refuse mail sent from it. The operators are told too."
+            )
+        items.append(Attention("error", text, None, link, "See blocklists"))
+    return items
+
+
+def _endpoint_url(endpoint: WebhookEndpoint) -> str:
+    return reverse("dashboard:webhook", args=[endpoint.organization_id, endpoint.pk])
+
+
+def _webhook_attention(organization: Organization) -> list[Attention]:
+    items = []
+    for endpoint in WebhookEndpoint.objects.filter(organization=organization).filter(
+        Q(enabled=False, disabled_at__isnull=False) | Q(enabled=True, failing_since__isnull=False)
+    ):
+        if not endpoint.enabled:
+            text = f"Webhook {endpoint.url} was disabled on {endpoint.disabled_at:%Y-%m-%d %H:%M} UTC"
+            text += f": {endpoint.disabled_reason}" if endpoint.disabled_reason else "."
+            items.append(Attention("error", text, None, _endpoint_url(endpoint), "Open the endpoint"))
+        else:
+            items.append(
+                Attention(
+                    "warning",
+                    f"Webhook {endpoint.url} has been failing since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC.",
+                    None,
+                    _endpoint_url(endpoint),
+                    "Open the endpoint",
+                )
+            )
     return items
 
 
@@ -190,7 +326,7 @@ class MessageFilters:
         return any(v for v in vars(self).values())
 
 
-def _day_start(day: date) -> datetime:
+def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
 
 
@@ -203,8 +339,8 @@ def message_search(*, organization: Organization, filters: MessageFilters) -> Qu
         status=filters.status or None,
         recipient=recipient if "@" in recipient else None,
         tag=filters.tag.strip() or None,
-        since=_day_start(filters.since) if filters.since else None,
-        until=_day_start(filters.until) + timedelta(days=1) if filters.until else None,
+        since=day_start(filters.since) if filters.since else None,
+        until=day_start(filters.until) + timedelta(days=1) if filters.until else None,
     )
     if recipient and "@" not in recipient:
         qs = qs.filter(recipients__address__icontains=recipient).distinct()
@@ -300,6 +436,82 @@ def queue_stats(*, destinations: int = 50) -> QueueStats:
     )
 
 
+@dataclass
+class OrganizationRow:
+    organization: Organization
+    members: int
+    state: str  # the organization scope's reputation state ("ok" when never computed)
+    bounce_rate: float
+    complaint_rate: float
+    deliveries: int
+    scopes_paused: int  # domains, keys and credentials paused (the organization scope aside)
+    scopes_warning: int
+    limits: dict[str, int]  # effective: the organization's own or the platform default; 0 = none
+    used: dict[str, int]  # messages counted in the current hour and day
+    limit_action: str  # effective
+    held: int
+
+
+def organizations_overview() -> list[OrganizationRow]:
+    """Every organization with its reputation, send limits and use, and held mail: a handful of grouped
+    queries, whatever the number of organizations."""
+    now = timezone.now().astimezone(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    windows = {SendCounter.Period.HOUR: hour, SendCounter.Period.DAY: hour.replace(hour=0)}
+    members = dict(Membership.objects.values("organization").annotate(n=Count("id")).values_list("organization", "n"))
+    held = dict(
+        Recipient.objects.filter(state=RecipientState.HELD)
+        .values("organization")
+        .annotate(n=Count("id"))
+        .values_list("organization", "n")
+    )
+    used: dict[tuple[int, str], int] = {
+        (org, period): count
+        for org, period, count in SendCounter.objects.filter(
+            Q(period=SendCounter.Period.HOUR, window_start=windows[SendCounter.Period.HOUR])
+            | Q(period=SendCounter.Period.DAY, window_start=windows[SendCounter.Period.DAY])
+        ).values_list("organization", "period", "count")
+    }
+    own: dict[int, Reputation] = {}
+    other: dict[tuple[int, str], int] = {}
+    for rep in Reputation.objects.exclude(state=ReputationState.OK, scope__in=SUB_SCOPES):
+        if rep.scope == ReputationScope.ORGANIZATION:
+            own[rep.organization_id] = rep
+        else:
+            other[(rep.organization_id, rep.state)] = other.get((rep.organization_id, rep.state), 0) + 1
+    rows = []
+    for org in Organization.objects.order_by("name"):
+        rep = own.get(org.pk)
+        rows.append(
+            OrganizationRow(
+                organization=org,
+                members=members.get(org.pk, 0),
+                state=rep.state if rep else ReputationState.OK,
+                bounce_rate=rep.bounce_rate if rep else 0.0,
+                complaint_rate=rep.complaint_rate if rep else 0.0,
+                deliveries=rep.deliveries if rep else 0,
+                scopes_paused=other.get((org.pk, ReputationState.PAUSED), 0),
+                scopes_warning=other.get((org.pk, ReputationState.WARNING), 0),
+                limits=limits_for(org),
+                used={period: used.get((org.pk, period), 0) for period in windows},
+                limit_action=org.limit_action or settings.POSTWERK_LIMIT_ACTION,
+                held=held.get(org.pk, 0),
+            )
+        )
+    return rows
+
+
+SUB_SCOPES = [ReputationScope.DOMAIN, ReputationScope.API_KEY, ReputationScope.SMTP_CREDENTIAL]
+
+
+def reputation_history(organization: Organization, limit: int = 30) -> list[ReputationSnapshot]:
+    return list(
+        ReputationSnapshot.objects.filter(organization=organization)
+        .select_related("reputation")
+        .order_by("-created_at", "-pk")[:limit]
+    )
+
+
 # --- webhooks ----------------------------------------------------------------------------------------------
 
 
@@ -326,3 +538,26 @@ def webhook_recent_deliveries(endpoint: WebhookEndpoint, limit: int = 25) -> lis
         .prefetch_related(Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("-started_at", "-pk")))
         .order_by("-created_at")[:limit]
     )
+
+
+# --- Reputation page --------------------------------------------------------------------------------------
+
+HISTORY_PER_SCOPE = 10
+
+
+def reputation_scopes(organization: Organization) -> list[Reputation]:
+    """Every sending scope of the organization with what its page shows attached: `thresholds` (in force),
+    `breaker` (takes the organization's own thresholds), `resumable` (paused by those: the organization may
+    resume it) and `recent` (its newest state changes). Two queries plus one per paused key or credential."""
+    rows = reputations_for(organization.pk)
+    history: dict[int, list[ReputationSnapshot]] = {}
+    for snapshot in ReputationSnapshot.objects.filter(organization=organization).order_by("-created_at", "-pk")[:500]:
+        recent = history.setdefault(snapshot.reputation_id, [])
+        if len(recent) < HISTORY_PER_SCOPE:
+            recent.append(snapshot)
+    for rep in rows:
+        rep.thresholds = thresholds_for(rep)  # type: ignore[attr-defined]
+        rep.breaker = rep.scope in BREAKER_SCOPES  # type: ignore[attr-defined]
+        rep.resumable = paused_by_own_breaker(rep)  # type: ignore[attr-defined]
+        rep.recent = history.get(rep.pk, [])  # type: ignore[attr-defined]
+    return rows

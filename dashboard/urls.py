@@ -1,6 +1,19 @@
 from django.urls import path
 
-from .views import auth, domains, members, messages, operators, overview, secrets, suppressions, webhooks
+from .views import (
+    auth,
+    domains,
+    held,
+    invitations,
+    members,
+    messages,
+    operators,
+    overview,
+    reputation,
+    secrets,
+    suppressions,
+    webhooks,
+)
 
 app_name = "dashboard"
 
@@ -48,5 +61,31 @@ urlpatterns = [
     path(f"{org}members/add", members.member_add, name="member_add"),
     path(f"{org}members/<int:member_id>/role", members.member_role, name="member_role"),
     path(f"{org}members/<int:member_id>/remove", members.member_remove, name="member_remove"),
+    path(f"{org}members/invite", invitations.member_invite, name="member_invite"),
+    path(f"{org}invitations/<int:invitation_id>/resend", invitations.invitation_send_again, name="invitation_resend"),
+    path(f"{org}invitations/<int:invitation_id>/revoke", invitations.invitation_cancel, name="invitation_revoke"),
+    path("invite/<str:token>/", invitations.invitation, name="invitation"),
+    path("invite/<str:token>/signup", invitations.invitation_signup, name="invitation_signup"),
+    path(f"{org}held/", held.held_list, name="held"),
+    path(f"{org}held/release", held.held_release_view, name="held_release"),
+    path(f"{org}held/cancel", held.held_cancel_view, name="held_cancel"),
+    path(f"{org}reputation/", reputation.reputation, name="reputation"),
+    path(f"{org}reputation/<int:reputation_id>/resume", reputation.reputation_resume_view, name="reputation_resume"),
+    path(
+        f"{org}reputation/<int:reputation_id>/thresholds",
+        reputation.reputation_thresholds,
+        name="reputation_thresholds",
+    ),
     path("ops/queue/", operators.queue, name="queue"),
+    path("ops/logins/", operators.logins, name="ops_logins"),
+    path("ops/logins/unlock", operators.login_unlock, name="ops_login_unlock"),
+    path("ops/organizations/", operators.organizations, name="ops_organizations"),
+    path("ops/organizations/<int:organization_id>/", operators.organization_detail, name="ops_organization"),
+    path("ops/organizations/<int:organization_id>/limits", operators.organization_limits, name="ops_limits"),
+    path("ops/organizations/<int:organization_id>/recompute", operators.reputation_recompute_now, name="ops_recompute"),
+    path(
+        "ops/organizations/<int:organization_id>/reputations/<int:reputation_id>/<str:action>",
+        operators.reputation_action,
+        name="ops_reputation",
+    ),
 ]

@@ -9,6 +9,7 @@ from django.urls import reverse_lazy
 
 from accounts.models import Membership
 
+from .. import login_limits
 from ..access import ORG_SESSION_KEY
 from ..security import apply_headers, security_headers
 from .common import page
@@ -28,9 +29,39 @@ def home(request: HttpRequest) -> HttpResponse:
     return page(request, "dashboard/no_organization.html")
 
 
-login = security_headers(
-    auth_views.LoginView.as_view(template_name="dashboard/login.html", redirect_authenticated_user=True)
-)
+class RateLimitedLoginView(auth_views.LoginView):
+    """Django's log-in, refused with 429 while the username or the client address is locked out
+    (see login_limits): the password is not checked then, right or wrong."""
+
+    template_name = "dashboard/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        ip, username = login_limits.client_ip(request), request.POST.get("username", "")
+        wait = login_limits.locked_for(ip, username)
+        if wait:
+            minutes = max(1, -(-wait // 60))
+            lockout = (
+                "Too many failed log-in attempts for this account or from your network. "
+                f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+            )
+            # An unbound form: validating the posted one would check the password.
+            form = self.get_form_class()(request, initial={"username": username[:150]})
+            response = self.render_to_response(self.get_context_data(form=form, lockout=lockout), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):  # type: ignore[no-untyped-def]
+        login_limits.record_failure(login_limits.client_ip(self.request), self.request.POST.get("username", ""))
+        return super().form_invalid(form)
+
+    def form_valid(self, form):  # type: ignore[no-untyped-def]
+        login_limits.record_success(self.request.POST.get("username", ""))
+        return super().form_valid(form)
+
+
+login = security_headers(RateLimitedLoginView.as_view())
 logout = security_headers(auth_views.LogoutView.as_view())
 password_change = security_headers(
     auth_views.PasswordChangeView.as_view(

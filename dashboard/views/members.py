@@ -6,23 +6,37 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
-from accounts.models import Membership
+from accounts.invitations import Sent, pending
+from accounts.models import Invitation, Membership
 
-from ..access import org_view
-from ..forms import MemberAddForm, MemberRoleForm
+from ..access import can, org_view
+from ..forms import InviteForm, MemberAddForm, MemberRoleForm
 from ..services import MembershipError, membership_add, membership_change_role, membership_remove
 from .common import page
 
 ROLE_HELP = [
     ("owner", "Everything, including giving and taking the owner role."),
-    ("admin", "Everything except the owner role: domains, suppressions, API keys, SMTP credentials, members."),
-    ("developer", "Domains and suppressions, all messages; no API keys or SMTP credentials."),
+    (
+        "admin",
+        "Everything except the owner role: domains, suppressions, API keys, SMTP credentials, members, "
+        "releasing and cancelling held mail.",
+    ),
+    ("developer", "Domains and suppressions, all messages and held mail; no API keys or SMTP credentials."),
     ("viewer", "Reads everything except secrets; changes nothing."),
 ]
 
 
-def _page(request: HttpRequest, form: MemberAddForm | None = None, created: tuple | None = None, status: int = 200):  # type: ignore[no-untyped-def]
+def members_page(
+    request: HttpRequest,
+    form: MemberAddForm | None = None,
+    created: tuple | None = None,
+    *,
+    invite_form: InviteForm | None = None,
+    invited: Sent | None = None,
+    status: int = 200,
+) -> HttpResponse:
     members = Membership.objects.filter(organization=request.organization).select_related("user")
+    invitations = pending(Invitation.objects.filter(organization=request.organization)).select_related("invited_by")
     return page(
         request,
         "dashboard/members.html",
@@ -33,6 +47,9 @@ def _page(request: HttpRequest, form: MemberAddForm | None = None, created: tupl
             "roles": Membership.Role.choices,
             "role_help": ROLE_HELP,
             "created": created,
+            "invite_form": invite_form or InviteForm(),
+            "invitations": invitations.order_by("email") if can(request.membership.role, "admin") else [],
+            "invited": invited,
         },
         status=status,
     )
@@ -40,23 +57,23 @@ def _page(request: HttpRequest, form: MemberAddForm | None = None, created: tupl
 
 @org_view()
 def members(request: HttpRequest) -> HttpResponse:
-    return _page(request)
+    return members_page(request)
 
 
 @org_view("admin", methods=("POST",))
 def member_add(request: HttpRequest) -> HttpResponse:
     form = MemberAddForm(request.POST)
     if not form.is_valid():
-        return _page(request, form, status=400)
+        return members_page(request, form, status=400)
     try:
         membership, password = membership_add(
             actor=request.membership, identifier=form.cleaned_data["identifier"], role=form.cleaned_data["role"]
         )
     except MembershipError as exc:
         form.add_error("identifier", str(exc))
-        return _page(request, form, status=400)
+        return members_page(request, form, status=400)
     if password is not None:
-        return _page(request, created=(membership, password), status=201)
+        return members_page(request, created=(membership, password), status=201)
     messages.success(request, f"{membership.user.get_username()} added as {membership.role}.")
     return redirect("dashboard:members", org_id=request.organization.pk)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.dateparse import parse_datetime
 
-from sending.models import Event
+from sending.models import Event, Message
+from sending.retention import body_purged
 from sending.selectors import events_by_recipient, message_get
 
 from ..access import org_view
@@ -53,6 +55,21 @@ def _message(request: HttpRequest, message_id: object):  # type: ignore[no-untyp
     return message
 
 
+def _with_raw(message: Message) -> bool:
+    """Load the stored source onto the message (the detail read defers it); True when retention purged it."""
+    message.raw = message_raw(message)
+    return body_purged(message)
+
+
+def _purged_answer() -> HttpResponse:
+    return HttpResponse(
+        f"The body of this message was purged after {settings.POSTWERK_RETENTION_RAW_DAYS} days "
+        "(POSTWERK_RETENTION_RAW_DAYS); its recipients and events are kept.\n",
+        status=410,
+        content_type="text/plain; charset=utf-8",
+    )
+
+
 def describe(event: Event) -> dict:
     """An event's details in words: the SMTP reply, and the facts worth a glance."""
     details = event.details or {}
@@ -79,8 +96,8 @@ def describe(event: Event) -> dict:
 def message_detail(request: HttpRequest, message_id: object) -> HttpResponse:
     message = _message(request, message_id)
     events = events_by_recipient(message)
-    raw = message_raw(message)
-    parts = message_parts(raw)
+    purged = _with_raw(message)
+    parts = None if purged else message_parts(bytes(message.raw))
     recipients = [
         {"recipient": r, "events": [describe(e) for e in events.get(r.pk, [])]} for r in message.recipients.all()
     ]
@@ -93,6 +110,8 @@ def message_detail(request: HttpRequest, message_id: object) -> HttpResponse:
             "recipients": recipients,
             "message_events": [describe(e) for e in events.get(None, [])],
             "parts": parts,
+            "purged": purged,
+            "retention_days": settings.POSTWERK_RETENTION_RAW_DAYS,
         },
     )
 
@@ -100,7 +119,9 @@ def message_detail(request: HttpRequest, message_id: object) -> HttpResponse:
 @org_view()
 def message_source(request: HttpRequest, message_id: object) -> HttpResponse:
     message = _message(request, message_id)
-    response = HttpResponse(message_raw(message), content_type="message/rfc822")
+    if _with_raw(message):
+        return _purged_answer()
+    response = HttpResponse(bytes(message.raw), content_type="message/rfc822")
     response["Content-Disposition"] = f'attachment; filename="{message.pk}.eml"'
     return response
 
@@ -109,7 +130,9 @@ def message_source(request: HttpRequest, message_id: object) -> HttpResponse:
 def message_html(request: HttpRequest, message_id: object) -> HttpResponse:
     """The HTML body, for the sandboxed iframe of the message page only (see MESSAGE_HTML_CSP)."""
     message = _message(request, message_id)
-    html = message_parts(message_raw(message)).html
+    if _with_raw(message):
+        return _purged_answer()
+    html = message_parts(bytes(message.raw)).html
     if html is None:
         raise Http404("This message has no HTML body.")
     response = HttpResponse(html, content_type="text/html; charset=utf-8")

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
-from sending.models import Domain
+from sending.models import Domain, ReputationScope
+from sending.reputation import reputations_for, thresholds_for
 
 from ..access import org_view
 from ..selectors import PERIODS, activity, attention
@@ -13,6 +14,10 @@ from .common import page
 def overview(request: HttpRequest) -> HttpResponse:
     period = request.GET.get("period", "7d")
     stats = activity(organization=request.organization, period=period)
+    reputations = reputations_for(request.organization.pk)
+    for rep in reputations:
+        rep.thresholds = thresholds_for(rep)  # type: ignore[attr-defined]
+    own = next((r for r in reputations if r.scope == ReputationScope.ORGANIZATION), None)
     return page(
         request,
         "dashboard/overview.html",
@@ -20,7 +25,9 @@ def overview(request: HttpRequest) -> HttpResponse:
             "section": "overview",
             "stats": stats,
             "periods": PERIODS,
-            "attention": attention(organization=request.organization),
+            "attention": attention(organization=request.organization, reputations=reputations),
             "has_domains": Domain.objects.filter(organization=request.organization).exists(),
+            "reputation": own,
+            "reputations": reputations,
         },
     )

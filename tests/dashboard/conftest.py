@@ -3,6 +3,7 @@ answer 404), and messages sent through the real API and delivered to a loopback 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
+from dashboard import login_limits
 from sending.domains import domain_get_or_create
 from sending.models import DnsCheck, Message
 from sending.suppressions import suppression_add
@@ -24,6 +26,25 @@ PASSWORD = "correct horse battery staple"
 def fast_password_hashing(settings) -> None:
     """Django's default PBKDF2 costs ~0.5 s per user; these tests create many users and test no hashing."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_login_counters(monkeypatch) -> None:
+    """Log-in failure counts live in the shared cache for a while: each test counts in its own namespace."""
+    monkeypatch.setattr(login_limits, "PREFIX", f"login-fail-test-{uuid.uuid4().hex}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_pause_caches():
+    """Paused scopes and full send limits are cached per process: never from one test's database into the next."""
+    from sending import holds
+    from sending.reputation import paused_scopes_clear
+
+    paused_scopes_clear()
+    holds._full_until.clear()
+    yield
+    paused_scopes_clear()
+    holds._full_until.clear()
 
 
 @pytest.fixture
@@ -111,6 +132,13 @@ def send(api, **overrides: object) -> dict:  # type: ignore[no-untyped-def]
     response = api.post("/api/v1/messages", body, format="json")
     assert response.status_code == 202, response.json()
     return response.json()
+
+
+def pause(organization, scope: str = "organization", scope_id: int | None = None):  # type: ignore[no-untyped-def]
+    from sending.reputation import reputation_for_scope, reputation_pause
+
+    rep = reputation_for_scope(organization.pk, scope, scope_id if scope_id is not None else organization.pk)
+    return reputation_pause(rep, actor="user:ops", reason="bounces from a bought list")
 
 
 @pytest.fixture

@@ -266,3 +266,222 @@ def test_a_viewer_sees_data_but_no_buttons(ui, member, delivered):
     assert ui.page.get_by_role("button", name="Add domain").count() == 0
     assert ui.page.get_by_role("link", name="API keys & SMTP").count() == 0
     ui.shot("20-viewer-domains")
+
+
+def test_release_a_held_message_and_see_it_delivered(ui, owner, organization, api, zone, mx, make_user):
+    from sending.models import Recipient
+    from tests.dashboard.conftest import pause, send
+
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    rep = pause(organization)
+    send(api, to=["held@dest.example"], subject="Held order 77", tags=["order"])
+    send(api, to=["other@dest.example"], subject="Newsletter", tags=["news"])
+    owner.is_staff = True
+    owner.save(update_fields=["is_staff"])
+    ui.login("owner")
+    ui.page.get_by_text("Sending is paused for the organization").wait_for()
+    ui.shot("30-overview-paused")
+
+    # The operator resumes the organization with a reason on the organizations page.
+    ui.nav("Organizations")
+    ui.shot("31-ops-organizations")
+    ui.page.get_by_role("link", name="Acme").click()
+    ui.page.get_by_label("Reason to resume organization Acme").fill("list cleaned, checked with the customer")
+    ui.page.get_by_role("button", name="Resume").click()
+    ui.page.get_by_text("Resumed Organization Acme").wait_for()
+    ui.shot("32-ops-organization-resumed")
+    rep.refresh_from_db()
+    assert rep.state == "ok"
+
+    ui.nav("Held")
+    ui.page.get_by_label("Tag").fill("order")
+    ui.page.get_by_role("button", name="Filter").click()
+    ui.page.get_by_role("heading", name="1 held recipient matching").wait_for()
+    ui.shot("33-held-filtered")
+    ui.page.get_by_role("button", name="Release matching…").click()
+    ui.page.get_by_role("heading", name="Release 1 held recipient?").wait_for()
+    ui.shot("34-held-release-dry-run")
+    assert Recipient.objects.get(address="held@dest.example").state == "held"  # the dry run changed nothing
+    ui.page.get_by_role("button", name="Confirm: release 1").click()
+    ui.page.get_by_text("1 held recipient released").wait_for()
+    ui.shot("35-held-released")
+
+    assert deliver_queued() == 1
+    assert [m.rcpt_tos[0] for m in sink.messages] == ["held@dest.example"]
+    assert Recipient.objects.get(address="other@dest.example").state == "held"
+    ui.nav("Messages")
+    ui.page.get_by_role("link", name="Held order 77").click()
+    timeline = ui.page.locator("ol.timeline")
+    timeline.wait_for()
+    assert re.search(r"held.*released.*sent.*delivered", timeline.inner_text(), re.S)
+    ui.shot("36-released-message-timeline")
+
+
+def test_invite_by_email_and_join_from_the_link(ui, owner, organization, browser, live_server):
+    from django.core import mail
+
+    ui.login("owner")
+    ui.nav("Members")
+    ui.page.get_by_label("Email address").fill("newcomer@people.example")
+    ui.page.locator("#invite_role").select_option("viewer")
+    ui.page.get_by_role("button", name="Send invitation").click()
+    link = ui.page.locator("#invitation-link").inner_text().strip()
+    assert link in mail.outbox[-1].body
+    ui.shot("40-members-invited")
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    guest = Ui(context.new_page(), live_server.url)
+    guest.page.goto(link)
+    guest.page.get_by_role("heading", name="Join Acme").wait_for()
+    guest.shot("41-invitation-accept")
+    guest.page.get_by_label("Username").fill("newcomer")
+    guest.page.get_by_label("Password", exact=True).fill("a long enough passphrase 7")
+    guest.page.get_by_label("Password confirmation").fill("a long enough passphrase 7")
+    guest.page.get_by_role("button", name="Create account and join").click()
+    guest.page.get_by_text("Welcome to Acme: you are viewer").wait_for()
+    guest.shot("42-invitation-joined")
+    context.close()
+    assert not guest.errors, guest.errors
+    assert Membership.objects.get(user__username="newcomer").role == "viewer"
+
+
+def test_login_lockout_is_explained(ui, owner, settings):
+    settings.POSTWERK_LOGIN_MAX_FAILURES = 2
+    ui.go("/login/")
+    for _ in range(2):
+        ui.page.get_by_label("Username").fill("owner")
+        ui.page.get_by_label("Password").fill("wrong")
+        ui.page.get_by_role("button", name="Log in").click()
+        ui.page.wait_for_load_state()
+    ui.page.get_by_label("Username").fill("owner")
+    ui.page.get_by_label("Password").fill(PASSWORD)
+    ui.page.get_by_role("button", name="Log in").click()
+    ui.page.get_by_text("Too many failed log-in attempts").wait_for()
+    ui.errors[:] = [e for e in ui.errors if "status of 429" not in e]
+    ui.shot("43-login-locked")
+
+
+def test_an_owner_resumes_a_key_its_own_thresholds_paused(ui, owner, organization, delivered, settings):
+    from accounts.models import ApiKey
+    from sending.models import Reputation
+
+    settings.POSTWERK_REPUTATION_MIN_DELIVERIES = 2  # the fixture's two outcomes: one delivered, one hard bounce
+    settings.POSTWERK_REPUTATION_THRESHOLDS = {
+        "bounce_warning": 0.55,
+        "bounce_pause": 0.6,
+        "complaint_warning": 0.001,
+        "complaint_pause": 0.005,
+    }
+    key = ApiKey.objects.get(organization=organization, name="test")
+    ui.login("owner")
+    ui.nav("Reputation")
+    card = ui.page.locator("article", has=ui.page.get_by_role("heading", name="API key test"))
+    card.get_by_text("Own thresholds").click()
+    card.get_by_label("Bounce pause (%)").fill("70")
+    card.get_by_role("button", name="Save thresholds of test").click()
+    ui.page.get_by_text("May only be stricter than the platform's 0.6.").wait_for()
+    ui.errors[:] = [e for e in ui.errors if "status of 400" not in e]  # the refused form's answer, expected
+    ui.shot("50-reputation-threshold-refused")
+
+    card = ui.page.locator("article", has=ui.page.get_by_role("heading", name="API key test"))
+    card.get_by_label("Bounce warning (%)").fill("20")
+    card.get_by_label("Bounce pause (%)").fill("30")
+    card.get_by_role("button", name="Save thresholds of test").click()
+    ui.page.get_by_text("Thresholds of API key test saved; its state is now paused.").wait_for()
+    ui.shot("51-reputation-breaker-tripped")
+    rep = Reputation.objects.get(scope="api_key", scope_id=key.pk)
+    assert rep.state == "paused" and rep.bounce_pause == 0.3
+
+    card = ui.page.locator("article", has=ui.page.get_by_role("heading", name="API key test"))
+    card.get_by_label("Reason to resume").fill("fixed the import that mailed stale addresses")
+    card.get_by_role("button", name="Resume API key test").click()
+    ui.page.get_by_text("Resumed API key test").wait_for()
+    card = ui.page.locator("article", has=ui.page.get_by_role("heading", name="API key test"))
+    card.get_by_text("History").click()
+    ui.shot("52-reputation-resumed")
+    rep.refresh_from_db()
+    assert rep.state == "ok" and rep.resumed_by == "user:owner"
+
+
+def test_operators_unlock_a_log_in_and_see_blocklists_and_throttling(ui, owner, organization, api, zone, mx, settings):
+    from django.test import Client
+
+    from sending import throttling
+    from sending.blocklists import blocklists_check
+
+    owner.is_staff = True
+    owner.save(update_fields=["is_staff"])
+    settings.POSTWERK_LOGIN_MAX_FAILURES = 2
+    for _ in range(2):
+        Client().post("/login/", {"username": "locked-out", "password": "wrong"})
+
+    settings.POSTWERK_SENDING_IPS = ["127.0.0.10", "127.0.0.11"]
+    settings.POSTWERK_DNSBL_ZONES = ["bl.test"]
+    settings.POSTWERK_DOMAIN_BLOCKLIST_ZONES = ["dbl.test"]
+    zone.add("10.0.0.127.bl.test", "A", "127.0.0.2")
+    zone.add("10.0.0.127.bl.test", "TXT", "Listed: see https://bl.test/lookup")
+    zone.add("acme.example.dbl.test", "A", "127.0.1.2")
+    blocklists_check()
+
+    settings.POSTWERK_THROTTLE_RULES = []
+    settings.POSTWERK_THROTTLE_CACHE_SECONDS = 0
+    throttling.rules_forget()
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    for n in range(3):
+        api_post_ok = api.post(
+            "/api/v1/messages",
+            {"from": "hello@acme.example", "to": [f"u{n}@dest.example"], "text": "Hi"},
+            format="json",
+        )
+        assert api_post_ok.status_code == 202
+    sink.data_reply = "421 4.7.0 Too many messages, slow down"
+    deliver_queued()
+
+    ui.login("owner")
+    ui.page.get_by_text("acme.example is listed on the blocklist dbl.test").wait_for()
+    ui.shot("53-overview-blocklisted")
+    ui.nav("Log-ins")
+    ui.page.get_by_label("Username").fill("locked-out")
+    ui.page.get_by_role("button", name="Look up").click()
+    ui.page.get_by_text("2 of 2 allowed in this window").wait_for()
+    ui.shot("54-ops-login-locked")
+    ui.page.get_by_role("button", name="Unlock").click()
+    ui.page.get_by_text("Unlocked user locked-out").wait_for()
+    ui.shot("55-ops-login-unlocked")
+
+    ui.nav("Organizations")
+    ui.page.get_by_role("heading", name="Blocklists").wait_for()
+    ui.shot("56-ops-organizations-blocklists")
+    ui.nav("Queue")
+    ui.page.get_by_role("heading", name="Backed off and throttled destinations").wait_for()
+    assert "Too many messages, slow down" in ui.page.locator("main").inner_text()
+    ui.shot("57-queue-backed-off")
+    throttling.rules_forget()
+
+
+def test_a_purged_message_says_so(ui, owner, organization, api, zone, mx, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sending.retention import retention_purge
+
+    settings.POSTWERK_RETENTION_RAW_DAYS = 7
+    mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    response = api.post(
+        "/api/v1/messages",
+        {"from": "hello@acme.example", "to": ["jane@dest.example"], "subject": "Old order", "html": "<p>Hi</p>"},
+        format="json",
+    )
+    assert response.status_code == 202
+    deliver_queued()
+    assert retention_purge(now=timezone.now() + timedelta(days=8)).bodies_purged == 1
+    ui.login("owner")
+    ui.nav("Messages")
+    ui.page.get_by_role("link", name="Old order").click()
+    ui.page.get_by_text("Body purged after 7 days.").wait_for()
+    assert ui.page.locator("iframe").count() == 0
+    ui.shot("58-message-body-purged")

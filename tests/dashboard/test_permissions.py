@@ -44,11 +44,20 @@ ACTIONS = [
     ("post", "member_add", [], {"identifier": "fresh@people.example", "role": "viewer"}, ADMINS),
     ("post", "member_role", ["bystander"], {"role": "developer"}, ADMINS),
     ("post", "member_remove", ["bystander"], {}, ADMINS),
+    ("post", "member_invite", [], {"email": "new@people.example", "role": "viewer"}, ADMINS),
+    ("post", "invitation_resend", ["invitation"], {}, ADMINS),
+    ("post", "invitation_revoke", ["invitation"], {}, ADMINS),
+    ("get", "held", [], None, EVERYONE),
+    ("post", "held_release", [], {"confirm": "on"}, ADMINS),
+    ("post", "held_cancel", [], {}, ADMINS),
+    ("get", "reputation", [], None, EVERYONE),
+    ("post", "reputation_thresholds", ["reputation"], {}, ADMINS),
 ]
 
 
 @pytest.fixture
 def objects(organization, api, domain, make_user) -> dict:  # type: ignore[no-untyped-def]
+    from accounts.invitations import invitation_create
     from accounts.services import api_key_create, smtp_credential_create
     from sending.domains import domain_get_or_create
     from sending.suppressions import suppression_add
@@ -59,7 +68,13 @@ def objects(organization, api, domain, make_user) -> dict:  # type: ignore[no-un
     api_key, _ = api_key_create(organization=organization, name="existing")
     credential, _ = smtp_credential_create(organization=organization, name="existing")
     bystander = Membership.objects.create(organization=organization, user=make_user("bystander"), role="viewer")
+    inviter = Membership(organization=organization, user=bystander.user, role="owner")
+    invitation = invitation_create(actor=inviter, email="invited@people.example", role="viewer", link=str).invitation
+    from sending.reputation import reputation_for_scope
+
     return {
+        "reputation": reputation_for_scope(organization.pk, "api_key", api_key.pk).pk,
+        "invitation": invitation.pk,
         "domain": domain.pk,
         "spare_domain": spare.pk,
         "message": sent["id"],
@@ -113,9 +128,15 @@ def test_navigation_hides_what_the_role_cannot_use(member, as_user, organization
         ("post", "smtp_credential_revoke", "credential"),
         ("post", "member_role", "membership"),
         ("post", "member_remove", "membership"),
+        ("post", "reputation_resume", "reputation"),
+        ("post", "reputation_thresholds", "reputation"),
     ],
 )
 def test_another_organizations_ids_are_not_found(owner_client, organization, other, method, name, key):
+    if key == "reputation":
+        from sending.reputation import reputations_for
+
+        other["reputation"] = reputations_for(other["org"].pk)[0]
     obj = other[key]
     path = reverse(f"dashboard:{name}", args=[organization.pk, obj.pk])
     response = getattr(owner_client, method)(path, {"role": "viewer"} if method == "post" else None)
@@ -146,7 +167,7 @@ def test_another_organizations_lists_do_not_leak(owner_client, organization, oth
     assert b"globex" not in owner_client.get(reverse("dashboard:suppressions_export", args=[organization.pk])).content
 
 
-@pytest.mark.parametrize("name", ["overview", "domains", "messages", "suppressions", "keys", "members"])
+@pytest.mark.parametrize("name", ["overview", "domains", "messages", "suppressions", "keys", "members", "reputation"])
 def test_an_organization_one_is_not_a_member_of_is_not_found(owner_client, other, name):
     assert owner_client.get(reverse(f"dashboard:{name}", args=[other["org"].pk])).status_code == 404
 
