@@ -238,6 +238,8 @@ POSTWERK_SMTP_IDLE_TIMEOUT = env.float("POSTWERK_SMTP_IDLE_TIMEOUT", default=300
 POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP = env.int("POSTWERK_SMTP_MAX_CONNECTIONS_PER_IP", default=50)
 POSTWERK_SMTP_AUTH_MAX_FAILURES = env.int("POSTWERK_SMTP_AUTH_MAX_FAILURES", default=10)
 POSTWERK_SMTP_AUTH_FAILURE_WINDOW = env.int("POSTWERK_SMTP_AUTH_FAILURE_WINDOW", default=900)
+# Most messages one SMTP server process stores in one transaction (its group commit; 1: one per message).
+POSTWERK_SMTP_COMMIT_GROUP = env.int("POSTWERK_SMTP_COMMIT_GROUP", default=100)
 # Networks that may submit without AUTH, each as the credential it stands for: "CIDR=username" (e.g. a Postfix
 # smarthost or a load generator). Empty by default: every submission authenticates.
 POSTWERK_SMTP_TRUSTED_NETWORKS = env.list("POSTWERK_SMTP_TRUSTED_NETWORKS", default=[])
@@ -258,6 +260,33 @@ POSTWERK_SUPPRESSION_TTL = {
     "complaint": env.int("POSTWERK_SUPPRESSION_TTL_COMPLAINT", default=0),
     "manual": env.int("POSTWERK_SUPPRESSION_TTL_MANUAL", default=0),
 }
+
+# --- Reputation, held mail, send limits, API rate limits (#7) ---------------------------------------------
+# Rates over each scope's last POSTWERK_REPUTATION_WINDOW outcomes or POSTWERK_REPUTATION_WINDOW_DAYS, whichever is
+# smaller, judged only from POSTWERK_REPUTATION_MIN_DELIVERIES on; thresholds default to Amazon SES's.
+POSTWERK_REPUTATION_THRESHOLDS = {
+    "bounce_warning": env.float("POSTWERK_REPUTATION_BOUNCE_WARNING", default=0.05),
+    "bounce_pause": env.float("POSTWERK_REPUTATION_BOUNCE_PAUSE", default=0.10),
+    "complaint_warning": env.float("POSTWERK_REPUTATION_COMPLAINT_WARNING", default=0.001),
+    "complaint_pause": env.float("POSTWERK_REPUTATION_COMPLAINT_PAUSE", default=0.005),
+}
+POSTWERK_REPUTATION_WINDOW = env.int("POSTWERK_REPUTATION_WINDOW", default=10_000)
+POSTWERK_REPUTATION_WINDOW_DAYS = env.int("POSTWERK_REPUTATION_WINDOW_DAYS", default=30)
+POSTWERK_REPUTATION_MIN_DELIVERIES = env.int("POSTWERK_REPUTATION_MIN_DELIVERIES", default=500)
+POSTWERK_REPUTATION_INTERVAL = env.float("POSTWERK_REPUTATION_INTERVAL", default=300.0)
+# Seconds each process may act on a stale list of paused scopes (one query per interval, not per message).
+POSTWERK_PAUSED_CACHE_SECONDS = env.float("POSTWERK_PAUSED_CACHE_SECONDS", default=5.0)
+# Held mail older than this (seconds) is cancelled as `expired`.
+POSTWERK_HELD_MAX_AGE = env.int("POSTWERK_HELD_MAX_AGE", default=7 * 24 * 3600)
+# Messages per organization per UTC hour / day when the organization sets none; 0 = unlimited (costs nothing).
+POSTWERK_SEND_LIMIT_HOURLY = env.int("POSTWERK_SEND_LIMIT_HOURLY", default=0)
+POSTWERK_SEND_LIMIT_DAILY = env.int("POSTWERK_SEND_LIMIT_DAILY", default=0)
+# New mail while paused or over a limit: "hold" (accept and hold) or "reject" (API 429, SMTP 451 4.7.1).
+POSTWERK_LIMIT_ACTION = env.str("POSTWERK_LIMIT_ACTION", default="hold")
+if POSTWERK_LIMIT_ACTION not in ("hold", "reject"):
+    raise ImproperlyConfigured("POSTWERK_LIMIT_ACTION: hold or reject")
+# API requests per second per key when the key sets none; 0 = unlimited.
+POSTWERK_API_RATE_LIMIT = env.int("POSTWERK_API_RATE_LIMIT", default=100)
 
 # --- Celery ---------------------------------------------------------------------------------------------
 
@@ -316,6 +345,9 @@ CELERY_BEAT_SCHEDULE = {
     # Finds the domains whose next DNS check is due (hourly unverified, daily verified) and queues each.
     "check-domains": {"task": "sending.tasks.check_due_domains", "schedule": 300.0},
     "expire-suppressions": {"task": "sending.tasks.expire_suppressions", "schedule": 3600.0},
+    "reputation-recompute": {"task": "sending.tasks.reputation_recompute", "schedule": POSTWERK_REPUTATION_INTERVAL},
+    # Releases send-limit holds once their window has reopened, and expires held mail past POSTWERK_HELD_MAX_AGE.
+    "held-mail": {"task": "sending.tasks.held_maintenance", "schedule": 60.0},
 }
 CELERY_TASK_ROUTES = {
     "sending.tasks.deliver": {"queue": "delivery"},
@@ -330,9 +362,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["sending.api.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "sending.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Per API key, requests per second (ApiKey.rate_limit or POSTWERK_API_RATE_LIMIT): 429 with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": ["sending.api.throttling.ApiKeyRateThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Postwerk API",
@@ -404,9 +438,15 @@ CELERY_IMPORTS = ["sending.webhooks.tasks"]
 CELERY_TASK_ROUTES["sending.webhooks.*"] = {"queue": "webhooks"}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "sending.webhooks.sweep", "schedule": POSTWERK_WEBHOOK_SWEEP_INTERVAL}
 # Event types appear in several request and response fields: one name for them in the OpenAPI schema.
+# Every operation's error answers, in one place (sending/api/schema.py).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "sending.api.schema.error_responses",
+]
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "EventTypeEnum": "sending.models.EventType",
     "WebhookDeliveryStateEnum": "sending.models.WebhookDelivery.State",
+    "ReputationStateEnum": "sending.models.ReputationState",
 }
 
 # --- Dashboard --------------------------------------------------------------------------------------------
@@ -417,8 +457,30 @@ LOGOUT_REDIRECT_URL = "dashboard:login"
 CSRF_FAILURE_VIEW = "dashboard.views.auth.csrf_failure"
 # No script reads the CSRF cookie (forms carry the token), so it need not be readable from JavaScript.
 CSRF_COOKIE_HTTPONLY = True
-# Behind TLS (production), cookies must never travel over plain HTTP.
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("POSTWERK_SECURE_COOKIES", default=False)
+# Behind TLS (production), cookies must never travel over plain HTTP: on by default outside the embedded
+# development mode (and DEBUG); POSTWERK_SECURE_COOKIES=false for a plain-HTTP trial on PostgreSQL.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("POSTWERK_SECURE_COOKIES", default=not (EMBEDDED or DEBUG))
+# Log-in brute force: failures counted in the shared cache per username and per client address; at the limit
+# the login answers 429 until the window has passed. An address gets more room (an office shares one).
+POSTWERK_LOGIN_MAX_FAILURES = env.int("POSTWERK_LOGIN_MAX_FAILURES", default=5)
+POSTWERK_LOGIN_MAX_FAILURES_PER_IP = env.int("POSTWERK_LOGIN_MAX_FAILURES_PER_IP", default=30)
+POSTWERK_LOGIN_FAILURE_WINDOW = env.int("POSTWERK_LOGIN_FAILURE_WINDOW", default=900)
+# Behind a reverse proxy every client has the proxy's address: take the client's from X-Forwarded-For.
+POSTWERK_LOGIN_TRUST_X_FORWARDED_FOR = env.bool("POSTWERK_LOGIN_TRUST_X_FORWARDED_FOR", default=False)
+# Invitation emails. EMAIL_URL: smtp://user:pass@host:25, smtp+tls://…:587, smtps://…:465; the default prints
+# them to the web process's log (the inviter also sees the link once on the Members page).
+_email_url = env.str("EMAIL_URL", default="")
+if env.str("EMAIL_URL_FILE", default=""):
+    try:
+        _email_url = Path(env.str("EMAIL_URL_FILE")).read_text().strip()
+    except OSError as exc:
+        raise ImproperlyConfigured(f"EMAIL_URL_FILE: cannot read it: {exc}") from exc
+try:
+    _email = env.email_url_config(_email_url or "consolemail://")
+except (KeyError, ValueError) as exc:
+    raise ImproperlyConfigured(f"EMAIL_URL: not a mail URL ({exc})") from exc
+vars().update({key: value for key, value in _email.items() if value not in (None, "")})
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=f"Postwerk <postwerk@{POSTWERK_HOSTNAME}>")
 
 # --- Address verification ---------------------------------------------------------------------------------
 # MAIL FROM of the probe; empty means verify@POSTWERK_RETURN_PATH_DOMAIN (whose SPF already names our IPs).
@@ -444,3 +506,83 @@ POSTWERK_VERIFY_RESULT_RETENTION = env.int("POSTWERK_VERIFY_RESULT_RETENTION", d
 CELERY_TASK_ROUTES["verification.tasks.run_job"] = {"queue": "verification"}
 CELERY_TASK_ROUTES["verification.tasks.sweep"] = {"queue": "verification"}
 CELERY_BEAT_SCHEDULE["verification-sweep"] = {"task": "verification.tasks.sweep", "schedule": 60.0}
+
+
+# --- Per-destination throttling and blocklists (sending/throttling.py, sending/blocklists.py) ------------------
+# Built-in traffic shaping for the big mailbox providers; a ThrottleRule row (admin) with the same pattern
+# replaces one, a disabled row switches it off. `match`: domain (the recipient domain, `*.x` for subdomains) or
+# mx (an MX host suffix). Limits: null means unlimited. JSON list in the environment to replace them all.
+def _throttle(patterns: tuple[str, ...], match: str, connections: int, per_connection: int, per_minute: int) -> list:
+    limits = {"max_connections": connections, "max_messages_per_connection": per_connection}
+    return [{"pattern": p, "match": match, **limits, "max_messages_per_minute": per_minute} for p in patterns]
+
+
+POSTWERK_THROTTLE_RULES = env.json(
+    "POSTWERK_THROTTLE_RULES",
+    default=_throttle(("gmail.com", "googlemail.com"), "domain", 10, 100, 600)
+    + _throttle(("*.google.com",), "mx", 10, 100, 600)
+    + _throttle(("outlook.com", "hotmail.com", "live.com", "msn.com"), "domain", 5, 100, 300)
+    + _throttle(("*.outlook.com",), "mx", 5, 100, 300)
+    + _throttle(("yahoo.com", "ymail.com", "aol.com"), "domain", 5, 20, 300)
+    + _throttle(("*.yahoodns.net",), "mx", 5, 20, 300),
+)
+# Length in seconds of the "per minute" window. Exists so tests can shrink a minute; leave it at 60.
+POSTWERK_THROTTLE_WINDOW = env.float("POSTWERK_THROTTLE_WINDOW", default=60.0)
+# A destination that answers 421 or 4.7.x "slow down" is left alone this long, doubling on repeats up to the max.
+POSTWERK_THROTTLE_BACKOFF = env.float("POSTWERK_THROTTLE_BACKOFF", default=300.0)
+POSTWERK_THROTTLE_BACKOFF_MAX = env.float("POSTWERK_THROTTLE_BACKOFF_MAX", default=3600.0)
+# Seconds a process trusts its copy of the rules and of the destinations currently backed off.
+POSTWERK_THROTTLE_CACHE_SECONDS = env.float("POSTWERK_THROTTLE_CACHE_SECONDS", default=5.0)
+# A connection slot not renewed for this long belonged to a process that died.
+POSTWERK_THROTTLE_SLOT_LEASE = env.float("POSTWERK_THROTTLE_SLOT_LEASE", default=300.0)
+# When every connection slot of a destination is taken, its mail is tried again after this many seconds (the
+# holders take it along meanwhile).
+POSTWERK_THROTTLE_SLOT_RETRY = env.float("POSTWERK_THROTTLE_SLOT_RETRY", default=5.0)
+POSTWERK_DNSBL_ZONES = env.list(
+    "POSTWERK_DNSBL_ZONES", default=["zen.spamhaus.org", "b.barracudacentral.org", "bl.spamcop.net"]
+)
+POSTWERK_DOMAIN_BLOCKLIST_ZONES = env.list(
+    "POSTWERK_DOMAIN_BLOCKLIST_ZONES", default=["dbl.spamhaus.org", "multi.surbl.org"]
+)
+POSTWERK_BLOCKLIST_CHECK_INTERVAL = env.float("POSTWERK_BLOCKLIST_CHECK_INTERVAL", default=3600.0)
+CELERY_BEAT_SCHEDULE["check-blocklists"] = {
+    "task": "sending.tasks.check_blocklists",
+    "schedule": POSTWERK_BLOCKLIST_CHECK_INTERVAL,
+}
+
+# --- Operations: metrics, structured logs, retention, overload (#11) --------------------------------------
+# /metrics answers only to `Authorization: Bearer <token>` (or a staff session); with no token set it is 404.
+POSTWERK_METRICS_TOKEN = env.str("POSTWERK_METRICS_TOKEN", default="")
+if env.str("POSTWERK_METRICS_TOKEN_FILE", default=""):
+    POSTWERK_METRICS_TOKEN = Path(env.str("POSTWERK_METRICS_TOKEN_FILE")).read_text().strip()
+# Seconds the database-derived figures (queue depth, per-minute counts) are cached per process.
+POSTWERK_METRICS_CACHE_SECONDS = env.float("POSTWERK_METRICS_CACHE_SECONDS", default=5.0)
+# Per-process figures (SMTP sessions, delivery latency) of every process on a host are summed through files in
+# this folder (prometheus_client's multiprocess mode); it must be set before prometheus_client is imported.
+POSTWERK_METRICS_DIR = env.str("POSTWERK_METRICS_DIR", default=str(DATA_DIR / "metrics"))
+Path(POSTWERK_METRICS_DIR).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", POSTWERK_METRICS_DIR)
+# `json`: one JSON object per log line (message and recipient ids as fields); `text` for a terminal.
+POSTWERK_LOG_FORMAT = env.str("POSTWERK_LOG_FORMAT", default="text" if EMBEDDED else "json")
+if POSTWERK_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured("POSTWERK_LOG_FORMAT: text or json")
+LOGGING["formatters"]["json"] = {
+    "()": "pythonjsonlogger.json.JsonFormatter",
+    "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+    "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+}
+if POSTWERK_LOG_FORMAT == "json":
+    LOGGING["handlers"]["console"]["formatter"] = "json"
+# Retention: bodies of finished messages are blanked after RAW_DAYS; messages, their recipients and events are
+# deleted after DAYS (suppressions are kept). Deleted in batches of RETENTION_BATCH ids, one short transaction each.
+POSTWERK_RETENTION_RAW_DAYS = env.int("POSTWERK_RETENTION_RAW_DAYS", default=30)
+POSTWERK_RETENTION_DAYS = env.int("POSTWERK_RETENTION_DAYS", default=90)
+POSTWERK_RETENTION_BATCH = env.int("POSTWERK_RETENTION_BATCH", default=500)
+if POSTWERK_RETENTION_DAYS < POSTWERK_RETENTION_RAW_DAYS:
+    raise ImproperlyConfigured("POSTWERK_RETENTION_DAYS must be at least POSTWERK_RETENTION_RAW_DAYS")
+CELERY_BEAT_SCHEDULE["retention-purge"] = {"task": "sending.tasks.retention_purge", "schedule": 3600.0}
+# Overload: with more recipients than this waiting for a worker (queued or sending), new mail is refused with a
+# temporary answer (API 503 + Retry-After, SMTP 451 4.3.2) until the workers catch up. 0 turns the check off.
+POSTWERK_OVERLOAD_QUEUE_DEPTH = env.int("POSTWERK_OVERLOAD_QUEUE_DEPTH", default=20000)
+POSTWERK_OVERLOAD_RETRY_AFTER = env.int("POSTWERK_OVERLOAD_RETRY_AFTER", default=30)
+MIDDLEWARE.insert(1, "sending.overload.OverloadMiddleware")
