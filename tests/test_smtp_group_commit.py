@@ -14,6 +14,14 @@ from sending.models import Message, Recipient
 from sending.smtp.group_commit import GroupCommit
 from tests.test_smtp_submission import MESSAGE, credential, logged_in, smtp_server  # noqa: F401 - fixtures
 
+
+def run(coro):
+    """asyncio.run in a thread of its own: an earlier test (Playwright's sync API) may leave an event loop
+    running in the main thread, where asyncio.run refuses to start."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 SESSIONS = 8
 
 
@@ -67,7 +75,7 @@ def test_messages_arriving_during_a_commit_share_the_next_one_and_wait_for_it():
         store.release.set()
         await asyncio.gather(first, *later)
 
-    asyncio.run(scenario())
+    run(scenario())
     assert store.groups == [["a"], ["b", "c", "d"], ["e", "f"]]
     for item, committed in answered.items():
         assert item in committed
@@ -100,7 +108,7 @@ def test_with_two_commits_in_flight_the_rest_waits_for_a_free_one():
         store.release.set()
         return [*(await first), *(await second), *(await rest)]
 
-    assert asyncio.run(scenario()) == [None] * 5
+    assert run(scenario()) == [None] * 5
     assert most[0] == 2
     assert store.groups == [["a"], ["b"], ["c", "d", "e"]]
 
@@ -117,7 +125,7 @@ def test_a_failed_commit_fails_every_message_of_its_group_and_the_next_group_com
         store.fail = None
         return failed, await _submit_all(committer, ["d", "e"])
 
-    failed, after = asyncio.run(scenario())
+    failed, after = run(scenario())
     assert all(isinstance(result, OperationalError) for result in failed)
     assert after == [None, None]
     assert store.committed == ["d", "e"]
@@ -135,7 +143,7 @@ def test_one_message_breaking_a_constraint_fails_alone():
         await first
         return results
 
-    results = asyncio.run(scenario())
+    results = run(scenario())
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], IntegrityError)
     assert sorted(store.committed) == ["a", "b", "c"]  # type: ignore[type-var]
