@@ -193,6 +193,13 @@ POSTWERK_DELIVERY_BATCH = env.int("POSTWERK_DELIVERY_BATCH", default=100)
 # Recipients one delivery task may take to a destination it already has a connection to (its own batch plus
 # queued ones of the same domain), so one-at-a-time submissions still share connections.
 POSTWERK_DELIVERY_DRAIN = env.int("POSTWERK_DELIVERY_DRAIN", default=500)
+# At most one pending delivery task per destination (sending.queueing): a marker in the cache while one is on its
+# way, so mail submitted one message at a time does not become one task each (the task drains the destination's
+# queue anyway). Its TTL bounds how long a marker whose task was lost holds publishing back (then the enqueue lease
+# and the sweep take over, as after any lost task); 0 turns the dedupe off.
+POSTWERK_DELIVERY_PENDING_TTL = env.int("POSTWERK_DELIVERY_PENDING_TTL", default=5)  # whole seconds (Redis)
+# Part of the marker's key: tests give each test its own, so a marker left by one cannot hold back the next.
+POSTWERK_DELIVERY_PENDING_NAMESPACE = env.str("POSTWERK_DELIVERY_PENDING_NAMESPACE", default="")
 POSTWERK_IDEMPOTENCY_TTL = env.int("POSTWERK_IDEMPOTENCY_TTL", default=24 * 3600)
 POSTWERK_DKIM_SELECTOR_PREFIX = env.str("POSTWERK_DKIM_SELECTOR_PREFIX", default="pw")
 

@@ -21,13 +21,14 @@ from .bounces.reasons import Kind, Reason, classify_reply
 from .bulk import bulk_update_rows
 from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
+from .queueing import enqueue_destination, pending_clear
 from .retry import next_attempt
 from .return_path import return_path, return_path_host
 from .signing import SigningKey, dkim_sign_all
 from .signing_keys import active_keys, private_key
 from .smtp_client import Reply, SessionLost, SmtpSession, open_to_host
 from .suppressions import BounceFact, bounce_effects
-from .throttling import Throttle, asks_backoff, postpone, throttle_for
+from .throttling import Throttle, asks_backoff, postpone, throttle_for, wake_schedule
 from .tracking import tracked_copies
 
 log = logging.getLogger(__name__)
@@ -397,43 +398,74 @@ def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
 def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: list[str] | None = None) -> int:
     """This batch, then more queued recipients of the same destination over the same connection.
 
-    Messages submitted one at a time (SMTP, the single-message API) arrive as one task each; whichever worker
-    holds a connection to their destination takes the others along (claiming them exactly as their own tasks
-    would, so those tasks find nothing left), up to POSTWERK_DELIVERY_DRAIN recipients per task.
+    Messages submitted one at a time (SMTP, the single-message API) share a pending task per destination
+    (sending.queueing): the task takes its own ids and then whatever else is queued there, claiming them exactly
+    as their own tasks would, up to POSTWERK_DELIVERY_DRAIN recipients per task.
 
-    `waiting`: ids not claimed yet, claimed here only as far as the destination's throttle admits them.
+    `waiting` (a task naming its destination): ids not claimed yet, claimed here only as far as the
+    destination's throttle admits them.
     """
     route = mx_route(domain)
     throttle = throttle_for(domain, route.hosts)
     connection = Connection(route, throttle)
-    handled = 0
+    handled, drained = 0, True
     try:
         if waiting is not None:
-            recipients = claim_admitted(throttle, waiting or queued_for(domain, settings.POSTWERK_DELIVERY_BATCH))
+            # Before the queue is read: what commits from now on publishes a task of its own.
+            pending_clear(domain)
+            recipients = claim_first(throttle, domain, waiting)
         elif recipients and throttle.limited:  # claimed by a caller that did not name the destination
             admitted = throttle.admit(len(recipients))
             postpone(domain, [r.pk for r in recipients[admitted:]], throttle.retry_at, claimed=True)
             recipients = recipients[:admitted]
         while recipients:
-            try:
-                outcomes = deliver_to_domain(connection, recipients)
-            except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
-                log.exception("delivery to %s failed", domain)
-                outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in recipients]
-                connection.failed, connection.held_back = True, []
-            record_outcomes(outcomes)
-            if connection.held_back:
-                postpone(domain, [r.pk for r in connection.held_back], throttle.retry_at, claimed=True)
-                connection.held_back = []
-            handled += len(outcomes)
-            connection.after_batch(len(outcomes))
+            handled += deliver_batch(connection, domain, recipients)
             room = settings.POSTWERK_DELIVERY_DRAIN - handled
             if room <= 0 or not connection.usable:
+                drained = False
                 break
             recipients = claim_admitted(throttle, queued_for(domain, min(room, settings.POSTWERK_DELIVERY_BATCH)))
     finally:
         connection.close()
+    if waiting is not None:
+        follow_up(domain, throttle, drained)
     return handled
+
+
+def deliver_batch(connection: Connection, domain: str, recipients: list[Recipient]) -> int:
+    """Send one claimed batch and record its outcomes; returns how many recipients it handled."""
+    try:
+        outcomes = deliver_to_domain(connection, recipients)
+    except Exception as exc:  # a bug must not strand the batch in `sending`: defer it and say why
+        log.exception("delivery to %s failed", domain)
+        outcomes = [Outcome(r, Reply(451, "4.3.0", f"internal error: {exc}")) for r in recipients]
+        connection.failed, connection.held_back = True, []
+    record_outcomes(outcomes)
+    if connection.held_back:
+        postpone(domain, [r.pk for r in connection.held_back], connection.throttle.retry_at, claimed=True)
+        connection.held_back = []
+    connection.after_batch(len(outcomes))
+    return len(outcomes)
+
+
+def claim_first(throttle: Throttle, domain: str, waiting: list[str]) -> list[Recipient]:
+    """The task's own ids; when another worker took them all, queued ones of the destination instead, since
+    recipients submitted meanwhile may have skipped publishing because this task was pending."""
+    recipients = claim_admitted(throttle, waiting) if waiting else []
+    if recipients or throttle.retry_at is not None:  # a refusal already postponed them and scheduled a wake-up
+        return recipients
+    return claim_admitted(throttle, queued_for(domain, settings.POSTWERK_DELIVERY_BATCH))
+
+
+def follow_up(domain: str, throttle: Throttle, drained: bool) -> None:
+    """After a task stopped before its destination's queue was empty, the task that takes the rest.
+
+    The throttle said "not now" (back-off, rate, slot): a wake-up then, not before. Otherwise (drain limit,
+    connection failure) one more task now, unless one is pending already."""
+    if throttle.retry_at is not None:
+        wake_schedule(domain, throttle.retry_at)
+    elif not drained:
+        enqueue_destination(domain)
 
 
 def claim_admitted(throttle: Throttle, recipient_ids: list[str]) -> list[Recipient]:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 
 log = logging.getLogger(__name__)
@@ -18,29 +19,106 @@ log = logging.getLogger(__name__)
 def enqueue(refs: Iterable[tuple[str, str]]) -> int:
     """Publish delivery tasks for (recipient id, destination domain) pairs; returns tasks published.
 
+    A destination with less than a full batch here gets a task only if none is pending for it already (see
+    pending_claim): the pending one drains every queued recipient of its destination, these included. Full
+    batches are always published, so a large request still spreads over several workers.
+
     A failure to publish is logged, not raised: the rows are committed, and the sweep enqueues them again
     once their lease runs out.
     """
-    from .tasks import deliver
-
     by_domain: dict[str, list[str]] = defaultdict(list)
     for recipient_id, domain in refs:
         by_domain[domain].append(recipient_id)
     size = settings.POSTWERK_DELIVERY_BATCH
-    published = buffered = 0
+    claimed = pending_claim(list(by_domain))
+    tasks = [
+        (domain, ids[start : start + size])
+        for domain, ids in by_domain.items()
+        if domain in claimed or len(ids) >= size
+        for start in range(0, len(ids), size)
+    ]
+    if not tasks:
+        return 0
+    if not _publish(tasks):
+        pending_release(claimed)  # no task is on its way after all: the next submission must publish one
+        return 0
+    return len(tasks)
+
+
+def enqueue_destination(domain: str) -> bool:
+    """A task for "whatever is queued at this destination", unless one is pending already; True if published.
+
+    For a worker that stops draining a destination before its queue is empty: recipients that skipped
+    publishing because its task was pending must not wait for their enqueue lease."""
+    if domain not in pending_claim([domain]):
+        return False
+    if not _publish([(domain, [])]):
+        pending_release([domain])
+        return False
+    return True
+
+
+def _publish(tasks: list[tuple[str, list[str]]]) -> bool:
+    from .tasks import deliver
+
     try:
         # producer.batch(): kombu sends the tasks in one Redis pipeline as the block ends, one round trip instead
         # of one per task (a transport that cannot batch publishes one by one, as before).
         with deliver.app.producer_or_acquire() as producer, producer.batch():
-            for domain, ids in by_domain.items():
-                for start in range(0, len(ids), size):
-                    # The destination rides along so its throttle is asked before anything is claimed.
-                    deliver.apply_async(args=[ids[start : start + size]], kwargs={"domain": domain}, producer=producer)
-                    buffered += 1
-        published = buffered  # sent only once the batch is flushed
+            for domain, ids in tasks:
+                # The destination rides along so its throttle is asked before anything is claimed.
+                deliver.apply_async(args=[ids], kwargs={"domain": domain}, producer=producer)
     except Exception:  # any broker error: the database keeps the truth and the sweep will retry
         log.exception("could not publish delivery tasks; the sweep will enqueue them later")
-    return published
+        return False
+    return True
+
+
+# --- at most one pending task per destination ---------------------------------------------------------------
+#
+# Why this is safe: a publisher looks at the marker only after its rows are committed, and a worker clears the
+# marker (pending_clear) before it reads its destination's queue. So a publisher that sees the marker set sees
+# it before the clear of some task still to drain, and that drain finds its rows. A task lost with its marker
+# set (dead publisher, lost broker message) holds publishing back for the marker's TTL at most; rows skipped
+# meanwhile are published by the sweep once their enqueue lease runs out, as after any lost task.
+
+
+def _marker(domain: str) -> str:
+    return f"delivery-pending:{settings.POSTWERK_DELIVERY_PENDING_NAMESPACE}:{domain}"
+
+
+def pending_claim(domains: list[str]) -> set[str]:
+    """The destinations for which the caller is to publish a task: the ones whose marker it just set.
+
+    On any cache error, all of them (an extra task costs little; a skipped one would wait for the sweep)."""
+    ttl = settings.POSTWERK_DELIVERY_PENDING_TTL
+    if ttl <= 0 or not domains:
+        return set(domains)
+    keys = {_marker(domain): domain for domain in domains}
+    try:
+        # One round trip for all; under load most markers are set, and add() is only asked for the others.
+        already = cache.get_many(list(keys))
+        return {domain for key, domain in keys.items() if key not in already and cache.add(key, 1, ttl)}
+    except Exception:
+        log.warning("delivery markers unavailable; publishing without dedupe", exc_info=True)
+        return set(domains)
+
+
+def pending_release(domains: Iterable[str]) -> None:
+    """Clear destinations' markers: their task is being run (before its queue is read), or was never sent."""
+    if settings.POSTWERK_DELIVERY_PENDING_TTL <= 0:
+        return
+    keys = [_marker(domain) for domain in domains]
+    if not keys:
+        return
+    try:
+        cache.delete_many(keys)
+    except Exception:  # the marker then runs out by itself
+        log.warning("could not clear delivery markers", exc_info=True)
+
+
+def pending_clear(domain: str) -> None:
+    pending_release([domain])
 
 
 def enqueue_after_commit(refs: list[tuple[str, str]]) -> None:

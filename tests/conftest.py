@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -59,6 +60,8 @@ def postwerk_network(settings, dns_server: DnsServer, mx_port: int) -> Iterator[
     settings.POSTWERK_SMTP_COMMAND_TIMEOUT = 5.0
     settings.POSTWERK_HOSTNAME = "mta.postwerk.example"
     settings.POSTWERK_RETURN_PATH_DOMAIN = "bounces.postwerk.example"
+    # Delivery markers live in the cache, outside the rolled-back database: each test gets its own.
+    settings.POSTWERK_DELIVERY_PENDING_NAMESPACE = uuid.uuid4().hex
     postwerk_dns.clear_caches()
     dns_server.clear()
     yield dns_server
