@@ -241,8 +241,10 @@ class Soak(send_api.Bench):
             last = self.samples[-1]
             growth = {g: round(last["rss_mb"].get(g, 0) - mb, 1) for g, mb in first["rss_mb"].items()}
         drift = None
-        if len(per_minute) >= 2 and per_minute[0].get("p99"):
-            drift = round(per_minute[-1]["p99"] / per_minute[0]["p99"], 2)
+        # Whole minutes of the steady load only: a trailing minute holds just the stragglers of the last second.
+        full = [m for m in per_minute if m["minute"] <= max(1, int(a.duration // 60))]
+        if len(full) >= 2 and full[0].get("p99"):
+            drift = round(full[-1]["p99"] / full[0]["p99"], 2)
         checks = {
             "no_errors": not self.errors,
             "all_delivered": states.get("delivered", 0) == total and sum(states.values()) == total,
