@@ -973,7 +973,8 @@ class BaseBench:
             out = out_dir / f"{group.replace(' ', '-')}.txt"
             proc = self.procs.start(
                 f"py-spy {group}",
-                [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--nolineno",
+                # --gil: only threads holding the GIL, i.e. where the CPU goes, not threads waiting on sockets.
+                [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking", "--nolineno", "--gil",
                  "--format", "raw", "--rate", "100", "--output", str(out)],
                 env=dict(os.environ),
                 log_path=self.tmp / f"py-spy-{group.replace(' ', '-')}.log",

@@ -117,7 +117,9 @@ if EMBEDDED:
     DATABASES["default"]["TEST"] = {"NAME": str(_db_path.with_name(f"test_{_db_path.name}"))}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("XHEALTH", default=True)
+    if env.bool("XSSB", default=False):
+        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
     # Lets two test runs share one PostgreSQL server without dropping each other's test database.
     if _test_db_name := env.str("POSTWERK_TEST_DB_NAME", default=""):
         DATABASES["default"]["TEST"] = {"NAME": _test_db_name}
@@ -198,6 +200,11 @@ POSTWERK_DELIVERY_DRAIN = env.int("POSTWERK_DELIVERY_DRAIN", default=500)
 # queue anyway). Its TTL bounds how long a marker whose task was lost holds publishing back (then the enqueue lease
 # and the sweep take over, as after any lost task); 0 turns the dedupe off.
 POSTWERK_DELIVERY_PENDING_TTL = env.int("POSTWERK_DELIVERY_PENDING_TTL", default=5)  # whole seconds (Redis)
+# A destination whose delivery task started within the last second is busy: a task published for it with fewer
+# than a batch of recipients waits this long before it runs, so a steady stream (SMTP submission, single API
+# sends) reaches the worker as one batch per interval instead of a task, a claim and a commit per message. An
+# idle destination's first message goes at once. Seconds; 0 turns it off.
+POSTWERK_DELIVERY_COALESCE = env.float("POSTWERK_DELIVERY_COALESCE", default=0.5)
 # Part of the marker's key: tests give each test its own, so a marker left by one cannot hold back the next.
 POSTWERK_DELIVERY_PENDING_NAMESPACE = env.str("POSTWERK_DELIVERY_PENDING_NAMESPACE", default="")
 POSTWERK_IDEMPOTENCY_TTL = env.int("POSTWERK_IDEMPOTENCY_TTL", default=24 * 3600)

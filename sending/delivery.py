@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from . import oplog
 from .bounces.reasons import Kind, Reason, classify_reply
 from .bulk import bulk_update_rows
+from .claiming import claim, claim_queued
 from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from .queueing import enqueue_destination, pending_clear
@@ -43,41 +43,6 @@ class Outcome:
     tls_verification: str = ""  # verified, failed: <why>, none (sending.tls_verify); "" when no session
     # A permanent failure that is ours, not the receiver's (e.g. the message cannot be signed): `failed`.
     internal: bool = False
-
-
-# --- claim ------------------------------------------------------------------------------------------------
-
-
-def claim(recipient_ids: list[str]) -> list[Recipient]:
-    """Move queued recipients to `sending` and return the ones this call won (none if another worker did)."""
-    token, now = uuid.uuid4(), timezone.now()
-    with transaction.atomic():
-        won = Recipient.objects.filter(id__in=recipient_ids, state=RecipientState.QUEUED).update(
-            state=RecipientState.SENDING,
-            claim_token=token,
-            sending_since=now,
-            updated_at=now,
-            attempts=F("attempts") + 1,
-            event_seq=F("event_seq") + 1,  # the `sent` event below
-        )
-        if not won:
-            return []
-        recipients = list(
-            Recipient.objects.filter(id__in=recipient_ids, claim_token=token).select_related("message__domain")
-        )
-        Event.objects.bulk_create(
-            Event(
-                organization_id=r.organization_id,
-                message_id=r.message_id,
-                recipient=r,
-                type=EventType.SENT,
-                created_at=now,
-                details={"address": r.address, "attempt": r.attempts},
-                sequence=r.event_seq,
-            )
-            for r in recipients
-        )
-    return recipients
 
 
 # --- sign -------------------------------------------------------------------------------------------------
@@ -267,11 +232,24 @@ def send_message(
 
 
 def record_outcomes(outcomes: list[Outcome]) -> None:
-    """Write each recipient's new state and its event, in one transaction for the whole batch."""
+    """Write each recipient's new state, its `sent` event and its outcome's event, in one transaction for the
+    whole batch."""
     now = timezone.now()
     events, bounces = [], []
     for o in outcomes:
         r = o.recipient
+        # The attempt's `sent` event, at the claim's time and with the sequence number the claim reserved.
+        events.append(
+            Event(
+                organization_id=r.organization_id,
+                message_id=r.message_id,
+                recipient=r,
+                type=EventType.SENT,
+                created_at=r.sending_since or now,
+                details={"address": r.address, "attempt": r.attempts},
+                sequence=r.event_seq,
+            )
+        )
         r.last_code, r.last_enhanced, r.last_text = o.reply.code, o.reply.enhanced, o.reply.text[:2000]
         r.mx_host, r.tls, r.updated_at, r.sending_since, r.claim_token = o.mx_host, o.tls, now, None, None
         details = {
@@ -424,7 +402,7 @@ def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: li
             if room <= 0 or not connection.usable:
                 drained = False
                 break
-            recipients = claim_admitted(throttle, queued_for(domain, min(room, settings.POSTWERK_DELIVERY_BATCH)))
+            recipients = claim_queued_admitted(throttle, domain, min(room, settings.POSTWERK_DELIVERY_BATCH))
     finally:
         connection.close()
     if waiting is not None:
@@ -454,7 +432,7 @@ def claim_first(throttle: Throttle, domain: str, waiting: list[str]) -> list[Rec
     recipients = claim_admitted(throttle, waiting) if waiting else []
     if recipients or throttle.retry_at is not None:  # a refusal already postponed them and scheduled a wake-up
         return recipients
-    return claim_admitted(throttle, queued_for(domain, settings.POSTWERK_DELIVERY_BATCH))
+    return claim_queued_admitted(throttle, domain, settings.POSTWERK_DELIVERY_BATCH)
 
 
 def follow_up(domain: str, throttle: Throttle, drained: bool) -> None:
@@ -481,6 +459,13 @@ def claim_admitted(throttle: Throttle, recipient_ids: list[str]) -> list[Recipie
     won = claim(recipient_ids[:admitted])
     throttle.refund(admitted - len(won))
     return won
+
+
+def claim_queued_admitted(throttle: Throttle, domain: str, limit: int) -> list[Recipient]:
+    """Claim queued recipients of the destination, as many as its throttle lets go now (at most `limit`)."""
+    if not throttle.limited:  # the common case: one statement finds and claims them
+        return claim_queued(domain, limit)
+    return claim_admitted(throttle, queued_for(domain, limit))
 
 
 def queued_for(domain: str, limit: int) -> list[str]:

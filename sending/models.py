@@ -115,12 +115,15 @@ class DkimKey(models.Model):
 
 class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="messages")
+    # Not indexed alone: message_org_created starts with it. Every index is paid for on each accepted message.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="messages", db_index=False)
     # Kept when the domain is deleted (after its mail has left), so history survives.
     domain = models.ForeignKey(Domain, on_delete=models.SET_NULL, null=True, related_name="messages")
-    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )  # partial index in Meta: a message has a key or a credential, never both
     smtp_credential = models.ForeignKey(
-        SmtpCredential, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        SmtpCredential, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     message_id = models.CharField(max_length=998, help_text="The Message-ID header")
     mail_from = models.CharField(max_length=320, help_text="The From address")
@@ -134,7 +137,15 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["organization", "-created_at"], name="message_org_created")]
+        indexes = [
+            models.Index(fields=["organization", "-created_at"], name="message_org_created"),
+            models.Index(fields=["api_key"], name="message_api_key", condition=models.Q(api_key__isnull=False)),
+            models.Index(
+                fields=["smtp_credential"],
+                name="message_smtp_credential",
+                condition=models.Q(smtp_credential__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id} from {self.mail_from}"
@@ -184,7 +195,8 @@ class Recipient(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="recipients")
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    # Not indexed alone: recipient_org_address starts with it.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
     address = models.CharField(max_length=320)
     # The destination: ASCII (IDNA) lower-case domain, the unit of MX lookup and connection reuse.
     domain = models.CharField(max_length=253)
@@ -220,7 +232,16 @@ class Recipient(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["state", "next_attempt_at"], name="recipient_due"),
+            # Only the rows still on their way: a delivered or bounced recipient leaves this index for good.
+            models.Index(
+                fields=["state", "next_attempt_at"],
+                name="recipient_due",
+                condition=models.Q(state__in=["queued", "deferred", "sending"]),
+            ),
+            # What a delivery task drains: its destination's queued recipients, oldest first (sending.claiming).
+            models.Index(
+                fields=["domain", "created_at"], name="recipient_queued_domain", condition=models.Q(state="queued")
+            ),
             models.Index(fields=["organization", "address"], name="recipient_org_address"),
             models.Index(
                 fields=["organization", "-finished_at"],
@@ -270,10 +291,14 @@ class EventType(models.TextChoices):
 
 
 class Event(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events")
+    # Three to four events per recipient: each index here is paid for that often. The organization's are
+    # composite (Meta); the domain's only holds the domain events.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events", db_index=False)
     message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
-    domain = models.ForeignKey(Domain, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
+    domain = models.ForeignKey(
+        Domain, on_delete=models.SET_NULL, null=True, blank=True, related_name="events", db_index=False
+    )
     type = models.CharField(max_length=40, choices=EventType.choices)
     created_at = models.DateTimeField(default=timezone.now)
     details = models.JSONField(default=dict, blank=True)
@@ -283,6 +308,7 @@ class Event(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="event_org_created"),
+            models.Index(fields=["domain"], name="event_domain", condition=models.Q(domain__isnull=False)),
             # The events API pages by id within an organization.
             models.Index(fields=["organization", "-id"], name="event_org_id"),
         ]

@@ -30,12 +30,12 @@ def enqueue(refs: Iterable[tuple[str, str]]) -> int:
     for recipient_id, domain in refs:
         by_domain[domain].append(recipient_id)
     size = settings.POSTWERK_DELIVERY_BATCH
-    claimed = pending_claim(list(by_domain))
+    claimed, busy = pending_claim_busy(list(by_domain))
     tasks = [
-        (domain, ids[start : start + size])
+        (domain, chunk, _coalesce(domain, chunk, busy))
         for domain, ids in by_domain.items()
         if domain in claimed or len(ids) >= size
-        for start in range(0, len(ids), size)
+        for chunk in (ids[start : start + size] for start in range(0, len(ids), size))
     ]
     if not tasks:
         return 0
@@ -52,22 +52,29 @@ def enqueue_destination(domain: str) -> bool:
     publishing because its task was pending must not wait for their enqueue lease."""
     if domain not in pending_claim([domain]):
         return False
-    if not _publish([(domain, [])]):
+    if not _publish([(domain, [], 0.0)]):
         pending_release([domain])
         return False
     return True
 
 
-def _publish(tasks: list[tuple[str, list[str]]]) -> bool:
+def _coalesce(domain: str, ids: list[str], busy: set[str]) -> float:
+    """Seconds a task waits before it runs: a partial batch for a busy destination gathers what follows it."""
+    if domain in busy and len(ids) < settings.POSTWERK_DELIVERY_BATCH:
+        return settings.POSTWERK_DELIVERY_COALESCE
+    return 0.0
+
+
+def _publish(tasks: list[tuple[str, list[str], float]]) -> bool:
     from .tasks import deliver
 
     try:
         # producer.batch(): kombu sends the tasks in one Redis pipeline as the block ends, one round trip instead
         # of one per task (a transport that cannot batch publishes one by one, as before).
         with deliver.app.producer_or_acquire() as producer, producer.batch():
-            for domain, ids in tasks:
+            for domain, ids, delay in tasks:
                 # The destination rides along so its throttle is asked before anything is claimed.
-                deliver.apply_async(args=[ids], kwargs={"domain": domain}, producer=producer)
+                deliver.apply_async(args=[ids], kwargs={"domain": domain}, producer=producer, countdown=delay or None)
     except Exception:  # any broker error: the database keeps the truth and the sweep will retry
         log.exception("could not publish delivery tasks; the sweep will enqueue them later")
         return False
@@ -87,21 +94,34 @@ def _marker(domain: str) -> str:
     return f"delivery-pending:{settings.POSTWERK_DELIVERY_PENDING_NAMESPACE}:{domain}"
 
 
-def pending_claim(domains: list[str]) -> set[str]:
-    """The destinations for which the caller is to publish a task: the ones whose marker it just set.
+def _active(domain: str) -> str:
+    return f"delivery-active:{settings.POSTWERK_DELIVERY_PENDING_NAMESPACE}:{domain}"
 
-    On any cache error, all of them (an extra task costs little; a skipped one would wait for the sweep)."""
+
+def pending_claim(domains: list[str]) -> set[str]:
+    """The destinations for which the caller is to publish a task: the ones whose marker it just set."""
+    return pending_claim_busy(domains)[0]
+
+
+def pending_claim_busy(domains: list[str]) -> tuple[set[str], set[str]]:
+    """(destinations whose marker the caller just set, so it publishes their task; destinations busy, whose
+    task started within the last second or so), in one cache round trip for the lookups.
+
+    On any cache error, all of them and none busy (an extra task costs little; a skipped one would wait for
+    the sweep)."""
     ttl = settings.POSTWERK_DELIVERY_PENDING_TTL
     if ttl <= 0 or not domains:
-        return set(domains)
+        return set(domains), set()
     keys = {_marker(domain): domain for domain in domains}
+    actives = {_active(domain): domain for domain in domains} if settings.POSTWERK_DELIVERY_COALESCE > 0 else {}
     try:
-        # One round trip for all; under load most markers are set, and add() is only asked for the others.
-        already = cache.get_many(list(keys))
-        return {domain for key, domain in keys.items() if key not in already and cache.add(key, 1, ttl)}
+        # Under load most markers are set, and add() is only asked for the others.
+        found = cache.get_many([*keys, *actives])
+        claimed = {domain for key, domain in keys.items() if key not in found and cache.add(key, 1, ttl)}
     except Exception:
         log.warning("delivery markers unavailable; publishing without dedupe", exc_info=True)
-        return set(domains)
+        return set(domains), set()
+    return claimed, {domain for key, domain in actives.items() if key in found}
 
 
 def pending_release(domains: Iterable[str]) -> None:
@@ -118,7 +138,14 @@ def pending_release(domains: Iterable[str]) -> None:
 
 
 def pending_clear(domain: str) -> None:
+    """A worker starts the destination's task: clear its marker, and note the destination busy for a second
+    (see POSTWERK_DELIVERY_COALESCE)."""
     pending_release([domain])
+    if settings.POSTWERK_DELIVERY_PENDING_TTL > 0 and settings.POSTWERK_DELIVERY_COALESCE > 0:
+        try:
+            cache.set(_active(domain), 1, 1)
+        except Exception:  # only batching is lost
+            log.warning("could not mark a destination busy", exc_info=True)
 
 
 def enqueue_after_commit(refs: list[tuple[str, str]]) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .models import Recipient, RecipientState
@@ -29,8 +30,14 @@ class SweepReport:
 def sweep(now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
     stuck_before = now - timedelta(seconds=settings.POSTWERK_SENDING_TIMEOUT)
+    # A dead worker's attempt still counts; the `sent` event it never wrote gives its sequence number back.
     rescued = Recipient.objects.filter(state=RecipientState.SENDING, sending_since__lt=stuck_before).update(
-        state=RecipientState.QUEUED, sending_since=None, claim_token=None, next_attempt_at=now, updated_at=now
+        state=RecipientState.QUEUED,
+        sending_since=None,
+        claim_token=None,
+        next_attempt_at=now,
+        updated_at=now,
+        event_seq=F("event_seq") - 1,
     )
     lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
     with transaction.atomic():

@@ -382,12 +382,19 @@ def throttle_for(domain: str, mx_hosts: list[str]) -> Throttle:
 def postpone(domain: str, recipient_ids: list, until: datetime | None, *, claimed: bool = False) -> int:
     """Put recipients back to wait until `until` (now when None), not counted as an attempt, and schedule a
     delivery task for the destination then. `claimed`: they were claimed but never attempted (a back-off came
-    first); their `sent` event stays, so the next claim's `sent` carries the same attempt number."""
+    first); the attempt and the `sent` event's sequence number the claim reserved are given back (the event is
+    written only with an outcome), so the next claim's `sent` carries the same attempt number."""
     now = timezone.now()
     until = until or now
     fields: dict[str, object] = {"next_attempt_at": until, "updated_at": now}
     if claimed:
-        fields.update(state=RecipientState.QUEUED, attempts=F("attempts") - 1, claim_token=None, sending_since=None)
+        fields.update(
+            state=RecipientState.QUEUED,
+            attempts=F("attempts") - 1,
+            event_seq=F("event_seq") - 1,
+            claim_token=None,
+            sending_since=None,
+        )
     state = RecipientState.SENDING if claimed else RecipientState.QUEUED
     moved = Recipient.objects.filter(id__in=recipient_ids, state=state).update(**fields)
     if moved:

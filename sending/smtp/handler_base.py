@@ -9,7 +9,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from .protocol import PostwerkSMTP
 
@@ -17,13 +17,24 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, nothing was accepted; try agai
 
 
 def run_db(fn, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-    """Run a database call in a worker thread, with a fresh connection if the old one went stale."""
+    """Run a database call in a worker thread, with a fresh connection if the old one failed."""
 
     def call():  # type: ignore[no-untyped-def]
-        close_old_connections()
+        db_ready()
         return fn(*args, **kwargs)
 
     return asyncio.to_thread(call)
+
+
+def db_ready() -> None:
+    """Before a database call in a long-lived server thread: replace this thread's connection if its last use
+    failed (the database restarted, say).
+
+    Not close_old_connections() on every call: with CONN_HEALTH_CHECKS that costs a `SELECT 1` round trip before
+    each message's queries. A connection that broke unnoticed fails one call (451, try again later), which marks
+    it, and the next call here replaces it."""
+    if connection.errors_occurred:
+        close_old_connections()
 
 
 class BaseHandler:

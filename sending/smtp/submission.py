@@ -15,7 +15,7 @@ from typing import Any
 
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from accounts.models import SmtpCredential
 from accounts.services import smtp_credential_authenticate, smtp_credential_for_network
@@ -26,7 +26,7 @@ from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_p
 from ..submission import Prepared
 from . import auth_limits
 from .group_commit import GroupCommit
-from .handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
+from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, protocol, run_db
 from .protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ _auth_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smtp-auth")
 
 
 def _check_credentials(username: str, password: str, ip: str | None) -> SmtpCredential | None | str:
-    close_old_connections()
+    db_ready()
     if auth_limits.locked_out(ip, username):
         return "locked"
     return smtp_credential_authenticate(username=username, password=password, peer_ip=ip)
@@ -79,7 +79,7 @@ def message_committer(publisher: BackgroundPublisher | None = None) -> GroupComm
     With a `publisher`, delivery tasks are published from its thread instead of before the group's 250s."""
 
     def store(prepared: Sequence[Prepared]) -> None:
-        close_old_connections()
+        db_ready()
         if publisher is None:
             smtp_messages_store(prepared)
             return
