@@ -48,6 +48,12 @@ HOSTILE = [
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
 
+@pytest.fixture(autouse=True)
+def _unlimited_rate(settings):  # type: ignore[no-untyped-def]
+    """Hundreds of requests a second here: the per-key rate limit is not what these tests are about."""
+    settings.POSTWERK_API_RATE_LIMIT = 0
+
+
 def base(**overrides: object) -> dict:
     body: dict = {
         "from": "Acme <hello@acme.example>",
