@@ -38,14 +38,19 @@ def claim_queued(domain: str, limit: int) -> list[Recipient]:
         f"SELECT {_q('id')} FROM {_table()} WHERE {_q('state')} = %s AND {_q('domain')} = %s"  # noqa: S608
         f" ORDER BY {_q('created_at')} LIMIT %s{lock}"
     )
-    return _claim(f"{_q('id')} IN ({oldest})", [RecipientState.QUEUED, domain, limit])
+    # Materialised first: as a plain subquery PostgreSQL may run it more than once during the UPDATE, and with
+    # SKIP LOCKED each run finds other rows, so more than `limit` were claimed.
+    picked = f"{_q('id')} IN (SELECT {_q('id')} FROM picked)"  # noqa: S608
+    return _claim(
+        picked, [], with_=(f"WITH picked AS MATERIALIZED ({oldest}) ", [RecipientState.QUEUED, domain, limit])
+    )
 
 
-def _claim(where: str, params: list) -> list[Recipient]:
+def _claim(where: str, params: list, with_: tuple[str, list] = ("", [])) -> list[Recipient]:
     token, now = uuid.uuid4(), timezone.now()
     columns = ", ".join(_q(f.column) for f in Recipient._meta.concrete_fields)
     sql = (
-        f"UPDATE {_table()} SET {_q('state')} = %s, {_q('claim_token')} = %s, {_q('sending_since')} = %s,"  # noqa: S608
+        f"{with_[0]}UPDATE {_table()} SET {_q('state')} = %s, {_q('claim_token')} = %s, {_q('sending_since')} = %s,"  # noqa: S608
         f" {_q('updated_at')} = %s, {_q('attempts')} = {_q('attempts')} + 1,"
         f" {_q('event_seq')} = {_q('event_seq')} + 1"  # reserved for the `sent` event
         f" WHERE {where} AND {_q('state')} = %s RETURNING {columns}"
@@ -53,7 +58,9 @@ def _claim(where: str, params: list) -> list[Recipient]:
     token_db = Recipient._meta.get_field("claim_token").get_db_prep_value(token, connection)
     now_db = connection.ops.adapt_datetimefield_value(now)
     recipients = list(
-        Recipient.objects.raw(sql, [RecipientState.SENDING, token_db, now_db, now_db, *params, RecipientState.QUEUED])
+        Recipient.objects.raw(
+            sql, [*with_[1], RecipientState.SENDING, token_db, now_db, now_db, *params, RecipientState.QUEUED]
+        )
     )
     if recipients:
         messages = Message.objects.select_related("domain").in_bulk({r.message_id for r in recipients})
