@@ -5,9 +5,22 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import worker_init
+from django.db import DEFAULT_DB_ALIAS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("postwerk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _no_health_check_per_task(**_: object) -> None:
+    """Celery's Django fixup runs close_old_connections() around every task; with CONN_HEALTH_CHECKS that means a
+    `SELECT 1` round trip before each task's first query. Workers do without: a connection whose query failed is
+    still tested and replaced by that same hook, so a restarted database costs one failed task (retried by the
+    sweep), not a check per task. Every connection this process opens shares this settings dict."""
+    from django.db import connections
+
+    connections.settings[DEFAULT_DB_ALIAS]["CONN_HEALTH_CHECKS"] = False
