@@ -81,16 +81,3 @@ def test_return_path_maps_back_to_its_delivery_and_cannot_be_forged():
     assert recipient_id_from_return_path(forged) is None
     assert recipient_id_from_return_path(f"b-{uuid.uuid4().hex}{'0' * 12}@{domain}") is None
     assert recipient_id_from_return_path("someone@example.com") is None
-
-
-def test_openssl_rsa_step_is_byte_identical_to_dkimpy_pure_python():
-    import hashlib
-
-    import dkim.crypto
-
-    from sending import signing
-
-    pair = generate_rsa_keypair()
-    parsed = dkim.crypto.parse_pem_private_key(pair.private_pem)
-    digest = hashlib.sha256(b"the canonicalised headers")
-    assert signing._rsa_sign_openssl(digest, parsed) == dkim.crypto.RSASSA_PKCS1_v1_5_sign(digest, parsed)
