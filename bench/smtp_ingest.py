@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--messages", type=int, default=2000, help="messages to submit (smtp-source -m)")
     p.add_argument("--sessions", type=int, default=20, help="concurrent SMTP client sessions (smtp-source -s)")
     p.add_argument(
+        "--smtp-processes", type=int, default=1, help="smtpserver --processes: server processes on the one port"
+    )
+    p.add_argument(
         "--per-session",
         type=int,
         default=10,
@@ -337,7 +340,13 @@ class Bench(BaseBench):
         )
         proc = self.procs.start(
             "smtpserver",
-            [harness.PYTHON, str(harness.ROOT / "manage.py"), "smtpserver"],
+            [
+                harness.PYTHON,
+                str(harness.ROOT / "manage.py"),
+                "smtpserver",
+                "--processes",
+                str(self.args.smtp_processes),
+            ],
             env=self.env,
             log_path=self.tmp / "smtpserver.log",
         )

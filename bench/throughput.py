@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--domains", type=int, default=20, help="recipient domains")
     p.add_argument("--body-size", type=int, default=2048, help="bytes of body per message")
     p.add_argument("--sessions", type=int, default=20, help="smtp-source sessions (SMTP paths)")
+    p.add_argument("--smtp-processes", type=int, default=1, help="smtpserver processes sharing the port (SMTP paths)")
     p.add_argument("--clients", type=int, default=4, help="API client threads")
     p.add_argument("--batch", type=int, default=500, help="messages per batch request (0 = POST /api/v1/messages)")
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
@@ -126,7 +127,7 @@ def command(args: argparse.Namespace, path: str, run: int = 1) -> list[str]:
         argv += ["--clients", str(args.clients), "--batch", str(args.batch)]
         argv += ["--web-workers", str(args.web_workers), "--web-threads", str(args.web_threads)]
     else:
-        argv += ["--sessions", str(args.sessions)]
+        argv += ["--sessions", str(args.sessions), "--smtp-processes", str(args.smtp_processes)]
     return argv
 
 
@@ -312,7 +313,7 @@ def print_report(args: argparse.Namespace, results: dict[str, list[dict]], summa
     say(
         f"  Postwerk: PostgreSQL + Redis; celery {args.workers} x -P {args.pool} -c {args.concurrency}; API: "
         f"{args.clients} clients, batch {args.batch}, gunicorn {args.web_workers}x{args.web_threads}; SMTP: "
-        f"smtp-source {args.sessions} sessions, trusted network"
+        f"smtp-source {args.sessions} sessions, trusted network, smtpserver x{args.smtp_processes}"
     )
     say(f"  Postfix: private instance, default queue fsync, relayhost = the sink; smtp-source {args.sessions} sessions")
     say(f"  every path: smtp-sink on 127.0.0.2 as the MX of all {args.domains} domains; results in {args.out}")

@@ -254,6 +254,8 @@ POSTWERK_SMTP_AUTH_MAX_FAILURES = env.int("POSTWERK_SMTP_AUTH_MAX_FAILURES", def
 POSTWERK_SMTP_AUTH_FAILURE_WINDOW = env.int("POSTWERK_SMTP_AUTH_FAILURE_WINDOW", default=900)
 # Most messages one SMTP server process stores in one transaction (its group commit; 1: one per message).
 POSTWERK_SMTP_COMMIT_GROUP = env.int("POSTWERK_SMTP_COMMIT_GROUP", default=100)
+# `manage.py smtpserver` processes sharing the listening ports (SO_REUSEPORT): one core each.
+POSTWERK_SMTP_PROCESSES = env.int("POSTWERK_SMTP_PROCESSES", default=1)
 # Networks that may submit without AUTH, each as the credential it stands for: "CIDR=username" (e.g. a Postfix
 # smarthost or a load generator). Empty by default: every submission authenticates.
 POSTWERK_SMTP_TRUSTED_NETWORKS = env.list("POSTWERK_SMTP_TRUSTED_NETWORKS", default=[])

@@ -77,8 +77,10 @@ def tls_context() -> ssl.SSLContext:
 class SmtpServer:
     """The configured listeners on one asyncio loop, run in a background thread or the foreground."""
 
-    def __init__(self, listeners: list[Listener] | None = None) -> None:
+    def __init__(self, listeners: list[Listener] | None = None, *, reuse_port: bool = False) -> None:
         self.listeners = configured_listeners() if listeners is None else listeners
+        # Several server processes on the same ports (`smtpserver --processes`): the kernel spreads connections.
+        self.reuse_port = reuse_port
         self.bound: dict[str, tuple[str, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._servers: list[asyncio.base_events.Server] = []
@@ -103,6 +105,7 @@ class SmtpServer:
                 listener.port,
                 ssl=context if listener.implicit_tls else None,
                 reuse_address=True,
+                reuse_port=self.reuse_port or None,
             )
             self._servers.append(server)
             self.bound[listener.name] = server.sockets[0].getsockname()[:2]
