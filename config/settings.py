@@ -117,9 +117,7 @@ if EMBEDDED:
     DATABASES["default"]["TEST"] = {"NAME": str(_db_path.with_name(f"test_{_db_path.name}"))}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("XHEALTH", default=True)
-    if env.bool("XSSB", default=False):
-        DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Lets two test runs share one PostgreSQL server without dropping each other's test database.
     if _test_db_name := env.str("POSTWERK_TEST_DB_NAME", default=""):
         DATABASES["default"]["TEST"] = {"NAME": _test_db_name}

@@ -24,6 +24,8 @@ def claim(recipient_ids: Sequence[str | uuid.UUID]) -> list[Recipient]:
         return []
     pk = Recipient._meta.pk
     ids = [pk.get_db_prep_value(uuid.UUID(str(i)), connection) for i in recipient_ids]
+    if connection.vendor == "postgresql":  # one statement text whatever the count: PostgreSQL plans it once
+        return _claim(f"{_q('id')} = ANY(%s::uuid[])", [ids])
     return _claim(f"{_q('id')} IN ({', '.join(['%s'] * len(ids))})", ids)
 
 
@@ -32,35 +34,36 @@ def claim_queued(domain: str, limit: int) -> list[Recipient]:
     is claiming are skipped rather than waited for; SQLite has one writer at a time anyway."""
     if limit < 1:
         return []
-    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    params = [RecipientState.QUEUED, domain, limit]
     # Names from the model's meta, values as parameters.
     oldest = (
         f"SELECT {_q('id')} FROM {_table()} WHERE {_q('state')} = %s AND {_q('domain')} = %s"  # noqa: S608
-        f" ORDER BY {_q('created_at')} LIMIT %s{lock}"
+        f" ORDER BY {_q('created_at')} LIMIT %s"
     )
-    # Materialised first: as a plain subquery PostgreSQL may run it more than once during the UPDATE, and with
-    # SKIP LOCKED each run finds other rows, so more than `limit` were claimed.
-    picked = f"{_q('id')} IN (SELECT {_q('id')} FROM picked)"  # noqa: S608
-    return _claim(
-        picked, [], with_=(f"WITH picked AS MATERIALIZED ({oldest}) ", [RecipientState.QUEUED, domain, limit])
-    )
+    if connection.vendor != "postgresql":
+        return _claim(f"{_q('id')} IN ({oldest})", params)
+    # The ids first, as an array (an InitPlan run once), then the UPDATE by primary key. As `id IN (subquery)`
+    # PostgreSQL may run the subquery more than once (with SKIP LOCKED each run finds other rows, so more than
+    # `limit` were claimed), or hash-join it against every queued row of every destination.
+    # No second `state` test outside: the rows are locked and still queued, and the planner would take it as a
+    # reason to scan the queued-rows index instead of the primary key.
+    return _claim(f"{_q('id')} = ANY(ARRAY({oldest} FOR UPDATE SKIP LOCKED))", params, locked=True)
 
 
-def _claim(where: str, params: list, with_: tuple[str, list] = ("", [])) -> list[Recipient]:
+def _claim(where: str, params: list, *, locked: bool = False) -> list[Recipient]:
     token, now = uuid.uuid4(), timezone.now()
     columns = ", ".join(_q(f.column) for f in Recipient._meta.concrete_fields)
     sql = (
-        f"{with_[0]}UPDATE {_table()} SET {_q('state')} = %s, {_q('claim_token')} = %s, {_q('sending_since')} = %s,"  # noqa: S608
+        f"UPDATE {_table()} SET {_q('state')} = %s, {_q('claim_token')} = %s, {_q('sending_since')} = %s,"  # noqa: S608
         f" {_q('updated_at')} = %s, {_q('attempts')} = {_q('attempts')} + 1,"
         f" {_q('event_seq')} = {_q('event_seq')} + 1"  # reserved for the `sent` event
-        f" WHERE {where} AND {_q('state')} = %s RETURNING {columns}"
+        f" WHERE {where}{'' if locked else ' AND ' + _q('state') + ' = %s'} RETURNING {columns}"
     )
+    still_queued = [] if locked else [RecipientState.QUEUED]
     token_db = Recipient._meta.get_field("claim_token").get_db_prep_value(token, connection)
     now_db = connection.ops.adapt_datetimefield_value(now)
     recipients = list(
-        Recipient.objects.raw(
-            sql, [*with_[1], RecipientState.SENDING, token_db, now_db, now_db, *params, RecipientState.QUEUED]
-        )
+        Recipient.objects.raw(sql, [RecipientState.SENDING, token_db, now_db, now_db, *params, *still_queued])
     )
     if recipients:
         messages = Message.objects.select_related("domain").in_bulk({r.message_id for r in recipients})
