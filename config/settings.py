@@ -210,7 +210,7 @@ POSTWERK_DELIVERY_PENDING_TTL = env.int("POSTWERK_DELIVERY_PENDING_TTL", default
 # than a batch of recipients waits this long before it runs, so a steady stream (SMTP submission, single API
 # sends) reaches the worker as one batch per interval instead of a task, a claim and a commit per message. An
 # idle destination's first message goes at once. Seconds; 0 turns it off.
-POSTWERK_DELIVERY_COALESCE = env.float("POSTWERK_DELIVERY_COALESCE", default=0.5)
+POSTWERK_DELIVERY_COALESCE = env.float("POSTWERK_DELIVERY_COALESCE", default=1.0)
 # Part of the marker's key: tests give each test its own, so a marker left by one cannot hold back the next.
 POSTWERK_DELIVERY_PENDING_NAMESPACE = env.str("POSTWERK_DELIVERY_PENDING_NAMESPACE", default="")
 POSTWERK_IDEMPOTENCY_TTL = env.int("POSTWERK_IDEMPOTENCY_TTL", default=24 * 3600)

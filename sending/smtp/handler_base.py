@@ -9,6 +9,7 @@ from typing import Any
 
 from aiosmtpd.smtp import Envelope, Session
 from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import close_old_connections, connection
 
 from .protocol import PostwerkSMTP
@@ -24,6 +25,19 @@ def run_db(fn, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
         return fn(*args, **kwargs)
 
     return asyncio.to_thread(call)
+
+
+async def run_maybe_db(fn, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+    """A read-only check that usually needs no query (its lookups are memoised): run it on the event loop, and
+    only when it does reach for the database, again from the start in a worker thread (run_db).
+
+    Django refuses any query on the event loop with SynchronousOnlyOperation before it is sent, so nothing is
+    half done; `fn` must have no side effects but its caches. The thread hop this saves (a future, a wake-up of
+    the loop, two GIL hand-overs) was a tenth of the SMTP server's time per message."""
+    try:
+        return fn(*args, **kwargs)
+    except SynchronousOnlyOperation:
+        return await run_db(fn, *args, **kwargs)
 
 
 def db_ready() -> None:

@@ -26,7 +26,7 @@ from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_p
 from ..submission import Prepared
 from . import auth_limits
 from .group_commit import GroupCommit
-from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, protocol, run_db
+from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, protocol, run_db, run_maybe_db
 from .protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class SubmissionHandler(BaseHandler):
         if await overload.overloaded_async():
             return overload.SMTP_MAIL_REPLY
         try:
-            await run_db(check_sender, credential, address)
+            await run_maybe_db(check_sender, credential, address)
         except Refused as refused:
             return refused.reply
         except DatabaseError:
@@ -139,7 +139,7 @@ class SubmissionHandler(BaseHandler):
     async def handle_DATA(self, server: PostwerkSMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
-            prepared = await run_db(
+            prepared = await run_maybe_db(
                 smtp_message_prepare,
                 credential=session.auth_data,
                 mail_from=envelope.mail_from,
