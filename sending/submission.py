@@ -197,7 +197,10 @@ def messages_submit(
     messages = [p.message for p in prepared]
     recipients = [r for p in prepared for r in p.recipients]
     try:
-        with transaction.atomic():
+        # No savepoint inside the SMTP group commit's transaction (two round trips per group): a failure there
+        # fails the whole group anyway, which then retries message by message. An idempotency key's duplicate
+        # must leave a surrounding transaction usable for the lookup below, so it keeps one.
+        with transaction.atomic(savepoint=idempotency is not None):
             if idempotency is not None:
                 IdempotencyKey.objects.create(
                     organization=organization,
