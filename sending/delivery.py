@@ -387,22 +387,28 @@ def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: li
     throttle = throttle_for(domain, route.hosts)
     connection = Connection(route, throttle)
     handled, drained = 0, True
+    asked: int | None = None  # how many the last claim asked for, when only the queue's length could stop it
     try:
         if waiting is not None:
             # Before the queue is read: what commits from now on publishes a task of its own.
             pending_clear(domain)
-            recipients = claim_first(throttle, domain, waiting)
+            recipients, asked = claim_first(throttle, domain, waiting)
         elif recipients and throttle.limited:  # claimed by a caller that did not name the destination
             admitted = throttle.admit(len(recipients))
             postpone(domain, [r.pk for r in recipients[admitted:]], throttle.retry_at, claimed=True)
             recipients = recipients[:admitted]
         while recipients:
             handled += deliver_batch(connection, domain, recipients)
+            if asked is not None and len(recipients) < asked:
+                break  # the queue was empty at that claim; what committed since publishes a task of its own
             room = settings.POSTWERK_DELIVERY_DRAIN - handled
             if room <= 0 or not connection.usable:
                 drained = False
                 break
-            recipients = claim_queued_admitted(throttle, domain, min(room, settings.POSTWERK_DELIVERY_BATCH))
+            asked = min(room, settings.POSTWERK_DELIVERY_BATCH)
+            recipients = claim_queued_admitted(throttle, domain, asked)
+            if throttle.limited:  # the throttle, not the queue, may have cut the claim short
+                asked = None
     finally:
         connection.close()
     if waiting is not None:
@@ -426,13 +432,19 @@ def deliver_batch(connection: Connection, domain: str, recipients: list[Recipien
     return len(outcomes)
 
 
-def claim_first(throttle: Throttle, domain: str, waiting: list[str]) -> list[Recipient]:
-    """The task's own ids; when another worker took them all, queued ones of the destination instead, since
-    recipients submitted meanwhile may have skipped publishing because this task was pending."""
+def claim_first(throttle: Throttle, domain: str, waiting: list[str]) -> tuple[list[Recipient], int | None]:
+    """The first batch, and how many were asked for when only the queue's length limits it (else None).
+
+    Unthrottled: the destination's oldest queued recipients, the task's own ids among them unless another worker
+    took them; the rest may have skipped publishing because this task was pending. One statement. Throttled: the
+    task's own ids as far as the throttle admits them, else queued ones."""
+    if not throttle.limited:
+        asked = min(settings.POSTWERK_DELIVERY_BATCH, settings.POSTWERK_DELIVERY_DRAIN)
+        return claim_queued(domain, asked), asked
     recipients = claim_admitted(throttle, waiting) if waiting else []
     if recipients or throttle.retry_at is not None:  # a refusal already postponed them and scheduled a wake-up
-        return recipients
-    return claim_queued_admitted(throttle, domain, settings.POSTWERK_DELIVERY_BATCH)
+        return recipients, None
+    return claim_queued_admitted(throttle, domain, settings.POSTWERK_DELIVERY_BATCH), None
 
 
 def follow_up(domain: str, throttle: Throttle, drained: bool) -> None:
