@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization, SmtpCredential
 
 from .addresses import Mailbox
+from .bulk import insert_rows
 from .composer import Draft, build_message
 from .holds import holds_screen
 from .models import (
@@ -209,23 +210,31 @@ def messages_submit(
                     status_code=idempotency.status_code,
                     response=idempotency.response,
                 )
-            Message.objects.bulk_create(messages)
-            Recipient.objects.bulk_create(recipients)
-            MessageTag.objects.bulk_create(
-                MessageTag(message=p.message, organization=organization, name=tag) for p in prepared for tag in p.tags
+            insert_rows(Message, messages)
+            insert_rows(Recipient, recipients)
+            insert_rows(
+                MessageTag,
+                [
+                    MessageTag(message=p.message, organization=organization, name=tag)
+                    for p in prepared
+                    for tag in p.tags
+                ],
             )
-            Event.objects.bulk_create(
-                Event(
-                    organization=organization,
-                    message_id=r.message_id,
-                    recipient=r,
-                    type=_FIRST_EVENT.get(r.state, EventType.QUEUED),
-                    created_at=r.created_at,
-                    details=_event_details(p, r),
-                    sequence=1,
-                )
-                for p in prepared
-                for r in p.recipients
+            insert_rows(
+                Event,
+                [
+                    Event(
+                        organization=organization,
+                        message_id=r.message_id,
+                        recipient=r,
+                        type=_FIRST_EVENT.get(r.state, EventType.QUEUED),
+                        created_at=r.created_at,
+                        details=_event_details(p, r),
+                        sequence=1,
+                    )
+                    for p in prepared
+                    for r in p.recipients
+                ],
             )
             enqueue_after_commit([(str(r.id), r.domain) for r in recipients if r.state == RecipientState.QUEUED])
     except IntegrityError as exc:
