@@ -112,11 +112,13 @@ def smtp_messages_store(prepared: Sequence[Prepared]) -> None:
     by_organization: dict[int, list[Prepared]] = {}
     for p in prepared:
         by_organization.setdefault(p.message.organization_id, []).append(p)
+    # The suppression lookups first, each on its own: outside the transaction they need no BEGIN of their own
+    # round trip, and the inserts then go out pipelined (sending.bulk.pipelined).
+    for group in by_organization.values():
+        recipients_screen(organization=group[0].message.organization, prepared=group)
     with transaction.atomic():
         for group in by_organization.values():
-            organization = group[0].message.organization
-            recipients_screen(organization=organization, prepared=group)
-            messages_submit(organization=organization, prepared=group)
+            messages_submit(organization=group[0].message.organization, prepared=group)
 
 
 def smtp_message_prepare(

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization, SmtpCredential
 
 from .addresses import Mailbox
-from .bulk import insert_rows
+from .bulk import insert_rows, pipelined
 from .composer import Draft, build_message
 from .holds import holds_screen
 from .models import (
@@ -210,32 +210,8 @@ def messages_submit(
                     status_code=idempotency.status_code,
                     response=idempotency.response,
                 )
-            insert_rows(Message, messages)
-            insert_rows(Recipient, recipients)
-            insert_rows(
-                MessageTag,
-                [
-                    MessageTag(message=p.message, organization=organization, name=tag)
-                    for p in prepared
-                    for tag in p.tags
-                ],
-            )
-            insert_rows(
-                Event,
-                [
-                    Event(
-                        organization=organization,
-                        message_id=r.message_id,
-                        recipient=r,
-                        type=_FIRST_EVENT.get(r.state, EventType.QUEUED),
-                        created_at=r.created_at,
-                        details=_event_details(p, r),
-                        sequence=1,
-                    )
-                    for p in prepared
-                    for r in p.recipients
-                ],
-            )
+            with pipelined():
+                _insert_all(organization, prepared, messages, recipients)
             enqueue_after_commit([(str(r.id), r.domain) for r in recipients if r.state == RecipientState.QUEUED])
     except IntegrityError as exc:
         if (
@@ -244,3 +220,27 @@ def messages_submit(
         ):
             raise DuplicateRequest from exc
         raise
+
+
+def _insert_all(
+    organization: Organization, prepared: list[Prepared], messages: list[Message], recipients: list[Recipient]
+) -> None:
+    """The rows of accepted messages: messages, recipients, tags and each recipient's first event."""
+    insert_rows(Message, messages)
+    insert_rows(Recipient, recipients)
+    tags = [MessageTag(message=p.message, organization=organization, name=tag) for p in prepared for tag in p.tags]
+    insert_rows(MessageTag, tags)
+    events = [
+        Event(
+            organization=organization,
+            message_id=r.message_id,
+            recipient=r,
+            type=_FIRST_EVENT.get(r.state, EventType.QUEUED),
+            created_at=r.created_at,
+            details=_event_details(p, r),
+            sequence=1,
+        )
+        for p in prepared
+        for r in p.recipients
+    ]
+    insert_rows(Event, events)
