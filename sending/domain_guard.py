@@ -6,6 +6,7 @@ Reads only what the last DNS checks stored on the Domain row, so it costs no loo
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -47,11 +48,19 @@ def _dmarc_record(domain: Domain) -> DmarcRecord | None:
     text = (domain.dmarc or {}).get("text")
     if not text:
         return None
-    try:
-        record = parse_dmarc(text)
-    except DmarcRecordError:
+    record = _parsed_dmarc(text)
+    if record is None:
         return None  # receivers ignore a malformed record, and so do we
     return replace(record, found_at=domain.dmarc.get("found_at", domain.name))
+
+
+@lru_cache(maxsize=1024)
+def _parsed_dmarc(text: str) -> DmarcRecord | None:
+    """Parsed once per record text: every submitted message asks."""
+    try:
+        return parse_dmarc(text)
+    except DmarcRecordError:
+        return None
 
 
 def _unverified_message(domain: Domain) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
 
 from django.conf import settings
 from django.db import transaction
@@ -167,7 +168,7 @@ def smtp_message_prepare(
             message_id=message_id,
             raw=raw,
             mail_from=envelope_from.envelope_address,
-            subject=" ".join(str(headers.get("Subject", "")).split())[:998],
+            subject=_subject(headers),
             recipients=recipients,
             smtputf8=smtputf8 or not head.isascii() or any(m.smtputf8 for _, m in recipients),
             smtp_credential=credential,
@@ -182,3 +183,12 @@ def smtp_message_prepare(
     except SendingRefused as refused:
         raise Refused(refused.smtp_reply) from refused
     return prepared
+
+
+def _subject(headers: EmailMessage) -> str:
+    """The Subject for display and search: encoded words decoded; a plain ASCII one read as it is, without the
+    header registry's parse."""
+    subject = raw_header(headers, "Subject") or ""
+    if "=?" in subject or not subject.isascii():
+        subject = str(headers.get("Subject", ""))
+    return " ".join(subject.split())[:998]
