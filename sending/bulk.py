@@ -1,5 +1,4 @@
-"""One statement for many rows, on PostgreSQL and SQLite: an UPDATE with different values per row, and a plain
-multi-row INSERT for the rows every accepted message writes.
+"""One UPDATE statement for many rows with different values, on PostgreSQL and SQLite; and pipelined statements.
 
 Django's bulk_update writes `SET col = CASE WHEN id = ... THEN ... END` for every column and row; building and
 parsing that was about a third of the delivery worker's time. `UPDATE ... FROM (VALUES ...)` says the same in
@@ -12,9 +11,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.db import connection, models
-
-# Parameters per INSERT statement, under SQLite's 32,766 (PostgreSQL allows 65,535).
-_MAX_PARAMS = 30000
 
 
 def bulk_update_rows(model: type[models.Model], rows: Sequence[models.Model], fields: Sequence[str]) -> int:
@@ -50,30 +46,6 @@ def bulk_update_rows(model: type[models.Model], rows: Sequence[models.Model], fi
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
-
-
-def insert_rows(model: type[models.Model], rows: Sequence[models.Model]) -> None:
-    """INSERT `rows` as they are, in as few statements as the parameter limit allows.
-
-    What bulk_create does for the rows of an accepted message (message, recipients, events), without its general
-    compiler, which was a quarter of the SMTP server's time per message. No ids come back: an auto-increment
-    primary key left None is left to the database (and stays None on the object), so use this only where the
-    caller does not need it."""
-    if not rows:
-        return
-    meta = model._meta
-    auto_pk = isinstance(meta.pk, models.AutoField)
-    fields = [f for f in meta.concrete_fields if not (auto_pk and f.primary_key)]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608 - names from the model's meta
-    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per_statement = max(1, _MAX_PARAMS // len(fields))
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            params = [f.get_db_prep_save(f.pre_save(row, True), connection) for row in chunk for f in fields]
-            cursor.execute(head + ", ".join([placeholders] * len(chunk)), params)
 
 
 @contextmanager

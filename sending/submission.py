@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization, SmtpCredential
 
 from .addresses import Mailbox
-from .bulk import insert_rows, pipelined
+from .bulk import pipelined
 from .composer import Draft, build_message
 from .holds import holds_screen
 from .models import (
@@ -226,10 +226,10 @@ def _insert_all(
     organization: Organization, prepared: list[Prepared], messages: list[Message], recipients: list[Recipient]
 ) -> None:
     """The rows of accepted messages: messages, recipients, tags and each recipient's first event."""
-    insert_rows(Message, messages)
-    insert_rows(Recipient, recipients)
+    Message.objects.bulk_create(messages)
+    Recipient.objects.bulk_create(recipients)
     tags = [MessageTag(message=p.message, organization=organization, name=tag) for p in prepared for tag in p.tags]
-    insert_rows(MessageTag, tags)
+    MessageTag.objects.bulk_create(tags)
     events = [
         Event(
             organization=organization,
@@ -243,4 +243,4 @@ def _insert_all(
         for p in prepared
         for r in p.recipients
     ]
-    insert_rows(Event, events)
+    Event.objects.bulk_create(events)
