@@ -127,7 +127,9 @@ def command(args: argparse.Namespace, path: str, run: int = 1) -> list[str]:
         argv += ["--clients", str(args.clients), "--batch", str(args.batch)]
         argv += ["--web-workers", str(args.web_workers), "--web-threads", str(args.web_threads)]
     else:
-        argv += ["--sessions", str(args.sessions), "--smtp-processes", str(args.smtp_processes)]
+        argv += ["--sessions", str(args.sessions)]
+        if postwerk:
+            argv += ["--smtp-processes", str(args.smtp_processes)]
     return argv
 
 
