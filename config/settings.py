@@ -211,6 +211,8 @@ POSTWERK_DELIVERY_PENDING_TTL = env.int("POSTWERK_DELIVERY_PENDING_TTL", default
 # sends) reaches the worker as one batch per interval instead of a task, a claim and a commit per message. An
 # idle destination's first message goes at once. Seconds; 0 turns it off.
 POSTWERK_DELIVERY_COALESCE = env.float("POSTWERK_DELIVERY_COALESCE", default=1.0)
+# Niceness a Celery worker adds to itself at start (config/celery.py): delivery yields the CPU to the front ends.
+POSTWERK_WORKER_NICE = env.int("POSTWERK_WORKER_NICE", default=10)
 # Part of the marker's key: tests give each test its own, so a marker left by one cannot hold back the next.
 POSTWERK_DELIVERY_PENDING_NAMESPACE = env.str("POSTWERK_DELIVERY_PENDING_NAMESPACE", default="")
 POSTWERK_IDEMPOTENCY_TTL = env.int("POSTWERK_IDEMPOTENCY_TTL", default=24 * 3600)

@@ -106,4 +106,7 @@ def test_the_duplicate_window_an_mx_that_kept_the_message_but_whose_reply_was_lo
     # The kept copy is the only duplicate: one message, to the recipient that was in flight. The dead worker's
     # other claimed recipients were sent again too, but nothing of theirs had reached the MX.
     assert len(keeper.received) == 1
-    assert set(Recipient.objects.values_list("attempts", flat=True)) == {1, 2}
+    # Those the dead worker had claimed (its first claim takes the destination's whole queue, up to a batch)
+    # count two attempts; any it had not reached, one.
+    attempts = set(Recipient.objects.values_list("attempts", flat=True))
+    assert 2 in attempts and attempts <= {1, 2}, attempts
