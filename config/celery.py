@@ -7,8 +7,11 @@ import os
 from celery import Celery
 from celery.signals import worker_init
 from django.db import DEFAULT_DB_ALIAS
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# filesystem:// (the embedded default) means our transport, which writes each message atomically.
+TRANSPORT_ALIASES["filesystem"] = "config.filesystem_broker:Transport"
 
 app = Celery("postwerk")
 app.config_from_object("django.conf:settings", namespace="CELERY")

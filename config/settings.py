@@ -108,7 +108,9 @@ if EMBEDDED:
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets the web, SMTP and worker processes read while one writes; IMMEDIATE takes the write
         # lock at BEGIN so concurrent writers wait on the busy timeout instead of failing mid-transaction.
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        # synchronous=FULL: every commit reaches the disk before a 202 or 250 is sent (NORMAL would survive a
+        # crash of the process, not of the machine).
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
     }
