@@ -24,7 +24,7 @@ def claim(recipient_ids: Sequence[str | uuid.UUID]) -> list[Recipient]:
         return []
     pk = Recipient._meta.pk
     ids = [pk.get_db_prep_value(uuid.UUID(str(i)), connection) for i in recipient_ids]
-    if connection.vendor == "postgresql":  # one statement text whatever the count: PostgreSQL plans it once
+    if connection.vendor == "postgresql":  # one array parameter, however many ids
         return _claim(f"{_q('id')} = ANY(%s::uuid[])", [ids])
     return _claim(f"{_q('id')} IN ({', '.join(['%s'] * len(ids))})", ids)
 
