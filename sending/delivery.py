@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from . import oplog
 from .bounces.reasons import Kind, Reason, classify_reply
-from .bulk import bulk_update_rows
+from .bulk import bulk_update_rows, insert_rows
 from .claiming import claim, claim_queued
 from .dns import Route, RouteStatus, host_addresses, mx_route
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
@@ -317,7 +317,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
                 "bounce_kind",
             ],
         )
-        Event.objects.bulk_create(events)
+        insert_rows(Event, events)
         if bounces:
             bounce_effects(bounces)
     oplog.outcomes_recorded(outcomes)

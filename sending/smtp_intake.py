@@ -113,8 +113,7 @@ def smtp_messages_store(prepared: Sequence[Prepared]) -> None:
     by_organization: dict[int, list[Prepared]] = {}
     for p in prepared:
         by_organization.setdefault(p.message.organization_id, []).append(p)
-    # The suppression lookups first, each on its own: outside the transaction they need no BEGIN of their own
-    # round trip, and the inserts then go out pipelined (sending.bulk.pipelined).
+    # The suppression lookups first, each on its own: outside the transaction they need no BEGIN of their own.
     for group in by_organization.values():
         recipients_screen(organization=group[0].message.organization, prepared=group)
     with transaction.atomic():

@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization, SmtpCredential
 
 from .addresses import Mailbox
-from .bulk import pipelined
+from .bulk import insert_rows
 from .composer import Draft, build_message
 from .holds import holds_screen
 from .models import (
@@ -210,8 +210,7 @@ def messages_submit(
                     status_code=idempotency.status_code,
                     response=idempotency.response,
                 )
-            with pipelined():
-                _insert_all(organization, prepared, messages, recipients)
+            _insert_all(organization, prepared, messages, recipients)
             enqueue_after_commit([(str(r.id), r.domain) for r in recipients if r.state == RecipientState.QUEUED])
     except IntegrityError as exc:
         if (
@@ -226,10 +225,10 @@ def _insert_all(
     organization: Organization, prepared: list[Prepared], messages: list[Message], recipients: list[Recipient]
 ) -> None:
     """The rows of accepted messages: messages, recipients, tags and each recipient's first event."""
-    Message.objects.bulk_create(messages)
-    Recipient.objects.bulk_create(recipients)
+    insert_rows(Message, messages)
+    insert_rows(Recipient, recipients)
     tags = [MessageTag(message=p.message, organization=organization, name=tag) for p in prepared for tag in p.tags]
-    MessageTag.objects.bulk_create(tags)
+    insert_rows(MessageTag, tags)
     events = [
         Event(
             organization=organization,
@@ -243,4 +242,4 @@ def _insert_all(
         for p in prepared
         for r in p.recipients
     ]
-    Event.objects.bulk_create(events)
+    insert_rows(Event, events)
