@@ -9,7 +9,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sending.bulk import insert_rows
+from sending.bulk import bulk_update_rows, insert_rows
 from sending.models import Event, EventType, Message, MessageTag, Recipient, RecipientState, uuid7
 
 WHEN = datetime(2026, 12, 4, 17, 0, 0, 123456, tzinfo=UTC)
@@ -103,6 +103,30 @@ def test_a_duplicate_key_raises_integrity_error_and_stores_nothing(organization,
 def test_a_nul_character_raises_data_error(organization, domain):
     with pytest.raises(DataError), transaction.atomic():
         insert_rows(Message, [message(organization, domain, subject="nul \x00 here")])
+
+
+def test_bulk_update_writes_each_rows_own_values(organization, domain):
+    m = message(organization, domain)
+    rows = [recipient(m, address=f"r{i}@dest.example", claim_token=uuid7(), sending_since=WHEN) for i in range(3)]
+    insert_rows(Message, [m])
+    insert_rows(Recipient, rows)
+    token = rows[2].claim_token
+    later = WHEN.replace(year=2027)
+    for i, r in enumerate(rows):
+        r.state, r.last_code, r.last_text, r.tls = (
+            RecipientState.DELIVERED,
+            250 + i,
+            f"{AWKWARD} {i}",
+            [True, None][i % 2],
+        )
+        r.claim_token, r.sending_since, r.delivered_at, r.event_seq = None, None, later, 7 + i
+    fields = ["state", "last_code", "last_text", "tls", "claim_token", "sending_since", "delivered_at", "event_seq"]
+    bulk_update_rows(Recipient, rows[:2], fields)
+    for i, r in enumerate(rows[:2]):
+        assert stored(Recipient, r.pk) == {f.attname: getattr(r, f.attname) for f in Recipient._meta.concrete_fields}
+        assert (r.last_code, r.tls) == (250 + i, [True, None][i % 2])
+    untouched = Recipient.objects.get(pk=rows[2].pk)
+    assert (untouched.state, untouched.claim_token, untouched.last_text) == ("queued", token, "")
 
 
 def test_nothing_to_insert_sends_nothing(db, django_assert_num_queries):
