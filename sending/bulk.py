@@ -13,7 +13,7 @@ server's CPU. COPY sends the rows in PostgreSQL's text row format instead, writt
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, models
@@ -56,25 +56,33 @@ def bulk_update_rows(model: type[models.Model], rows: Sequence[models.Model], fi
         cursor.execute(sql, params)
 
 
-def insert_rows(model: type[models.Model], rows: Sequence[models.Model]) -> None:
-    """INSERT new model instances, every concrete field as it is on the instance (defaults were applied when it
-    was built). Like bulk_create without signals and without reading anything back: an auto-increment id stays
-    None on the instance. On PostgreSQL one COPY per call; elsewhere bulk_create."""
+def insert_rows(model: type[models.Model], rows: Sequence[models.Model | Mapping[str, Any]]) -> None:
+    """INSERT new rows, each a model instance or a mapping of attribute names (`recipient_id`, not `recipient`)
+    to values, where a missing field takes its default. A mapping costs a fraction of an instance to build, for
+    rows nothing reads back. Like bulk_create without signals and without reading anything back: an
+    auto-increment id stays None on an instance. On PostgreSQL one COPY per call; elsewhere bulk_create."""
     if not rows:
         return
     plan = _copy_plan(model) if connection.vendor == "postgresql" else None
     if plan is None:
-        model.objects.bulk_create(rows)
+        model.objects.bulk_create([row if isinstance(row, models.Model) else model(**row) for row in rows])
         return
     statement, columns = plan
     connection.ensure_connection()
     with connection.wrap_database_errors, connection.connection.cursor() as cursor, cursor.copy(statement) as copy:
         write = copy.write_row
         for row in rows:
-            values = row.__dict__
+            if isinstance(row, models.Model):
+                values = row.__dict__
+                row._state.adding, row._state.db = False, connection.alias
+            else:
+                values = row if len(row) == len(columns) else _with_defaults(model, row)
             write([values[name] if convert is None else convert(values[name]) for name, convert in columns])
-    for row in rows:
-        row._state.adding, row._state.db = False, connection.alias
+
+
+def _with_defaults(model: type[models.Model], row: Mapping[str, Any]) -> Mapping[str, Any]:
+    defaults = {f.attname: f.get_default() for f in model._meta.concrete_fields if f.attname not in row}
+    return {**defaults, **row}
 
 
 # The field types whose Python values psycopg writes exactly as Django would have sent them.

@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -240,15 +241,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         r = o.recipient
         # The attempt's `sent` event, at the claim's time and with the sequence number the claim reserved.
         events.append(
-            Event(
-                organization_id=r.organization_id,
-                message_id=r.message_id,
-                recipient=r,
-                type=EventType.SENT,
-                created_at=r.sending_since or now,
-                details={"address": r.address, "attempt": r.attempts},
-                sequence=r.event_seq,
-            )
+            _event_row(r, EventType.SENT, r.sending_since or now, {"address": r.address, "attempt": r.attempts})
         )
         r.last_code, r.last_enhanced, r.last_text = o.reply.code, o.reply.enhanced, o.reply.text[:2000]
         r.mx_host, r.tls, r.updated_at, r.sending_since, r.claim_token = o.mx_host, o.tls, now, None, None
@@ -284,17 +277,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
                 details["next_attempt_at"] = when.isoformat()
         # Counted in memory: this worker's claim keeps every other writer of the row's events away meanwhile.
         r.event_seq += 1
-        events.append(
-            Event(
-                organization_id=r.organization_id,
-                message_id=r.message_id,
-                recipient=r,
-                type=event_type,
-                created_at=now,
-                details=details,
-                sequence=r.event_seq,
-            )
-        )
+        events.append(_event_row(r, event_type, now, details))
     with transaction.atomic():
         bulk_update_rows(
             Recipient,
@@ -321,6 +304,20 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         if bounces:
             bounce_effects(bounces)
     oplog.outcomes_recorded(outcomes)
+
+
+def _event_row(r: Recipient, event_type: str, at: datetime, details: dict) -> dict[str, object]:
+    """An event of this delivery as insert_rows takes it, numbered with the recipient's current count."""
+    return {
+        "organization_id": r.organization_id,
+        "message_id": r.message_id,
+        "recipient_id": r.id,
+        "domain_id": None,
+        "type": event_type,
+        "created_at": at,
+        "details": details,
+        "sequence": r.event_seq,
+    }
 
 
 def _reply_json(reply: Reply) -> dict[str, object]:

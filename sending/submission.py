@@ -230,15 +230,16 @@ def _insert_all(
     tags = [MessageTag(message=p.message, organization=organization, name=tag) for p in prepared for tag in p.tags]
     insert_rows(MessageTag, tags)
     events = [
-        Event(
-            organization=organization,
-            message_id=r.message_id,
-            recipient=r,
-            type=_FIRST_EVENT.get(r.state, EventType.QUEUED),
-            created_at=r.created_at,
-            details=_event_details(p, r),
-            sequence=1,
-        )
+        {
+            "organization_id": organization.pk,
+            "message_id": r.message_id,
+            "recipient_id": r.id,
+            "domain_id": None,
+            "type": _FIRST_EVENT.get(r.state, EventType.QUEUED),
+            "created_at": r.created_at,
+            "details": _event_details(p, r),
+            "sequence": 1,
+        }
         for p in prepared
         for r in p.recipients
     ]

@@ -82,6 +82,25 @@ def test_null_foreign_keys_and_json_null(organization):
     assert Event.objects.get(message=None, organization=organization).details == {"k": None}
 
 
+def test_mapping_rows_take_defaults_for_missing_fields(organization, domain):
+    m = message(organization, domain)
+    insert_rows(Message, [m])
+    full = {
+        "organization_id": organization.pk,
+        "message_id": m.pk,
+        "recipient_id": None,
+        "domain_id": None,
+        "type": EventType.SENT,
+        "created_at": WHEN,
+        "details": {"address": AWKWARD},
+        "sequence": 2,
+    }
+    insert_rows(Event, [full, {"organization_id": organization.pk, "message_id": m.pk, "type": EventType.QUEUED}])
+    queued, sent = Event.objects.filter(message=m).order_by("type")
+    assert (sent.type, sent.created_at, sent.details, sent.sequence) == ("sent", WHEN, {"address": AWKWARD}, 2)
+    assert (queued.type, queued.details, queued.sequence, queued.recipient_id) == ("queued", {}, None, None)
+
+
 def test_an_inserted_instance_saves_as_an_update(organization, domain):
     m = message(organization, domain)
     insert_rows(Message, [m])
