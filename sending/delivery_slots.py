@@ -7,6 +7,8 @@ along meanwhile).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 
 from .leases import Slot, SlotTable
@@ -14,7 +16,7 @@ from .models import DeliverySlot
 
 _slots = SlotTable(DeliverySlot, "key")
 
-__all__ = ["Slot", "slot_release", "slot_renew", "slot_take"]
+__all__ = ["Slot", "slot_release", "slot_renew", "slot_take", "slots_idle_delete"]
 
 
 def slot_take(key: str, limit: int) -> Slot | None:
@@ -28,3 +30,7 @@ def slot_renew(slot: Slot) -> bool:
 
 def slot_release(slot: Slot) -> None:
     _slots.release(slot)
+
+
+def slots_idle_delete(before: datetime) -> int:
+    return _slots.idle_delete(before)

@@ -74,6 +74,13 @@ class SlotTable:
     def release(self, slot: Slot) -> None:
         self._rows(slot.key).filter(slot=slot.index, holder=slot.token).update(holder="", expires_at=timezone.now())
 
+    def idle_delete(self, before: datetime) -> int:
+        """Delete the rows of every key none of whose slots was held at or after `before`: a destination mailed
+        no more, or a rule since removed, leaves nothing behind. A later take() creates them again. Returns the
+        rows deleted."""
+        recent = self.model.objects.filter(expires_at__gte=before).values(self.key_field)
+        return self.model.objects.exclude(**{f"{self.key_field}__in": recent}).delete()[0]
+
 
 def _claimable(now: datetime) -> Q:
     return Q(holder="") | Q(expires_at__lt=now)

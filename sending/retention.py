@@ -5,6 +5,8 @@ Never one giant statement: each pass takes POSTWERK_RETENTION_BATCH ids through 
 organization on (organization, created_at), bounded by the cutoff, so the last batch finds nothing quickly)
 and changes them in its own short transaction, so the hot tables are never locked for long and delivery goes
 on meanwhile. A message with any recipient still queued, sending, deferred or held is left alone.
+
+Throttling's rows of destinations nobody has mailed for a day (their state and connection slots) go too.
 """
 
 from __future__ import annotations
@@ -20,8 +22,14 @@ from django.utils import timezone
 
 from accounts.models import Organization
 
+from .delivery_slots import slots_idle_delete
 from .metrics import uuid7_floor
 from .models import Event, InboundMessage, Message, Recipient, RecipientState, WebhookDelivery, WebhookEndpoint
+from .throttling import states_idle_delete
+
+# A destination's throttle rows untouched this long go (longer when back-offs may last longer): whatever they
+# knew, a window count or a back-off to double, no longer matters.
+THROTTLE_IDLE = timedelta(days=1)
 
 ACTIVE_STATES = (RecipientState.QUEUED, RecipientState.SENDING, RecipientState.DEFERRED, RecipientState.HELD)
 
@@ -34,6 +42,7 @@ class PurgeReport:
     orphan_events_deleted: int = 0
     inbound_bodies_purged: int = 0
     inbound_deleted: int = 0
+    throttle_rows_deleted: int = 0  # destination state and connection slots unused for THROTTLE_IDLE
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -139,4 +148,6 @@ def retention_purge(
     messages_delete(cutoff=cutoff, batch=batch, report=report)
     bodies_purge(cutoff=raw_cutoff, batch=batch, report=report)
     inbound_purge(raw_cutoff=raw_cutoff, cutoff=cutoff, batch=batch, report=report)
+    throttle_idle = now - max(THROTTLE_IDLE, timedelta(seconds=settings.POSTWERK_THROTTLE_BACKOFF_MAX))
+    report.throttle_rows_deleted = states_idle_delete(throttle_idle, batch) + slots_idle_delete(throttle_idle)
     return report

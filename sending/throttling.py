@@ -233,6 +233,24 @@ def backoff_set(keys: list[str], reason: str, now: datetime | None = None) -> da
     return latest
 
 
+def states_idle_delete(before: datetime, batch: int = 500) -> int:
+    """Delete the state of destinations untouched since `before`: no back-off and no window since then. One row
+    per recipient domain ever mailed would otherwise pile up; a later send creates its row again. `batch` rows
+    per statement, so no long lock. Returns the rows deleted."""
+    idle = (
+        Q(updated_at__lt=before)
+        & (Q(backoff_until__isnull=True) | Q(backoff_until__lt=before))
+        & (Q(window_start__isnull=True) | Q(window_start__lt=before))
+    )
+    deleted = 0
+    while ids := list(DestinationState.objects.filter(idle).values_list("pk", flat=True)[:batch]):
+        # The condition again: a row used since it was read stays.
+        deleted += DestinationState.objects.filter(idle, pk__in=ids).delete()[0]
+        if len(ids) < batch:
+            break
+    return deleted
+
+
 def _backoff_until(keys: list[str], now: datetime) -> datetime | None:
     found = DestinationState.objects.filter(key__in=keys, backoff_until__gt=now).values_list("backoff_until", flat=True)
     return max(found, default=None)

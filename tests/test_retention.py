@@ -10,8 +10,20 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from sending.models import Event, EventType, Message, MessageTag, Recipient, RecipientState, Suppression
+from sending.delivery_slots import slot_release, slot_take
+from sending.models import (
+    DeliverySlot,
+    DestinationState,
+    Event,
+    EventType,
+    Message,
+    MessageTag,
+    Recipient,
+    RecipientState,
+    Suppression,
+)
 from sending.retention import body_purged, retention_purge
+from sending.throttling import tokens_take
 
 pytestmark = pytest.mark.django_db
 
@@ -102,3 +114,38 @@ def test_purge_command_refuses_bad_ages():
         call_command("purge", "--raw-days", "30", "--days", "10")
     with pytest.raises(CommandError, match="--batch"):
         call_command("purge", "--batch", "0")
+
+
+def test_throttle_rows_of_destinations_idle_for_a_day_are_deleted():
+    now = timezone.now()
+    day_ago = now - timedelta(days=1, minutes=1)
+    DestinationState.objects.bulk_create(
+        [
+            DestinationState(key="idle.example", updated_at=day_ago, window_start=day_ago, window_count=3),
+            DestinationState(key="counting.example", updated_at=day_ago, window_start=now, window_count=1),
+            DestinationState(key="backed-off.example", updated_at=day_ago, backoff_until=now + timedelta(hours=1)),
+            DestinationState(key="new.example", updated_at=now),
+        ]
+    )
+    slot_release(slot_take("busy-rule", 3))  # released now: its key was used within the day, all 3 rows stay
+    old = slot_take("old-rule", 2)
+    slot_release(old)
+    DeliverySlot.objects.filter(key="old-rule").update(expires_at=day_ago)
+    DeliverySlot.objects.bulk_create([DeliverySlot(key="never-held", slot=0)])
+
+    report = retention_purge(now=now)
+
+    assert report.throttle_rows_deleted == 1 + 2 + 1
+    assert set(DestinationState.objects.values_list("key", flat=True)) == {
+        "counting.example",
+        "backed-off.example",
+        "new.example",
+    }
+    assert sorted(DeliverySlot.objects.values_list("key", "slot")) == [
+        ("busy-rule", 0),
+        ("busy-rule", 1),
+        ("busy-rule", 2),
+    ]
+    # Mail to a deleted destination starts from scratch: its rows come back on first use.
+    assert tokens_take("idle.example", limit=5, wanted=2, now=now)[0] == 2
+    assert slot_take("old-rule", 2) is not None
