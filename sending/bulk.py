@@ -74,10 +74,12 @@ def insert_rows(model: type[models.Model], rows: Sequence[models.Model | Mapping
         for row in rows:
             if isinstance(row, models.Model):
                 values = row.__dict__
-                row._state.adding, row._state.db = False, connection.alias
             else:
                 values = row if len(row) == len(columns) else _with_defaults(model, row)
             write([values[name] if convert is None else convert(values[name]) for name, convert in columns])
+    for row in rows:  # stored: saving an instance from now on is an UPDATE, as after bulk_create
+        if isinstance(row, models.Model):
+            row._state.adding, row._state.db = False, connection.alias
 
 
 def _with_defaults(model: type[models.Model], row: Mapping[str, Any]) -> Mapping[str, Any]:
