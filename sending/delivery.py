@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -21,6 +20,7 @@ from .bounces.reasons import Kind, Reason, classify_reply
 from .bulk import bulk_update_rows, insert_rows
 from .claiming import claim, claim_queued
 from .dns import Route, RouteStatus, host_addresses, mx_route
+from .events import recipient_event_row
 from .models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from .queueing import enqueue_destination, pending_clear
 from .retry import next_attempt
@@ -241,7 +241,9 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         r = o.recipient
         # The attempt's `sent` event, at the claim's time and with the sequence number the claim reserved.
         events.append(
-            _event_row(r, EventType.SENT, r.sending_since or now, {"address": r.address, "attempt": r.attempts})
+            recipient_event_row(
+                r, EventType.SENT, r.sending_since or now, {"address": r.address, "attempt": r.attempts}, r.event_seq
+            )
         )
         r.last_code, r.last_enhanced, r.last_text = o.reply.code, o.reply.enhanced, o.reply.text[:2000]
         r.mx_host, r.tls, r.updated_at, r.sending_since, r.claim_token = o.mx_host, o.tls, now, None, None
@@ -277,7 +279,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
                 details["next_attempt_at"] = when.isoformat()
         # Counted in memory: this worker's claim keeps every other writer of the row's events away meanwhile.
         r.event_seq += 1
-        events.append(_event_row(r, event_type, now, details))
+        events.append(recipient_event_row(r, event_type, now, details, r.event_seq))
     with transaction.atomic():
         bulk_update_rows(
             Recipient,
@@ -304,20 +306,6 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         if bounces:
             bounce_effects(bounces)
     oplog.outcomes_recorded(outcomes)
-
-
-def _event_row(r: Recipient, event_type: str, at: datetime, details: dict) -> dict[str, object]:
-    """An event of this delivery as insert_rows takes it, numbered with the recipient's current count."""
-    return {
-        "organization_id": r.organization_id,
-        "message_id": r.message_id,
-        "recipient_id": r.id,
-        "domain_id": None,
-        "type": event_type,
-        "created_at": at,
-        "details": details,
-        "sequence": r.event_seq,
-    }
 
 
 def _reply_json(reply: Reply) -> dict[str, object]:

@@ -15,6 +15,7 @@ from accounts.models import ApiKey, Organization, SmtpCredential
 from .addresses import Mailbox
 from .bulk import insert_rows
 from .composer import Draft, build_message
+from .events import recipient_event_row
 from .holds import holds_screen
 from .models import (
     Domain,
@@ -230,16 +231,7 @@ def _insert_all(
     tags = [MessageTag(message=p.message, organization=organization, name=tag) for p in prepared for tag in p.tags]
     insert_rows(MessageTag, tags)
     events = [
-        {
-            "organization_id": organization.pk,
-            "message_id": r.message_id,
-            "recipient_id": r.id,
-            "domain_id": None,
-            "type": _FIRST_EVENT.get(r.state, EventType.QUEUED),
-            "created_at": r.created_at,
-            "details": _event_details(p, r),
-            "sequence": 1,
-        }
+        recipient_event_row(r, _FIRST_EVENT.get(r.state, EventType.QUEUED), r.created_at, _event_details(p, r), 1)
         for p in prepared
         for r in p.recipients
     ]
