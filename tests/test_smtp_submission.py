@@ -542,3 +542,13 @@ def test_trusted_network_submits_without_auth_as_its_credential(settings, tmp_pa
         assert (code, text[:5]) == (530, b"5.7.0")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("header", [b"Subject: a\x00b", b"Message-ID: <a\x00b@acme.example>"])
+def test_a_nul_in_a_stored_header_is_refused_for_good(smtp_server, credential, header):
+    client = logged_in(smtp_server, credential)
+    raw = b"From: App <app@acme.example>\r\nTo: jane@dest.example\r\n" + header + b"\r\n\r\nHello\r\n"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    assert refused.value.smtp_code == 554 and refused.value.smtp_error.startswith(b"5.6.0")
+    assert not Message.objects.exists()
