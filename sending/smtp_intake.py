@@ -128,10 +128,6 @@ def smtp_message_prepare(
     raw = normalize_newlines(raw)
     if mime_too_deep(raw):
         raise Refused(f"554 5.6.0 MIME nesting deeper than {MAX_MIME_DEPTH} levels")
-    if b"\x00" in raw.partition(b"\r\n\r\n")[0]:
-        # RFC 5322 allows no NUL in a header, and PostgreSQL stores none in text: refused for good here rather than
-        # failing the insert with a 451 the client would retry forever.
-        raise Refused("554 5.6.0 NUL characters are not allowed in the message header")
     headers = parse_headers(raw)
     froms = from_addresses(headers)
     if not froms:
@@ -149,6 +145,11 @@ def smtp_message_prepare(
             raise Refused(f"550 5.7.1 {_one_line(refusal)}")
     domain = credential_domain(credential, parse_mailbox(froms[0]).domain)
     assert domain is not None
+    # After the From checks, which answer a hostile From with their own 550.
+    if b"\x00" in raw.partition(b"\r\n\r\n")[0]:
+        # RFC 5322 allows no NUL in a header, and PostgreSQL stores none in text: refused for good here rather than
+        # failing the insert with a 451 the client would retry forever.
+        raise Refused("554 5.6.0 NUL characters are not allowed in the message header")
     recipients = [("to", check_recipient(r)) for r in rcpt_tos]
     envelope_from = check_sender(credential, mail_from)
 
