@@ -277,8 +277,33 @@ def test_schema_and_docs(client, db):
     assert client.get("/api/docs/").status_code == 200
 
 
-def test_healthz_reports_database_and_broker(client, db):
+def test_healthz_reports_database_and_broker(client, db, settings):
+    from django.db import connection
+
     response = client.get("/healthz")
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "status": "ok",
+        "database": {"ok": True, "detail": connection.vendor},
+        "broker": {"ok": True, "detail": settings.CELERY_BROKER_URL.split(":")[0]},  # filesystem or redis
+    }
+
+
+def test_healthz_is_503_naming_the_broker_when_it_cannot_be_reached(client, db):
+    import socket
+
+    from config.celery import app
+
+    reachable = app.conf.broker_url
+    with socket.socket() as bound:  # bound, never listening: connections to it are refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        app.conf.broker_url = f"redis://127.0.0.1:{port}/0"
+        try:
+            response = client.get("/healthz")
+        finally:
+            app.conf.broker_url = reachable
+    assert response.status_code == 503
     body = response.json()
-    assert body["database"]["ok"] is True
-    assert response.status_code in (200, 503)
+    assert (body["status"], body["database"]["ok"], body["broker"]["ok"]) == ("unavailable", True, False)
+    assert body["broker"]["detail"] == f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."

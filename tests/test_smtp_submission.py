@@ -99,8 +99,7 @@ def test_mail_before_auth_is_530_and_nothing_relays(smtp_server):
     client = connect(smtp_server)
     code, text = client.mail("anyone@outside.example")
     assert (code, text[:5]) == (530, b"5.7.0")
-    code, text = client.rcpt("victim@elsewhere.example")
-    assert code == 530 or code == 503
+    assert client.rcpt("victim@elsewhere.example") == (530, b"5.7.0 Authentication required")
     plain = connect(smtp_server, tls=False)
     assert plain.mail("anyone@outside.example")[0] == 530
 
@@ -221,12 +220,10 @@ def test_size_declared_and_actual_over_the_limit_are_552(smtp_server, credential
 
 def test_malformed_commands_and_addresses(smtp_server, credential):
     client = logged_in(smtp_server, credential)
-    code, text = client.docmd("MAIL", "FROM:<not an address>")
-    assert code in (501, 553) and text[:2] in (b"5.", b"5.")
+    assert client.docmd("MAIL", "FROM:<not an address>") == (553, b"5.1.7 Bad sender address syntax")
     code, text = client.docmd("MAIL", "FROM:<app@acme.example>")
     assert code == 250
-    code, text = client.docmd("RCPT", "TO:<bad@@dest>")
-    assert code in (501, 553) and text[:4] == b"5.1."
+    assert client.docmd("RCPT", "TO:<bad@@dest>") == (553, b"5.1.3 Error: malformed address")
     code, text = client.docmd("FROBNICATE")
     assert (code, text[:5]) == (500, b"5.5.1")
     code, text = client.docmd("NOOP " + "x" * 2000)
@@ -269,14 +266,14 @@ def test_client_that_disconnects_mid_data_queues_nothing(smtp_server, credential
 
 
 def test_random_bytes_get_replies_and_the_server_survives(smtp_server, credential):
-    import os
+    import random
 
     host, port = smtp_server.bound["submission"]
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.recv(1024)
-        sock.sendall(os.urandom(4096) + b"\r\n")
-        data = sock.recv(4096)
-        assert data[:1] in (b"5", b"")
+        # Seeded, so the bytes and therefore the reply are the same on every run.
+        sock.sendall(random.Random(28).randbytes(4096) + b"\r\n")
+        assert sock.recv(4096).startswith(b"500 5.5.2 Error: bad syntax\r\n")
     logged_in(smtp_server, credential).quit()
 
 
@@ -417,7 +414,7 @@ def test_a_ten_megabyte_line_inside_data_is_refused_and_nothing_is_queued(smtp_s
     client.mail("app@acme.example")
     client.rcpt("jane@dest.example")
     code, text = client.data(MESSAGE.encode() + b"Y" * (10 * 1024 * 1024) + b"\r\n")
-    assert code in (500, 552) and text[:4] in (b"5.5.", b"5.3.")
+    assert (code, text) == (500, b"5.5.6 Line too long (RFC 5321 4.5.3.1.6)")
     assert not Message.objects.exists()
     logged_in(smtp_server, credential).quit()
 
