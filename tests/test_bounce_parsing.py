@@ -259,23 +259,34 @@ def test_classify_reply_never_raises_on_odd_text() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
+    ("raw", "kind"),
     [
-        b"",
-        b"\r\n\r\n",
-        b"not a message at all",
-        random.Random(7).randbytes(50_000),
-        b'Content-Type: multipart/report; report-type=delivery-status; boundary="x"\n\n--x\n'
-        b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n\x00\xff\xfe garbage\n--x",
-        b"Content-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction:\nStatus: 9.9.9\n",
-        b'From: MAILER-DAEMON@x.example\nContent-Type: multipart/mixed; boundary="' + b"a" * 5000 + b'"\n\n',
-        b"Content-Type: multipart/report; boundary=b\n\n" + b"--b\nContent-Type: multipart/mixed; boundary=b\n\n" * 500,
+        (b"", "unknown"),
+        (b"\r\n\r\n", "unknown"),
+        (b"not a message at all", "unknown"),
+        (random.Random(7).randbytes(50_000), "unknown"),
+        # A delivery-status part, however broken, still says "this is a bounce".
+        (
+            b'Content-Type: multipart/report; report-type=delivery-status; boundary="x"\n\n--x\n'
+            b"Content-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n\x00\xff\xfe garbage\n--x",
+            "bounce",
+        ),
+        (b"Content-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction:\nStatus: 9.9.9\n", "bounce"),
+        # From MAILER-DAEMON: a bounce even though its body cannot be read.
+        (
+            b'From: MAILER-DAEMON@x.example\nContent-Type: multipart/mixed; boundary="' + b"a" * 5000 + b'"\n\n',
+            "bounce",
+        ),
+        (
+            b"Content-Type: multipart/report; boundary=b\n\n"
+            + b"--b\nContent-Type: multipart/mixed; boundary=b\n\n" * 500,
+            "unknown",
+        ),
     ],
     ids=["empty", "blank", "text", "random", "bad-dsn", "bare-dsn", "long-boundary", "nested"],
 )
-def test_bad_input_gives_a_report_instead_of_raising(raw: bytes) -> None:
-    report = parse_report(raw)
-    assert report.type in ("bounce", "complaint", "autoreply", "unknown")
+def test_bad_input_gives_a_report_instead_of_raising(raw: bytes, kind: str) -> None:
+    assert parse_report(raw).type == kind
 
 
 def test_truncated_corpus_messages_never_raise() -> None:

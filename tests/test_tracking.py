@@ -135,7 +135,7 @@ def test_an_open_is_recorded_once_with_its_user_agent_and_proxies_are_flagged(ap
     for _ in range(2):
         response = client.get(path_of(pixel), HTTP_USER_AGENT=BROWSER, REMOTE_ADDR="198.51.100.7")
         assert response.status_code == 200 and response.content.startswith(b"GIF89a")
-        assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+        assert response["Cache-Control"] == "max-age=0, no-cache, no-store, must-revalidate, private"
     opens = list(Event.objects.filter(type=EventType.OPENED).order_by("id"))
     assert [(e.details["machine"], e.details.get("machine_reason")) for e in opens] == [
         (True, "user agent GoogleImageProxy"),
