@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Organization
 from sending.blocklists import listings_for
+from sending.domain_guard import domain_refusal
 from sending.models import (
     BlocklistListing,
     DnsCheck,
@@ -296,6 +297,25 @@ def check_label(name: str) -> str:
     if kind == "spf":
         return "SPF of the return path" if arg == "return_path" else "SPF of the domain"
     return {"ownership": "Ownership record", "dmarc": "DMARC", "return_path": "Return path"}.get(name, name)
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    label: str  # "Can send", "Cannot send yet" or "Cannot send": what the send API would do with its mail
+    css: str
+    problems: int  # checks missing or wrong, shown beside it (a missing DMARC record does not stop the mail)
+
+
+def domain_status(domain: Domain, checks: list[DnsCheck]) -> DomainStatus:
+    """One answer for the domain list and the domain's page, from the send-time guard itself, so the two cannot
+    disagree with each other or with what happens to the mail."""
+    problems = sum(c.status in (DnsCheckStatus.MISSING, DnsCheckStatus.WRONG) for c in checks)
+    refusal = domain_refusal(domain, domain.name)
+    if refusal is None:
+        return DomainStatus("Can send", "ok", problems)
+    if refusal.code == "domain_unverified":
+        return DomainStatus("Cannot send yet", "warning", problems)
+    return DomainStatus("Cannot send", "error", problems)
 
 
 RECORD_PURPOSES = {

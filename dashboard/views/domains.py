@@ -20,7 +20,7 @@ from sending.models import DkimKey, DnsCheckStatus, Domain
 
 from ..access import org_view
 from ..forms import DomainAddForm, RotateDkimForm
-from ..selectors import RECORD_PURPOSES, check_label
+from ..selectors import RECORD_PURPOSES, check_label, domain_status
 from .common import page
 
 
@@ -32,8 +32,9 @@ def _list(request: HttpRequest, form: DomainAddForm | None = None, status: int =
     domains = Domain.objects.filter(organization=request.organization).prefetch_related("dns_checks").order_by("name")
     rows = []
     for domain in domains:
-        failing = [c for c in domain.dns_checks.all() if c.status in (DnsCheckStatus.MISSING, DnsCheckStatus.WRONG)]
-        rows.append({"domain": domain, "failing": failing})
+        checks = list(domain.dns_checks.all())
+        failing = [c for c in checks if c.status in (DnsCheckStatus.MISSING, DnsCheckStatus.WRONG)]
+        rows.append({"domain": domain, "failing": failing, "status": domain_status(domain, checks)})
     return page(
         request,
         "dashboard/domains.html",
@@ -77,13 +78,15 @@ def domain_add(request: HttpRequest) -> HttpResponse:
 @org_view()
 def domain_detail(request: HttpRequest, domain_id: int) -> HttpResponse:
     domain = _domain(request, domain_id)
-    checks = [{"check": c, "label": check_label(c.name)} for c in domain.dns_checks.order_by("name")]
+    stored = list(domain.dns_checks.order_by("name"))
+    checks = [{"check": c, "label": check_label(c.name)} for c in stored]
     return page(
         request,
         "dashboard/domain_detail.html",
         {
             "section": "domains",
             "domain": domain,
+            "status": domain_status(domain, stored),
             "records": [{**r, "label": RECORD_PURPOSES.get(r["purpose"], r["purpose"])} for r in dns_records(domain)],
             "checks": checks,
             "keys": domain.dkim_keys.order_by("-created_at"),
@@ -98,7 +101,7 @@ def domain_check(request: HttpRequest, domain_id: int) -> HttpResponse:
     checks = domain_verify(domain=domain)
     ok = sum(c.status == DnsCheckStatus.OK for c in checks)
     domain.refresh_from_db()
-    state = "can send" if domain.verified_at else "cannot send yet"
+    state = domain_status(domain, checks).label.lower()
     messages.info(request, f"Checked {domain.name}: {ok} of {len(checks)} checks pass; the domain {state}.")
     return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)
 
