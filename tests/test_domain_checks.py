@@ -483,6 +483,40 @@ def test_return_path_spf_missing_points_at_cname_or_txt(zone, spec):
     assert f"v=spf1 {INCLUDE} -all" in result.message
 
 
+def test_return_path_spf_missing_behind_our_cname_is_the_operators_to_fix(zone, spec):
+    """The owner's CNAME is there (the return-path check says so): the record missing is the platform's own."""
+    publish_all(zone, spec)
+    zone.remove(RP_TARGET, "TXT")
+
+    results = by_key(run_checks(spec))
+
+    assert results["return_path"].status is CheckStatus.OK
+    spf = results["spf:return_path"]
+    assert spf.status is CheckStatus.MISSING
+    assert spf.message == (
+        f"{RP_HOST} is a CNAME to {RP_TARGET}, as it should be: nothing to change on your side. The platform's "
+        f"host {RP_TARGET} has no SPF record. The Postwerk operator must publish a TXT record at {RP_TARGET} with "
+        f"the value: v=spf1 {INCLUDE} -all, and a TXT record at {PLATFORM_INCLUDE} with the value: "
+        "v=spf1 ip4:127.0.0.1 ip4:127.0.0.10 -all"
+    )
+
+
+def test_return_path_spf_with_the_platforms_include_missing_names_the_operator(zone, spec):
+    publish_all(zone, spec)
+    zone.remove(PLATFORM_INCLUDE, "TXT")
+
+    spf = by_key(run_checks(spec))["spf:return_path"]
+
+    assert spf.status is CheckStatus.WRONG
+    assert spf.message == (
+        f"{RP_HOST} is a CNAME to {RP_TARGET}, as it should be: nothing to change on your side. The platform's "
+        f"host {RP_TARGET} has an SPF record that fails (No valid SPF record for included domain: "
+        f"{PLATFORM_INCLUDE}). The Postwerk operator must publish a TXT record at {RP_TARGET} with the value: "
+        f"v=spf1 {INCLUDE} -all, and a TXT record at {PLATFORM_INCLUDE} with the value: "
+        "v=spf1 ip4:127.0.0.1 ip4:127.0.0.10 -all"
+    )
+
+
 # --------------------------------------------------------------------------- return path
 
 

@@ -7,7 +7,7 @@ from sending.domain_checks.dmarc import check_dmarc
 from sending.domain_checks.ownership import check_ownership
 from sending.domain_checks.return_path_check import check_return_path
 from sending.domain_checks.spec import CheckResult, CheckStatus, DomainSpec
-from sending.domain_checks.spf_check import check_spf
+from sending.domain_checks.spf_check import check_spf, check_spf_return_path
 
 __all__ = [
     "check_dkim",
@@ -30,7 +30,7 @@ def run_checks(spec: DomainSpec) -> list[CheckResult]:
     results += dkim
     results.append(check_spf(spec, "from"))
     results.append(check_return_path(spec))
-    return_path_spf = check_spf(spec, "return_path")
+    return_path_spf = check_spf_return_path(spec)
     results.append(return_path_spf)
     passing = (CheckStatus.OK, CheckStatus.ERROR)
     results.append(

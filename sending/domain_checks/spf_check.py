@@ -8,6 +8,7 @@ through a module-level ``DNSLookup`` hook; we install one that uses ``sending.dn
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ from django.conf import settings
 from sending import dns as postwerk_dns
 from sending.domain_checks.records import find_spf_records, spf_mechanism, spf_merge
 from sending.domain_checks.spec import CheckResult, CheckStatus, DomainSpec, error_result
+from sending.domain_checks.txt import lookup, normalize
 
 # RFC 7208 §4.6.4 suggests at least 20 seconds for the whole evaluation.
 TOTAL_SPF_TIME = 20.0
@@ -152,7 +154,39 @@ def check_spf_from(spec: DomainSpec) -> CheckResult:
 
 
 def check_spf_return_path(spec: DomainSpec) -> CheckResult:
-    return check_spf(spec, "return_path")
+    result = check_spf(spec, "return_path")
+    if result.status not in (CheckStatus.MISSING, CheckStatus.WRONG):
+        return result
+    cname = lookup(spec.return_path_host, "CNAME")
+    if not cname.found:
+        return result  # MX + TXT at the host: the owner's own record, as the message says
+    message = _cname_message(spec, cname.records[0], result)
+    return CheckResult(result.name, result.status, message, {**result.details, "cname": cname.records[0]})
+
+
+def _cname_message(spec: DomainSpec, cname: str, result: CheckResult) -> str:
+    """A return path that is a CNAME takes its SPF from the CNAME's target. When that is the platform's host, the
+    record to fix is the operator's, not the owner's: saying "add a CNAME" (present, as the return-path check
+    reports just above) or "fix the record" (one the owner cannot edit) would send them in circles."""
+    host, target = normalize(spec.return_path_host), normalize(spec.platform_return_path_target)
+    if cname != target:
+        return (
+            f"{host} is a CNAME to {cname}, not to {target}, so its SPF is not ours. Change the CNAME target to "
+            f"{target} (see the return path check); SPF then follows it."
+        )
+    mechanism = spf_mechanism(spec)
+    fix = f"a TXT record at {target} with the value: v=spf1 {mechanism} -all"
+    if spec.spf_include and spec.sending_ips:
+        ips = " ".join(f"ip{ipaddress.ip_address(ip).version}:{ip}" for ip in spec.sending_ips)
+        fix += f", and a TXT record at {spec.spf_include} with the value: v=spf1 {ips} -all"
+    elif spec.spf_include:
+        fix += f", and a TXT record at {spec.spf_include} listing the platform's sending IPs"
+    status = "has no SPF record" if result.status == CheckStatus.MISSING else "has an SPF record that fails"
+    detail = result.details.get("problem") or ""
+    return (
+        f"{host} is a CNAME to {target}, as it should be: nothing to change on your side. The platform's host "
+        f"{target} {status}{f' ({detail})' if detail else ''}. The Postwerk operator must publish {fix}"
+    )
 
 
 def _missing_message(spec: DomainSpec, scope: SpfScope, domain: str, mechanism: str) -> str:
