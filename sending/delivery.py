@@ -247,6 +247,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         )
         r.last_code, r.last_enhanced, r.last_text = o.reply.code, o.reply.enhanced, o.reply.text[:2000]
         r.mx_host, r.tls, r.updated_at, r.sending_since, r.claim_token = o.mx_host, o.tls, now, None, None
+        r.next_attempt_at = None  # no attempt is coming, unless the outcome is a deferral (set below)
         details = {
             "address": r.address,
             "attempt": r.attempts,

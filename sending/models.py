@@ -203,8 +203,9 @@ class Recipient(models.Model):
     kind = models.CharField(max_length=3, choices=Kind.choices, default=Kind.TO)
     state = models.CharField(max_length=16, choices=RecipientState.choices, default=RecipientState.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
-    # For queued/deferred: when the sweep may (re)enqueue it. Bumped by a lease whenever it is enqueued.
-    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # For queued/deferred: when the sweep may (re)enqueue it. Bumped by a lease whenever it is enqueued. Empty
+    # once delivery has an outcome that ends it (delivered, bounced, failed): no attempt is coming.
+    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
     sending_since = models.DateTimeField(null=True, blank=True)
     # Set by the worker that moved the row to `sending`, so it can read back exactly the rows it won.
     claim_token = models.UUIDField(null=True, blank=True)

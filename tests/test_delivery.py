@@ -142,6 +142,24 @@ def test_permanent_rejection_bounces_with_the_reply_kept(api, zone, mx, domain):
     assert bounce.details["smtp"]["enhanced"] == "5.1.1"
 
 
+def test_a_finished_recipient_has_no_next_attempt(api, zone, mx, domain):
+    """Delivered or bounced, no attempt is coming: neither the row nor the API may show one."""
+    sink = mx("127.0.0.2")
+    sink.rcpt_replies = {"gone@dest.example": "550 5.1.1 <gone@dest.example>: no such user"}
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sent = send(api, ["gone@dest.example", "here@dest.example"])
+
+    deliver_queued()
+
+    rows = {r.address: (r.state, r.next_attempt_at) for r in Recipient.objects.all()}
+    assert rows == {"gone@dest.example": ("bounced", None), "here@dest.example": ("delivered", None)}
+    shown = api.get(f"/api/v1/messages/{sent['id']}").json()["recipients"]
+    assert {r["address"]: (r["state"], r["next_attempt_at"]) for r in shown} == {
+        "gone@dest.example": ("bounced", None),
+        "here@dest.example": ("delivered", None),
+    }
+
+
 def test_rejected_data_bounces_every_recipient_of_the_transaction(api, zone, mx, domain):
     sink = mx("127.0.0.2")
     sink.data_reply = "554 5.7.1 Message rejected as spam"
