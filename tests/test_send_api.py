@@ -139,6 +139,27 @@ def test_missing_from_is_400(api):
     assert "from" in response.json()["fields"]
 
 
+NO_RECIPIENT = ["At least one recipient (to, cc or bcc) is required."]
+NO_BODY = ["A text or html body is required."]
+
+
+def test_an_empty_message_is_400_naming_every_missing_field_at_once(api):
+    response = send(api, {})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"from": ["This field is required."], "to": NO_RECIPIENT, "text": NO_BODY}
+    assert not Message.objects.exists()
+
+
+def test_a_bad_field_does_not_hide_what_is_missing(api):
+    response = send(api, {"from": "not an address", "subject": "Hi"})
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    assert (sorted(fields), fields["to"], fields["text"]) == (["from", "text", "to"], NO_RECIPIENT, NO_BODY)
+    # A recipient given but wrong is that field's own error, not "missing".
+    wrong_to = send(api, {"from": "hello@acme.example", "to": ["bob@@x"], "text": "Hi"}).json()["fields"]
+    assert list(wrong_to) == ["to"] and wrong_to["to"] != NO_RECIPIENT
+
+
 def test_malformed_json_is_400(api):
     response = api.post("/api/v1/messages", data="{not json", content_type="application/json")
     assert response.status_code == 400
