@@ -310,20 +310,15 @@ def test_healthz_reports_database_and_broker(client, db, settings):
     }
 
 
-def test_healthz_is_503_naming_the_broker_when_it_cannot_be_reached(client, db):
+def test_healthz_is_503_naming_the_broker_when_it_cannot_be_reached(client, db, monkeypatch):
     import socket
 
-    from config.celery import app
-
-    reachable = app.conf.broker_url
     with socket.socket() as bound:  # bound, never listening: connections to it are refused
         bound.bind(("127.0.0.1", 0))
         port = bound.getsockname()[1]
-        app.conf.broker_url = f"redis://127.0.0.1:{port}/0"
-        try:
-            response = client.get("/healthz")
-        finally:
-            app.conf.broker_url = reachable
+        # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+        monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{port}/0")
+        response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()
     assert (body["status"], body["database"]["ok"], body["broker"]["ok"]) == ("unavailable", True, False)
