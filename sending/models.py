@@ -503,6 +503,7 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         constraints = [models.UniqueConstraint(fields=["endpoint", "event"], name="webhook_delivery_unique")]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="webhook_delivery_due"),
