@@ -10,9 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from .errors import Refused
 from .models import Domain, InboundMessage
 from .return_path import is_verp
-from .smtp_intake import Refused
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,12 @@ def check_inbound_recipient(address: str) -> None:
     """
     local, at, host = address.strip().strip("<>").rpartition("@")
     if not at or not local or not host or any(c in address for c in "\r\n\0 "):
-        raise Refused("553 5.1.3 Bad recipient address syntax")
+        raise Refused.smtp("553 5.1.3 Bad recipient address syntax")
     if not is_return_path_host(host):
-        raise Refused(RELAY_DENIED)
+        raise Refused.smtp(RELAY_DENIED)
     local = local.lower()
     if not (is_verp(f"{local}@{host}") or local in {p.lower() for p in settings.POSTWERK_FEEDBACK_LOCAL_PARTS}):
-        raise Refused(RELAY_DENIED)
+        raise Refused.smtp(RELAY_DENIED)
 
 
 def inbound_store(*, peer_ip: str | None, mail_from: str, rcpt_tos: list[str], raw: bytes) -> InboundMessage:

@@ -14,7 +14,8 @@ from accounts.services import api_key_create, smtp_credential_create
 from sending import holds
 from sending.delivery import deliver
 from sending.holds import send_limit_release
-from sending.models import Event, EventType, Recipient, RecipientState, SendCounter
+from sending.models import Event, EventType, Recipient, RecipientState, SendCounter, Suppression
+from sending.suppressions import suppression_add
 from tests.conftest import add_mx_domain
 from tests.test_holds import MESSAGE, smtp_server  # noqa: F401 - fixture
 from tests.test_reputation import fresh_caches  # noqa: F401 - autouse fixture
@@ -120,6 +121,33 @@ def test_smtp_over_the_limit_is_held_with_250(smtp_server, organization):  # noq
         assert client.sendmail("app@acme.example", ["jane@dest.example"], MESSAGE) == {}
     client.quit()
     assert sorted(Recipient.objects.values_list("state", flat=True)) == ["held", "queued"]
+
+
+def test_a_wholly_suppressed_message_counts_against_the_limit_neither_over_smtp_nor_over_the_api(
+    smtp_server,  # noqa: F811
+    api,
+    organization,
+):
+    """One accept pipeline: suppressions are screened before the send limit, however the message arrived."""
+    suppression_add(organization_id=organization.pk, address="gone@dest.example", reason=Suppression.Reason.MANUAL)
+    organization.hourly_limit = 2
+    organization.save()
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    client = logged_in(smtp_server, (credential.username, password))
+    assert client.sendmail("app@acme.example", ["gone@dest.example"], MESSAGE) == {}
+    gone = {"from": "hello@acme.example", "to": ["gone@dest.example"], "subject": "x", "text": "Hi"}
+    assert api.post("/api/v1/messages", gone, format="json").json()["status"] == "suppressed"
+    for _ in range(2):
+        assert client.sendmail("app@acme.example", ["jane@dest.example"], MESSAGE) == {}
+    client.quit()
+    states = Recipient.objects.order_by("created_at").values_list("address", "state")
+    assert list(states) == [
+        ("gone@dest.example", "suppressed"),
+        ("gone@dest.example", "suppressed"),
+        ("jane@dest.example", "queued"),
+        ("jane@dest.example", "queued"),
+    ]
+    assert SendCounter.objects.get(period="hour").count == 2
 
 
 def test_smtp_rejecting_organization_gets_451_at_data_then_at_mail_from(smtp_server, organization):  # noqa: F811
