@@ -20,6 +20,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mail.errors import PostwerkError
+
 from .bounces.parse import Report, ReportRecipient, parse_report
 from .events import sequence_next
 from .inbound_intake import is_return_path_host
@@ -33,7 +35,7 @@ MAX_ATTEMPTS = 3
 State = InboundMessage.State
 
 
-class NotApplied(Exception):
+class NotApplied(PostwerkError):
     """The report is kept but changes nothing; the message says why."""
 
 

@@ -12,6 +12,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from mail.errors import PostwerkError
+
 from .addresses import Mailbox
 
 # Headers the platform owns: letting a caller set them would break signing, routing or Bcc privacy.
@@ -44,7 +46,7 @@ _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
 _NEW_FIELD = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
 
 
-class HeaderError(ValueError):
+class HeaderError(PostwerkError, ValueError):
     """A value that cannot go into a header. `field` is the request field to blame, as a path: ("subject",),
     ("headers", "X-Name"), ("attachments", 0)."""
 

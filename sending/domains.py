@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization
+from mail.errors import PostwerkError
 
 from .addresses import domain_matches
 from .crypto import encrypt
@@ -16,7 +17,7 @@ from .domain_checks.spec import DkimKeySpec, DomainSpec
 from .models import FINAL_STATES, DkimKey, Domain, Recipient
 
 
-class DomainError(ValueError):
+class DomainError(PostwerkError, ValueError):
     pass
 
 

@@ -1,16 +1,15 @@
-"""The root of Postwerk's own exceptions, and the one refusal every way of submitting mail answers with.
+"""The one refusal every way of submitting mail answers with.
 
-Every exception Postwerk raises on purpose derives from `PostwerkError`, so a caller (a view, a task, an SMTP
-handler) can tell "Postwerk said no" from a bug. A `Refused` carries every answer it may become: the API's status,
-error code and field errors, and the SMTP reply with its enhanced status code (RFC 3463). The API's exception
-handler and the SMTP handlers each translate it in one place.
+Like every exception Postwerk raises on purpose it derives from `PostwerkError` (mail.errors). A `Refused` carries
+every answer it may become: the API's status, error code and field errors, and the SMTP reply with its enhanced
+status code (RFC 3463). The API's exception handler and the SMTP handlers each translate it in one place.
 """
 
 from __future__ import annotations
 
+from mail.errors import PostwerkError
 
-class PostwerkError(Exception):
-    """Base of the exceptions Postwerk raises on purpose."""
+__all__ = ["PostwerkError", "Refused", "field_errors", "one_line"]
 
 
 class Refused(PostwerkError):

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from mail.errors import PostwerkError
+
 from .tls_verify import NONE, peer_chain, verify_chain
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class GarbledReply(smtplib.SMTPServerDisconnected):
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 
 
-class SessionLost(Exception):
+class SessionLost(PostwerkError):
     """The connection broke mid-transaction: what was in flight has an unknown outcome."""
 
     def __init__(self, reply: Reply) -> None:

@@ -44,6 +44,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mail.errors import PostwerkError
+
 from .dns import resolver
 from .events import sequence_next
 from .models import Domain, Event, EventType, Message, Recipient, Suppression
@@ -59,7 +61,7 @@ SALT_UNSUBSCRIBE = "postwerk.tracking.unsubscribe"
 PIXEL = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"  # noqa: E501
 
 
-class InvalidToken(ValueError):
+class InvalidToken(PostwerkError, ValueError):
     """A tracking token that was altered, truncated or signed with another key."""
 
 

@@ -30,6 +30,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
+from mail.errors import PostwerkError
 from sending.dns import Route, RouteStatus, mx_route
 from sending.smtp_client import Reply
 from sending.suppressions import suppressed_addresses
@@ -194,7 +195,7 @@ def addresses_verify(
 # --- quota -------------------------------------------------------------------------------------------------
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(PostwerkError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after

@@ -10,6 +10,7 @@ from typing import Any
 
 from publicsuffixlist import PublicSuffixList
 
+from mail.errors import PostwerkError
 from sending.domain_checks.spec import CheckResult, CheckStatus, DomainSpec, error_result
 from sending.domain_checks.tags import TagListError, parse_tag_list
 from sending.domain_checks.txt import lookup_txt, normalize
@@ -21,7 +22,7 @@ _MAILTO = re.compile(r"mailto:[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+\Z", re.IGNOR
 _FO = {"0", "1", "d", "s"}
 
 
-class DmarcRecordError(ValueError):
+class DmarcRecordError(PostwerkError, ValueError):
     """The record is not a valid DMARC record; the message says why, for a person."""
 
 

@@ -20,6 +20,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mail.errors import PostwerkError
+
 from ..events import event_payload, events_for_payload
 from ..models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, uuid7
 from ..sweep import connection_supports_skip_locked
@@ -34,7 +36,7 @@ USER_AGENT = "Postwerk-Webhooks/1"
 DUE_LIMIT = 5000
 
 
-class ReplayRefused(Exception):
+class ReplayRefused(PostwerkError):
     pass
 
 
