@@ -4,15 +4,21 @@ raw in one transaction before anyone parses it, so nothing is lost when parsing 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.celery import app as celery_app
+
 from .errors import Refused
 from .models import Domain, InboundMessage
 from .return_path import is_verp
+
+# Published by name (config/celery.py); the task is sending.tasks.process_inbound.
+PROCESS_INBOUND_TASK = "sending.tasks.process_inbound"
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +55,6 @@ def check_inbound_recipient(address: str) -> None:
 
 def inbound_store(*, peer_ip: str | None, mail_from: str, rcpt_tos: list[str], raw: bytes) -> InboundMessage:
     """Commit the raw report, then queue its processing (the sweep requeues it if that message is lost)."""
-    from .tasks import process_inbound
-
     with transaction.atomic():
         inbound = InboundMessage.objects.create(
             peer_ip=peer_ip or "",
@@ -61,12 +65,12 @@ def inbound_store(*, peer_ip: str | None, mail_from: str, rcpt_tos: list[str], r
             # The sweep leaves it alone while its task is on the way to a worker.
             next_attempt_at=timezone.now() + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE),
         )
-        transaction.on_commit(lambda: _enqueue(process_inbound, inbound.pk))
+        transaction.on_commit(lambda: _enqueue(inbound.pk))
     return inbound
 
 
-def _enqueue(task, inbound_id) -> None:  # type: ignore[no-untyped-def]
+def _enqueue(inbound_id: uuid.UUID) -> None:
     try:
-        task.delay(str(inbound_id))
+        celery_app.send_task(PROCESS_INBOUND_TASK, args=[str(inbound_id)])
     except Exception:  # the broker is down: the row is committed, and the sweep will queue it
         log.exception("could not queue inbound message %s", inbound_id)

@@ -26,7 +26,7 @@ from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_p
 from ..submission import Prepared
 from . import auth_limits
 from .group_commit import GroupCommit
-from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, protocol, run_db, run_maybe_db
+from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, overloaded_async, protocol, run_db, run_maybe_db
 from .protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class SubmissionHandler(BaseHandler):
         mail_options: list[str],
     ) -> str:
         credential: SmtpCredential = session.auth_data
-        if await overload.overloaded_async():
+        if await overloaded_async():
             return overload.SMTP_MAIL_REPLY
         try:
             await run_maybe_db(check_sender, credential, address)
