@@ -28,6 +28,7 @@ from .raw_message import (
     remove_headers,
 )
 from .submission import MessageTooLarge, Prepared, messages_submit, prepared_rows, recipients_screen
+from .trace_headers import SmtpTrace, received_header
 
 # Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4).
 STRIPPED_HEADERS = {"bcc", "return-path"}
@@ -122,9 +123,17 @@ def smtp_messages_store(prepared: Sequence[Prepared]) -> None:
 
 
 def smtp_message_prepare(
-    *, credential: SmtpCredential, mail_from: str, rcpt_tos: list[str], raw: bytes, smtputf8: bool = False
+    *,
+    credential: SmtpCredential,
+    mail_from: str,
+    rcpt_tos: list[str],
+    raw: bytes,
+    smtputf8: bool = False,
+    trace: SmtpTrace | None = None,
 ) -> Prepared:
-    """Check a submitted message and build its rows in memory, not yet stored. Raises Refused."""
+    """Check a submitted message and build its rows in memory, not yet stored. Raises Refused.
+
+    With the session's `trace`, the message gets our Received header on top (RFC 5321 §4.4)."""
     raw = normalize_newlines(raw)
     if mime_too_deep(raw):
         raise Refused(f"554 5.6.0 MIME nesting deeper than {MAX_MIME_DEPTH} levels")
@@ -163,6 +172,9 @@ def smtp_message_prepare(
     if raw_header(headers, "Date") is None:
         added.append(("Date", date_header(now)))
     raw = prepend_headers(remove_headers(raw, STRIPPED_HEADERS), added)
+    if trace is not None:
+        by = settings.POSTWERK_HOSTNAME
+        raw = received_header(trace, by=by, queue_id=str(message_pk), when=now, smtputf8=smtputf8) + raw
     head = raw.partition(b"\r\n\r\n")[0]
     try:
         prepared = prepared_rows(
