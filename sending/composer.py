@@ -7,13 +7,13 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
 from mail.errors import PostwerkError
 
+from . import wire_policy
 from .addresses import Mailbox
 
 # Headers the platform owns: letting a caller set them would break signing, routing or Bcc privacy.
@@ -217,7 +217,9 @@ def _build_simple(draft: Draft, *, message_id: str, date: datetime) -> bytes | N
 
 
 def _build_with_email_package(draft: Draft, *, message_id: str, date: datetime) -> bytes:
-    policy = email_policy.SMTPUTF8 if draft.smtputf8 else email_policy.SMTP
+    # Postwerk's wire policy: a long ASCII header (a URL in List-Unsubscribe, a token) is folded at its spaces or
+    # left long, never turned into RFC 2047 encoded words as Python's own policy would.
+    policy = wire_policy.SMTPUTF8 if draft.smtputf8 else wire_policy.SMTP
     msg = EmailMessage(policy=policy)
     msg["From"] = _address(draft.sender)
     _check_folded(msg, "From", ("from",))

@@ -30,6 +30,7 @@ from .signing_keys import active_keys, private_key
 from .smtp_client import Reply, SessionLost, SmtpSession, open_to_host
 from .suppressions import BounceFact, bounce_effects
 from .throttling import Throttle, asks_backoff, postpone, throttle_for, wake_schedule
+from .trace_headers import feedback_id, with_feedback_id
 from .tracking import tracked_copies
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,18 @@ class Outcome:
 def signed_message(message: Message) -> bytes:
     """The message as it goes on the wire: DKIM-signed with each active key of its domain (RSA, and Ed25519
     when the domain has one), newest first."""
-    return dkim_sign_all(bytes(message.raw), signing_keys(message))
+    return dkim_sign_all(outgoing_raw(message), signing_keys(message))
+
+
+def outgoing_raw(message: Message) -> bytes:
+    """The stored message with the Feedback-ID header on top (unless the sender set one), before tracking and
+    signing, so the signature covers it. Added here rather than at accept time so that it applies to API and
+    SMTP mail alike and to messages queued before it existed: one prepend per message."""
+    raw = bytes(message.raw)
+    if message.domain is None:
+        return raw
+    value = feedback_id(tags=message.tags, organization_id=message.organization_id, domain=message.domain.name)
+    return with_feedback_id(raw, value)
 
 
 def signing_keys(message: Message) -> list[SigningKey]:
@@ -171,12 +183,13 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient]) -> li
         message = group[0].message
         try:
             # With tracking on, each recipient has its own copy (pixel, links, unsubscribe URL) and signature.
-            copies = tracked_copies(message, group)
+            raw = outgoing_raw(message)
+            copies = tracked_copies(message, group, raw)
+            keys = signing_keys(message)
             if copies is None:
-                data = signed_message(message)
+                data = dkim_sign_all(raw, keys)
             else:
-                keys = signing_keys(message)
-                copies = {pk: dkim_sign_all(raw, keys) for pk, raw in copies.items()}
+                copies = {pk: dkim_sign_all(copy, keys) for pk, copy in copies.items()}
                 data = max(copies.values(), key=len)
         except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
             log.exception("cannot sign message %s", message.pk)

@@ -27,6 +27,7 @@ from .raw_message import (
     remove_headers,
 )
 from .submission import Prepared, prepared_rows
+from .trace_headers import SmtpTrace, received_header
 
 __all__ = ["Refused", "SmtpSubmission", "check_recipient", "check_sender", "smtp_message_prepare"]
 
@@ -82,10 +83,18 @@ def smtp_messages_store(prepared: Sequence[Prepared]) -> None:
 
 
 def smtp_message_prepare(
-    *, credential: SmtpCredential, mail_from: str, rcpt_tos: list[str], raw: bytes, smtputf8: bool = False
+    *,
+    credential: SmtpCredential,
+    mail_from: str,
+    rcpt_tos: list[str],
+    raw: bytes,
+    smtputf8: bool = False,
+    trace: SmtpTrace | None = None,
 ) -> Prepared:
-    """Check and screen a submitted message and build its rows in memory, not yet stored. Raises Refused."""
-    submission = SmtpSubmission(mail_from=mail_from, rcpt_tos=rcpt_tos, raw=raw, smtputf8=smtputf8)
+    """Check and screen a submitted message and build its rows in memory, not yet stored. Raises Refused.
+
+    With the session's `trace`, the message gets our Received header on top (RFC 5321 §4.4)."""
+    submission = SmtpSubmission(mail_from=mail_from, rcpt_tos=rcpt_tos, raw=raw, smtputf8=smtputf8, trace=trace)
     return accept_one(smtp_caller(credential), submission, store=False)
 
 
@@ -97,6 +106,7 @@ class SmtpSubmission:
     rcpt_tos: list[str]
     raw: bytes
     smtputf8: bool = False
+    trace: SmtpTrace | None = None  # the session, for our Received header
     headers: EmailMessage | None = field(default=None, repr=False)
 
     def sender_domains(self) -> list[str]:
@@ -117,7 +127,7 @@ class SmtpSubmission:
         return domains
 
     def compose(self, caller: Caller, domain: Domain) -> Prepared:
-        """Normalise: a Message-ID and Date where missing, no Bcc or Return-Path; then the rows."""
+        """Normalise: a Message-ID and Date where missing, no Bcc or Return-Path, our Received on top; then the rows."""
         assert caller.smtp_credential is not None and self.headers is not None
         raw, headers = self.raw, self.headers
         # After the From checks, which answer a hostile From with their own 550.
@@ -138,6 +148,9 @@ class SmtpSubmission:
         if raw_header(headers, "Date") is None:
             added.append(("Date", date_header(now)))
         raw = prepend_headers(remove_headers(raw, STRIPPED_HEADERS), added)
+        if self.trace is not None:
+            by = settings.POSTWERK_HOSTNAME
+            raw = received_header(self.trace, by=by, queue_id=str(message_pk), when=now, smtputf8=self.smtputf8) + raw
         head = raw.partition(b"\r\n\r\n")[0]
         return prepared_rows(
             organization=caller.organization,

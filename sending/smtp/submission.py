@@ -146,6 +146,7 @@ class SubmissionHandler(BaseHandler):
                 rcpt_tos=list(envelope.rcpt_tos),
                 raw=raw,
                 smtputf8=bool(envelope.smtp_utf8),
+                trace=server.trace(),
             )
             await self.committer.submit(prepared)
         except Refused as refused:
