@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="python: smtplib sessions with STARTTLS + AUTH; smtp-source: Postfix's, plain SMTP from a trusted "
         "network, one process per domain, each session sending all its messages (-d; --per-session 1: one each)",
     )
-    # --sessions: smtp-source -s with --driver smtp-source.
+    # --sessions (smtp-source -s with --driver smtp-source) and --smtp-processes: the smtpserver front's options.
     harness.add_common_args(p, fronts=(harness.SMTP,), broker_url="redis://127.0.0.1:6379/12")
     args = p.parse_args(argv)
     harness.check_common_args(p, args, "messages", "recipients")
