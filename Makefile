@@ -31,6 +31,7 @@ help:
 	@echo "make bench  send-API benchmark (BENCH_ARGS=...)"
 	@echo "make bench-smtp  SMTP submission benchmark (BENCH_ARGS=...)"
 	@echo "make bench-soak  10-minute steady API + SMTP load: memory, latency drift, errors (BENCH_ARGS=...)"
+	@echo "make bench-throughput  Postwerk (API in, SMTP in) beside a private Postfix; needs root (BENCH_ARGS=...)"
 	@echo "make lock   regenerate constraints.txt from a fresh venv"
 	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
 
