@@ -9,9 +9,10 @@
     6. enqueue       delivery tasks published once that transaction has committed
 
 A refusal at any step is a `Refused` carrying its API status and SMTP reply; nothing is stored. The send API (one
-message or a batch, where each message is refused on its own) and SMTP submission call `accept`. The SMTP server
-stores many sessions' messages in one transaction (its group commit), so it runs the steps up to `screen` in the
-session's thread (`store=False`) and hands what passed to `store` together with other sessions' messages.
+message or a batch, where each message is refused on its own) calls `accept`, which runs all six. The SMTP server
+stores many sessions' messages in one transaction (its group commit), so it runs the same steps in two parts:
+`prepare` (1-3) in the session, on its event loop, and `screen_and_store` (4-6) in the group commit's thread for
+every message that arrived meanwhile, each screened as if it had come alone.
 
 Screening comes after composing so that both ways count the same thing against the send limit: a message whose
 recipients are all suppressed is accepted, recorded and never sent, and does not count.
@@ -68,31 +69,24 @@ def accept(
     submissions: Sequence[Submission | Refused],
     *,
     remember: Callable[[list[Prepared | Refused]], IdempotencyRecord | None] | None = None,
-    store: bool = True,
 ) -> list[Prepared | Refused]:
-    """Take messages in: one result per submission, the Prepared (stored unless `store=False`) or its refusal.
+    """Take messages in, all six steps: one result per submission, the stored Prepared or its refusal.
 
     A submission already refused while it was parsed (an invalid item of a batch) keeps its place. `remember`
     gives the answer to store under an idempotency key, in the same transaction. Raises Refused when the whole
     request is refused (the organization rejects while paused or over its limit), and DuplicateRequest when a
     concurrent request took the idempotency key first; nothing is stored then."""
-    results = [_prepare(caller, submission) for submission in submissions]
+    results = [prepare(caller, submission) for submission in submissions]  # 1-3
     prepared = [r for r in results if isinstance(r, Prepared)]
-    screen(caller, prepared)
-    if store and prepared:
-        messages_store(prepared, idempotency=remember(results) if remember else None)
+    screen(caller.organization, prepared)  # 4
+    if prepared:
+        messages_store(prepared, idempotency=remember(results) if remember else None)  # 5, 6
     return results
 
 
-def accept_one(caller: Caller, submission: Submission, *, store: bool = True) -> Prepared:
-    """`accept` for a single message: its Prepared, or its refusal raised."""
-    (result,) = accept(caller, [submission], store=store)
-    if isinstance(result, Refused):
-        raise result
-    return result
-
-
-def _prepare(caller: Caller, submission: Submission | Refused) -> Prepared | Refused:
+def prepare(caller: Caller, submission: Submission | Refused) -> Prepared | Refused:
+    """Steps 1-3 for one message: authorise, guard, compose. No query but the memoised domain lookups, so the SMTP
+    server runs it on its event loop."""
     if isinstance(submission, Refused):
         return submission
     try:
@@ -100,6 +94,29 @@ def _prepare(caller: Caller, submission: Submission | Refused) -> Prepared | Ref
         return submission.compose(caller, domains[0])
     except Refused as refused:
         return refused
+
+
+def screen_and_store(prepared: Sequence[Prepared]) -> dict[int, Refused]:
+    """Steps 4-6 for the SMTP server's group commit: many sessions' messages, of any organizations. Each message is
+    screened on its own, as if it had come alone (a refusal is that message's, by its index); the suppression
+    lookups are one query per organization; what passes is stored in one transaction."""
+    refused: dict[int, Refused] = {}
+    by_organization: dict[int, list[int]] = {}
+    for n, p in enumerate(prepared):
+        by_organization.setdefault(p.message.organization_id, []).append(n)
+    for indexes in by_organization.values():
+        organization = prepared[indexes[0]].message.organization
+        found = suppressed_addresses(organization.pk, (r.address for n in indexes for r in prepared[n].recipients))
+        for n in indexes:
+            _mark_suppressed([prepared[n]], found)
+            try:
+                holds_screen(organization=organization, prepared=[prepared[n]])
+            except Refused as exc:
+                refused[n] = exc
+    accepted = [p for n, p in enumerate(prepared) if n not in refused]
+    if accepted:
+        messages_store(accepted)
+    return refused
 
 
 # --- the steps ------------------------------------------------------------------------------------------------
@@ -144,18 +161,19 @@ def guard(caller: Caller, domain: Domain, from_domain: str) -> Domain:
     return domain
 
 
-def screen(caller: Caller, prepared: list[Prepared]) -> None:
+def screen(organization: Organization, prepared: list[Prepared]) -> None:
     """4. Suppressed recipients become `suppressed` (one query for all), then holds and send limits decide
     (sending.holds; raises Refused when the organization rejects instead of holding)."""
     if not prepared:
         return
-    found = suppressed_addresses(caller.organization.pk, (r.address for p in prepared for r in p.recipients))
-    if found:
-        _mark_suppressed(prepared, found)
-    holds_screen(organization=caller.organization, prepared=prepared)
+    found = suppressed_addresses(organization.pk, (r.address for p in prepared for r in p.recipients))
+    _mark_suppressed(prepared, found)
+    holds_screen(organization=organization, prepared=prepared)
 
 
 def _mark_suppressed(prepared: list[Prepared], found: dict[str, Suppression]) -> None:
+    if not found:
+        return
     for p in prepared:
         for r in p.recipients:
             suppression = found.get(r.address.lower())

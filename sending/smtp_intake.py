@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import SmtpCredential
 
-from .accept import Caller, accept_one, authorise, guard, messages_store
+from .accept import Caller, authorise, guard, prepare, screen_and_store
 from .addresses import AddressError, Mailbox, parse_mailbox
 from .errors import Refused
 from .holds import smtp_sender_refusal
@@ -73,13 +73,19 @@ def smtp_message_submit(
     *, credential: SmtpCredential, mail_from: str, rcpt_tos: list[str], raw: bytes, smtputf8: bool = False
 ) -> Message:
     """Store a submitted message and its recipients in one transaction. Raises Refused."""
-    submission = SmtpSubmission(mail_from=mail_from, rcpt_tos=rcpt_tos, raw=raw, smtputf8=smtputf8)
-    return accept_one(smtp_caller(credential), submission).message
+    prepared = smtp_message_prepare(
+        credential=credential, mail_from=mail_from, rcpt_tos=rcpt_tos, raw=raw, smtputf8=smtputf8
+    )
+    refused = smtp_messages_store([prepared])
+    if refused:
+        raise refused[0]
+    return prepared.message
 
 
-def smtp_messages_store(prepared: Sequence[Prepared]) -> None:
-    """Store prepared messages, of any organizations, in one transaction: the SMTP server's group commit."""
-    messages_store(prepared)
+def smtp_messages_store(prepared: Sequence[Prepared]) -> dict[int, Refused]:
+    """Screen and store prepared messages, of any organizations, in one transaction: the SMTP server's group
+    commit. The refusals, by index, of messages a paused scope or a full send limit turned away."""
+    return screen_and_store(prepared)
 
 
 def smtp_message_prepare(
@@ -91,11 +97,14 @@ def smtp_message_prepare(
     smtputf8: bool = False,
     trace: SmtpTrace | None = None,
 ) -> Prepared:
-    """Check and screen a submitted message and build its rows in memory, not yet stored. Raises Refused.
+    """Check a submitted message and build its rows in memory, not yet screened or stored. Raises Refused.
 
     With the session's `trace`, the message gets our Received header on top (RFC 5321 §4.4)."""
     submission = SmtpSubmission(mail_from=mail_from, rcpt_tos=rcpt_tos, raw=raw, smtputf8=smtputf8, trace=trace)
-    return accept_one(smtp_caller(credential), submission, store=False)
+    result = prepare(smtp_caller(credential), submission)
+    if isinstance(result, Refused):
+        raise result
+    return result
 
 
 @dataclass

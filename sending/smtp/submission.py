@@ -78,14 +78,14 @@ def message_committer(publisher: BackgroundPublisher | None = None) -> GroupComm
     """One per server process, shared by its submission listeners: one group commit for all their sessions.
     With a `publisher`, delivery tasks are published from its thread instead of before the group's 250s."""
 
-    def store(prepared: Sequence[Prepared]) -> None:
+    def store(prepared: Sequence[Prepared]) -> dict[int, Refused]:
         db_ready()
         if publisher is None:
-            smtp_messages_store(prepared)
-            return
+            return smtp_messages_store(prepared)
         with enqueues_collected() as committed:
-            smtp_messages_store(prepared)
+            refused = smtp_messages_store(prepared)
         publisher.submit(committed)
+        return refused
 
     # One commit at a time: a second one in flight (measured on PostgreSQL) only made the groups smaller.
     return GroupCommit(store, max_group=settings.POSTWERK_SMTP_COMMIT_GROUP)
