@@ -128,7 +128,7 @@ def expected_records(spec: DomainSpec) -> list[ExpectedRecord]:
                 "v=DMARC1",
                 "Published by the platform's operator, not by you: it lets receivers send this domain's DMARC "
                 "reports to an address at another domain (RFC 7489 §7.1). A wildcard "
-                f"*.{authorization.split('.', 1)[1]} covers every domain.",
+                f"*._report._dmarc.{authorization.split('._report._dmarc.', 1)[1]} covers every domain.",
                 publisher="operator",
             )
         )
