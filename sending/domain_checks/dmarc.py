@@ -113,7 +113,7 @@ def dmarc_recommendation(rua: str) -> str:
 def report_authorization_name(domain: str, rua: str) -> str | None:
     """Where the report address's domain must authorise reports about ``domain`` (RFC 7489 §7.1), or None when
     the address shares ``domain``'s organizational domain and receivers send reports without asking."""
-    host = normalize(dmarc_recommendation(rua).rpartition("@")[2])
+    host = normalize(dmarc_recommendation(rua).rpartition("@")[2].split("!", 1)[0])  # without a size limit, §6.4
     if organizational_domain(host) == organizational_domain(domain):
         return None
     return f"{normalize(domain)}._report._dmarc.{host}"
