@@ -23,8 +23,9 @@ from django.utils import timezone
 from mail.errors import PostwerkError
 
 from .bounces.parse import Report, ReportRecipient, parse_report
+from .dmarc_reports import dmarc_report_keep
 from .events import sequence_next
-from .inbound_intake import is_return_path_host
+from .inbound_intake import DMARC_REPORT, is_return_path_host
 from .models import Event, EventType, InboundMessage, Recipient, RecipientState
 from .return_path import is_verp, recipient_id_from_return_path
 from .suppressions import BounceFact, Reason, bounce_effects, suppression_add
@@ -46,6 +47,8 @@ def inbound_process(inbound_id: uuid.UUID | str) -> str:
         return "gone"
     inbound = InboundMessage.objects.get(pk=inbound_id)
     try:
+        if inbound.type == DMARC_REPORT:
+            return _keep_dmarc_report(inbound)
         report = parse_report(bytes(inbound.raw))
         return _apply(inbound, report)
     except Exception as exc:  # a classifier or database bug: keep the raw message, retry a few times
@@ -57,6 +60,19 @@ def inbound_process(inbound_id: uuid.UUID | str) -> str:
             next_attempt_at=timezone.now() + timedelta(seconds=60 * inbound.attempts),
         )
         return State.FAILED if final else State.RECEIVED
+
+
+def _keep_dmarc_report(inbound: InboundMessage) -> str:
+    """A DMARC aggregate report is not a bounce: attribute it and keep it (`ignored`, nothing to apply)."""
+    note, summary = dmarc_report_keep(inbound)
+    updated = InboundMessage.objects.filter(pk=inbound.pk, state=State.RECEIVED).update(
+        state=State.IGNORED,
+        note=note,
+        result=summary,
+        organization_id=inbound.organization_id,
+        processed_at=timezone.now(),
+    )
+    return State.IGNORED if updated else "gone"
 
 
 def _apply(inbound: InboundMessage, report: Report) -> str:
