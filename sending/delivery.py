@@ -276,21 +276,24 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         elif o.internal:
             r.state, event_type = RecipientState.FAILED, EventType.FAILED
             details.update(reason=o.internal, diagnostic=o.reply.text)
-        elif o.reply.permanent:
-            r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
-            details.update(_bounce_details(o.reply))
-            r.finished_at, r.bounce_kind = now, details["kind"]
-            bounces.append(_bounce_fact(r, details))
         else:
-            when = next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
-            if when is None:
-                r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
-                details.update(_bounce_details(o.reply, expired=True))
-                r.finished_at, r.bounce_kind = now, details["kind"]
-                bounces.append(_bounce_fact(r, details))
-            else:
+            when = None if o.reply.permanent else next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
+            sender = _sender_rejected(o.reply)
+            if when is not None:
                 r.state, r.next_attempt_at, event_type = RecipientState.DEFERRED, when, EventType.DEFERRED
                 details["next_attempt_at"] = when.isoformat()
+                if sender:
+                    details["reason"] = str(Reason.SENDER_REJECTED)
+            elif sender:
+                # Our sender was refused, not the recipient: the delivery fails, with no bounce counted against
+                # the address (no suppression, no bounce_kind for reputation); the event says why.
+                r.state, event_type = RecipientState.FAILED, EventType.FAILED
+                details.update(_bounce_details(o.reply))
+            else:
+                r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
+                details.update(_bounce_details(o.reply, expired=not o.reply.permanent))
+                r.finished_at, r.bounce_kind = now, details["kind"]
+                bounces.append(_bounce_fact(r, details))
         # Counted in memory: this worker's claim keeps every other writer of the row's events away meanwhile.
         r.event_seq += 1
         events.append(recipient_event_row(r, event_type, now, details, r.event_seq))
@@ -326,12 +329,18 @@ def _reply_json(reply: Reply) -> dict[str, object]:
     return {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}
 
 
+def _sender_rejected(reply: Reply) -> bool:
+    """The reply refused our envelope sender (at MAIL FROM, or in the words of a later reply)."""
+    classified = classify_reply(reply.code, reply.enhanced, reply.text, at_mail_from=reply.at_mail_from)
+    return classified.reason is Reason.SENDER_REJECTED
+
+
 def _bounce_details(reply: Reply, *, expired: bool = False) -> dict[str, str]:
     """A synchronous rejection, classified exactly as a DSN would be; an expiry is always a soft bounce."""
     if expired:
         reason, kind, status = Reason.EXPIRED, Kind.SOFT, "4.4.7"
     else:
-        classified = classify_reply(reply.code, reply.enhanced, reply.text)
+        classified = classify_reply(reply.code, reply.enhanced, reply.text, at_mail_from=reply.at_mail_from)
         reason, kind, status = classified.reason, classified.kind, reply.enhanced
     return {
         "kind": str(kind),
