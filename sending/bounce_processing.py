@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -23,6 +23,7 @@ from django.utils import timezone
 from mail.errors import PostwerkError
 
 from .bounces.parse import Report, ReportRecipient, parse_report
+from .bounces.reasons import Reason as BounceReason
 from .dmarc_reports import dmarc_report_keep
 from .events import sequence_next
 from .inbound_intake import DMARC_REPORT, is_return_path_host
@@ -120,6 +121,18 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         "source": "dsn",
         "inbound_id": str(inbound.pk),
     }
+    if entry.reason == BounceReason.SENDER_REJECTED:
+        # A relay refused our sender further on: the delivery failed, but not because of the recipient, so
+        # nothing counts against the address (no suppression, no bounce for reputation); the event says why.
+        Recipient.objects.filter(pk=recipient.pk).update(
+            state=RecipientState.FAILED,
+            last_enhanced=entry.status[:16],
+            last_text=entry.diagnostic[:2000],
+            updated_at=now,
+            claim_token=None,
+        )
+        _event(recipient, EventType.FAILED, details, now)
+        return
     # A DSN after a `delivered` means a relay accepted and then failed: the delivery did not arrive after all.
     Recipient.objects.filter(pk=recipient.pk).update(
         state=RecipientState.BOUNCED,
@@ -131,15 +144,7 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         finished_at=now,
         bounce_kind=entry.kind,
     )
-    Event.objects.create(
-        organization_id=recipient.organization_id,
-        message_id=recipient.message_id,
-        recipient=recipient,
-        type=EventType.BOUNCED,
-        created_at=now,
-        details=details,
-        sequence=sequence_next(recipient.pk),
-    )
+    _event(recipient, EventType.BOUNCED, details, now)
     bounce_effects(
         [
             BounceFact(
@@ -152,6 +157,18 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
                 diagnostic=entry.diagnostic,
             )
         ]
+    )
+
+
+def _event(recipient: Recipient, event_type: str, details: dict, now: datetime) -> None:
+    Event.objects.create(
+        organization_id=recipient.organization_id,
+        message_id=recipient.message_id,
+        recipient=recipient,
+        type=event_type,
+        created_at=now,
+        details=details,
+        sequence=sequence_next(recipient.pk),
     )
 
 

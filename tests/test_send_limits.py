@@ -183,3 +183,27 @@ def test_api_rate_limit_per_key_is_429_with_retry_after(api, organization, monke
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_secret}")
     assert other.get("/api/v1/held").status_code == 200
+
+
+def test_api_rate_limit_without_the_cache_accepts_and_warns_once(api, organization, settings, caplog):
+    from sending import cache_guard
+    from tests.faults.services import free_port
+
+    # Redis where nothing listens: every cache call raises redis.exceptions.ConnectionError, as when it is stopped.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+    cache_guard._last_warned.clear()
+    key = ApiKey.objects.get(organization=organization, name="test")
+    key.rate_limit = 2
+    key.save()
+    with caplog.at_level("WARNING", logger="sending.cache_guard"):
+        for n in range(3):
+            response = api.post("/api/v1/messages", one(n), format="json")
+            assert response.status_code == 202, response.content
+    assert Recipient.objects.count() == 3
+    warnings = [r for r in caplog.records if r.name == "sending.cache_guard"]
+    assert len(warnings) == 1 and "API rate limit" in warnings[0].getMessage()
