@@ -19,6 +19,8 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from mail.errors import PostwerkError
+
 from .models import Invitation, Membership
 from .secrets import hash_secret
 
@@ -32,7 +34,7 @@ INVITATION_TTL = timedelta(days=7)
 LinkBuilder = Callable[[str], str]
 
 
-class InvitationError(ValueError):
+class InvitationError(PostwerkError, ValueError):
     pass
 
 

@@ -229,7 +229,10 @@ POSTWERK_INBOUND_MX_HOSTS = env.list("POSTWERK_INBOUND_MX_HOSTS", default=[POSTW
 POSTWERK_SPF_INCLUDE = env.str("POSTWERK_SPF_INCLUDE", default=f"_spf.{POSTWERK_RETURN_PATH_DOMAIN}")
 # The addresses delivery connects from; SPF is evaluated for each of them.
 POSTWERK_SENDING_IPS = env.list("POSTWERK_SENDING_IPS", default=[])
-POSTWERK_DMARC_RUA = env.str("POSTWERK_DMARC_RUA", default=f"mailto:dmarc-reports@{POSTWERK_RETURN_PATH_DOMAIN}")
+# Empty: each domain's reports go to dmarc-reports@ its own return-path host, which is in the domain's own
+# organizational domain, so receivers need no `_report._dmarc` authorisation (RFC 7489 §7.1) and the inbound MX
+# takes them. An address elsewhere needs `<domain>._report._dmarc.<its domain> TXT "v=DMARC1"` from the operator.
+POSTWERK_DMARC_RUA = env.str("POSTWERK_DMARC_RUA", default="")
 # Refuse mail from domains that have not proven ownership and published DKIM (off only for local trials).
 POSTWERK_REQUIRE_VERIFIED_DOMAINS = env.bool("POSTWERK_REQUIRE_VERIFIED_DOMAINS", default=True)
 POSTWERK_DOMAIN_CHECK_INTERVAL_UNVERIFIED = env.int("POSTWERK_DOMAIN_CHECK_INTERVAL_UNVERIFIED", default=3600)

@@ -8,7 +8,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view.metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("sending.api.urls")),
+    path("api/v1/", include("config.api_urls")),
     # Open pixels, click redirects and one-click unsubscribe (sending.tracking), linked from tracked mail.
     path("t/", include("sending.tracking_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -296,7 +296,13 @@ def check_label(name: str) -> str:
         return f"DKIM key {arg}"
     if kind == "spf":
         return "SPF of the return path" if arg == "return_path" else "SPF of the domain"
-    return {"ownership": "Ownership record", "dmarc": "DMARC", "return_path": "Return path"}.get(name, name)
+    labels = {
+        "ownership": "Ownership record",
+        "dmarc": "DMARC",
+        "dmarc_report": "DMARC report authorisation",
+        "return_path": "Return path",
+    }
+    return labels.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -324,6 +330,7 @@ RECORD_PURPOSES = {
     "return_path": "Return path",
     "spf": "SPF",
     "dmarc": "DMARC",
+    "dmarc_report": "DMARC report authorisation",
 }
 
 

@@ -8,10 +8,12 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
+from mail.errors import PostwerkError
+
 _ANGLE = re.compile(r"^(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$", re.DOTALL)
 
 
-class AddressError(ValueError):
+class AddressError(PostwerkError, ValueError):
     pass
 
 

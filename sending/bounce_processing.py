@@ -13,16 +13,20 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mail.errors import PostwerkError
+
 from .bounces.parse import Report, ReportRecipient, parse_report
+from .bounces.reasons import Reason as BounceReason
+from .dmarc_reports import dmarc_report_keep
 from .events import sequence_next
-from .inbound_intake import is_return_path_host
+from .inbound_intake import DMARC_REPORT, is_return_path_host
 from .models import Event, EventType, InboundMessage, Recipient, RecipientState
 from .return_path import is_verp, recipient_id_from_return_path
 from .suppressions import BounceFact, Reason, bounce_effects, suppression_add
@@ -33,7 +37,7 @@ MAX_ATTEMPTS = 3
 State = InboundMessage.State
 
 
-class NotApplied(Exception):
+class NotApplied(PostwerkError):
     """The report is kept but changes nothing; the message says why."""
 
 
@@ -44,6 +48,8 @@ def inbound_process(inbound_id: uuid.UUID | str) -> str:
         return "gone"
     inbound = InboundMessage.objects.get(pk=inbound_id)
     try:
+        if inbound.type == DMARC_REPORT:
+            return _keep_dmarc_report(inbound)
         report = parse_report(bytes(inbound.raw))
         return _apply(inbound, report)
     except Exception as exc:  # a classifier or database bug: keep the raw message, retry a few times
@@ -55,6 +61,19 @@ def inbound_process(inbound_id: uuid.UUID | str) -> str:
             next_attempt_at=timezone.now() + timedelta(seconds=60 * inbound.attempts),
         )
         return State.FAILED if final else State.RECEIVED
+
+
+def _keep_dmarc_report(inbound: InboundMessage) -> str:
+    """A DMARC aggregate report is not a bounce: attribute it and keep it (`ignored`, nothing to apply)."""
+    note, summary = dmarc_report_keep(inbound)
+    updated = InboundMessage.objects.filter(pk=inbound.pk, state=State.RECEIVED).update(
+        state=State.IGNORED,
+        note=note,
+        result=summary,
+        organization_id=inbound.organization_id,
+        processed_at=timezone.now(),
+    )
+    return State.IGNORED if updated else "gone"
 
 
 def _apply(inbound: InboundMessage, report: Report) -> str:
@@ -102,6 +121,18 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         "source": "dsn",
         "inbound_id": str(inbound.pk),
     }
+    if entry.reason == BounceReason.SENDER_REJECTED:
+        # A relay refused our sender further on: the delivery failed, but not because of the recipient, so
+        # nothing counts against the address (no suppression, no bounce for reputation); the event says why.
+        Recipient.objects.filter(pk=recipient.pk).update(
+            state=RecipientState.FAILED,
+            last_enhanced=entry.status[:16],
+            last_text=entry.diagnostic[:2000],
+            updated_at=now,
+            claim_token=None,
+        )
+        _event(recipient, EventType.FAILED, details, now)
+        return
     # A DSN after a `delivered` means a relay accepted and then failed: the delivery did not arrive after all.
     Recipient.objects.filter(pk=recipient.pk).update(
         state=RecipientState.BOUNCED,
@@ -113,15 +144,7 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         finished_at=now,
         bounce_kind=entry.kind,
     )
-    Event.objects.create(
-        organization_id=recipient.organization_id,
-        message_id=recipient.message_id,
-        recipient=recipient,
-        type=EventType.BOUNCED,
-        created_at=now,
-        details=details,
-        sequence=sequence_next(recipient.pk),
-    )
+    _event(recipient, EventType.BOUNCED, details, now)
     bounce_effects(
         [
             BounceFact(
@@ -134,6 +157,18 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
                 diagnostic=entry.diagnostic,
             )
         ]
+    )
+
+
+def _event(recipient: Recipient, event_type: str, details: dict, now: datetime) -> None:
+    Event.objects.create(
+        organization_id=recipient.organization_id,
+        message_id=recipient.message_id,
+        recipient=recipient,
+        type=event_type,
+        created_at=now,
+        details=details,
+        sequence=sequence_next(recipient.pk),
     )
 
 

@@ -7,11 +7,13 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy as email_policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from mail.errors import PostwerkError
+
+from . import wire_policy
 from .addresses import Mailbox
 
 # Headers the platform owns: letting a caller set them would break signing, routing or Bcc privacy.
@@ -44,7 +46,7 @@ _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
 _NEW_FIELD = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
 
 
-class HeaderError(ValueError):
+class HeaderError(PostwerkError, ValueError):
     """A value that cannot go into a header. `field` is the request field to blame, as a path: ("subject",),
     ("headers", "X-Name"), ("attachments", 0)."""
 
@@ -215,7 +217,9 @@ def _build_simple(draft: Draft, *, message_id: str, date: datetime) -> bytes | N
 
 
 def _build_with_email_package(draft: Draft, *, message_id: str, date: datetime) -> bytes:
-    policy = email_policy.SMTPUTF8 if draft.smtputf8 else email_policy.SMTP
+    # Postwerk's wire policy: a long ASCII header (a URL in List-Unsubscribe, a token) is folded at its spaces or
+    # left long, never turned into RFC 2047 encoded words as Python's own policy would.
+    policy = wire_policy.SMTPUTF8 if draft.smtputf8 else wire_policy.SMTP
     msg = EmailMessage(policy=policy)
     msg["From"] = _address(draft.sender)
     _check_folded(msg, "From", ("from",))

@@ -26,10 +26,11 @@ from .queueing import enqueue_destination, pending_clear
 from .retry import next_attempt
 from .return_path import return_path, return_path_host
 from .signing import SigningKey, dkim_sign_all
-from .signing_keys import active_keys, private_key
+from .signing_keys import keys_to_sign_with, private_key
 from .smtp_client import Reply, SessionLost, SmtpSession, open_to_host
 from .suppressions import BounceFact, bounce_effects
 from .throttling import Throttle, asks_backoff, postpone, throttle_for, wake_schedule
+from .trace_headers import feedback_id, with_feedback_id
 from .tracking import tracked_copies
 
 log = logging.getLogger(__name__)
@@ -42,23 +43,43 @@ class Outcome:
     mx_host: str = ""
     tls: bool | None = None
     tls_verification: str = ""  # verified, failed: <why>, none (sending.tls_verify); "" when no session
-    # A permanent failure that is ours, not the receiver's (e.g. the message cannot be signed): `failed`.
-    internal: bool = False
+    # A permanent failure that is ours, not the receiver's (e.g. the message cannot be signed): `failed`, with
+    # this reason in its event (no_signing_key, signing_failed).
+    internal: str = ""
 
 
 # --- sign -------------------------------------------------------------------------------------------------
 
 
+class NoSigningKey(LookupError):
+    """The message's domain has no DKIM key to sign with: a set-up problem, said once in the recipient's event."""
+
+
 def signed_message(message: Message) -> bytes:
     """The message as it goes on the wire: DKIM-signed with each active key of its domain (RSA, and Ed25519
     when the domain has one), newest first."""
-    return dkim_sign_all(bytes(message.raw), signing_keys(message))
+    return dkim_sign_all(outgoing_raw(message), signing_keys(message))
+
+
+def outgoing_raw(message: Message) -> bytes:
+    """The stored message with the Feedback-ID header on top (unless the sender set one), before tracking and
+    signing, so the signature covers it. Added here rather than at accept time so that it applies to API and
+    SMTP mail alike and to messages queued before it existed: one prepend per message."""
+    raw = bytes(message.raw)
+    if message.domain is None:
+        return raw
+    value = feedback_id(tags=message.tags, organization_id=message.organization_id, domain=message.domain.name)
+    return with_feedback_id(raw, value)
 
 
 def signing_keys(message: Message) -> list[SigningKey]:
-    keys = active_keys(message.domain_id)
+    keys = keys_to_sign_with(message.domain_id)
     if not keys:
-        raise LookupError(f"no active DKIM key for the domain of message {message.pk}")
+        name, pk = (message.domain.name, message.domain_id) if message.domain_id else ("the sender domain", "{id}")
+        raise NoSigningKey(
+            f"{name} has no DKIM key to sign with: publish its DKIM record and verify the domain "
+            f"(POST /api/v1/domains/{pk}/verify), or add a key (POST /api/v1/domains/{pk}/rotate-dkim)"
+        )
     newest: dict[str, DkimKey] = {}
     for key in keys:
         newest.setdefault(key.algorithm, key)
@@ -171,17 +192,22 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient]) -> li
         message = group[0].message
         try:
             # With tracking on, each recipient has its own copy (pixel, links, unsubscribe URL) and signature.
-            copies = tracked_copies(message, group)
+            raw = outgoing_raw(message)
+            copies = tracked_copies(message, group, raw)
+            keys = signing_keys(message)
             if copies is None:
-                data = signed_message(message)
+                data = dkim_sign_all(raw, keys)
             else:
-                keys = signing_keys(message)
-                copies = {pk: dkim_sign_all(raw, keys) for pk, raw in copies.items()}
+                copies = {pk: dkim_sign_all(copy, keys) for pk, copy in copies.items()}
                 data = max(copies.values(), key=len)
         except Exception as exc:  # a missing or unreadable key is ours to fix, not a reason to retry forever
-            log.exception("cannot sign message %s", message.pk)
+            if isinstance(exc, NoSigningKey):  # a set-up problem, not a bug: one line, no traceback per message
+                log.warning("cannot sign message %s: %s", message.pk, exc)
+            else:
+                log.exception("cannot sign message %s", message.pk)
             reply = Reply(554, "5.3.0", f"message could not be signed: {exc}")
-            outcomes.extend(Outcome(r, reply, internal=True) for r in group)
+            why = "no_signing_key" if isinstance(exc, NoSigningKey) else "signing_failed"
+            outcomes.extend(Outcome(r, reply, internal=why) for r in group)
             continue
         session, failure = connection.get()
         if session is None:
@@ -263,21 +289,25 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             event_type = EventType.DELIVERED
         elif o.internal:
             r.state, event_type = RecipientState.FAILED, EventType.FAILED
-        elif o.reply.permanent:
-            r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
-            details.update(_bounce_details(o.reply))
-            r.finished_at, r.bounce_kind = now, details["kind"]
-            bounces.append(_bounce_fact(r, details))
+            details.update(reason=o.internal, diagnostic=o.reply.text)
         else:
-            when = next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
-            if when is None:
-                r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
-                details.update(_bounce_details(o.reply, expired=True))
-                r.finished_at, r.bounce_kind = now, details["kind"]
-                bounces.append(_bounce_fact(r, details))
-            else:
+            when = None if o.reply.permanent else next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
+            sender = _sender_rejected(o.reply)
+            if when is not None:
                 r.state, r.next_attempt_at, event_type = RecipientState.DEFERRED, when, EventType.DEFERRED
                 details["next_attempt_at"] = when.isoformat()
+                if sender:
+                    details["reason"] = str(Reason.SENDER_REJECTED)
+            elif sender:
+                # Our sender was refused, not the recipient: the delivery fails, with no bounce counted against
+                # the address (no suppression, no bounce_kind for reputation); the event says why.
+                r.state, event_type = RecipientState.FAILED, EventType.FAILED
+                details.update(_bounce_details(o.reply))
+            else:
+                r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
+                details.update(_bounce_details(o.reply, expired=not o.reply.permanent))
+                r.finished_at, r.bounce_kind = now, details["kind"]
+                bounces.append(_bounce_fact(r, details))
         # Counted in memory: this worker's claim keeps every other writer of the row's events away meanwhile.
         r.event_seq += 1
         events.append(recipient_event_row(r, event_type, now, details, r.event_seq))
@@ -313,12 +343,18 @@ def _reply_json(reply: Reply) -> dict[str, object]:
     return {"code": reply.code, "enhanced": reply.enhanced, "text": reply.text}
 
 
+def _sender_rejected(reply: Reply) -> bool:
+    """The reply refused our envelope sender (at MAIL FROM, or in the words of a later reply)."""
+    classified = classify_reply(reply.code, reply.enhanced, reply.text, at_mail_from=reply.at_mail_from)
+    return classified.reason is Reason.SENDER_REJECTED
+
+
 def _bounce_details(reply: Reply, *, expired: bool = False) -> dict[str, str]:
     """A synchronous rejection, classified exactly as a DSN would be; an expiry is always a soft bounce."""
     if expired:
         reason, kind, status = Reason.EXPIRED, Kind.SOFT, "4.4.7"
     else:
-        classified = classify_reply(reply.code, reply.enhanced, reply.text)
+        classified = classify_reply(reply.code, reply.enhanced, reply.text, at_mail_from=reply.at_mail_from)
         reason, kind, status = classified.reason, classified.kind, reply.enhanced
     return {
         "kind": str(kind),

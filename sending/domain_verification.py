@@ -15,18 +15,35 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import signing_keys
-from .domain_checks.checks import run_checks
-from .domain_checks.spec import CheckResult, CheckStatus
+from .domain_checks.checks import check_dkim, check_ownership, run_checks
+from .domain_checks.spec import CheckResult, CheckStatus, DomainSpec, error_result
 from .domains import domain_spec
 from .models import DkimKey, DnsCheck, DnsCheckStatus, Domain, Event, EventType
+from .platform_names import platform_name_problems, platform_names_message
 
 log = logging.getLogger(__name__)
 
 
 def domain_verify(*, domain: Domain) -> list[DnsCheck]:
     """Check the domain's DNS now (outside any transaction: lookups can take seconds), then record it."""
-    results = run_checks(domain_spec(domain))
+    spec = domain_spec(domain)
+    problems = platform_name_problems()
+    if problems:
+        results = _owner_checks_only(spec, platform_names_message(problems))
+    else:
+        results = run_checks(spec)
     return domain_record_checks(domain=domain, results=results)
+
+
+def _owner_checks_only(spec: DomainSpec, message: str) -> list[CheckResult]:
+    """Ownership and DKIM, which name nothing of the platform's; the checks that compare the domain's records
+    with the platform's names cannot say what is right, so they report an error (which changes nothing)."""
+    results = [check_ownership(spec), *(check_dkim(spec, key) for key in spec.dkim_keys)]
+    results.append(error_result("spf", message, scope="from"))
+    results.append(error_result("return_path", message))
+    results.append(error_result("spf", message, scope="return_path"))
+    results.append(error_result("dmarc", message))
+    return results
 
 
 @transaction.atomic

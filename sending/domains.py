@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Organization
+from mail.errors import PostwerkError
 
 from .addresses import domain_matches
 from .crypto import encrypt
@@ -14,9 +15,11 @@ from .dkim_keys import generate_ed25519_keypair, generate_rsa_keypair
 from .domain_checks.records import expected_records
 from .domain_checks.spec import DkimKeySpec, DomainSpec
 from .models import FINAL_STATES, DkimKey, Domain, Recipient
+from .platform_names import require_platform_names
+from .return_path import dmarc_rua
 
 
-class DomainError(ValueError):
+class DomainError(PostwerkError, ValueError):
     pass
 
 
@@ -114,16 +117,22 @@ def domain_spec(domain: Domain) -> DomainSpec:
         platform_mx_hosts=list(settings.POSTWERK_INBOUND_MX_HOSTS),
         spf_include=settings.POSTWERK_SPF_INCLUDE or None,
         sending_ips=list(settings.POSTWERK_SENDING_IPS),
-        dmarc_rua=settings.POSTWERK_DMARC_RUA,
+        dmarc_rua=dmarc_rua(domain),
     )
 
 
 def dns_records(domain: Domain) -> list[dict[str, str]]:
-    """The records the domain's owner must publish, each with its purpose and a note."""
-    return [
-        {"purpose": r.purpose, "type": r.type, "name": r.name, "value": r.value, "note": r.note}
-        for r in expected_records(domain_spec(domain))
-    ]
+    """The records to publish, each with its purpose and a note; `"publisher": "operator"` marks one the
+    platform's operator publishes, not the domain's owner. Raises PlatformNamesNotSet while the platform's own
+    names are not real domain names."""
+    require_platform_names()
+    records = []
+    for r in expected_records(domain_spec(domain)):
+        record = {"purpose": r.purpose, "type": r.type, "name": r.name, "value": r.value, "note": r.note}
+        if r.publisher != "owner":
+            record["publisher"] = r.publisher
+        records.append(record)
+    return records
 
 
 def sender_domain(organization: Organization, address_domain: str) -> Domain | None:

@@ -28,6 +28,7 @@ from django.utils import timezone
 from accounts.models import Organization
 
 from . import send_limits
+from .errors import Refused
 from .models import Event, EventType, Recipient, RecipientState, ReputationScope
 from .queueing import enqueue_after_commit
 from .reputation import paused_scopes, paused_scopes_fresh
@@ -46,17 +47,15 @@ PAUSED_RETRY_AFTER = 3600
 BATCH = 1000
 
 
-class SendingRefused(Exception):
+class SendingRefused(Refused):
     """The organization rejects (rather than holds) mail while paused or over its limit."""
 
     def __init__(self, code: str, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.code, self.message, self.retry_after = code, message, retry_after
-
-    @property
-    def smtp_reply(self) -> str:
-        # RFC 3463 §3.8: X.7.1 delivery not authorized; 451 so the client keeps the message and retries.
-        return f"451 4.7.1 {self.message}"
+        # API 429 with Retry-After; SMTP 451 so the client keeps the message and retries (RFC 3463 §3.8: X.7.1
+        # delivery not authorized).
+        super().__init__(
+            message, code=code, http_status=429, smtp_reply=f"451 4.7.1 {message}", retry_after=retry_after
+        )
 
 
 def limit_action(organization: Organization) -> str:
@@ -99,9 +98,7 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
     reject = limit_action(organization) == Organization.LimitAction.REJECT
     paused = paused_scopes(organization.pk)
     holds: dict[int, dict] = {}
-    todo = [n for n, p in enumerate(prepared) if not p.hold_screened]
-    for n in todo:
-        prepared[n].hold_screened = True
+    todo = range(len(prepared))
     if paused:
         for n in todo:
             p = prepared[n]

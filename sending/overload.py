@@ -44,6 +44,11 @@ def overloaded_cached() -> bool:
     return _over and time.monotonic() - _checked_at < CHECK_INTERVAL * 2
 
 
+def fresh_answer() -> bool | None:
+    """The last answer while it is fresh, else None (the caller asks `overloaded()`, which queries)."""
+    return _over if time.monotonic() - _checked_at < CHECK_INTERVAL else None
+
+
 def overloaded() -> bool:
     global _checked_at, _over
     limit = settings.POSTWERK_OVERLOAD_QUEUE_DEPTH
@@ -60,16 +65,6 @@ def overloaded() -> bool:
                 _over = False  # cannot tell: let the submission itself succeed or fail on its own
             _checked_at = time.monotonic()
     return _over
-
-
-async def overloaded_async() -> bool:
-    if settings.POSTWERK_OVERLOAD_QUEUE_DEPTH <= 0:
-        return False
-    if time.monotonic() - _checked_at < CHECK_INTERVAL:
-        return _over
-    from .smtp.handler_base import run_db  # the SMTP package imports this module
-
-    return await run_db(overloaded)
 
 
 def reset() -> None:

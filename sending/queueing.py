@@ -13,6 +13,11 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from config.celery import app as celery_app
+
+# The delivery task (sending.tasks.deliver), published by name: see config/celery.py.
+DELIVER_TASK = "sending.tasks.deliver"
+
 log = logging.getLogger(__name__)
 
 
@@ -66,15 +71,15 @@ def _coalesce(domain: str, ids: list[str], busy: set[str]) -> float:
 
 
 def _publish(tasks: list[tuple[str, list[str], float]]) -> bool:
-    from .tasks import deliver
-
     try:
         # producer.batch(): kombu sends the tasks in one Redis pipeline as the block ends, one round trip instead
         # of one per task (a transport that cannot batch publishes one by one, as before).
-        with deliver.app.producer_or_acquire() as producer, producer.batch():
+        with celery_app.producer_or_acquire() as producer, producer.batch():
             for domain, ids, delay in tasks:
                 # The destination rides along so its throttle is asked before anything is claimed.
-                deliver.apply_async(args=[ids], kwargs={"domain": domain}, producer=producer, countdown=delay or None)
+                celery_app.send_task(
+                    DELIVER_TASK, args=[ids], kwargs={"domain": domain}, producer=producer, countdown=delay or None
+                )
     except Exception:  # any broker error: the database keeps the truth and the sweep will retry
         log.exception("could not publish delivery tasks; the sweep will enqueue them later")
         return False

@@ -25,6 +25,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization, SmtpCredential
+from mail.errors import PostwerkError
 
 from .models import (
     Domain,
@@ -62,7 +63,7 @@ class Numbers:
     complaint_rate: float
 
 
-class ThresholdError(ValueError):
+class ThresholdError(PostwerkError, ValueError):
     """A threshold an organization may not set; `field` names it."""
 
     def __init__(self, field: str, message: str) -> None:
@@ -70,7 +71,7 @@ class ThresholdError(ValueError):
         self.field = field
 
 
-class ResumeNotAllowed(PermissionError):
+class ResumeNotAllowed(PostwerkError, PermissionError):
     pass
 
 

@@ -38,6 +38,7 @@ SIGNED_HEADERS = (
     b"references",
     b"list-unsubscribe",
     b"list-unsubscribe-post",
+    b"feedback-id",  # Gmail counts a Feedback-ID only when the sender's DKIM signature covers it
 )
 
 

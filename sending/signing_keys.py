@@ -3,6 +3,9 @@
 Looked up once per domain every few seconds rather than once per message. A key activated by a rotation starts
 signing within KEY_CACHE_SECONDS in other processes (its predecessor stays valid in DNS meanwhile); the process
 that activates it forgets the domain at once.
+
+With POSTWERK_REQUIRE_VERIFIED_DOMAINS off (a local trial without DNS) a domain may send before DNS confirmed any
+key; it is then signed with its newest pending keys, the ones its DNS records ask to publish.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from functools import lru_cache
+
+from django.conf import settings
 
 from .crypto import decrypt
 from .models import DkimKey
@@ -21,11 +26,25 @@ _lock = threading.Lock()
 
 def active_keys(domain_id: int | None) -> list[DkimKey]:
     """The domain's active keys, newest first."""
+    return [key for key in _live_keys(domain_id) if key.state == DkimKey.State.ACTIVE]
+
+
+def keys_to_sign_with(domain_id: int | None) -> list[DkimKey]:
+    """The active keys, newest first; with POSTWERK_REQUIRE_VERIFIED_DOMAINS off and none active, the pending
+    ones (the setting lets an unverified domain send, and its mail must still be signed)."""
+    keys = active_keys(domain_id)
+    if keys or settings.POSTWERK_REQUIRE_VERIFIED_DOMAINS:
+        return keys
+    return [key for key in _live_keys(domain_id) if key.state == DkimKey.State.PENDING]
+
+
+def _live_keys(domain_id: int | None) -> list[DkimKey]:
+    """The domain's active and pending keys, newest first, cached for KEY_CACHE_SECONDS."""
     hit = _cache.get(domain_id)
     if hit is not None and hit[0] > time.monotonic():
         return hit[1]
     keys = list(
-        DkimKey.objects.filter(domain_id=domain_id, state=DkimKey.State.ACTIVE)
+        DkimKey.objects.filter(domain_id=domain_id, state__in=(DkimKey.State.ACTIVE, DkimKey.State.PENDING))
         .select_related("domain")
         .order_by("-created_at")
     )

@@ -6,9 +6,11 @@ import logging
 import re
 import smtplib
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
+
+from mail.errors import PostwerkError
 
 from .tls_verify import NONE, peer_chain, verify_chain
 
@@ -24,6 +26,8 @@ class Reply:
     code: int
     enhanced: str
     text: str
+    # The reply refused MAIL FROM: it is about our sender, whatever it says (sending.bounces.reasons).
+    at_mail_from: bool = field(default=False, compare=False)
 
     @property
     def permanent(self) -> bool:
@@ -56,7 +60,7 @@ class GarbledReply(smtplib.SMTPServerDisconnected):
 _DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
 
 
-class SessionLost(Exception):
+class SessionLost(PostwerkError):
     """The connection broke mid-transaction: what was in flight has an unknown outcome."""
 
     def __init__(self, reply: Reply) -> None:
@@ -150,7 +154,7 @@ class SmtpSession:
             reply = Reply.parse(*smtp.mail(mail_from, options))
             if not reply.success:
                 self._reset()
-                return dict.fromkeys(rcpts, reply)
+                return dict.fromkeys(rcpts, replace(reply, at_mail_from=True))
             results: dict[str, Reply] = {}
             accepted = []
             for rcpt in rcpts:
@@ -205,6 +209,8 @@ class SmtpSession:
         commands.append("DATA")
         smtp.send("".join(f"{c}\r\n" for c in commands).encode(encoding))
         mail = Reply.parse(*smtp.getreply())
+        if not mail.success:
+            mail = replace(mail, at_mail_from=True)
         results = {rcpt: Reply.parse(*smtp.getreply()) for rcpt in rcpts}
         go = Reply.parse(*smtp.getreply())
         accepted = [rcpt for rcpt, reply in results.items() if reply.success]

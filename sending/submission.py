@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -14,9 +15,9 @@ from accounts.models import ApiKey, Organization, SmtpCredential
 
 from .addresses import Mailbox
 from .bulk import insert_rows
-from .composer import Draft, build_message
+from .composer import Draft, HeaderError, build_message
+from .errors import PostwerkError, Refused, field_errors
 from .events import recipient_event_row
-from .holds import holds_screen
 from .models import (
     Domain,
     Event,
@@ -30,16 +31,23 @@ from .models import (
     uuid7,
 )
 from .queueing import enqueue_after_commit
-from .suppressions import suppressed_addresses
+
+if TYPE_CHECKING:
+    from .accept import Caller
 
 
-class MessageTooLarge(ValueError):
+class MessageTooLarge(Refused):
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"The message is {size} bytes; the limit is {limit} bytes.")
+        super().__init__(
+            f"The message is {size} bytes; the limit is {limit} bytes.",
+            code="too_large",
+            http_status=413,
+            smtp_reply="552 5.3.4 Message size exceeds the fixed maximum",
+        )
         self.size, self.limit = size, limit
 
 
-class DuplicateRequest(Exception):
+class DuplicateRequest(PostwerkError):
     """Another request with the same Idempotency-Key committed first."""
 
 
@@ -55,26 +63,6 @@ class Prepared:
     report_suppressed: bool = False
     # Why the message is held (reason, scope or window), filled by holds_screen; None when it goes out.
     hold: dict | None = None
-    hold_screened: bool = False  # holds_screen has decided (the SMTP path decides before its group commit)
-
-
-def recipients_screen(*, organization: Organization, prepared: list[Prepared]) -> None:
-    """Mark recipients on the organization's suppression list `suppressed`: accepted, recorded, never sent.
-    One query for the whole request. Then hold what a paused scope or the send limit holds (sending.holds;
-    raises SendingRefused when the organization rejects instead)."""
-    found = suppressed_addresses(organization.pk, (r.address for p in prepared for r in p.recipients))
-    if found:
-        _mark_suppressed(prepared, found)
-    holds_screen(organization=organization, prepared=prepared)
-
-
-def _mark_suppressed(prepared: list[Prepared], found: dict[str, Suppression]) -> None:
-    for p in prepared:
-        for r in p.recipients:
-            suppression = found.get(r.address.lower())
-            if suppression is not None:
-                r.state = RecipientState.SUPPRESSED
-                p.suppressed[r.address] = suppression
 
 
 @dataclass(frozen=True)
@@ -83,6 +71,29 @@ class IdempotencyRecord:
     request_hash: str
     status_code: int
     response: dict | list
+
+
+@dataclass
+class ApiSubmission:
+    """A message given to the send API, validated into a Draft (sending.accept's Submission)."""
+
+    draft: Draft
+    report_suppressed: bool = False
+
+    def sender_domains(self) -> list[str]:
+        return [self.draft.sender.domain]
+
+    def compose(self, caller: Caller, domain: Domain) -> Prepared:
+        try:
+            prepared = message_prepare(
+                organization=caller.organization, api_key=caller.api_key, domain=domain, draft=self.draft
+            )
+        except HeaderError as exc:  # a value the serializer let through but the built header would not keep
+            raise Refused(
+                "The request has invalid fields.", code="invalid", fields=field_errors(exc.field, str(exc))
+            ) from exc
+        prepared.report_suppressed = self.report_suppressed
+        return prepared
 
 
 def message_prepare(*, organization: Organization, api_key: ApiKey | None, domain: Domain, draft: Draft) -> Prepared:

@@ -8,12 +8,21 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import blocklists, bounce_processing, delivery, domain_verification, retention, suppressions
+from . import (
+    blocklists,
+    bounce_processing,
+    delivery,
+    domain_verification,
+    inbound_intake,
+    queueing,
+    retention,
+    suppressions,
+)
 from . import sweep as sweeping
 from .models import Domain, IdempotencyKey
 
 
-@shared_task(name="sending.tasks.deliver")
+@shared_task(name=queueing.DELIVER_TASK)
 def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
     return delivery.deliver(recipient_ids, domain=domain)
 
@@ -49,7 +58,7 @@ def check_domain(domain_id: int) -> None:
         domain_verification.domain_verify(domain=domain)
 
 
-@shared_task(name="sending.tasks.process_inbound")
+@shared_task(name=inbound_intake.PROCESS_INBOUND_TASK)
 def process_inbound(inbound_id: str) -> str:
     return bounce_processing.inbound_process(inbound_id)
 

@@ -37,8 +37,11 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.celery import app as celery_app
+
 from .delivery_slots import Slot, slot_release, slot_renew, slot_take
 from .models import DestinationState, Recipient, RecipientState, ThrottleRule
+from .queueing import DELIVER_TASK
 from .smtp_client import Reply
 
 log = logging.getLogger(__name__)
@@ -432,11 +435,12 @@ def wake_schedule(domain: str, at: datetime) -> None:
         if pending is not None and now_ts < pending <= at_ts + 0.5:
             return
         _wakes[domain] = at_ts
-    from .tasks import deliver
-
     try:
-        deliver.apply_async(
-            args=[[]], kwargs={"domain": domain}, countdown=max(0.0, at_ts - now_ts) + random.uniform(0, 0.2)
+        celery_app.send_task(
+            DELIVER_TASK,
+            args=[[]],
+            kwargs={"domain": domain},
+            countdown=max(0.0, at_ts - now_ts) + random.uniform(0, 0.2),
         )
     except Exception:  # a broker error: the rows say when they are due and the sweep enqueues them then
         log.exception("could not schedule delivery to %s; the sweep will", domain)

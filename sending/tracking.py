@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes
-from email import policy as email_policy
 from email.message import EmailMessage
 
 import dns.exception
@@ -44,6 +43,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mail.errors import PostwerkError
+
+from . import wire_policy
 from .dns import resolver
 from .events import sequence_next
 from .models import Domain, Event, EventType, Message, Recipient, Suppression
@@ -59,7 +61,7 @@ SALT_UNSUBSCRIBE = "postwerk.tracking.unsubscribe"
 PIXEL = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"  # noqa: E501
 
 
-class InvalidToken(ValueError):
+class InvalidToken(PostwerkError, ValueError):
     """A tracking token that was altered, truncated or signed with another key."""
 
 
@@ -145,6 +147,15 @@ def html_tracked(text: str, *, pixel: str | None, link: Callable[[str], str] | N
     return text
 
 
+def html_cte(text: str) -> str:
+    """7bit while the text is ASCII and every line fits RFC 5322's 998 octets, so the rewritten links go out as
+    plain `href="https://..."` (the email package's own choice past 78 columns, quoted-printable or base64, would
+    split or hide them). Else quoted-printable: 8bit may be re-encoded on the way, which breaks DKIM's body hash."""
+    if text.isascii() and all(len(line) <= wire_policy.MAX_LINE for line in text.encode("ascii").splitlines()):
+        return "7bit"
+    return "quoted-printable"
+
+
 def message_tracked(
     raw: bytes,
     *,
@@ -154,7 +165,9 @@ def message_tracked(
     unsubscribe: str | None = None,
 ) -> bytes:
     """The message with its HTML parts rewritten and unsubscribe headers added. Pure: bytes in, bytes out."""
-    policy = email_policy.SMTPUTF8 if smtputf8 else email_policy.SMTP
+    # Postwerk's wire policy: the unsubscribe URL stays a plain URL (Python's own would encode it as RFC 2047
+    # words), and the source headers go out as they came.
+    policy = wire_policy.SMTPUTF8 if smtputf8 else wire_policy.SMTP
     msg = message_from_bytes(raw, _class=EmailMessage, policy=policy)
     changed = False
     if unsubscribe is not None and msg["List-Unsubscribe"] is None:
@@ -172,8 +185,7 @@ def message_tracked(
                 continue  # an unknown charset: leave the part alone rather than damage it
             new = html_tracked(text, pixel=pixel, link=link)
             if new != text:
-                # 8bit bodies may be re-encoded on the way, which breaks DKIM's body hash: 7bit or QP only.
-                part.set_content(new, subtype="html", cte=None if new.isascii() else "quoted-printable")
+                part.set_content(new, subtype="html", cte=html_cte(new))
                 changed = True
     return msg.as_bytes(policy=policy) if changed else raw
 
@@ -186,16 +198,16 @@ def _unsubscribe_wanted(domain: Domain, tags: list[str]) -> bool:
     return bool(wanted) and ("*" in wanted or bool(wanted.intersection(tags or [])))
 
 
-def tracked_copies(message: Message, recipients: list[Recipient]) -> dict[uuid.UUID, bytes] | None:
-    """Each recipient's own copy when the message's domain tracks anything, else None (one copy for all).
-    No database: the domain comes with the message."""
+def tracked_copies(message: Message, recipients: list[Recipient], raw: bytes) -> dict[uuid.UUID, bytes] | None:
+    """Each recipient's own copy of `raw` (the message as it goes out, unsigned) when the message's domain tracks
+    anything, else None (one copy for all). No database: the domain comes with the message."""
     domain = message.domain
     if domain is None:
         return None
     unsubscribe = _unsubscribe_wanted(domain, message.tags)
     if not (domain.track_opens or domain.track_clicks or unsubscribe):
         return None
-    base, raw = tracking_base(domain), bytes(message.raw)
+    base = tracking_base(domain)
     copies = {}
     try:
         for r in recipients:

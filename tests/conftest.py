@@ -60,6 +60,11 @@ def postwerk_network(settings, dns_server: DnsServer, mx_port: int) -> Iterator[
     settings.POSTWERK_SMTP_COMMAND_TIMEOUT = 5.0
     settings.POSTWERK_HOSTNAME = "mta.postwerk.example"
     settings.POSTWERK_RETURN_PATH_DOMAIN = "bounces.postwerk.example"
+    # The names derived from those two when settings load (from the test machine's name, often `localhost`).
+    settings.POSTWERK_INBOUND_MX_HOSTS = ["bounces.postwerk.example"]
+    settings.POSTWERK_SPF_INCLUDE = "_spf.bounces.postwerk.example"
+    settings.POSTWERK_DMARC_RUA = ""
+    settings.POSTWERK_TRACKING_HOST = "mta.postwerk.example"
     # Delivery markers live in the cache, outside the rolled-back database: each test gets its own.
     settings.POSTWERK_DELIVERY_PENDING_NAMESPACE = uuid.uuid4().hex
     postwerk_dns.clear_caches()

@@ -240,7 +240,16 @@ REPLIES = [
     (452, "", "Insufficient system storage", "system_error", S),
     (550, "", "", "other", S),
     (0, "", "", "other", S),
-]
+    # Our envelope sender refused: never the recipient's hard bounce.
+    (553, "5.1.8", "<b-x@bounces.acme.example>... Domain of sender address b-x@bounces.acme.example does not exist",
+     "sender_rejected", S),
+    (553, "5.1.8", "<b-x@bounces.acme.example>: Sender address rejected: Domain not found", "sender_rejected", S),
+    (550, "5.1.7", "<b-x@bounces.acme.example>: Sender address rejected: User unknown", "sender_rejected", S),
+    (550, "5.7.1", "<b-x@bounces.acme.example>: Sender address rejected: Access denied", "sender_rejected", S),
+    (450, "4.1.8", "<b-x@bounces.acme.example>: Sender address rejected: Domain not found", "sender_rejected", S),
+    (550, "", "Sender verify failed", "sender_rejected", S),
+    (550, "5.1.7", "Bad sender's mailbox address syntax", "sender_rejected", S),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -248,6 +257,23 @@ REPLIES = [
 )
 def test_classify_reply(code: int, status: str, text: str, reason: str, kind: str) -> None:
     assert classify_reply(code, status, text) == Classification(Reason(reason), Kind(kind))
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "text", "reason"),
+    [
+        (550, "", "Requested action not taken: mailbox unavailable", "sender_rejected"),
+        (550, "5.1.1", "User unknown", "sender_rejected"),
+        (553, "", "Requested action not taken: mailbox name not allowed", "sender_rejected"),
+        (550, "", "", "sender_rejected"),
+        (552, "5.3.4", "Message size exceeds fixed limit", "message_too_large"),  # SIZE= is refused at MAIL too
+        (421, "4.7.0", "Try again later, closing connection.", "rate_limited"),
+    ],
+)
+def test_a_reply_to_mail_from_is_about_the_sender_unless_it_names_the_message(
+    code: int, status: str, text: str, reason: str
+) -> None:
+    assert classify_reply(code, status, text, at_mail_from=True) == Classification(Reason(reason), Kind.SOFT)
 
 
 def test_classify_reply_never_raises_on_odd_text() -> None:

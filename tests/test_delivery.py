@@ -9,8 +9,9 @@ import dns.nameserver
 import dns.resolver
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
-from sending.models import Event, EventType, Recipient, RecipientState
+from sending.models import DkimKey, Event, EventType, Recipient, RecipientState
 from sending.return_path import recipient_id_from_return_path
 from sending.sweep import sweep
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
@@ -300,3 +301,61 @@ def test_a_task_takes_other_queued_mail_for_its_destination_along_on_its_connect
     assert deliver([ids[1]]) == 0 and deliver([ids[2]]) == 0  # their own tasks find nothing left
     assert sink.connections == 1 and len(sink.messages) == 3
     assert set(states().values()) == {"delivered"}
+
+
+def unverified_sender(organization) -> APIClient:
+    """An API client for acme.example as the README's local trial has it: created, its DNS never checked."""
+    from accounts.services import api_key_create
+    from sending import signing_keys
+    from sending.domains import domain_get_or_create
+
+    domain, _ = domain_get_or_create(organization=organization, name="acme.example")
+    assert domain.verified_at is None
+    assert set(domain.dkim_keys.values_list("state", flat=True)) == {DkimKey.State.PENDING}
+    signing_keys.forget()
+    _, secret = api_key_create(organization=organization, name="trial")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def test_local_trial_without_verification_delivers_signed_with_the_pending_key(organization, zone, mx, settings):
+    settings.POSTWERK_REQUIRE_VERIFIED_DOMAINS = False
+    api = unverified_sender(organization)
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sent = send(api, ["jane@dest.example"])
+
+    assert deliver_queued() == 1
+
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DELIVERED, recipient.last_text
+    (received,) = sink.messages
+    key = DkimKey.objects.get(domain__name="acme.example")
+    assert received.data.startswith(b"DKIM-Signature:")
+    signature = received.data.split(b"\r\n\r\n", 1)[0]
+    assert b"d=acme.example;" in signature and f"s={key.selector};".encode() in signature
+    publish_dkim(zone, key.domain)  # the record the README told the owner to publish: the signature verifies
+    assert dkim.verify(received.data, dnsfunc=dns_txt(zone))
+    assert str(recipient.message_id) == sent["id"]
+
+
+def test_a_domain_with_no_key_at_all_fails_with_the_reason_in_the_event(organization, zone, mx, settings, caplog):
+    settings.POSTWERK_REQUIRE_VERIFIED_DOMAINS = False
+    api = unverified_sender(organization)
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    DkimKey.objects.filter(domain__name="acme.example").delete()
+    send(api, ["jane@dest.example"])
+
+    with caplog.at_level("WARNING", logger="sending.delivery"):
+        assert deliver_queued() == 1
+
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.FAILED
+    assert sink.messages == []
+    failed = Event.objects.get(recipient=recipient, type=EventType.FAILED)
+    assert failed.details["reason"] == "no_signing_key"
+    assert failed.details["diagnostic"].startswith("message could not be signed: acme.example has no DKIM key")
+    logged = [r for r in caplog.records if r.name == "sending.delivery"]
+    assert len(logged) == 1 and logged[0].exc_info is None and "no DKIM key" in logged[0].getMessage()

@@ -34,7 +34,9 @@ PLATFORM_INCLUDE = "_spf.postwerk.example"
 PLATFORM_MX = "mx.postwerk.example"
 SENDING_IPS = ("127.0.0.1", "127.0.0.10")
 TOKEN = "tok-3f9a1c"
-RUA = "mailto:dmarc@postwerk.example"
+# What Postwerk recommends by default: within the domain's own organizational domain, so receivers need no
+# `_report._dmarc` authorisation (RFC 7489 §7.1); the external case has tests of its own.
+RUA = f"mailto:dmarc-reports@{RP_HOST}"
 INCLUDE = f"include:{PLATFORM_INCLUDE}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email
+import re
 import shutil
 import smtplib
 import socket
@@ -21,6 +22,7 @@ from sending.smtp.server import Listener, SmtpServer
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim, verified_domain
 from tests.servers import make_self_signed
 from tests.test_delivery import dns_txt
+from tests.test_tracking import LONG_NOTE, LONG_TOKEN, LONG_URL, assert_plain_wire_headers, wire_field
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -549,3 +551,39 @@ def test_a_nul_in_a_stored_header_is_refused_for_good(smtp_server, credential, h
         client.sendmail("app@acme.example", ["jane@dest.example"], raw)
     assert refused.value.smtp_code == 554 and refused.value.smtp_error.startswith(b"5.6.0")
     assert not Message.objects.exists()
+
+
+def test_submitted_mail_gets_received_and_plain_headers_and_keeps_its_own(
+    smtp_server, credential, zone, mx, domain, api, settings
+):
+    settings.POSTWERK_TRACKING_HOST, settings.POSTWERK_TRACKING_SCHEME = "track.postwerk.example", "https"
+    zone.add("track.acme.example", "CNAME", "track.postwerk.example.")
+    tracking = {"opens": True, "clicks": True, "unsubscribe_tags": ["*"]}
+    assert api.patch(f"/api/v1/domains/{domain.pk}/tracking", tracking, format="json").status_code == 200
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    publish_dkim(zone, domain)
+    # The sender's own headers, folded its own way (one long unbreakable word, a fold after a short first line).
+    own = f"X-Token: {LONG_TOKEN}\r\nX-Note: short first line\r\n\t{LONG_NOTE}\r\n"
+    raw = (
+        f"From: app@acme.example\r\nTo: jane@dest.example\r\nSubject: Order\r\n{own}MIME-Version: 1.0\r\n"
+        'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+        f'<html><body>\r\n<a href="{LONG_URL}">order</a>\r\n</body></html>\r\n'
+    )
+    client = logged_in(smtp_server, credential)
+    client.sendmail("app@acme.example", ["jane@dest.example"], raw.encode())
+    client.quit()
+    assert deliver_queued() == 1
+    assert sink.wait_for(1)
+    data = sink.messages[0].data
+    message = Message.objects.get()
+
+    assert_plain_wire_headers(data, zone, message, campaign="default")
+    received = wire_field(data, "Received")
+    assert re.fullmatch(
+        rf"Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n by mta\.postwerk\.example with ESMTPSA"
+        rf" id {message.pk};\r\n [A-Z][a-z]{{2}}, \d\d [A-Z][a-z]{{2}} \d{{4}} \d\d:\d\d:\d\d \+0000".encode(),
+        received,
+    ), received
+    assert all(len(line) <= 78 for line in received.split(b"\r\n"))
+    assert own.encode() in data  # re-serialised for tracking, the sender's headers are as they were sent

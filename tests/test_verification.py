@@ -229,6 +229,14 @@ def test_server_rejecting_the_probe_sender_is_unknown_not_undeliverable(api, zon
     assert sink.mail_froms == ["probe@verify.postwerk.example"] and sink.rcpts == []
 
 
+def test_sender_rejected_at_rcpt_is_unknown_not_undeliverable(api, known):
+    # Postfix's default smtpd_delay_reject answers a sender restriction at RCPT TO, with a 5.1.8 status.
+    known.rcpt_replies["jane@known.example"] = "553 5.1.8 <probe@x.example>: Sender address rejected: Domain not found"
+    body = verify(api, "jane@known.example")
+    assert body["result"] == "unknown"
+    assert body["reasons"] == ["sender_rejected"]
+
+
 def test_policy_block_on_rcpt_is_unknown_not_undeliverable(api, known):
     known.rcpt_replies["jane@known.example"] = "550 5.7.1 Client host blocked using zen.spamhaus.org"
     body = verify(api, "jane@known.example")

@@ -172,6 +172,10 @@ def _smtp_verdict(outcome: ProbeOutcome) -> tuple[Result, list[Why]]:
 
 
 def _rejection_verdict(reply: Reply) -> tuple[Result, list[Why]]:
+    reason = classify_reply(reply.code, reply.enhanced, reply.text).reason
+    if reason is BounceReason.SENDER_REJECTED:
+        # Postfix answers its sender restrictions at RCPT ("553 5.1.8 ...: Sender address rejected"): about us.
+        return Result.UNKNOWN, [Why.SENDER_REJECTED]
     # RFC 3463 §3.8: 5.7.x is a security or policy refusal, about us (IP reputation, blocklists), not the
     # mailbox; calling the address undeliverable would delete good addresses from the caller's list.
     if reply.enhanced.startswith("5.7."):
@@ -180,7 +184,6 @@ def _rejection_verdict(reply: Reply) -> tuple[Result, list[Why]]:
     if reply.enhanced.startswith("5.1.") and reply.code in (550, 551, 553):
         return Result.UNDELIVERABLE, [Why.MAILBOX_NOT_FOUND]
     # Everything else (no enhanced status, other codes) is read the way a synchronous bounce would be.
-    reason = classify_reply(reply.code, reply.enhanced, reply.text).reason
     if reason in HARD_REASONS:
         return Result.UNDELIVERABLE, [Why.MAILBOX_NOT_FOUND]
     if reason is BounceReason.MAILBOX_DISABLED:

@@ -30,6 +30,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
+from config.celery import app as celery_app
+from mail.errors import PostwerkError
 from sending.dns import Route, RouteStatus, mx_route
 from sending.smtp_client import Reply
 from sending.suppressions import suppressed_addresses
@@ -38,6 +40,9 @@ from .checks import AddressFacts, ProbeOutcome, Stage, address_facts, result_jso
 from .models import VerificationJob, VerificationResult
 from .probe import Target, probe_domain
 from .slots import slots_forget_idle
+
+# Published by name (config/celery.py); the task is verification.tasks.run_job.
+RUN_JOB_TASK = "verification.tasks.run_job"
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +199,7 @@ def addresses_verify(
 # --- quota -------------------------------------------------------------------------------------------------
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(PostwerkError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -275,11 +280,9 @@ def verification_job_create(
 
 
 def _enqueue(job_ids: list[str]) -> None:
-    from .tasks import run_job
-
     try:
         for job_id in job_ids:
-            run_job.delay(job_id)
+            celery_app.send_task(RUN_JOB_TASK, args=[job_id])
     except Exception:  # the job is committed; the sweep asks again once POSTWERK_VERIFY_JOB_LEASE has passed
         log.exception("could not publish verification jobs; the sweep will enqueue them later")
 

@@ -17,6 +17,7 @@ from sending.domains import (
     domain_rotate_dkim,
 )
 from sending.models import DkimKey, DnsCheckStatus, Domain
+from sending.platform_names import PlatformNamesNotSet
 
 from ..access import org_view
 from ..forms import DomainAddForm, RotateDkimForm
@@ -80,6 +81,10 @@ def domain_detail(request: HttpRequest, domain_id: int) -> HttpResponse:
     domain = _domain(request, domain_id)
     stored = list(domain.dns_checks.order_by("name"))
     checks = [{"check": c, "label": check_label(c.name)} for c in stored]
+    try:
+        records, records_unavailable = dns_records(domain), ""
+    except PlatformNamesNotSet as exc:
+        records, records_unavailable = [], str(exc)
     return page(
         request,
         "dashboard/domain_detail.html",
@@ -87,7 +92,8 @@ def domain_detail(request: HttpRequest, domain_id: int) -> HttpResponse:
             "section": "domains",
             "domain": domain,
             "status": domain_status(domain, stored),
-            "records": [{**r, "label": RECORD_PURPOSES.get(r["purpose"], r["purpose"])} for r in dns_records(domain)],
+            "records": [{**r, "label": RECORD_PURPOSES.get(r["purpose"], r["purpose"])} for r in records],
+            "records_unavailable": records_unavailable,
             "checks": checks,
             "keys": domain.dkim_keys.order_by("-created_at"),
             "rotate_form": RotateDkimForm(),

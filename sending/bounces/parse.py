@@ -59,7 +59,7 @@ from sending.bounces.reasons import (
 log = logging.getLogger(__name__)
 
 # When an MTA gives up after retrying, these reasons say more about the address than "expired" would.
-KEPT_ON_EXPIRY = HARD_REASONS | {Reason.MAILBOX_FULL, Reason.MAILBOX_DISABLED}
+KEPT_ON_EXPIRY = HARD_REASONS | {Reason.MAILBOX_FULL, Reason.MAILBOX_DISABLED, Reason.SENDER_REJECTED}
 
 BOUNCE = "bounce"
 COMPLAINT = "complaint"

@@ -17,6 +17,11 @@ Kind: `hard` only for the reasons that say the address itself will never take ma
 domain, moved) *and* only on a permanent failure; a transient reply (4xx, or a 4.x.x status) is always `soft`,
 because the next attempt may well succeed. Everything else, including permanent rejections of our sender or
 content, is `soft`: that address may take a different message.
+
+`sender_rejected` is a rejection of the envelope sender (our return path), not of the recipient: X.1.7 / X.1.8,
+Postfix's "Sender address rejected", Sendmail's "Domain of sender address ... does not exist", or any reply to
+MAIL FROM that would otherwise read as an address problem (`at_mail_from`: no recipient has been named yet, RFC
+5321 §3.3). Its callers fail the delivery without suppressing the recipient or counting a bounce against it.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ class Reason(StrEnum):
     HAS_MOVED = "has_moved"
     MAILBOX_FULL = "mailbox_full"
     MAILBOX_DISABLED = "mailbox_disabled"
-    POLICY_REJECTED = "policy_rejected"  # sender, IP, PTR or blocklist policy
+    SENDER_REJECTED = "sender_rejected"  # our envelope sender refused (X.1.7, X.1.8): not the recipient's fault
+    POLICY_REJECTED = "policy_rejected"  # IP, PTR, relay or blocklist policy
     SPAM_BLOCKED = "spam_blocked"  # content judged spam or virus
     AUTH_FAILURE = "auth_failure"  # SPF (RFC 7208), DKIM (RFC 6376), DMARC (RFC 7489)
     MESSAGE_TOO_LARGE = "message_too_large"
@@ -51,6 +57,12 @@ class Kind(StrEnum):
 
 
 HARD_REASONS = frozenset({Reason.USER_UNKNOWN, Reason.DOMAIN_NOT_FOUND, Reason.HAS_MOVED})
+
+# What a reply to MAIL FROM cannot mean: no recipient is named yet, so an "unknown address", "no such domain" or a
+# bare 550 there is about our sender. Reasons about the message or the connection (size, rate, content) stand.
+ADDRESS_REASONS = frozenset(
+    {*HARD_REASONS, Reason.MAILBOX_FULL, Reason.MAILBOX_DISABLED, Reason.POLICY_REJECTED, Reason.OTHER}
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +86,8 @@ SPECIFIC_STATUS: dict[str, Reason] = {
     "1.2": _R.DOMAIN_NOT_FOUND,  # bad destination system address
     "1.3": _R.USER_UNKNOWN,  # bad destination mailbox address syntax
     "1.6": _R.HAS_MOVED,  # destination mailbox has moved, no forwarding address
-    "1.7": _R.POLICY_REJECTED,  # bad sender's mailbox address syntax
-    "1.8": _R.POLICY_REJECTED,  # bad sender's system address
+    "1.7": _R.SENDER_REJECTED,  # bad sender's mailbox address syntax
+    "1.8": _R.SENDER_REJECTED,  # bad sender's system address
     "1.10": _R.DOMAIN_NOT_FOUND,  # recipient address has null MX (RFC 7505)
     "2.1": _R.MAILBOX_DISABLED,  # mailbox disabled, not accepting messages
     "2.2": _R.MAILBOX_FULL,  # mailbox full
@@ -107,7 +119,7 @@ SPECIFIC_STATUS: dict[str, Reason] = {
     "7.24": _R.AUTH_FAILURE,  # SPF validation error
     "7.25": _R.POLICY_REJECTED,  # reverse DNS validation failed
     "7.26": _R.AUTH_FAILURE,  # multiple authentication checks failed (Gmail: DMARC)
-    "7.27": _R.POLICY_REJECTED,  # sender address has null MX (RFC 7505)
+    "7.27": _R.SENDER_REJECTED,  # sender address has null MX (RFC 7505)
     "7.28": _R.RATE_LIMITED,  # mail flood detected (RFC 8098... registered for Gmail's limits)
     "7.29": _R.AUTH_FAILURE,  # ARC validation failure (RFC 8617)
     "7.30": _R.POLICY_REJECTED,  # REQUIRETLS support required (RFC 8689)
@@ -176,11 +188,12 @@ def _code_reason(code: int) -> Reason:
     return Reason.OTHER
 
 
-def classify_reply(code: int, enhanced_status: str, text: str) -> Classification:
+def classify_reply(code: int, enhanced_status: str, text: str, *, at_mail_from: bool = False) -> Classification:
     """Classify one SMTP reply (or one DSN recipient's Status + Diagnostic-Code).
 
     code: the basic reply code (550), or 0 if unknown; enhanced_status: "5.1.1" or "" (taken from the text when
-    empty); text: the reply text, with or without the code in front. Never raises.
+    empty); text: the reply text, with or without the code in front; at_mail_from: the reply was to MAIL FROM.
+    Never raises.
     """
     try:
         text = text or ""
@@ -190,7 +203,9 @@ def classify_reply(code: int, enhanced_status: str, text: str) -> Classification
         normalised = text_rules.normalise(text)
         reason = _reason(code, status, normalised)
     except Exception:  # a classifier must never take the delivery or bounce path down
-        return Classification(Reason.OTHER, Kind.SOFT)
+        return Classification(Reason.SENDER_REJECTED if at_mail_from else Reason.OTHER, Kind.SOFT)
+    if at_mail_from and reason in ADDRESS_REASONS:
+        reason = Reason.SENDER_REJECTED
     return Classification(reason, kind_for(reason, transient=transient))
 
 

@@ -38,6 +38,11 @@ STRONG = _rules(
     ("rate_limited", r"throttl|too many (?:messages|mails|e-?mails|connections|concurrent|recipients|sessions)"),
     ("rate_limited", r"temporarily deferred due to unexpected volume|\bts0[1-4]\b|exceeded .{0,40}(?:rate|quota)"),
     ("rate_limited", r"mail flood|too much mail|sending limit|resources for sender exhausted"),
+    # Our envelope sender refused (Postfix smtpd_sender_restrictions, Sendmail's check_mail, Exim's sender
+    # verification), before the domain and user rules: "Sender address rejected: Domain not found" is about us.
+    ("sender_rejected", r"sender address rejected|domain of sender address|sender (?:verify|verification) failed"),
+    ("sender_rejected", r"sender (?:address |domain )?(?:is )?(?:rejected|unknown|invalid|not valid)"),
+    ("sender_rejected", r"sender domain (?:\S+ )?(?:does not|doesn't|did not) exist|(?:bad|invalid|unknown) sender"),
     # Microsoft Exchange Online: an unknown recipient under Directory Based Edge Blocking.
     ("user_unknown", r"recipient address rejected: access denied|recip(?:ient)?notfound|recipnotfound"),
     # Domain problems (RFC 7505 null MX; DNS NXDOMAIN).
@@ -79,7 +84,7 @@ STRONG = _rules(
     ("policy_rejected", r"black ?list|block ?list|blocked using|listed (?:at|on|in|by) |client host .{0,60}blocked"),
     ("policy_rejected", r"reverse (?:dns|lookup|hostname)|\brdns\b|\bptr\b|hostname .{0,40}does not resolve"),
     ("policy_rejected", r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay"),
-    ("policy_rejected", r"sender address rejected|sender (?:is )?(?:blocked|rejected|denied|not allowed)"),
+    ("policy_rejected", r"sender (?:is )?(?:blocked|denied|not allowed)"),
     ("policy_rejected", r"client host rejected|banned sending ip|traffic not accepted from this ip|reputation"),
     ("policy_rejected", r"(?:your|the sending|sending) ip (?:address )?(?:is |has been )?(?:blocked|listed|banned)"),
     ("policy_rejected", r"rejected for policy reasons|not accepted for policy reasons|blocked for policy"),

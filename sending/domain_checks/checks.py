@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sending.domain_checks.dkim_record import check_dkim
-from sending.domain_checks.dmarc import check_dmarc
+from sending.domain_checks.dmarc import check_dmarc, check_dmarc_report
 from sending.domain_checks.ownership import check_ownership
 from sending.domain_checks.return_path_check import check_return_path
 from sending.domain_checks.spec import CheckResult, CheckStatus, DomainSpec
@@ -12,6 +12,7 @@ from sending.domain_checks.spf_check import check_spf, check_spf_return_path
 __all__ = [
     "check_dkim",
     "check_dmarc",
+    "check_dmarc_report",
     "check_ownership",
     "check_return_path",
     "check_spf",
@@ -20,7 +21,8 @@ __all__ = [
 
 
 def run_checks(spec: DomainSpec) -> list[CheckResult]:
-    """ownership, dkim (one per key), spf (From domain), return_path, spf (return path), dmarc — in that order.
+    """ownership, dkim (one per key), spf (From domain), return_path, spf (return path), dmarc, and dmarc_report
+    when the report address needs an authorisation record (RFC 7489 §7.1) — in that order.
 
     DMARC alignment uses the DKIM and return-path SPF outcomes of this run; a check that could not run
     (status error) counts as passing there, so one timeout never makes DMARC look broken.
@@ -40,4 +42,7 @@ def run_checks(spec: DomainSpec) -> list[CheckResult]:
             return_path_spf_ok=return_path_spf.status in passing,
         )
     )
+    report = check_dmarc_report(spec)
+    if report is not None:
+        results.append(report)
     return results

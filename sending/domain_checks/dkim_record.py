@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from mail.errors import PostwerkError
 from sending.domain_checks.spec import CheckResult, CheckStatus, DkimKeySpec, DomainSpec, error_result
 from sending.domain_checks.tags import TagListError, parse_tag_list
 from sending.domain_checks.txt import lookup_txt
@@ -17,7 +18,7 @@ from sending.domain_checks.txt import lookup_txt
 _WHITESPACE = re.compile(r"\s+")
 
 
-class DkimRecordError(ValueError):
+class DkimRecordError(PostwerkError, ValueError):
     """The record is not a usable DKIM key record; the message says why."""
 
 

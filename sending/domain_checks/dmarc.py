@@ -10,6 +10,7 @@ from typing import Any
 
 from publicsuffixlist import PublicSuffixList
 
+from mail.errors import PostwerkError
 from sending.domain_checks.spec import CheckResult, CheckStatus, DomainSpec, error_result
 from sending.domain_checks.tags import TagListError, parse_tag_list
 from sending.domain_checks.txt import lookup_txt, normalize
@@ -21,7 +22,7 @@ _MAILTO = re.compile(r"mailto:[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+\Z", re.IGNOR
 _FO = {"0", "1", "d", "s"}
 
 
-class DmarcRecordError(ValueError):
+class DmarcRecordError(PostwerkError, ValueError):
     """The record is not a valid DMARC record; the message says why, for a person."""
 
 
@@ -108,6 +109,15 @@ def dmarc_recommendation(rua: str) -> str:
     """The record to publish when there is none: monitor only, reports to the platform."""
     address = rua if rua.lower().startswith("mailto:") else f"mailto:{rua}"
     return f"v=DMARC1; p=none; rua={address}"
+
+
+def report_authorization_name(domain: str, rua: str) -> str | None:
+    """Where the report address's domain must authorise reports about ``domain`` (RFC 7489 §7.1), or None when
+    the address shares ``domain``'s organizational domain and receivers send reports without asking."""
+    host = normalize(dmarc_recommendation(rua).rpartition("@")[2].split("!", 1)[0])  # without a size limit, §6.4
+    if organizational_domain(host) == organizational_domain(domain):
+        return None
+    return f"{normalize(domain)}._report._dmarc.{host}"
 
 
 @functools.cache
@@ -300,3 +310,30 @@ def check_dmarc(
     else:
         message = f"DMARC policy {alignment.policy} from {where}; our mail does not align yet, which p=none tolerates."
     return CheckResult("dmarc", CheckStatus.OK, message, details)
+
+
+def check_dmarc_report(spec: DomainSpec) -> CheckResult | None:
+    """The platform's authorisation to receive ``spec.name``'s aggregate reports at another organizational domain
+    (RFC 7489 §7.1): a TXT record starting with v=DMARC1 that the platform's operator publishes. None when the
+    report address is within the domain's own organizational domain and needs none."""
+    name = report_authorization_name(spec.name, spec.dmarc_rua)
+    if name is None:
+        return None
+    address = dmarc_recommendation(spec.dmarc_rua).split("rua=", 1)[1]
+    host = name.split("._report._dmarc.", 1)[1]
+    details: dict[str, Any] = {"name": name, "address": address, "publisher": "operator"}
+    found = lookup_txt(name)
+    if found.failed:
+        return error_result(
+            "dmarc_report", f"Could not check the DMARC report authorisation {name}: {found.detail}.", **details
+        )
+    if any(re.match(r"v=DMARC1(;|\s|\Z)", text) for text in found.records):
+        return CheckResult("dmarc_report", CheckStatus.OK, f"{host} accepts DMARC reports for {spec.name}.", details)
+    return CheckResult(
+        "dmarc_report",
+        CheckStatus.MISSING,
+        f"Receivers send no DMARC aggregate reports for {spec.name} to {address} until the platform's operator "
+        f'publishes a TXT record at {name} with the value "v=DMARC1" (or one at *._report._dmarc.{host} for every '
+        "domain). Nothing to change in your own DNS for this.",
+        details,
+    )

@@ -6,7 +6,7 @@ import ipaddress
 import re
 
 from sending.domain_checks.dkim_record import dkim_record_value
-from sending.domain_checks.dmarc import dmarc_recommendation, lookup_dmarc
+from sending.domain_checks.dmarc import dmarc_recommendation, lookup_dmarc, report_authorization_name
 from sending.domain_checks.spec import DomainSpec, ExpectedRecord
 from sending.domain_checks.txt import Lookup, LookupStatus, lookup_txt
 
@@ -118,6 +118,20 @@ def expected_records(spec: DomainSpec) -> list[ExpectedRecord]:
     dmarc = _dmarc_record(spec)
     if dmarc is not None:
         records.append(dmarc)
+    authorization = report_authorization_name(spec.name, spec.dmarc_rua)
+    if authorization is not None:
+        records.append(
+            ExpectedRecord(
+                "dmarc_report",
+                "TXT",
+                authorization,
+                "v=DMARC1",
+                "Published by the platform's operator, not by you: it lets receivers send this domain's DMARC "
+                "reports to an address at another domain (RFC 7489 §7.1). A wildcard "
+                f"*._report._dmarc.{authorization.split('._report._dmarc.', 1)[1]} covers every domain.",
+                publisher="operator",
+            )
+        )
     return records
 
 

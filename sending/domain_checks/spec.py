@@ -44,7 +44,7 @@ class CheckStatus(StrEnum):
 
 @dataclass(frozen=True)
 class CheckResult:
-    name: str  # "ownership", "dkim", "spf", "dmarc", "return_path"
+    name: str  # "ownership", "dkim", "spf", "dmarc", "dmarc_report", "return_path"
     status: CheckStatus
     message: str  # for a person: what is wrong and exactly what to change
     details: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable facts
@@ -65,11 +65,12 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class ExpectedRecord:
-    purpose: str  # "ownership", "dkim", "return_path", "spf", "dmarc"
+    purpose: str  # "ownership", "dkim", "return_path", "spf", "dmarc", "dmarc_report"
     type: str  # DNS record type: "TXT", "CNAME"
     name: str  # owner name, fully qualified without the trailing dot
     value: str  # presentation value to publish (TXT values unquoted)
     note: str = ""
+    publisher: str = "owner"  # who publishes it: "owner" (the domain's owner) or "operator" (the platform's)
 
 
 def error_result(name: str, message: str, **details: Any) -> CheckResult:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
+from mail.errors import PostwerkError
+
 # RFC 6376 §3.2: tag-name = ALPHA *ALNUMPUNC, ALNUMPUNC = ALPHA / DIGIT / "_".
 _TAG_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-class TagListError(ValueError):
+class TagListError(PostwerkError, ValueError):
     """The text is not a valid tag-list; the message says why, for a person."""
 
 

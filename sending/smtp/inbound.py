@@ -13,8 +13,8 @@ from aiosmtpd.smtp import Envelope, Session
 from django.conf import settings
 from django.db import DatabaseError
 
+from ..errors import Refused
 from ..inbound_intake import check_inbound_recipient, inbound_store
-from ..smtp_intake import Refused
 from .handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
 from .protocol import PostwerkSMTP
 

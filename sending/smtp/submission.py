@@ -26,7 +26,7 @@ from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_p
 from ..submission import Prepared
 from . import auth_limits
 from .group_commit import GroupCommit
-from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, protocol, run_db, run_maybe_db
+from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, overloaded_async, protocol, run_db, run_maybe_db
 from .protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,14 @@ def message_committer(publisher: BackgroundPublisher | None = None) -> GroupComm
     """One per server process, shared by its submission listeners: one group commit for all their sessions.
     With a `publisher`, delivery tasks are published from its thread instead of before the group's 250s."""
 
-    def store(prepared: Sequence[Prepared]) -> None:
+    def store(prepared: Sequence[Prepared]) -> dict[int, Refused]:
         db_ready()
         if publisher is None:
-            smtp_messages_store(prepared)
-            return
+            return smtp_messages_store(prepared)
         with enqueues_collected() as committed:
-            smtp_messages_store(prepared)
+            refused = smtp_messages_store(prepared)
         publisher.submit(committed)
+        return refused
 
     # One commit at a time: a second one in flight (measured on PostgreSQL) only made the groups smaller.
     return GroupCommit(store, max_group=settings.POSTWERK_SMTP_COMMIT_GROUP)
@@ -105,7 +105,7 @@ class SubmissionHandler(BaseHandler):
         mail_options: list[str],
     ) -> str:
         credential: SmtpCredential = session.auth_data
-        if await overload.overloaded_async():
+        if await overloaded_async():
             return overload.SMTP_MAIL_REPLY
         try:
             await run_maybe_db(check_sender, credential, address)
@@ -146,6 +146,7 @@ class SubmissionHandler(BaseHandler):
                 rcpt_tos=list(envelope.rcpt_tos),
                 raw=raw,
                 smtputf8=bool(envelope.smtp_utf8),
+                trace=server.trace(),
             )
             await self.committer.submit(prepared)
         except Refused as refused:
