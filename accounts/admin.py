@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from .models import ApiKey, Membership, Organization, SmtpCredential
+from accounts.models import ApiKey, Membership, Organization, SmtpCredential
 
 
 class MembershipFormSet(BaseInlineFormSet):

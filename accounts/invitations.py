@@ -19,10 +19,9 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.models import Invitation, Membership
+from accounts.secrets import hash_secret
 from mail.errors import PostwerkError
-
-from .models import Invitation, Membership
-from .secrets import hash_secret
 
 Role = Membership.Role
 

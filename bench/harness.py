@@ -1058,7 +1058,7 @@ class BaseBench:
 
 
 def _frame_name(frame: str) -> str:
-    # py-spy raw frames look like "deliver (sending/delivery.py)" or "<module> (celery/__main__.py)".
+    # py-spy raw frames look like "deliver (sending/delivery/deliver.py)" or "<module> (celery/__main__.py)".
     return frame.strip()
 
 

@@ -317,7 +317,7 @@ class Bench(BaseBench):
     # ..... setup
 
     def start_smtpserver(self) -> object:
-        from sending.tls_certs import make_self_signed
+        from mail.tls_certs import make_self_signed
 
         cert, key = make_self_signed(self.tmp / "tls", self.env["POSTWERK_HOSTNAME"])
         self.cafile = cert

@@ -7,6 +7,6 @@ from sending.api.errors import NotFoundView
 urlpatterns = [
     path("", include("sending.api.urls")),
     path("", include("verification.urls")),
-    path("", include("accounts.urls")),
+    path("", include("sending.api.smtp_credential_urls")),
     re_path(r"^.*$", NotFoundView.as_view()),  # last: whatever else is under /api/v1/
 ]

@@ -203,8 +203,8 @@ POSTWERK_DELIVERY_BATCH = env.int("POSTWERK_DELIVERY_BATCH", default=100)
 # Recipients one delivery task may take to a destination it already has a connection to (its own batch plus
 # queued ones of the same domain), so one-at-a-time submissions still share connections.
 POSTWERK_DELIVERY_DRAIN = env.int("POSTWERK_DELIVERY_DRAIN", default=500)
-# At most one pending delivery task per destination (sending.queueing): a marker in the cache while one is on its
-# way, so mail submitted one message at a time does not become one task each (the task drains the destination's
+# At most one pending delivery task per destination (sending.delivery.queueing): a marker in the cache while one is
+# on its way, so mail submitted one message at a time does not become one task each (the task drains the destination's
 # queue anyway). Its TTL bounds how long a marker whose task was lost holds publishing back (then the enqueue lease
 # and the sweep take over, as after any lost task); 0 turns the dedupe off.
 POSTWERK_DELIVERY_PENDING_TTL = env.int("POSTWERK_DELIVERY_PENDING_TTL", default=5)  # whole seconds (Redis)
@@ -537,7 +537,7 @@ CELERY_TASK_ROUTES["verification.tasks.sweep"] = {"queue": "verification"}
 CELERY_BEAT_SCHEDULE["verification-sweep"] = {"task": "verification.tasks.sweep", "schedule": 60.0}
 
 
-# --- Per-destination throttling and blocklists (sending/throttling.py, sending/blocklists.py) ------------------
+# --- Per-destination throttling and blocklists (sending/delivery/throttling.py, sending/reputation/blocklists.py) ---
 # Built-in traffic shaping for the big mailbox providers; a ThrottleRule row (admin) with the same pattern
 # replaces one, a disabled row switches it off. `match`: domain (the recipient domain, `*.x` for subdomains) or
 # mx (an MX host suffix). Limits: null means unlimited. JSON list in the environment to replace them all.
@@ -614,4 +614,4 @@ CELERY_BEAT_SCHEDULE["retention-purge"] = {"task": "sending.tasks.retention_purg
 # temporary answer (API 503 + Retry-After, SMTP 451 4.3.2) until the workers catch up. 0 turns the check off.
 POSTWERK_OVERLOAD_QUEUE_DEPTH = env.int("POSTWERK_OVERLOAD_QUEUE_DEPTH", default=20000)
 POSTWERK_OVERLOAD_RETRY_AFTER = env.int("POSTWERK_OVERLOAD_RETRY_AFTER", default=30)
-MIDDLEWARE.insert(1, "sending.overload.OverloadMiddleware")
+MIDDLEWARE.insert(1, "sending.reputation.overload.OverloadMiddleware")

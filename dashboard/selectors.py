@@ -15,8 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Membership, Organization
-from sending.blocklists import listings_for
-from sending.domain_guard import domain_refusal
+from dashboard.charts import BarChart, bar_chart
+from dashboard.templatetags.dashboard_format import SCOPE_LABELS
+from sending.domains.guard import domain_refusal
 from sending.models import (
     BlocklistListing,
     DnsCheck,
@@ -37,12 +38,10 @@ from sending.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from sending.reputation import BREAKER_SCOPES, paused_by_own_breaker, reputations_for, thresholds_for
+from sending.reputation.blocklists import listings_for
+from sending.reputation.rates import BREAKER_SCOPES, paused_by_own_breaker, reputations_for, thresholds_for
+from sending.reputation.send_limits import WARNING_SHARE, limits_for, windows_for
 from sending.selectors import message_list
-from sending.send_limits import WARNING_SHARE, limits_for, windows_for
-
-from .charts import BarChart, bar_chart
-from .templatetags.dashboard_format import SCOPE_LABELS
 
 # --- Overview ---------------------------------------------------------------------------------------------
 

@@ -8,6 +8,6 @@ class SendingConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from .platform_names import check_platform_names
+        from sending.domains.platform_names import check_platform_names
 
         checks.register(check_platform_names, "postwerk")

@@ -50,7 +50,7 @@ class Domain(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Open and click tracking and unsubscribe headers, all off by default (sending.tracking).
+    # Open and click tracking and unsubscribe headers, all off by default (sending.feedback.tracking).
     track_opens = models.BooleanField(default=False)
     track_clicks = models.BooleanField(default=False)
     # Messages carrying one of these tags get List-Unsubscribe headers (RFC 2369, RFC 8058); "*" means all.
@@ -239,7 +239,8 @@ class Recipient(models.Model):
                 name="recipient_due",
                 condition=models.Q(state__in=["queued", "deferred", "sending"]),
             ),
-            # What a delivery task drains: its destination's queued recipients, oldest first (sending.claiming).
+            # What a delivery task drains: its destination's queued recipients, oldest first
+            # (sending.delivery.claiming).
             models.Index(
                 fields=["domain", "created_at"], name="recipient_queued_domain", condition=models.Q(state="queued")
             ),

@@ -8,18 +8,14 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import (
-    blocklists,
-    bounce_processing,
-    delivery,
-    domain_verification,
-    inbound_intake,
-    queueing,
-    retention,
-    suppressions,
-)
-from . import sweep as sweeping
-from .models import Domain, IdempotencyKey
+from sending.delivery import deliver as delivery
+from sending.delivery import queueing
+from sending.delivery import sweep as sweeping
+from sending.domains import verification as domain_verification
+from sending.feedback import bounce_processing, inbound_intake, suppressions
+from sending.models import Domain, IdempotencyKey
+from sending.operations import retention
+from sending.reputation import blocklists
 
 
 @shared_task(name=queueing.DELIVER_TASK)
@@ -77,7 +73,7 @@ def retention_purge() -> dict[str, int]:
 def reputation_recompute() -> dict[str, int]:
     """Recompute the reputation of organizations with outcomes since about the last run (twice the interval,
     so a late or skipped run loses nothing)."""
-    from . import reputation
+    from sending.reputation import rates as reputation
 
     since = timezone.now() - timedelta(seconds=2 * settings.POSTWERK_REPUTATION_INTERVAL)
     organizations = reputation.organizations_with_recent_outcomes(since)
@@ -88,7 +84,7 @@ def reputation_recompute() -> dict[str, int]:
 @shared_task(name="sending.tasks.held_maintenance")
 def held_maintenance() -> dict[str, int]:
     """Expire old held mail; release send-limit holds whose window has reopened."""
-    from . import holds
+    from sending.reputation import holds
 
     return holds.held_maintenance()
 

@@ -10,9 +10,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create, organization_get_or_create
-from sending import dns as postwerk_dns
-from sending.domain_verification import domain_verify
-from sending.domains import dns_records, domain_get_or_create
+from mail import dns as postwerk_dns
+from sending.domains.service import dns_records, domain_get_or_create
+from sending.domains.verification import domain_verify
 from sending.models import DkimKey, Domain, Recipient, RecipientState
 from tests.servers import DnsServer, SmtpSink
 
@@ -152,7 +152,7 @@ def publish_dkim(zone: DnsServer, domain: Domain) -> None:
 
 def deliver_queued() -> int:
     """Run the delivery stage in this process for everything queued, as a worker would."""
-    from sending.delivery import deliver
+    from sending.delivery.deliver import deliver
 
     ids = [str(pk) for pk in Recipient.objects.filter(state=RecipientState.QUEUED).values_list("id", flat=True)]
     return deliver(ids) if ids else 0

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from sending.bounces.parse import Report, parse_report
-from sending.bounces.reasons import Classification, Kind, Reason, classify_reply
+from mail.bounces.parse import Report, parse_report
+from mail.bounces.reasons import Classification, Kind, Reason, classify_reply
 
 DATA = Path(__file__).parent / "data" / "bounces"
 CORPUS = sorted(DATA.glob("*/*.eml"))

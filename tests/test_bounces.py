@@ -10,11 +10,11 @@ from email.message import EmailMessage
 import pytest
 
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
-from sending.bounce_processing import inbound_process
+from sending.feedback.bounce_processing import inbound_process
+from sending.intake.smtp_intake import smtp_message_submit
 from sending.models import Event, EventType, InboundMessage, Recipient, RecipientState, Suppression
 from sending.return_path import return_path
 from sending.smtp.server import Listener, SmtpServer
-from sending.smtp_intake import smtp_message_submit
 from tests.conftest import add_mx_domain, deliver_queued, verified_domain
 from tests.servers import make_self_signed
 from tests.test_delivery import send
@@ -252,7 +252,7 @@ def test_sweep_requeues_a_report_whose_task_was_lost(inbound, delivered, setting
     _, verp = delivered
     settings.POSTWERK_ENQUEUE_LEASE = 0
     stored = deliver_report(inbound, verp, dsn("jane@dest.example", "5.1.1", "550 5.1.1 unknown"))
-    from sending.bounce_processing import inbound_due
+    from sending.feedback.bounce_processing import inbound_due
 
     assert inbound_due() == [str(stored.pk)]
     assert stored.state == InboundMessage.State.RECEIVED

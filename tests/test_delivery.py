@@ -11,9 +11,9 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from sending.delivery.sweep import sweep
 from sending.models import DkimKey, Event, EventType, Recipient, RecipientState
 from sending.return_path import recipient_id_from_return_path
-from sending.sweep import sweep
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 from tests.servers import make_self_signed
 
@@ -253,7 +253,7 @@ def test_internationalised_recipient_travels_with_smtputf8(api, zone, mx, domain
 
 
 def test_worker_that_died_mid_delivery_is_rescued_by_the_sweep_once(api, zone, mx, domain, settings):
-    from sending.delivery import claim, deliver
+    from sending.delivery.deliver import claim, deliver
 
     sink = mx("127.0.0.2")
     add_mx_domain(zone, "dest.example", "127.0.0.2")
@@ -291,7 +291,7 @@ def test_server_without_pipelining_gets_one_command_at_a_time(api, zone, mx, dom
 
 
 def test_a_task_takes_other_queued_mail_for_its_destination_along_on_its_connection(api, zone, mx, domain):
-    from sending.delivery import deliver
+    from sending.delivery.deliver import deliver
 
     sink = mx("127.0.0.2")
     add_mx_domain(zone, "dest.example", "127.0.0.2")
@@ -306,8 +306,8 @@ def test_a_task_takes_other_queued_mail_for_its_destination_along_on_its_connect
 def unverified_sender(organization) -> APIClient:
     """An API client for acme.example as the README's local trial has it: created, its DNS never checked."""
     from accounts.services import api_key_create
-    from sending import signing_keys
-    from sending.domains import domain_get_or_create
+    from sending.delivery import signing_keys
+    from sending.domains.service import domain_get_or_create
 
     domain, _ = domain_get_or_create(organization=organization, name="acme.example")
     assert domain.verified_at is None
@@ -348,7 +348,7 @@ def test_a_domain_with_no_key_at_all_fails_with_the_reason_in_the_event(organiza
     DkimKey.objects.filter(domain__name="acme.example").delete()
     send(api, ["jane@dest.example"])
 
-    with caplog.at_level("WARNING", logger="sending.delivery"):
+    with caplog.at_level("WARNING", logger="sending.delivery.deliver"):
         assert deliver_queued() == 1
 
     recipient = Recipient.objects.get()
@@ -357,5 +357,5 @@ def test_a_domain_with_no_key_at_all_fails_with_the_reason_in_the_event(organiza
     failed = Event.objects.get(recipient=recipient, type=EventType.FAILED)
     assert failed.details["reason"] == "no_signing_key"
     assert failed.details["diagnostic"].startswith("message could not be signed: acme.example has no DKIM key")
-    logged = [r for r in caplog.records if r.name == "sending.delivery"]
+    logged = [r for r in caplog.records if r.name == "sending.delivery.deliver"]
     assert len(logged) == 1 and logged[0].exc_info is None and "no DKIM key" in logged[0].getMessage()

@@ -12,9 +12,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from sending.bounce_processing import inbound_process
-from sending.domain_verification import domain_verify
-from sending.domains import dns_records
+from sending.domains.service import dns_records
+from sending.domains.verification import domain_verify
+from sending.feedback.bounce_processing import inbound_process
 from sending.models import Event, InboundMessage, Suppression
 from tests.test_bounces import inbound  # noqa: F401 - the real inbound listener fixture
 

@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from sending.domain_checks.checks import run_checks
-from sending.domain_checks.dkim_record import DkimRecordError, check_dkim, parse_dkim_record
-from sending.domain_checks.dmarc import (
+from sending.domains.checks.checks import run_checks
+from sending.domains.checks.dkim_record import DkimRecordError, check_dkim, parse_dkim_record
+from sending.domains.checks.dmarc import (
     DmarcRecord,
     DmarcRecordError,
     check_dmarc,
@@ -21,11 +21,11 @@ from sending.domain_checks.dmarc import (
     organizational_domain,
     parse_dmarc,
 )
-from sending.domain_checks.ownership import check_ownership
-from sending.domain_checks.records import expected_records, spf_merge
-from sending.domain_checks.return_path_check import check_return_path
-from sending.domain_checks.spec import CheckStatus, DkimKeySpec, DomainSpec
-from sending.domain_checks.spf_check import check_spf, evaluate_spf
+from sending.domains.checks.ownership import check_ownership
+from sending.domains.checks.records import expected_records, spf_merge
+from sending.domains.checks.return_path_check import check_return_path
+from sending.domains.checks.spec import CheckStatus, DkimKeySpec, DomainSpec
+from sending.domains.checks.spf_check import check_spf, evaluate_spf
 
 DOMAIN = "acme.example"
 RP_HOST = f"pm-bounces.{DOMAIN}"

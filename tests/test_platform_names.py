@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sending.domain_verification import domain_verify
-from sending.domains import dns_records, domain_get_or_create
+from sending.domains.platform_names import domain_name_problem
+from sending.domains.service import dns_records, domain_get_or_create
+from sending.domains.verification import domain_verify
 from sending.models import Domain
-from sending.platform_names import domain_name_problem
 from tests.conftest import verified_domain
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
-from sending import holds
 from sending.models import (
     BlocklistListing,
     Event,
@@ -23,7 +22,8 @@ from sending.models import (
     ReputationSnapshot,
     ReputationState,
 )
-from sending.reputation import (
+from sending.reputation import holds
+from sending.reputation.rates import (
     paused_scopes_clear,
     reputation_for_scope,
     reputation_pause,
@@ -224,7 +224,7 @@ def test_reputation_api_lists_every_scope_with_thresholds_and_history(api, organ
 
 def test_reputation_api_shows_stored_blocklist_listings(api, organization, domain, zone, settings):
     """Once the hourly check has stored a listing (every verified domain is checked), the endpoint shows it."""
-    from sending.blocklists import blocklists_check
+    from sending.reputation.blocklists import blocklists_check
 
     settings.POSTWERK_SENDING_IPS = ["127.0.0.10"]
     settings.POSTWERK_DNSBL_ZONES = ["bl.test"]
@@ -373,7 +373,7 @@ def test_recording_outcomes_sets_what_reputation_reads(api, zone, mx, domain):
 
 def test_beat_recomputes_only_organizations_with_recent_outcomes(organization, domain):
     from accounts.services import organization_get_or_create
-    from sending.reputation import organizations_with_recent_outcomes
+    from sending.reputation.rates import organizations_with_recent_outcomes
 
     quiet, _ = organization_get_or_create(name="Quiet")
     seed(organization, domain, delivered=1)

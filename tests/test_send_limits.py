@@ -11,11 +11,11 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create, smtp_credential_create
-from sending import holds
-from sending.delivery import deliver
-from sending.holds import send_limit_release
+from sending.delivery.deliver import deliver
+from sending.feedback.suppressions import suppression_add
 from sending.models import Event, EventType, Recipient, RecipientState, SendCounter, Suppression
-from sending.suppressions import suppression_add
+from sending.reputation import holds
+from sending.reputation.holds import send_limit_release
 from tests.conftest import add_mx_domain
 from tests.test_holds import MESSAGE, smtp_server  # noqa: F401 - fixture
 from tests.test_reputation import fresh_caches  # noqa: F401 - autouse fixture
@@ -29,7 +29,7 @@ NOW = datetime(2030, 5, 6, 12, 30, tzinfo=UTC)
 
 @pytest.fixture
 def clock(monkeypatch):
-    """Submission's clock pinned to NOW (the hold decision reads it through sending.holds)."""
+    """Submission's clock pinned to NOW (the hold decision reads it through sending.reputation.holds)."""
     monkeypatch.setattr(holds, "timezone", types.SimpleNamespace(now=lambda: NOW))
     return NOW
 
@@ -186,7 +186,7 @@ def test_api_rate_limit_per_key_is_429_with_retry_after(api, organization, monke
 
 
 def test_api_rate_limit_without_the_cache_accepts_and_warns_once(api, organization, settings, caplog):
-    from sending import cache_guard
+    from mail import cache_guard
     from tests.faults.services import free_port
 
     # Redis where nothing listens: every cache call raises redis.exceptions.ConnectionError, as when it is stopped.
@@ -200,10 +200,10 @@ def test_api_rate_limit_without_the_cache_accepts_and_warns_once(api, organizati
     key = ApiKey.objects.get(organization=organization, name="test")
     key.rate_limit = 2
     key.save()
-    with caplog.at_level("WARNING", logger="sending.cache_guard"):
+    with caplog.at_level("WARNING", logger="mail.cache_guard"):
         for n in range(3):
             response = api.post("/api/v1/messages", one(n), format="json")
             assert response.status_code == 202, response.content
     assert Recipient.objects.count() == 3
-    warnings = [r for r in caplog.records if r.name == "sending.cache_guard"]
+    warnings = [r for r in caplog.records if r.name == "mail.cache_guard"]
     assert len(warnings) == 1 and "API rate limit" in warnings[0].getMessage()

@@ -13,8 +13,8 @@ import dkim
 import pytest
 from django.test import Client
 
+from sending.feedback.tracking import click_url, html_tracked, message_tracked
 from sending.models import Domain, Event, EventType, Message, Recipient, RecipientState, Suppression
-from sending.tracking import click_url, html_tracked, message_tracked
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 from tests.test_delivery import dns_txt
 

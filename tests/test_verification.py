@@ -20,7 +20,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create, organization_get_or_create
-from sending.suppressions import suppression_add
+from sending.feedback.suppressions import suppression_add
 from tests.conftest import add_mx_domain
 from tests.servers import SmtpSink
 from tests.servers.smtp_sink import _Handler

@@ -10,9 +10,9 @@ from email.message import EmailMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sending import wire_policy
-from sending.trace_headers import SmtpTrace, feedback_id, received_header, with_feedback_id
-from sending.wire_policy import fold_plain
+from mail import wire_policy
+from mail.trace_headers import SmtpTrace, feedback_id, received_header, with_feedback_id
+from mail.wire_policy import fold_plain
 
 URL = "<https://track.acme.example/t/u/" + "Ab0_-" * 30 + ":1kXyZ9:" + "q" * 43 + ">"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sending.delivery.sweep import sweep
 from sending.models import Recipient, RecipientState
-from sending.sweep import sweep
 from tests.conftest import add_mx_domain
 from tests.worker_process import Worker, wait_until
 

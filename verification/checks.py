@@ -1,7 +1,7 @@
 """The per-address verdict: what the name says, what DNS says, what the MX said, folded into one result.
 
 Pure: `address_facts` parses, `verdict` decides, `result_json` shapes the answer. The network steps (DNS in
-`sending.dns`, the SMTP probe in `verification.probe`) hand their findings in.
+`mail.dns`, the SMTP probe in `verification.probe`) hand their findings in.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sending.addresses import AddressError, parse_mailbox
-from sending.bounces.reasons import HARD_REASONS, classify_reply
-from sending.bounces.reasons import Reason as BounceReason
-from sending.dns import Route, RouteStatus
-from sending.smtp_client import Reply
-
-from .lists import is_disposable, is_free_provider, is_role_account, suggest_domain
-from .models import Result
+from mail.addresses import AddressError, parse_mailbox
+from mail.bounces.reasons import HARD_REASONS, classify_reply
+from mail.bounces.reasons import Reason as BounceReason
+from mail.dns import Route, RouteStatus
+from mail.smtp_client import Reply
+from verification.lists import is_disposable, is_free_provider, is_role_account, suggest_domain
+from verification.models import Result
 
 _GREYLISTING = re.compile(r"gr[ae]y-?list", re.IGNORECASE)
 

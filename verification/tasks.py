@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from verification import services
 
 
 @shared_task(name=services.RUN_JOB_TASK)

@@ -7,8 +7,12 @@ from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
-from sending.domain_verification import domain_verify
-from sending.domains import (
+from dashboard.access import org_view
+from dashboard.forms import DomainAddForm, RotateDkimForm
+from dashboard.selectors import RECORD_PURPOSES, check_label, domain_status
+from dashboard.views.common import page
+from sending.domains.platform_names import PlatformNamesNotSet
+from sending.domains.service import (
     DomainError,
     DomainInUse,
     dns_records,
@@ -16,13 +20,8 @@ from sending.domains import (
     domain_get_or_create,
     domain_rotate_dkim,
 )
+from sending.domains.verification import domain_verify
 from sending.models import DkimKey, DnsCheckStatus, Domain
-from sending.platform_names import PlatformNamesNotSet
-
-from ..access import org_view
-from ..forms import DomainAddForm, RotateDkimForm
-from ..selectors import RECORD_PURPOSES, check_label, domain_status
-from .common import page
 
 
 def _domain(request: HttpRequest, domain_id: int) -> Domain:

@@ -10,11 +10,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..domain_verification import domain_verify
-from ..domains import DomainError, DomainInUse, dns_records, domain_delete, domain_get_or_create, domain_rotate_dkim
-from ..models import DkimKey, DnsCheck, Domain
-from ..platform_names import PlatformNamesNotSet, platform_name_problems, platform_names_message
-from .errors import ApiError
+from sending.api.errors import ApiError
+from sending.domains.platform_names import PlatformNamesNotSet, platform_name_problems, platform_names_message
+from sending.domains.service import (
+    DomainError,
+    DomainInUse,
+    dns_records,
+    domain_delete,
+    domain_get_or_create,
+    domain_rotate_dkim,
+)
+from sending.domains.verification import domain_verify
+from sending.models import DkimKey, DnsCheck, Domain
 
 
 class DnsCheckSerializer(serializers.ModelSerializer):

@@ -12,9 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..blocklists import listings_for
-from ..models import BlocklistListing, Reputation, ReputationSnapshot
-from ..reputation import (
+from sending.api.errors import ApiError
+from sending.models import BlocklistListing, Reputation, ReputationSnapshot
+from sending.reputation.blocklists import listings_for
+from sending.reputation.rates import (
     THRESHOLD_FIELDS,
     ResumeNotAllowed,
     ThresholdError,
@@ -25,7 +26,6 @@ from ..reputation import (
     reputations_for,
     thresholds_for,
 )
-from .errors import ApiError
 
 HISTORY_PER_SCOPE = 10
 

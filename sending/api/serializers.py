@@ -8,9 +8,9 @@ import binascii
 from django.conf import settings
 from rest_framework import serializers
 
-from ..addresses import AddressError, Mailbox, parse_mailbox
-from ..composer import Attachment, Draft, HeaderError, check_header, has_line_break
-from ..models import Event, Message, Recipient
+from mail.addresses import AddressError, Mailbox, parse_mailbox
+from sending.intake.composer import Attachment, Draft, HeaderError, check_header, has_line_break
+from sending.models import Event, Message, Recipient
 
 
 class AddressListField(serializers.ListField):

@@ -1,6 +1,6 @@
 """API rate limiting per key: requests per second, counted in Django's cache (Redis in production, so every web
 process on every host shares one count), answered with 429 and Retry-After. Without the cache the limit is not
-enforced (sending.cache_guard): a 202 needs only the database."""
+enforced (mail.cache_guard): a 202 needs only the database."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
-from sending.cache_guard import cache_unavailable
+from mail.cache_guard import cache_unavailable
 
 
 def key_rate(api_key: ApiKey) -> int:

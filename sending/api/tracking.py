@@ -9,10 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import Domain
-from ..platform_names import tracking_host_problem
-from ..tracking import domain_tracking_update, tracking_base
-from .errors import ApiError
+from sending.api.errors import ApiError
+from sending.domains.platform_names import tracking_host_problem
+from sending.feedback.tracking import domain_tracking_update, tracking_base
+from sending.models import Domain
 
 
 class TrackingInputSerializer(serializers.Serializer):

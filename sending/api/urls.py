@@ -2,9 +2,9 @@
 
 from django.urls import path
 
-from . import domains, events, suppressions, tracking, views, webhooks
-from . import held as held_api
-from . import reputation as reputation_api
+from sending.api import domains, events, suppressions, tracking, views, webhooks
+from sending.api import held as held_api
+from sending.api import reputation as reputation_api
 
 urlpatterns = [
     path("reputation", reputation_api.ReputationView.as_view(), name="reputation"),

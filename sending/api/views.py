@@ -11,21 +11,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..accept import Caller, accept
-from ..errors import Refused
-from ..models import RecipientState
-from ..selectors import events_by_recipient, message_get, message_list
-from ..submission import ApiSubmission, DuplicateRequest, IdempotencyRecord, Prepared
-from . import idempotency
-from .errors import ApiError
-from .pagination import CursorPagination
-from .params import datetime_param
-from .serializers import (
+from sending.api import idempotency
+from sending.api.errors import ApiError
+from sending.api.pagination import CursorPagination
+from sending.api.params import datetime_param
+from sending.api.serializers import (
     AcceptedMessageSerializer,
     MessageDetailSerializer,
     MessageSummarySerializer,
     SendMessageSerializer,
 )
+from sending.errors import Refused
+from sending.intake.accept import Caller, accept
+from sending.intake.submission import ApiSubmission, DuplicateRequest, IdempotencyRecord, Prepared
+from sending.models import RecipientState
+from sending.selectors import events_by_recipient, message_get, message_list
 
 Results = list[Prepared | Refused]
 
@@ -84,7 +84,7 @@ def _accepted(prepared: Prepared) -> dict:
             entry["suppression"] = {"reason": suppression.reason, "since": suppression.created_at.isoformat()}
         recipients.append(entry)
     states = {r.state for r in prepared.recipients}
-    # `held`: accepted while the sender is paused or over its send limit (sending.holds).
+    # `held`: accepted while the sender is paused or over its send limit (sending.reputation.holds).
     overall = next((s for s in (RecipientState.QUEUED, RecipientState.HELD) if s in states), "suppressed")
     return {
         "id": str(prepared.message.id),

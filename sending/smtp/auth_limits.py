@@ -1,6 +1,6 @@
 """Brute-force protection for SMTP AUTH: failures counted per source IP and per username in the shared cache.
 
-Without the cache (Redis down) nothing is counted and nobody is locked out (sending.cache_guard): submission
+Without the cache (Redis down) nothing is counted and nobody is locked out (mail.cache_guard): submission
 goes on, since the database alone checks the password and stores the message."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.cache import cache
 
-from sending.cache_guard import cache_unavailable
+from mail.cache_guard import cache_unavailable
 
 
 def _keys(ip: str | None, username: str | None) -> list[str]:

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import close_old_connections, connection
 
-from .. import overload
-from .protocol import PostwerkSMTP
+from sending.reputation import overload
+from sending.smtp.protocol import PostwerkSMTP
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, nothing was accepted; try again later"
 

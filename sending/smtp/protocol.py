@@ -11,9 +11,10 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
-from .. import metrics, overload
-from ..trace_headers import SmtpTrace
-from .replies import with_enhanced_status
+from mail.trace_headers import SmtpTrace
+from sending.observability import metrics
+from sending.reputation import overload
+from sending.smtp.replies import with_enhanced_status
 
 # A plain <dot-atom@domain> path, what nearly every client sends in MAIL FROM and RCPT TO. aiosmtpd parses
 # every path with the RFC 5322 header parser (and defines a class per call), a quarter of a millisecond each;

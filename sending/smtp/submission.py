@@ -19,15 +19,23 @@ from django.db import DatabaseError
 
 from accounts.models import SmtpCredential
 from accounts.services import smtp_credential_authenticate, smtp_credential_for_network
-
-from .. import oplog, overload
-from ..queueing import BackgroundPublisher, enqueues_collected
-from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_prepare, smtp_messages_store
-from ..submission import Prepared
-from . import auth_limits
-from .group_commit import GroupCommit
-from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, overloaded_async, protocol, run_db, run_maybe_db
-from .protocol import PostwerkSMTP
+from sending.delivery.queueing import BackgroundPublisher, enqueues_collected
+from sending.intake.smtp_intake import Refused, check_recipient, check_sender, smtp_message_prepare, smtp_messages_store
+from sending.intake.submission import Prepared
+from sending.observability import oplog
+from sending.reputation import overload
+from sending.smtp import auth_limits
+from sending.smtp.group_commit import GroupCommit
+from sending.smtp.handler_base import (
+    TEMPORARY_FAILURE,
+    BaseHandler,
+    db_ready,
+    overloaded_async,
+    protocol,
+    run_db,
+    run_maybe_db,
+)
+from sending.smtp.protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
 

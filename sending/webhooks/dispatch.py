@@ -22,13 +22,12 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from mail.errors import PostwerkError
-
-from ..events import event_payload, events_for_payload
-from ..models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, uuid7
-from ..sweep import connection_supports_skip_locked
-from . import transport
-from .endpoints import signing_secrets, webhook_endpoint_disable
-from .signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
+from sending.delivery.sweep import connection_supports_skip_locked
+from sending.events import event_payload, events_for_payload
+from sending.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, uuid7
+from sending.webhooks import transport
+from sending.webhooks.endpoints import signing_secrets, webhook_endpoint_disable
+from sending.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
 
 # Published by name (config/celery.py); the task is sending.webhooks.tasks.deliver.
 DELIVER_TASK = "sending.webhooks.deliver"

@@ -10,12 +10,11 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import Organization
+from mail.crypto import decrypt, encrypt
 from mail.errors import PostwerkError
-
-from ..crypto import decrypt, encrypt
-from ..models import Event, EventType, WebhookDelivery, WebhookEndpoint
-from .signing import secret_new
-from .transport import TargetRefused, addresses_checked, target_parse
+from sending.models import Event, EventType, WebhookDelivery, WebhookEndpoint
+from sending.webhooks.signing import secret_new
+from sending.webhooks.transport import TargetRefused, addresses_checked, target_parse
 
 
 class EndpointError(PostwerkError, ValueError):

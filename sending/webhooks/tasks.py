@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import dispatch, fanout
+from sending.webhooks import dispatch, fanout
 
 
 @shared_task(name="sending.webhooks.sweep")

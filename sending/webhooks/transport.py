@@ -23,9 +23,8 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from mail.dns import host_addresses
 from mail.errors import PostwerkError
-
-from ..dns import host_addresses
 
 EXCERPT_CHARS = 1000
 

@@ -59,8 +59,8 @@ def test_every_model_that_matters_is_registered():
 
 
 def test_every_changelist_and_change_page_renders(superuser_client, api, zone, mx, domain):
+    from sending.feedback.suppressions import suppression_add
     from sending.models import InboundMessage
-    from sending.suppressions import suppression_add
     from tests.conftest import add_mx_domain, deliver_queued
     from tests.dashboard.conftest import send
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.services import api_key_create
 from sending.models import Event, EventType, Reputation, ReputationScope, ReputationSnapshot, WebhookEndpoint
-from sending.reputation import reputations_for
+from sending.reputation.rates import reputations_for
 from tests.dashboard.conftest import pause, send
 
 pytestmark = pytest.mark.django_db

@@ -69,8 +69,8 @@ POST_ANSWERS = {
 def objects(organization, api, domain, make_user) -> dict:  # type: ignore[no-untyped-def]
     from accounts.invitations import invitation_create
     from accounts.services import api_key_create, smtp_credential_create
-    from sending.domains import domain_get_or_create
-    from sending.suppressions import suppression_add
+    from sending.domains.service import domain_get_or_create
+    from sending.feedback.suppressions import suppression_add
 
     sent = send(api)
     spare, _ = domain_get_or_create(organization=organization, name="spare.example")
@@ -80,7 +80,7 @@ def objects(organization, api, domain, make_user) -> dict:  # type: ignore[no-un
     bystander = Membership.objects.create(organization=organization, user=make_user("bystander"), role="viewer")
     inviter = Membership(organization=organization, user=bystander.user, role="owner")
     invitation = invitation_create(actor=inviter, email="invited@people.example", role="viewer", link=str).invitation
-    from sending.reputation import reputation_for_scope
+    from sending.reputation.rates import reputation_for_scope
 
     return {
         "reputation": reputation_for_scope(organization.pk, "api_key", api_key.pk).pk,
@@ -145,7 +145,7 @@ def test_navigation_hides_what_the_role_cannot_use(member, as_user, organization
 )
 def test_another_organizations_ids_are_not_found(owner_client, organization, other, method, name, key):
     if key == "reputation":
-        from sending.reputation import reputations_for
+        from sending.reputation.rates import reputations_for
 
         other["reputation"] = reputations_for(other["org"].pk)[0]
     obj = other[key]

@@ -10,9 +10,9 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import ApiKey
-from sending.blocklists import blocklists_check
 from sending.models import Event, EventType, Reputation, ReputationScope, ReputationSnapshot, ReputationState
-from sending.reputation import reputation_for_scope, reputation_recompute, reputation_thresholds_set
+from sending.reputation.blocklists import blocklists_check
+from sending.reputation.rates import reputation_for_scope, reputation_recompute, reputation_thresholds_set
 from tests.dashboard.conftest import pause
 
 pytestmark = pytest.mark.django_db
@@ -192,7 +192,7 @@ def test_the_organization_and_domain_scopes_take_no_organization_thresholds(owne
 
 
 def test_another_organizations_scopes_are_not_found(owner_client, organization, other, make_user, as_user):
-    from sending.reputation import reputations_for
+    from sending.reputation.rates import reputations_for
 
     foreign = next(r for r in reputations_for(other["org"].pk) if r.scope == ReputationScope.API_KEY)
     foreign.state = ReputationState.PAUSED

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import ApiKey, Membership, SmtpCredential
-from sending.domains import domain_get_or_create
+from sending.domains.service import domain_get_or_create
 from sending.models import DkimKey, DnsCheck, Domain, Message, Recipient, Suppression
 from tests.conftest import publish_records
 from tests.dashboard.conftest import PASSWORD, send

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.services import organization_get_or_create
-from sending.crypto import decrypt
+from mail.crypto import decrypt
 from sending.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from sending.webhooks import dispatch
 from sending.webhooks.endpoints import signing_secrets, webhook_endpoint_create

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from accounts import secrets as account_secrets
 from accounts.models import ApiKey, Membership, SmtpCredential
 from accounts.services import api_key_create, smtp_credential_authenticate, smtp_credential_create
-from sending.crypto import decrypt
+from mail.crypto import decrypt
 from sending.models import DkimKey
 from sending.smtp import auth_limits
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Invitation, Membership, SmtpCredential
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
+from sending.feedback.suppressions import suppression_add
 from sending.models import (
     DkimKey,
     Event,
@@ -32,7 +33,6 @@ from sending.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from sending.suppressions import suppression_add
 from sending.webhooks.endpoints import webhook_endpoint_create
 from tests.conftest import verified_domain
 from verification.models import VerificationJob

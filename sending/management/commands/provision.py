@@ -7,10 +7,10 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
-from sending.domain_verification import domain_verify
-from sending.domains import DomainError, dns_records, domain_get_or_create
+from sending.domains.platform_names import PlatformNamesNotSet, require_platform_names
+from sending.domains.service import DomainError, dns_records, domain_get_or_create
+from sending.domains.verification import domain_verify
 from sending.models import DnsCheck
-from sending.platform_names import PlatformNamesNotSet, require_platform_names
 
 
 class Command(BaseCommand):
