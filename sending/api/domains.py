@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sending.api.errors import ApiError
+from sending.api.scoping import owned_or_404
 from sending.domains.platform_names import PlatformNamesNotSet, platform_name_problems, platform_names_message
 from sending.domains.service import (
     DomainError,
@@ -118,10 +119,7 @@ class RotateSerializer(serializers.Serializer):
 
 
 def _domain(request: Request, domain_id: int) -> Domain:
-    domain = Domain.objects.filter(organization=request.user.organization, pk=domain_id).first()
-    if domain is None:
-        raise ApiError(404, "No such domain.", code="not_found")
-    return domain
+    return owned_or_404(Domain, request.user.organization, "domain", pk=domain_id)
 
 
 class DomainsView(APIView):

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sending.api.errors import ApiError
+from sending.api.scoping import owned_or_404
 from sending.models import BlocklistListing, Reputation, ReputationSnapshot
 from sending.reputation.blocklists import listings_for
 from sending.reputation.rates import (
@@ -138,10 +139,7 @@ def _history(organization_id: int) -> dict[int, list[ReputationSnapshot]]:
 
 
 def _get(request: Request, reputation_id: int) -> Reputation:
-    reputation = Reputation.objects.filter(organization=request.user.organization, pk=reputation_id).first()
-    if reputation is None:
-        raise ApiError(404, "No such reputation scope.", code="not_found")
-    return reputation
+    return owned_or_404(Reputation, request.user.organization, "reputation scope", pk=reputation_id)
 
 
 def _actor(request: Request) -> str:

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from accounts.models import SmtpCredential
 from accounts.services import smtp_credential_create, smtp_credential_revoke
 from sending.api.errors import ApiError
+from sending.api.scoping import owned_or_404
 from sending.domains.service import DomainError, normalize_domain
 from sending.models import Domain
 
@@ -91,10 +92,7 @@ class SmtpCredentialsView(APIView):
 
 class SmtpCredentialDetailView(APIView):
     def _get(self, request: Request, credential_id: int) -> SmtpCredential:
-        credential = SmtpCredential.objects.filter(organization=request.user.organization, pk=credential_id).first()
-        if credential is None:
-            raise ApiError(404, "No such SMTP credential.", code="not_found")
-        return credential
+        return owned_or_404(SmtpCredential, request.user.organization, "SMTP credential", pk=credential_id)
 
     @extend_schema(responses={200: SmtpCredentialSerializer}, summary="An SMTP credential")
     def get(self, request: Request, credential_id: int) -> Response:

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sending.api.errors import ApiError
+from sending.api.scoping import owned_or_404
 from sending.domains.platform_names import tracking_host_problem
 from sending.feedback.tracking import domain_tracking_update, tracking_base
 from sending.models import Domain
@@ -42,10 +42,7 @@ def _body(domain: Domain) -> dict:
 
 
 def _domain(request: Request, domain_id: int) -> Domain:
-    domain = Domain.objects.filter(organization=request.user.organization, pk=domain_id).first()
-    if domain is None:
-        raise ApiError(404, "No such domain.", code="not_found")
-    return domain
+    return owned_or_404(Domain, request.user.organization, "domain", pk=domain_id)
 
 
 class DomainTrackingView(APIView):

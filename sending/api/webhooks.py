@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
+from sending.api.scoping import owned_or_404
 from sending.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from sending.webhooks.dispatch import ReplayRefused, delivery_replay, endpoint_test
 from sending.webhooks.endpoints import (
@@ -115,10 +116,7 @@ class WebhookDeliveryDetailSerializer(WebhookDeliverySerializer):
 
 
 def _endpoint(request: Request, endpoint_id: object) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint.objects.filter(organization=request.user.organization, pk=endpoint_id).first()
-    if endpoint is None:
-        raise ApiError(404, "No such webhook endpoint.", code="not_found")
-    return endpoint
+    return owned_or_404(WebhookEndpoint, request.user.organization, "webhook endpoint", pk=endpoint_id)
 
 
 def _invalid(exc: EndpointError) -> ApiError:
