@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 
 from accounts.models import Organization
 from sending.models import Event, Recipient
@@ -92,25 +92,3 @@ def event_list(
     if until:
         qs = qs.filter(created_at__lt=until)
     return events_for_payload(qs).order_by("-id")
-
-
-def sequence_next(recipient_id: uuid.UUID) -> int:
-    """Count one more event for a delivery and return its sequence number. Call inside the transaction that
-    writes the event: the UPDATE's row lock keeps concurrent writers (an open and a click) apart."""
-    Recipient.objects.filter(pk=recipient_id).update(event_seq=F("event_seq") + 1)
-    return Recipient.objects.filter(pk=recipient_id).values_list("event_seq", flat=True).get()
-
-
-def recipient_event_row(r: Recipient, event_type: str, at: datetime, details: dict, sequence: int) -> dict[str, object]:
-    """An event of one delivery as mail.bulk.insert_rows takes it: every column named, so no default is looked
-    up per row, and no model instance built (on the accept and delivery paths that cost more than the insert)."""
-    return {
-        "organization_id": r.organization_id,
-        "message_id": r.message_id,
-        "recipient_id": r.id,
-        "domain_id": None,
-        "type": event_type,
-        "created_at": at,
-        "details": details,
-        "sequence": sequence,
-    }

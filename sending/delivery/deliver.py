@@ -26,12 +26,12 @@ from sending.delivery.queueing import enqueue_destination, pending_clear
 from sending.delivery.retry import next_attempt
 from sending.delivery.signing_keys import keys_to_sign_with, private_key
 from sending.delivery.throttling import Throttle, asks_backoff, postpone, throttle_for, wake_schedule
-from sending.events import recipient_event_row
 from sending.feedback.suppressions import BounceFact, bounce_effects
 from sending.feedback.tracking import tracked_copies
 from sending.models import DkimKey, Event, EventType, Message, Recipient, RecipientState
 from sending.observability import oplog
 from sending.return_path import return_path, return_path_host
+from sending.states import recipient_event_row
 
 log = logging.getLogger(__name__)
 

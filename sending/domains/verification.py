@@ -20,6 +20,7 @@ from sending.domains.checks.spec import CheckResult, CheckStatus, DomainSpec, er
 from sending.domains.platform_names import platform_name_problems, platform_names_message
 from sending.domains.service import domain_spec
 from sending.models import DkimKey, DnsCheck, DnsCheckStatus, Domain, Event, EventType
+from sending.states import organization_events
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def domain_record_checks(*, domain: Domain, results: list[CheckResult]) -> list[
     )
     domain.next_check_at = now + timedelta(seconds=interval)
     domain.save()
-    Event.objects.bulk_create(events)
+    organization_events(events)
     return sorted(stored, key=lambda c: c.name)
 
 

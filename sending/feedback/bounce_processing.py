@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -23,12 +23,12 @@ from django.utils import timezone
 from mail.bounces.parse import Report, ReportRecipient, parse_report
 from mail.bounces.reasons import Reason as BounceReason
 from mail.errors import PostwerkError
-from sending.events import sequence_next
 from sending.feedback.dmarc_reports import dmarc_report_keep
 from sending.feedback.inbound_intake import DMARC_REPORT, is_return_path_host
 from sending.feedback.suppressions import BounceFact, Reason, bounce_effects, suppression_add
-from sending.models import Event, EventType, InboundMessage, Recipient, RecipientState
+from sending.models import EventType, InboundMessage, Recipient, RecipientState
 from sending.return_path import is_verp, recipient_id_from_return_path
+from sending.states import complaint_recorded, recipient_changed
 
 log = logging.getLogger(__name__)
 
@@ -123,27 +123,31 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
     if entry.reason == BounceReason.SENDER_REJECTED:
         # A relay refused our sender further on: the delivery failed, but not because of the recipient, so
         # nothing counts against the address (no suppression, no bounce for reputation); the event says why.
-        Recipient.objects.filter(pk=recipient.pk).update(
+        recipient_changed(
+            recipient,
+            EventType.FAILED,
+            details,
+            at=now,
             state=RecipientState.FAILED,
             last_enhanced=entry.status[:16],
             last_text=entry.diagnostic[:2000],
-            updated_at=now,
             claim_token=None,
         )
-        _event(recipient, EventType.FAILED, details, now)
         return
     # A DSN after a `delivered` means a relay accepted and then failed: the delivery did not arrive after all.
-    Recipient.objects.filter(pk=recipient.pk).update(
+    recipient_changed(
+        recipient,
+        EventType.BOUNCED,
+        details,
+        at=now,
         state=RecipientState.BOUNCED,
         last_enhanced=entry.status[:16],
         last_text=entry.diagnostic[:2000],
-        updated_at=now,
         claim_token=None,
         # Reputation counts the outcome when it became known, and only hard bounces in the bounce rate.
         finished_at=now,
         bounce_kind=entry.kind,
     )
-    _event(recipient, EventType.BOUNCED, details, now)
     bounce_effects(
         [
             BounceFact(
@@ -159,36 +163,16 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
     )
 
 
-def _event(recipient: Recipient, event_type: str, details: dict, now: datetime) -> None:
-    Event.objects.create(
-        organization_id=recipient.organization_id,
-        message_id=recipient.message_id,
-        recipient=recipient,
-        type=event_type,
-        created_at=now,
-        details=details,
-        sequence=sequence_next(recipient.pk),
-    )
-
-
 def _apply_complaint(inbound: InboundMessage, report: Report) -> None:
     recipient = _delivery(inbound, report, [r.address for r in report.recipients])
     inbound.recipient, inbound.organization_id = recipient, recipient.organization_id
-    # The first complaint is what the complaint rate counts; a second report about the same delivery is not.
-    Recipient.objects.filter(pk=recipient.pk, complained_at__isnull=True).update(complained_at=timezone.now())
-    Event.objects.create(
-        organization_id=recipient.organization_id,
-        message_id=recipient.message_id,
-        recipient=recipient,
-        type=EventType.COMPLAINED,
-        details={
-            "address": recipient.address,
-            "feedback_type": report.feedback_type or "abuse",
-            "source": "arf",
-            "inbound_id": str(inbound.pk),
-        },
-        sequence=sequence_next(recipient.pk),
-    )
+    details = {
+        "address": recipient.address,
+        "feedback_type": report.feedback_type or "abuse",
+        "source": "arf",
+        "inbound_id": str(inbound.pk),
+    }
+    complaint_recorded(recipient, details)
     suppression_add(
         organization_id=recipient.organization_id,
         address=recipient.address,

@@ -40,15 +40,14 @@ import dns.resolver
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from mail import wire_policy
 from mail.dns import resolver
 from mail.errors import PostwerkError
-from sending.events import sequence_next
 from sending.feedback.suppressions import suppression_add
-from sending.models import Domain, Event, EventType, Message, Recipient, Suppression
+from sending.models import Domain, EventType, Message, Recipient, Suppression
+from sending.states import recipient_changed
 
 log = logging.getLogger(__name__)
 
@@ -257,42 +256,21 @@ def open_record(*, token: str, visitor: Visitor) -> bool:
     reason = machine_reason(visitor)
     field = "machine_opened_at" if reason else "opened_at"
     now = timezone.now()
-    with transaction.atomic():
-        won = Recipient.objects.filter(pk=recipient_id, **{f"{field}__isnull": True}).update(
-            **{field: now}, event_seq=F("event_seq") + 1
-        )
-        if not won:
-            return False
-        r = Recipient.objects.only("organization_id", "message_id", "address", "event_seq").get(pk=recipient_id)
-        details = {"address": r.address, **visitor.details(), "machine": reason is not None}
-        if reason:
-            details["machine_reason"] = reason
-        Event.objects.create(
-            organization_id=r.organization_id,
-            message_id=r.message_id,
-            recipient_id=r.pk,
-            type=EventType.OPENED,
-            created_at=now,
-            details=details,
-            sequence=r.event_seq,
-        )
-    return True
+    r = Recipient.objects.only("organization_id", "message_id", "address").filter(pk=recipient_id).first()
+    if r is None:
+        return False
+    details = {"address": r.address, **visitor.details(), "machine": reason is not None}
+    if reason:
+        details["machine_reason"] = reason
+    return recipient_changed(r, EventType.OPENED, details, at=now, only_if={f"{field}__isnull": True}, **{field: now})
 
 
 def click_record(*, token: str, visitor: Visitor) -> str:
     """Record a click and return the original URL to redirect to. InvalidToken if the token was altered."""
     recipient_id, url = click_target(token)
-    with transaction.atomic():
-        r = Recipient.objects.only("organization_id", "message_id", "address").filter(pk=recipient_id).first()
-        if r is not None:  # a deleted message's links still lead where they said
-            Event.objects.create(
-                organization_id=r.organization_id,
-                message_id=r.message_id,
-                recipient_id=r.pk,
-                type=EventType.CLICKED,
-                details={"address": r.address, "url": url, **visitor.details()},
-                sequence=sequence_next(r.pk),
-            )
+    r = Recipient.objects.only("organization_id", "message_id", "address").filter(pk=recipient_id).first()
+    if r is not None:  # a deleted message's links still lead where they said
+        recipient_changed(r, EventType.CLICKED, {"address": r.address, "url": url, **visitor.details()})
     return url
 
 
@@ -316,14 +294,8 @@ def unsubscribe_record(*, token: str, visitor: Visitor, method: str) -> Recipien
             created_by="unsubscribe",
         )
         if created:
-            Event.objects.create(
-                organization_id=recipient.organization_id,
-                message_id=recipient.message_id,
-                recipient_id=recipient.pk,
-                type=EventType.UNSUBSCRIBED,
-                details={"address": recipient.address, "method": method, **visitor.details()},
-                sequence=sequence_next(recipient.pk),
-            )
+            details = {"address": recipient.address, "method": method, **visitor.details()}
+            recipient_changed(recipient, EventType.UNSUBSCRIBED, details)
     return recipient
 
 

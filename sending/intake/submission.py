@@ -16,11 +16,9 @@ from mail.addresses import Mailbox
 from mail.bulk import insert_rows
 from sending.delivery.queueing import enqueue_after_commit
 from sending.errors import PostwerkError, Refused, field_errors
-from sending.events import recipient_event_row
 from sending.intake.composer import Draft, HeaderError, build_message
 from sending.models import (
     Domain,
-    Event,
     EventType,
     IdempotencyKey,
     Message,
@@ -30,6 +28,7 @@ from sending.models import (
     Suppression,
     uuid7,
 )
+from sending.states import events_insert, recipient_event_row
 
 if TYPE_CHECKING:
     from sending.intake.accept import Caller
@@ -245,4 +244,4 @@ def _insert_all(
         for p in prepared
         for r in p.recipients
     ]
-    insert_rows(Event, events)
+    events_insert(events)

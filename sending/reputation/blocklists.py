@@ -29,6 +29,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from mail.dns import resolver
 from sending.models import BlocklistListing, Domain, Event, EventType
+from sending.states import organization_event, organization_events
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,9 @@ def _events(row: BlocklistListing, now: datetime) -> None:
     if row.kind == BlocklistListing.Kind.DOMAIN:
         domain = row.domain
         if domain is not None:
-            Event.objects.create(
-                organization_id=domain.organization_id, domain=domain, type=kind, created_at=now, details=details
-            )
+            organization_event(domain.organization_id, kind, details, domain=domain, created_at=now)
         return
-    Event.objects.bulk_create(
+    organization_events(
         Event(organization_id=org_id, type=kind, created_at=now, details=details)
         for org_id in Organization.objects.values_list("pk", flat=True)
     )

@@ -15,22 +15,22 @@ still paused stays held on release: only resuming the scope lets it go.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Organization
 from sending.delivery.queueing import enqueue_after_commit
 from sending.errors import Refused
-from sending.models import Event, EventType, Recipient, RecipientState, ReputationScope
+from sending.models import Recipient, RecipientState, ReputationScope
 from sending.reputation import send_limits
 from sending.reputation.rates import paused_scopes, paused_scopes_fresh
+from sending.states import LOCKED_FIELDS, Locked, held_cancelled, held_released
 
 if TYPE_CHECKING:
     from accounts.models import SmtpCredential
@@ -234,15 +234,13 @@ def held_cancel(organization_id: int, f: HeldFilter, *, actor: str, dry_run: boo
     return _cancel(qs, actor=actor, reason="cancelled")
 
 
-def _claim_batch(qs: QuerySet[Recipient]) -> list[tuple]:
+def _claim_batch(qs: QuerySet[Recipient]) -> list[Locked]:
     from sending.delivery.sweep import connection_supports_skip_locked
 
     rows = qs.order_by("held_at", "id")
     if connection_supports_skip_locked():
         rows = rows.select_for_update(of=("self",))
-    return list(
-        rows.values_list("id", "organization_id", "message_id", "address", "domain", "event_seq", "held_reason")[:BATCH]
-    )
+    return [Locked(*row) for row in rows.values_list(*LOCKED_FIELDS)[:BATCH]]
 
 
 def _release(qs: QuerySet[Recipient], *, actor: str) -> int:
@@ -254,12 +252,8 @@ def _release(qs: QuerySet[Recipient], *, actor: str) -> int:
             rows = _claim_batch(qs)
             if not rows:
                 return total
-            ids = [row[0] for row in rows]
-            Recipient.objects.filter(id__in=ids, state=RecipientState.HELD).update(
-                state=RecipientState.QUEUED, next_attempt_at=lease_until, updated_at=now, event_seq=F("event_seq") + 1
-            )
-            _events(rows, EventType.RELEASED, now, {"actor": actor})
-            enqueue_after_commit([(str(row[0]), row[4]) for row in rows])
+            held_released(rows, actor=actor, at=now, lease_until=lease_until)
+            enqueue_after_commit([(str(row.id), row.domain) for row in rows])
         total += len(rows)
 
 
@@ -271,27 +265,8 @@ def _cancel(qs: QuerySet[Recipient], *, actor: str, reason: str) -> int:
             rows = _claim_batch(qs)
             if not rows:
                 return total
-            Recipient.objects.filter(id__in=[row[0] for row in rows], state=RecipientState.HELD).update(
-                state=RecipientState.CANCELLED, updated_at=now, event_seq=F("event_seq") + 1
-            )
-            _events(rows, EventType.CANCELLED, now, {"actor": actor, "reason": reason})
+            held_cancelled(rows, actor=actor, reason=reason, at=now)
         total += len(rows)
-
-
-def _events(rows: Iterable[tuple], event_type: str, now: datetime, details: dict) -> None:
-    # The rows are locked (or, on SQLite, the database is) since they were read: event_seq + 1 is theirs.
-    Event.objects.bulk_create(
-        Event(
-            organization_id=org,
-            message_id=message_id,
-            recipient_id=pk,
-            type=event_type,
-            created_at=now,
-            details={"address": address, "held_reason": held_reason, **details},
-            sequence=seq + 1,
-        )
-        for pk, org, message_id, address, _domain, seq, held_reason in rows
-    )
 
 
 # --- beat -------------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from sending.models import (
     ReputationSnapshot,
     ReputationState,
 )
+from sending.states import organization_event
 
 Scope = ReputationScope
 State = ReputationState
@@ -279,12 +280,12 @@ def _record_change(
         actor=actor,
         created_at=now,
     )
-    Event.objects.create(
-        organization_id=reputation.organization_id,
+    organization_event(
+        reputation.organization_id,
+        event_type,
+        event_details(reputation, previous, reason=reason, actor=actor),
         domain_id=reputation.scope_id if reputation.scope == Scope.DOMAIN else None,
-        type=event_type,
         created_at=now,
-        details=event_details(reputation, previous, reason=reason, actor=actor),
     )
 
 

@@ -24,7 +24,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Organization
-from sending.models import Event, EventType, SendCounter
+from sending.models import EventType, SendCounter
+from sending.states import organization_event
 
 Period = SendCounter.Period
 WARNING_SHARE = 0.9
@@ -154,18 +155,14 @@ def _announce(
             organization_id=organization_id, period=window.period, window_start=window.start, **{flag: False}
         ).update(**{flag: True})
         if won:
-            Event.objects.create(
-                organization_id=organization_id,
-                type=event_type,
-                created_at=now,
-                details={
-                    "period": window.period,
-                    "limit": window.limit,
-                    "count": used,
-                    "window_start": window.start.isoformat(),
-                    "window_end": window.end.isoformat(),
-                },
-            )
+            details = {
+                "period": window.period,
+                "limit": window.limit,
+                "count": used,
+                "window_start": window.start.isoformat(),
+                "window_end": window.end.isoformat(),
+            }
+            organization_event(organization_id, event_type, details, created_at=now)
 
 
 def window_end(organization: Organization, now: datetime | None = None) -> datetime | None:

@@ -13,6 +13,7 @@ from accounts.models import Organization
 from mail.crypto import decrypt, encrypt
 from mail.errors import PostwerkError
 from sending.models import Event, EventType, WebhookDelivery, WebhookEndpoint
+from sending.states import organization_event
 from sending.webhooks.signing import secret_new
 from sending.webhooks.transport import TargetRefused, addresses_checked, target_parse
 
@@ -124,10 +125,6 @@ def webhook_endpoint_disable(*, endpoint_id: object, reason: str, now: datetime 
         WebhookDelivery.objects.filter(
             endpoint_id=endpoint.pk, state__in=(WebhookDelivery.State.PENDING, WebhookDelivery.State.QUEUED)
         ).update(state=WebhookDelivery.State.CANCELLED, last_error=f"endpoint disabled: {reason}"[:500])
-        Event.objects.create(
-            organization_id=endpoint.organization_id,
-            type=EventType.WEBHOOK_DISABLED,
-            created_at=now,
-            details={"endpoint_id": str(endpoint.pk), "url": endpoint.url, "reason": reason},
-        )
+        details = {"endpoint_id": str(endpoint.pk), "url": endpoint.url, "reason": reason}
+        organization_event(endpoint.organization_id, EventType.WEBHOOK_DISABLED, details, created_at=now)
     return True
