@@ -27,10 +27,11 @@ endef
 help:
 	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
 	@echo "make test   run the test suite (PYTEST_ARGS='-k name -x' to pass options)"
-	@echo "make lint   ruff check + ruff format --check"
+	@echo "make lint   ruff check + ruff format --check + import contracts (lint-imports)"
 	@echo "make bench  send-API benchmark (BENCH_ARGS=...)"
 	@echo "make bench-smtp  SMTP submission benchmark (BENCH_ARGS=...)"
 	@echo "make bench-soak  10-minute steady API + SMTP load: memory, latency drift, errors (BENCH_ARGS=...)"
+	@echo "make bench-throughput  Postwerk (API in, SMTP in) beside a private Postfix; needs root (BENCH_ARGS=...)"
 	@echo "make lock   regenerate constraints.txt from a fresh venv"
 	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
 
@@ -54,6 +55,7 @@ lint: venv
 	@rc=0; \
 	$(VENV)/bin/ruff check . || rc=1; \
 	$(VENV)/bin/ruff format --check . || rc=1; \
+	$(VENV)/bin/lint-imports || rc=1; \
 	exit $$rc
 
 bench: venv

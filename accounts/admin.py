@@ -1,11 +1,24 @@
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.forms.models import BaseInlineFormSet
 
-from .models import ApiKey, Membership, Organization, SmtpCredential
+from accounts.models import ApiKey, Membership, Organization, SmtpCredential
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        """An organization keeps at least one owner (as the dashboard's member rules say): without one, nobody
+        can manage its members, keys or domains."""
+        super().clean()
+        kept = [form.cleaned_data for form in self.forms if form.cleaned_data and not form.cleaned_data.get("DELETE")]
+        if not any(data.get("role") == Membership.Role.OWNER for data in kept):
+            raise ValidationError("An organization needs at least one owner: add a member with the role owner.")
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
-    extra = 0
+    formset = MembershipFormSet
+    extra = 1  # a new organization's first member, to be its owner
     autocomplete_fields = ["user"]
 
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from rest_framework import authentication, exceptions
 
-from .models import ApiKey, Organization
-from .secrets import parse_api_key_prefix, secret_matches
-from .services import api_key_touch
+from accounts.models import ApiKey, Organization
+from accounts.secrets import parse_api_key_prefix, secret_matches
+from accounts.services import api_key_touch
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Invitation, Membership
-from .secrets import hash_secret
+from accounts.models import Invitation, Membership
+from accounts.secrets import hash_secret
+from mail.errors import PostwerkError
 
 Role = Membership.Role
 
@@ -32,7 +33,7 @@ INVITATION_TTL = timedelta(days=7)
 LinkBuilder = Callable[[str], str]
 
 
-class InvitationError(ValueError):
+class InvitationError(PostwerkError, ValueError):
     pass
 
 

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, Organization, SmtpCredential
-from .secrets import generate_api_key, generate_smtp_credential, secret_matches
+from accounts.models import ApiKey, Organization, SmtpCredential
+from accounts.secrets import generate_api_key, generate_smtp_credential, secret_matches
 
 # Recording every request's time would make each send a write; a minute's precision is plenty.
 LAST_USED_PRECISION = timedelta(seconds=60)

@@ -51,7 +51,33 @@ def log(msg: str) -> None:
 # --- options ------------------------------------------------------------------------------------------
 
 
-def add_worker_args(p: argparse.ArgumentParser) -> None:
+# The servers a benchmark can put in front of Postwerk. Each brings the options its start-up code reads
+# (send_api.Bench.start_web, smtp_ingest.Bench.start_smtpserver), so a benchmark that runs a front gets them
+# all from add_common_args, and an option added here reaches every benchmark that runs that front.
+WEB, SMTP = "gunicorn", "smtpserver"
+FRONT_OPTIONS = {WEB: ("web_workers", "web_threads"), SMTP: ("sessions", "smtp_processes")}
+
+
+def add_common_args(p: argparse.ArgumentParser, *, fronts: tuple[str, ...], broker_url: str) -> None:
+    """Every option the shared machinery reads, for a benchmark that runs `fronts` (WEB, SMTP or both):
+    the message body, the Celery workers, each front's servers, the backend, sink and output."""
+    unknown = set(fronts) - set(FRONT_OPTIONS)
+    if unknown or not fronts:
+        raise ValueError(f"fronts must be some of {list(FRONT_OPTIONS)}, not {fronts}")
+    p.add_argument("--body-size", type=int, default=2048, help="bytes of text body per message")
+    _add_worker_args(p)
+    if WEB in fronts:
+        p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
+        p.add_argument("--web-threads", type=int, default=4, help="gunicorn threads per worker")
+    if SMTP in fronts:
+        p.add_argument("--sessions", type=int, default=20, help="concurrent SMTP client sessions")
+        p.add_argument(
+            "--smtp-processes", type=int, default=1, help="smtpserver --processes: server processes on the one port"
+        )
+    _add_infra_args(p, broker_url=broker_url, front=" and ".join(fronts))
+
+
+def _add_worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domains", type=int, default=10, help="recipient domains dN.bench.example")
     p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
     p.add_argument("--concurrency", type=int, default=4, help="pool size per Celery worker")
@@ -60,7 +86,7 @@ def add_worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", choices=["prefork", "threads"], default="threads", help="Celery pool")
 
 
-def add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) -> None:
+def _add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) -> None:
     p.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/postwerk_bench", help="bench database")
     p.add_argument("--broker-url", default=broker_url, help="Redis broker (db is flushed)")
     p.add_argument(
@@ -69,7 +95,7 @@ def add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) -
         help="the embedded default instead: SQLite (WAL) and the filesystem broker in the run's temporary folder "
         "(--database-url and --broker-url are not used)",
     )
-    add_sink_args(p)
+    _add_sink_args(p)
     p.add_argument("--worker-loglevel", default="WARNING", help="Celery worker --loglevel")
     p.add_argument(
         "--settings",
@@ -96,7 +122,7 @@ def add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) -
     )
 
 
-def add_sink_args(p: argparse.ArgumentParser) -> None:
+def _add_sink_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sink",
         choices=["python", "smtp-sink"],
@@ -113,8 +139,10 @@ def add_sink_args(p: argparse.ArgumentParser) -> None:
 
 
 def check_common_args(p: argparse.ArgumentParser, args: argparse.Namespace, *more: str) -> None:
-    """--messages, --domains, --workers, --concurrency and the options named in `more` must be at least 1."""
-    names = ["messages", "domains", "workers", "concurrency", *more]
+    """--domains, --workers, --concurrency, the fronts' counts and the options named in `more` must be at
+    least 1."""
+    fronts = [name for names in FRONT_OPTIONS.values() for name in names if hasattr(args, name)]
+    names = ["domains", "workers", "concurrency", *fronts, *more]
     if any(getattr(args, name) < 1 for name in names):
         listed = ", ".join(f"--{n.replace('_', '-')}" for n in names[:-1]) + f" and --{names[-1].replace('_', '-')}"
         p.error(f"{listed} must be at least 1")
@@ -1030,7 +1058,7 @@ class BaseBench:
 
 
 def _frame_name(frame: str) -> str:
-    # py-spy raw frames look like "deliver (sending/delivery.py)" or "<module> (celery/__main__.py)".
+    # py-spy raw frames look like "deliver (sending/delivery/deliver.py)" or "<module> (celery/__main__.py)".
     return frame.strip()
 
 

@@ -35,10 +35,10 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
 from bench.harness import (  # noqa: E402
     PYTHON,
     SENDER_DOMAIN,
+    WEB,
     BaseBench,
     Load,
-    add_infra_args,
-    add_worker_args,
+    add_common_args,
     backend_config,
     check_common_args,
     delivery_rows,
@@ -62,15 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--messages", type=int, default=2000, help="messages to send (one recipient each)")
-    add_worker_args(p)
     p.add_argument("--clients", type=int, default=4, help="concurrent HTTP client threads")
     p.add_argument("--batch", type=int, default=100, help="messages per batch request; 0 = single endpoint")
-    p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
-    p.add_argument("--web-threads", type=int, default=4, help="gunicorn threads per worker")
-    p.add_argument("--body-size", type=int, default=2048, help="bytes of text body per message")
-    add_infra_args(p, broker_url="redis://127.0.0.1:6379/13", front="gunicorn")
+    add_common_args(p, fronts=(WEB,), broker_url="redis://127.0.0.1:6379/13")
     args = p.parse_args(argv)
-    check_common_args(p, args, "clients")
+    check_common_args(p, args, "messages", "clients")
     if not 0 <= args.batch <= 500:
         p.error("--batch must be 0..500 (the API accepts at most 500 per batch)")
     return args

@@ -57,10 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--messages", type=int, default=2000, help="messages to submit (smtp-source -m)")
-    p.add_argument("--sessions", type=int, default=20, help="concurrent SMTP client sessions (smtp-source -s)")
-    p.add_argument(
-        "--smtp-processes", type=int, default=1, help="smtpserver --processes: server processes on the one port"
-    )
     p.add_argument(
         "--per-session",
         type=int,
@@ -68,8 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="messages per session, then QUIT and a new session; 0 = one session per slot for everything",
     )
     p.add_argument("--recipients", type=int, default=1, help="recipients per message (smtp-source -r)")
-    p.add_argument("--body-size", type=int, default=2048, help="bytes of text body per message")
-    harness.add_worker_args(p)
     p.add_argument(
         "--driver-procs", type=int, default=0, help="client processes, sessions split over them (0 = one per CPU)"
     )
@@ -80,9 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="python: smtplib sessions with STARTTLS + AUTH; smtp-source: Postfix's, plain SMTP from a trusted "
         "network, one process per domain, each session sending all its messages (-d; --per-session 1: one each)",
     )
-    harness.add_infra_args(p, broker_url="redis://127.0.0.1:6379/12", front="smtpserver")
+    # --sessions (smtp-source -s with --driver smtp-source) and --smtp-processes: the smtpserver front's options.
+    harness.add_common_args(p, fronts=(harness.SMTP,), broker_url="redis://127.0.0.1:6379/12")
     args = p.parse_args(argv)
-    harness.check_common_args(p, args, "sessions", "recipients")
+    harness.check_common_args(p, args, "messages", "recipients")
     if args.per_session < 0 or args.driver_procs < 0:
         p.error("--per-session and --driver-procs must be 0 or more")
     if args.recipients > MAX_RECIPIENTS:
@@ -322,7 +317,7 @@ class Bench(BaseBench):
     # ..... setup
 
     def start_smtpserver(self) -> object:
-        from sending.tls_certs import make_self_signed
+        from mail.tls_certs import make_self_signed
 
         cert, key = make_self_signed(self.tmp / "tls", self.env["POSTWERK_HOSTNAME"])
         self.cafile = cert

@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import harness, send_api, smtp_ingest  # noqa: E402
-from bench.harness import SENDER_DOMAIN, add_infra_args, add_worker_args, log, percentiles  # noqa: E402
+from bench.harness import SENDER_DOMAIN, SMTP, WEB, add_common_args, check_common_args, log, percentiles  # noqa: E402
 
 # The last measured maxima on PostgreSQL + Redis (bench/README.md): ~146 delivered/s via the API, ~38/s via SMTP.
 API_MAX, SMTP_MAX = 146.0, 38.0
@@ -46,16 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--api-rate", type=float, default=API_MAX / 2, help="messages/s through POST /api/v1/messages")
     p.add_argument("--smtp-rate", type=float, default=SMTP_MAX / 2, help="messages/s through SMTP submission")
     p.add_argument("--api-clients", type=int, default=4, help="HTTP client threads")
-    p.add_argument("--sessions", type=int, default=4, help="SMTP sessions (one thread each, kept open)")
     p.add_argument("--sample", type=float, default=10, help="seconds between RSS and queue samples")
     p.add_argument("--rss-bound", type=float, default=64, help="MB a process group may grow after the first minute")
     p.add_argument("--p99-drift", type=float, default=3.0, help="last minute p99 at most this x the first's")
-    p.add_argument("--web-workers", type=int, default=2)
-    p.add_argument("--web-threads", type=int, default=4)
-    p.add_argument("--body-size", type=int, default=2048)
-    add_worker_args(p)
-    add_infra_args(p, broker_url="redis://127.0.0.1:6379/11", front="gunicorn and smtpserver")
+    add_common_args(p, fronts=(WEB, SMTP), broker_url="redis://127.0.0.1:6379/11")
+    p.set_defaults(sessions=4)  # one thread each, kept open for the whole run
     args = p.parse_args(argv)
+    check_common_args(p, args, "api_clients")
     if args.duration <= 0 or args.api_rate < 0 or args.smtp_rate < 0 or args.api_rate + args.smtp_rate <= 0:
         p.error("--duration must be positive and at least one rate above 0")
     args.messages, args.batch, args.clients = 1, 0, args.api_clients  # what send_api.Bench expects

@@ -17,6 +17,9 @@ app = Celery("postwerk")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Services publish tasks by name (app.send_task) and never import their own task modules: the tasks import the
+# services, and nothing goes the other way. Each name is defined once, beside the service that publishes it.
+
 
 @worker_init.connect
 def _no_health_check_per_task(**_: object) -> None:

@@ -207,8 +207,8 @@ POSTWERK_DELIVERY_BATCH = env.int("POSTWERK_DELIVERY_BATCH", default=100)
 # Recipients one delivery task may take to a destination it already has a connection to (its own batch plus
 # queued ones of the same domain), so one-at-a-time submissions still share connections.
 POSTWERK_DELIVERY_DRAIN = env.int("POSTWERK_DELIVERY_DRAIN", default=500)
-# At most one pending delivery task per destination (sending.queueing): a marker in the cache while one is on its
-# way, so mail submitted one message at a time does not become one task each (the task drains the destination's
+# At most one pending delivery task per destination (sending.delivery.queueing): a marker in the cache while one is
+# on its way, so mail submitted one message at a time does not become one task each (the task drains the destination's
 # queue anyway). Its TTL bounds how long a marker whose task was lost holds publishing back (then the enqueue lease
 # and the sweep take over, as after any lost task); 0 turns the dedupe off.
 POSTWERK_DELIVERY_PENDING_TTL = env.int("POSTWERK_DELIVERY_PENDING_TTL", default=5)  # whole seconds (Redis)
@@ -233,7 +233,10 @@ POSTWERK_INBOUND_MX_HOSTS = env.list("POSTWERK_INBOUND_MX_HOSTS", default=[POSTW
 POSTWERK_SPF_INCLUDE = env.str("POSTWERK_SPF_INCLUDE", default=f"_spf.{POSTWERK_RETURN_PATH_DOMAIN}")
 # The addresses delivery connects from; SPF is evaluated for each of them.
 POSTWERK_SENDING_IPS = env.list("POSTWERK_SENDING_IPS", default=[])
-POSTWERK_DMARC_RUA = env.str("POSTWERK_DMARC_RUA", default=f"mailto:dmarc-reports@{POSTWERK_RETURN_PATH_DOMAIN}")
+# Empty: each domain's reports go to dmarc-reports@ its own return-path host, which is in the domain's own
+# organizational domain, so receivers need no `_report._dmarc` authorisation (RFC 7489 §7.1) and the inbound MX
+# takes them. An address elsewhere needs `<domain>._report._dmarc.<its domain> TXT "v=DMARC1"` from the operator.
+POSTWERK_DMARC_RUA = env.str("POSTWERK_DMARC_RUA", default="")
 # Refuse mail from domains that have not proven ownership and published DKIM (off only for local trials).
 POSTWERK_REQUIRE_VERIFIED_DOMAINS = env.bool("POSTWERK_REQUIRE_VERIFIED_DOMAINS", default=True)
 POSTWERK_DOMAIN_CHECK_INTERVAL_UNVERIFIED = env.int("POSTWERK_DOMAIN_CHECK_INTERVAL_UNVERIFIED", default=3600)
@@ -538,7 +541,7 @@ CELERY_TASK_ROUTES["verification.tasks.sweep"] = {"queue": "verification"}
 CELERY_BEAT_SCHEDULE["verification-sweep"] = {"task": "verification.tasks.sweep", "schedule": 60.0}
 
 
-# --- Per-destination throttling and blocklists (sending/throttling.py, sending/blocklists.py) ------------------
+# --- Per-destination throttling and blocklists (sending/delivery/throttling.py, sending/reputation/blocklists.py) ---
 # Built-in traffic shaping for the big mailbox providers; a ThrottleRule row (admin) with the same pattern
 # replaces one, a disabled row switches it off. `match`: domain (the recipient domain, `*.x` for subdomains) or
 # mx (an MX host suffix). Limits: null means unlimited. JSON list in the environment to replace them all.
@@ -615,4 +618,4 @@ CELERY_BEAT_SCHEDULE["retention-purge"] = {"task": "sending.tasks.retention_purg
 # temporary answer (API 503 + Retry-After, SMTP 451 4.3.2) until the workers catch up. 0 turns the check off.
 POSTWERK_OVERLOAD_QUEUE_DEPTH = env.int("POSTWERK_OVERLOAD_QUEUE_DEPTH", default=20000)
 POSTWERK_OVERLOAD_RETRY_AFTER = env.int("POSTWERK_OVERLOAD_RETRY_AFTER", default=30)
-MIDDLEWARE.insert(1, "sending.overload.OverloadMiddleware")
+MIDDLEWARE.insert(1, "sending.reputation.overload.OverloadMiddleware")

@@ -2,15 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from sending import metrics_view, views
+from sending.operations import metrics_view, views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("metrics", metrics_view.metrics, name="metrics"),
     path("admin/", admin.site.urls),
-    path("api/v1/", include("sending.api.urls")),
-    # Open pixels, click redirects and one-click unsubscribe (sending.tracking), linked from tracked mail.
-    path("t/", include("sending.tracking_urls")),
+    path("api/v1/", include("config.api_urls")),
+    # Open pixels, click redirects and one-click unsubscribe (sending.feedback.tracking), linked from tracked mail.
+    path("t/", include("sending.feedback.tracking_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -16,8 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_http_methods
 
 from accounts.models import Membership
-
-from .security import security_headers
+from dashboard.security import security_headers
 
 Role = Membership.Role
 

@@ -8,7 +8,7 @@ class DashboardConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib import admin
 
-        from .login_limits import guard_login_view
+        from dashboard.login_limits import guard_login_view
 
         # The admin has its own log-in form: without this, it would be the unguarded way to guess passwords.
         admin.site.login = guard_login_view(admin.site.login)  # type: ignore[method-assign]

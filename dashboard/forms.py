@@ -6,8 +6,8 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from accounts.models import ApiKey, Membership, Organization, SmtpCredential
-from sending.addresses import AddressError, parse_mailbox
-from sending.domains import DomainError, normalize_domain
+from mail.addresses import AddressError, parse_mailbox
+from sending.domains.service import DomainError, normalize_domain
 from sending.models import DkimKey, Domain, EventType, RecipientState, Suppression
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
@@ -215,7 +215,7 @@ class ReputationActionForm(forms.Form):
 
 class ReputationThresholdsForm(forms.Form):
     """A key's or credential's own thresholds, typed as percentages; empty means the platform's. Only parsed
-    here: what may be set (stricter only, warning below pause) is sending.reputation's to decide."""
+    here: what may be set (stricter only, warning below pause) is sending.reputation.rates's to decide."""
 
     FIELDS = {
         "bounce_warning": "Bounce warning",

@@ -2,7 +2,7 @@
 values out.
 
 Python's email parser recurses once per MIME level and ends in RecursionError a few thousand levels down, so a
-message nested deeper than sending.mime_limits allows is shown by its headers only (read without descending)."""
+message nested deeper than mail.mime_limits allows is shown by its headers only (read without descending)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
-from sending.mime_limits import mime_too_deep
+from mail.mime_limits import mime_too_deep
 
 
 @dataclass(frozen=True)

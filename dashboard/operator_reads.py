@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Count, Max, Min, Q
 
-from sending.blocklists import sending_ips
+from sending.delivery.throttling import Rule, rules_effective
 from sending.models import BlocklistListing, DeliverySlot, DestinationState, Recipient, RecipientState
-from sending.throttling import Rule, rules_effective
+from sending.reputation.blocklists import sending_ips
 
 
 @dataclass

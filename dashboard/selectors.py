@@ -15,7 +15,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Membership, Organization
-from sending.blocklists import listings_for
+from dashboard.charts import BarChart, bar_chart
+from dashboard.templatetags.dashboard_format import SCOPE_LABELS
+from sending.domains.guard import domain_refusal
 from sending.models import (
     BlocklistListing,
     DnsCheck,
@@ -36,12 +38,10 @@ from sending.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from sending.reputation import BREAKER_SCOPES, paused_by_own_breaker, reputations_for, thresholds_for
+from sending.reputation.blocklists import listings_for
+from sending.reputation.rates import BREAKER_SCOPES, paused_by_own_breaker, reputations_for, thresholds_for
+from sending.reputation.send_limits import WARNING_SHARE, limits_for, windows_for
 from sending.selectors import message_list
-from sending.send_limits import WARNING_SHARE, limits_for, windows_for
-
-from .charts import BarChart, bar_chart
-from .templatetags.dashboard_format import SCOPE_LABELS
 
 # --- Overview ---------------------------------------------------------------------------------------------
 
@@ -295,7 +295,32 @@ def check_label(name: str) -> str:
         return f"DKIM key {arg}"
     if kind == "spf":
         return "SPF of the return path" if arg == "return_path" else "SPF of the domain"
-    return {"ownership": "Ownership record", "dmarc": "DMARC", "return_path": "Return path"}.get(name, name)
+    labels = {
+        "ownership": "Ownership record",
+        "dmarc": "DMARC",
+        "dmarc_report": "DMARC report authorisation",
+        "return_path": "Return path",
+    }
+    return labels.get(name, name)
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    label: str  # "Can send", "Cannot send yet" or "Cannot send": what the send API would do with its mail
+    css: str
+    problems: int  # checks missing or wrong, shown beside it (a missing DMARC record does not stop the mail)
+
+
+def domain_status(domain: Domain, checks: list[DnsCheck]) -> DomainStatus:
+    """One answer for the domain list and the domain's page, from the send-time guard itself, so the two cannot
+    disagree with each other or with what happens to the mail."""
+    problems = sum(c.status in (DnsCheckStatus.MISSING, DnsCheckStatus.WRONG) for c in checks)
+    refusal = domain_refusal(domain, domain.name)
+    if refusal is None:
+        return DomainStatus("Can send", "ok", problems)
+    if refusal.code == "domain_unverified":
+        return DomainStatus("Cannot send yet", "warning", problems)
+    return DomainStatus("Cannot send", "error", problems)
 
 
 RECORD_PURPOSES = {
@@ -304,6 +329,7 @@ RECORD_PURPOSES = {
     "return_path": "Return path",
     "spf": "SPF",
     "dmarc": "DMARC",
+    "dmarc_report": "DMARC report authorisation",
 }
 
 

@@ -10,13 +10,14 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from accounts.models import Membership
+from mail.errors import PostwerkError
 
 Role = Membership.Role
 
 # --- Members ----------------------------------------------------------------------------------------------
 
 
-class MembershipError(ValueError):
+class MembershipError(PostwerkError, ValueError):
     pass
 
 

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from django.db.models import F, QuerySet
 
 from accounts.models import Organization
-
-from .models import Event, Recipient
+from sending.models import Event, Recipient
 
 
 def _iso(value: datetime) -> str:
@@ -103,7 +102,7 @@ def sequence_next(recipient_id: uuid.UUID) -> int:
 
 
 def recipient_event_row(r: Recipient, event_type: str, at: datetime, details: dict, sequence: int) -> dict[str, object]:
-    """An event of one delivery as sending.bulk.insert_rows takes it: every column named, so no default is looked
+    """An event of one delivery as mail.bulk.insert_rows takes it: every column named, so no default is looked
     up per row, and no model instance built (on the accept and delivery paths that cost more than the insert)."""
     return {
         "organization_id": r.organization_id,

@@ -50,7 +50,7 @@ class Domain(models.Model):
     checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
-    # Open and click tracking and unsubscribe headers, all off by default (sending.tracking).
+    # Open and click tracking and unsubscribe headers, all off by default (sending.feedback.tracking).
     track_opens = models.BooleanField(default=False)
     track_clicks = models.BooleanField(default=False)
     # Messages carrying one of these tags get List-Unsubscribe headers (RFC 2369, RFC 8058); "*" means all.
@@ -203,8 +203,9 @@ class Recipient(models.Model):
     kind = models.CharField(max_length=3, choices=Kind.choices, default=Kind.TO)
     state = models.CharField(max_length=16, choices=RecipientState.choices, default=RecipientState.QUEUED)
     attempts = models.PositiveIntegerField(default=0)
-    # For queued/deferred: when the sweep may (re)enqueue it. Bumped by a lease whenever it is enqueued.
-    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # For queued/deferred: when the sweep may (re)enqueue it. Bumped by a lease whenever it is enqueued. Empty
+    # once delivery has an outcome that ends it (delivered, bounced, failed): no attempt is coming.
+    next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
     sending_since = models.DateTimeField(null=True, blank=True)
     # Set by the claim that moved the row to `sending`: the claiming worker's WorkerLease, which the sweep checks
     # before re-queueing the row (a claim made outside a worker lease gets a token of its own).
@@ -239,7 +240,8 @@ class Recipient(models.Model):
                 name="recipient_due",
                 condition=models.Q(state__in=["queued", "deferred", "sending"]),
             ),
-            # What a delivery task drains: its destination's queued recipients, oldest first (sending.claiming).
+            # What a delivery task drains: its destination's queued recipients, oldest first
+            # (sending.delivery.claiming).
             models.Index(
                 fields=["domain", "created_at"], name="recipient_queued_domain", condition=models.Q(state="queued")
             ),
@@ -503,6 +505,7 @@ class WebhookDelivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name_plural = "webhook deliveries"
         constraints = [models.UniqueConstraint(fields=["endpoint", "event"], name="webhook_delivery_unique")]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"], name="webhook_delivery_due"),
@@ -686,12 +689,12 @@ class DeliverySlot(models.Model):
 
 
 class WorkerLease(models.Model):
-    """A delivery worker's proof that it is alive (sending.worker_leases): its claims carry `worker` in
+    """A delivery worker's proof that it is alive (sending.delivery.worker_leases): its claims carry `worker` in
     Recipient.claim_token, it renews `expires_at` while it delivers, and the sweep re-queues the `sending`
     recipients of a lease that ran out or was released, never those of a live one."""
 
     worker = models.UUIDField()
-    slot = models.PositiveSmallIntegerField()  # always 0: one holder per worker (sending.leases' slot rows)
+    slot = models.PositiveSmallIntegerField()  # always 0: one holder per worker (mail.leases' slot rows)
     holder = models.CharField(max_length=32, blank=True, default="")  # "" when released
     expires_at = models.DateTimeField(null=True, blank=True)
 

@@ -15,6 +15,8 @@ import uuid
 from django.conf import settings
 
 PREFIX = "b-"
+# The local part of the DMARC aggregate report address at each domain's return-path host (the recommended rua=).
+DMARC_REPORTS_LOCAL_PART = "dmarc-reports"
 _MAC_HEX = 12  # 48 bits of HMAC: forging one token takes ~2^47 tries against a server that rate-limits
 
 
@@ -32,6 +34,12 @@ def return_path_host(domain) -> str:  # type: ignore[no-untyped-def]
     if domain is not None and domain.return_path_ok:
         return domain.return_path_host
     return settings.POSTWERK_RETURN_PATH_DOMAIN
+
+
+def dmarc_rua(domain) -> str:  # type: ignore[no-untyped-def]
+    """The rua= a domain's DMARC record should name: the operator's POSTWERK_DMARC_RUA, else the domain's own
+    return-path host, which shares the domain's organizational domain and so needs no authorisation record."""
+    return settings.POSTWERK_DMARC_RUA or f"mailto:{DMARC_REPORTS_LOCAL_PART}@{domain.return_path_host}"
 
 
 def is_verp(address: str) -> bool:

@@ -8,8 +8,7 @@ from datetime import datetime
 from django.db.models import Prefetch, QuerySet
 
 from accounts.models import Organization
-
-from .models import Event, Message, Recipient
+from sending.models import Event, Message, Recipient
 
 
 def message_list(

@@ -8,12 +8,17 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import blocklists, bounce_processing, delivery, domain_verification, retention, suppressions
-from . import sweep as sweeping
-from .models import Domain, IdempotencyKey
+from sending.delivery import deliver as delivery
+from sending.delivery import queueing
+from sending.delivery import sweep as sweeping
+from sending.domains import verification as domain_verification
+from sending.feedback import bounce_processing, inbound_intake, suppressions
+from sending.models import Domain, IdempotencyKey
+from sending.operations import retention
+from sending.reputation import blocklists
 
 
-@shared_task(name="sending.tasks.deliver")
+@shared_task(name=queueing.DELIVER_TASK)
 def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
     return delivery.deliver(recipient_ids, domain=domain)
 
@@ -49,7 +54,7 @@ def check_domain(domain_id: int) -> None:
         domain_verification.domain_verify(domain=domain)
 
 
-@shared_task(name="sending.tasks.process_inbound")
+@shared_task(name=inbound_intake.PROCESS_INBOUND_TASK)
 def process_inbound(inbound_id: str) -> str:
     return bounce_processing.inbound_process(inbound_id)
 
@@ -68,7 +73,7 @@ def retention_purge() -> dict[str, int]:
 def reputation_recompute() -> dict[str, int]:
     """Recompute the reputation of organizations with outcomes since about the last run (twice the interval,
     so a late or skipped run loses nothing)."""
-    from . import reputation
+    from sending.reputation import rates as reputation
 
     since = timezone.now() - timedelta(seconds=2 * settings.POSTWERK_REPUTATION_INTERVAL)
     organizations = reputation.organizations_with_recent_outcomes(since)
@@ -79,7 +84,7 @@ def reputation_recompute() -> dict[str, int]:
 @shared_task(name="sending.tasks.held_maintenance")
 def held_maintenance() -> dict[str, int]:
     """Expire old held mail; release send-limit holds whose window has reopened."""
-    from . import holds
+    from sending.reputation import holds
 
     return holds.held_maintenance()
 

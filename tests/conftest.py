@@ -10,9 +10,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create, organization_get_or_create
-from sending import dns as postwerk_dns
-from sending.domain_verification import domain_verify
-from sending.domains import dns_records, domain_get_or_create
+from mail import dns as postwerk_dns
+from sending.domains.service import dns_records, domain_get_or_create
+from sending.domains.verification import domain_verify
 from sending.models import DkimKey, Domain, Recipient, RecipientState
 from tests.servers import DnsServer, SmtpSink
 
@@ -60,6 +60,11 @@ def postwerk_network(settings, dns_server: DnsServer, mx_port: int) -> Iterator[
     settings.POSTWERK_SMTP_COMMAND_TIMEOUT = 5.0
     settings.POSTWERK_HOSTNAME = "mta.postwerk.example"
     settings.POSTWERK_RETURN_PATH_DOMAIN = "bounces.postwerk.example"
+    # The names derived from those two when settings load (from the test machine's name, often `localhost`).
+    settings.POSTWERK_INBOUND_MX_HOSTS = ["bounces.postwerk.example"]
+    settings.POSTWERK_SPF_INCLUDE = "_spf.bounces.postwerk.example"
+    settings.POSTWERK_DMARC_RUA = ""
+    settings.POSTWERK_TRACKING_HOST = "mta.postwerk.example"
     # Delivery markers live in the cache, outside the rolled-back database: each test gets its own.
     settings.POSTWERK_DELIVERY_PENDING_NAMESPACE = uuid.uuid4().hex
     postwerk_dns.clear_caches()
@@ -147,7 +152,7 @@ def publish_dkim(zone: DnsServer, domain: Domain) -> None:
 
 def deliver_queued() -> int:
     """Run the delivery stage in this process for everything queued, as a worker would."""
-    from sending.delivery import deliver
+    from sending.delivery.deliver import deliver
 
     ids = [str(pk) for pk in Recipient.objects.filter(state=RecipientState.QUEUED).values_list("id", flat=True)]
     return deliver(ids) if ids else 0

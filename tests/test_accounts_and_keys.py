@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import ApiKey, Organization
-from sending.crypto import decrypt
+from mail.crypto import decrypt
 from sending.models import DkimKey, Domain
 
 pytestmark = pytest.mark.django_db

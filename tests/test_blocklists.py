@@ -9,8 +9,8 @@ import pytest
 from django.core.management import call_command
 
 from accounts.services import organization_get_or_create
-from sending.blocklists import ERROR, LISTED, blocklists_check, listings_for, query_name
 from sending.models import BlocklistListing, Event, EventType
+from sending.reputation.blocklists import ERROR, LISTED, blocklists_check, listings_for, query_name
 from tests.conftest import verified_domain
 
 pytestmark = pytest.mark.django_db

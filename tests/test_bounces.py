@@ -10,11 +10,11 @@ from email.message import EmailMessage
 import pytest
 
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
-from sending.bounce_processing import inbound_process
+from sending.feedback.bounce_processing import inbound_process
+from sending.intake.smtp_intake import smtp_message_submit
 from sending.models import Event, EventType, InboundMessage, Recipient, RecipientState, Suppression
 from sending.return_path import return_path
 from sending.smtp.server import Listener, SmtpServer
-from sending.smtp_intake import smtp_message_submit
 from tests.conftest import add_mx_domain, deliver_queued, verified_domain
 from tests.servers import make_self_signed
 from tests.test_delivery import send
@@ -252,7 +252,7 @@ def test_sweep_requeues_a_report_whose_task_was_lost(inbound, delivered, setting
     _, verp = delivered
     settings.POSTWERK_ENQUEUE_LEASE = 0
     stored = deliver_report(inbound, verp, dsn("jane@dest.example", "5.1.1", "550 5.1.1 unknown"))
-    from sending.bounce_processing import inbound_due
+    from sending.feedback.bounce_processing import inbound_due
 
     assert inbound_due() == [str(stored.pk)]
     assert stored.state == InboundMessage.State.RECEIVED
@@ -331,3 +331,113 @@ def test_suppression_api_lists_adds_removes_exports_and_imports(api, zone, domai
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert api.get("/api/v1/suppressions").json()["results"] == []
     assert api.delete("/api/v1/suppressions/b@dest.example").status_code == 404
+
+
+def assert_failed_for_sender(recipient: Recipient, status: str) -> Event:
+    """The delivery failed because our sender was refused: an event says so; nothing counts against the address."""
+    recipient.refresh_from_db()
+    assert recipient.state == RecipientState.FAILED
+    assert recipient.bounce_kind == ""  # no bounce for reputation
+    event = Event.objects.get(recipient=recipient, type=EventType.FAILED)
+    assert (event.details["reason"], event.details["kind"], event.details["status"]) == (
+        "sender_rejected",
+        "soft",
+        status,
+    )
+    assert not Event.objects.filter(type=EventType.BOUNCED).exists()
+    assert not Suppression.objects.exists()
+    return event
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize(
+    ("mail_reply", "status"),
+    [
+        ("553 5.1.8 <x@pm-bounces.acme.example>... Domain of sender address x@pm-bounces.acme.example does not exist",
+         "5.1.8"),
+        ("550 5.1.7 <x@pm-bounces.acme.example>: Bad sender's mailbox address syntax", "5.1.7"),
+        # No enhanced code, and words that after RCPT would mean an unknown recipient: at MAIL FROM, our sender.
+        ("550 Requested action not taken: mailbox unavailable", ""),
+    ],
+)  # fmt: skip
+def test_a_sender_rejected_at_mail_from_fails_the_delivery_and_never_suppresses_the_recipient(
+    api, zone, mx, domain, mail_reply, status, pipelining
+):
+    sink = mx("127.0.0.2")
+    sink.mail_reply, sink.pipelining = mail_reply, pipelining
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+    deliver_queued()
+
+    recipient = Recipient.objects.get()
+    event = assert_failed_for_sender(recipient, status)
+    assert event.details["diagnostic"].endswith(mail_reply.split(" ", 2 if status else 1)[-1])
+    assert event.details["smtp"]["code"] == int(mail_reply[:3])
+    # The address still takes mail once the sender is accepted.
+    sink.mail_reply = None
+    body = send(api, ["jane@dest.example"], report_suppressed=True)
+    assert body["recipients"][0]["status"] == "queued"
+    deliver_queued()
+    assert [m.rcpt_tos for m in sink.messages] == [["jane@dest.example"]]
+
+
+def test_a_transient_sender_rejection_defers_and_fails_without_a_bounce_when_it_expires(
+    api, zone, mx, domain, settings
+):
+    sink = mx("127.0.0.2")
+    sink.mail_reply = "451 4.1.8 <x@pm-bounces.acme.example>: Sender address rejected: Domain not found"
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DEFERRED
+    deferred = Event.objects.get(recipient=recipient, type=EventType.DEFERRED)
+    assert deferred.details["reason"] == "sender_rejected"
+
+    settings.POSTWERK_MAX_DELIVERY_AGE = 0  # the next failure is the last
+    Recipient.objects.filter(pk=recipient.pk).update(state=RecipientState.QUEUED)
+    deliver_queued()
+    assert_failed_for_sender(recipient, "4.1.8")
+
+
+@pytest.mark.parametrize(
+    ("rcpt_reply", "state"),
+    [
+        ("553 5.1.8 <x@pm-bounces.acme.example>: Sender address rejected: Domain not found", RecipientState.FAILED),
+        ("550 5.7.1 <x@pm-bounces.acme.example>: Sender address rejected: User unknown", RecipientState.FAILED),
+        ("450 4.1.8 <x@pm-bounces.acme.example>: Sender address rejected: Domain not found", RecipientState.DEFERRED),
+    ],
+)
+def test_postfix_sender_address_rejected_at_rcpt_is_about_the_sender(api, zone, mx, domain, rcpt_reply, state):
+    # Postfix (smtpd_delay_reject=yes, its default) answers its sender restrictions at RCPT TO.
+    sink = mx("127.0.0.2")
+    sink.rcpt_replies = {"jane@dest.example": rcpt_reply}
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+    deliver_queued()
+    recipient = Recipient.objects.get()
+    if state == RecipientState.FAILED:
+        assert_failed_for_sender(recipient, rcpt_reply.split()[1])
+    else:
+        recipient.refresh_from_db()
+        assert recipient.state == RecipientState.DEFERRED
+        assert Event.objects.get(recipient=recipient, type=EventType.DEFERRED).details["reason"] == "sender_rejected"
+        assert not Suppression.objects.exists()
+
+
+def test_a_dsn_saying_our_sender_was_rejected_fails_the_delivery_and_suppresses_nothing(api, inbound, delivered):
+    recipient, verp = delivered
+    # A relay that accepted the message, then was refused our sender by the next hop.
+    report = dsn(
+        "jane@dest.example",
+        "5.1.8",
+        f"553 5.1.8 <{verp}>... Domain of sender address {verp} does not exist",
+    )
+    stored = process(deliver_report(inbound, verp, report))
+    assert stored.state == InboundMessage.State.PROCESSED and stored.type == "bounce"
+    assert stored.result["recipients"][0]["reason"] == "sender_rejected"
+    event = assert_failed_for_sender(recipient, "5.1.8")
+    assert event.details["source"] == "dsn" and "Domain of sender address" in event.details["diagnostic"]
+
+    body = send(api, ["jane@dest.example"], report_suppressed=True)
+    assert body["recipients"][0]["status"] == "queued"

@@ -9,7 +9,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sending.bulk import bulk_update_rows, insert_rows
+from mail.bulk import bulk_update_rows, insert_rows
 from sending.models import Event, EventType, Message, MessageTag, Recipient, RecipientState, uuid7
 
 WHEN = datetime(2026, 12, 4, 17, 0, 0, 123456, tzinfo=UTC)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sending import composer
-from sending.addresses import parse_mailbox
-from sending.composer import Draft, build_message
+from mail.addresses import parse_mailbox
+from sending.intake import composer
+from sending.intake.composer import Draft, build_message
 
 DATE = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
 BOUNDARY = re.compile(rb"={15}\d{19}==")

@@ -9,10 +9,11 @@ import dns.nameserver
 import dns.resolver
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
-from sending.models import Event, EventType, Recipient, RecipientState
+from sending.delivery.sweep import sweep
+from sending.models import DkimKey, Event, EventType, Recipient, RecipientState
 from sending.return_path import recipient_id_from_return_path
-from sending.sweep import sweep
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 from tests.servers import make_self_signed
 
@@ -142,6 +143,24 @@ def test_permanent_rejection_bounces_with_the_reply_kept(api, zone, mx, domain):
     assert bounce.details["smtp"]["enhanced"] == "5.1.1"
 
 
+def test_a_finished_recipient_has_no_next_attempt(api, zone, mx, domain):
+    """Delivered or bounced, no attempt is coming: neither the row nor the API may show one."""
+    sink = mx("127.0.0.2")
+    sink.rcpt_replies = {"gone@dest.example": "550 5.1.1 <gone@dest.example>: no such user"}
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sent = send(api, ["gone@dest.example", "here@dest.example"])
+
+    deliver_queued()
+
+    rows = {r.address: (r.state, r.next_attempt_at) for r in Recipient.objects.all()}
+    assert rows == {"gone@dest.example": ("bounced", None), "here@dest.example": ("delivered", None)}
+    shown = api.get(f"/api/v1/messages/{sent['id']}").json()["recipients"]
+    assert {r["address"]: (r["state"], r["next_attempt_at"]) for r in shown} == {
+        "gone@dest.example": ("bounced", None),
+        "here@dest.example": ("delivered", None),
+    }
+
+
 def test_rejected_data_bounces_every_recipient_of_the_transaction(api, zone, mx, domain):
     sink = mx("127.0.0.2")
     sink.data_reply = "554 5.7.1 Message rejected as spam"
@@ -234,7 +253,7 @@ def test_internationalised_recipient_travels_with_smtputf8(api, zone, mx, domain
 
 
 def test_worker_that_died_mid_delivery_is_rescued_by_the_sweep_once(api, zone, mx, domain, settings):
-    from sending.delivery import claim, deliver
+    from sending.delivery.deliver import claim, deliver
 
     sink = mx("127.0.0.2")
     add_mx_domain(zone, "dest.example", "127.0.0.2")
@@ -257,9 +276,9 @@ def test_worker_that_died_mid_delivery_is_rescued_by_the_sweep_once(api, zone, m
 def test_the_sweep_leaves_a_live_workers_claim_alone_however_old_and_requeues_it_once_the_lease_ran_out(
     api, zone, mx, domain, settings
 ):
-    from sending.delivery import claim
+    from sending.delivery.claiming import claim
+    from sending.delivery.worker_leases import holding
     from sending.models import WorkerLease
-    from sending.worker_leases import holding
 
     add_mx_domain(zone, "dest.example", "127.0.0.2")
     send(api, ["jane@dest.example"])
@@ -286,7 +305,7 @@ def test_a_delivery_that_fails_outside_the_smtp_session_releases_its_lease_for_t
 ):
     """The database went away while an outcome was being recorded: what the delivery claimed must not wait for this
     process to go idle. Its lease is released, and the next sweep re-queues the recipients."""
-    from sending import delivery
+    from sending.delivery import deliver as delivery
     from sending.models import WorkerLease
 
     sink = mx("127.0.0.2")
@@ -312,7 +331,7 @@ def test_a_delivery_that_fails_outside_the_smtp_session_releases_its_lease_for_t
 def test_each_outcome_is_recorded_as_soon_as_its_smtp_transaction_ends(api, zone, mx, domain, monkeypatch):
     """A worker that dies mid-batch re-sends at most the transaction in flight: before each transaction starts,
     every earlier one of the batch is already recorded."""
-    from sending.smtp_client import SmtpSession
+    from mail.smtp_client import SmtpSession
 
     mx("127.0.0.2")
     add_mx_domain(zone, "dest.example", "127.0.0.2")
@@ -352,7 +371,7 @@ def test_server_without_pipelining_gets_one_command_at_a_time(api, zone, mx, dom
 
 
 def test_a_task_takes_other_queued_mail_for_its_destination_along_on_its_connection(api, zone, mx, domain):
-    from sending.delivery import deliver
+    from sending.delivery.deliver import deliver
 
     sink = mx("127.0.0.2")
     add_mx_domain(zone, "dest.example", "127.0.0.2")
@@ -362,3 +381,61 @@ def test_a_task_takes_other_queued_mail_for_its_destination_along_on_its_connect
     assert deliver([ids[1]]) == 0 and deliver([ids[2]]) == 0  # their own tasks find nothing left
     assert sink.connections == 1 and len(sink.messages) == 3
     assert set(states().values()) == {"delivered"}
+
+
+def unverified_sender(organization) -> APIClient:
+    """An API client for acme.example as the README's local trial has it: created, its DNS never checked."""
+    from accounts.services import api_key_create
+    from sending.delivery import signing_keys
+    from sending.domains.service import domain_get_or_create
+
+    domain, _ = domain_get_or_create(organization=organization, name="acme.example")
+    assert domain.verified_at is None
+    assert set(domain.dkim_keys.values_list("state", flat=True)) == {DkimKey.State.PENDING}
+    signing_keys.forget()
+    _, secret = api_key_create(organization=organization, name="trial")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def test_local_trial_without_verification_delivers_signed_with_the_pending_key(organization, zone, mx, settings):
+    settings.POSTWERK_REQUIRE_VERIFIED_DOMAINS = False
+    api = unverified_sender(organization)
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sent = send(api, ["jane@dest.example"])
+
+    assert deliver_queued() == 1
+
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DELIVERED, recipient.last_text
+    (received,) = sink.messages
+    key = DkimKey.objects.get(domain__name="acme.example")
+    assert received.data.startswith(b"DKIM-Signature:")
+    signature = received.data.split(b"\r\n\r\n", 1)[0]
+    assert b"d=acme.example;" in signature and f"s={key.selector};".encode() in signature
+    publish_dkim(zone, key.domain)  # the record the README told the owner to publish: the signature verifies
+    assert dkim.verify(received.data, dnsfunc=dns_txt(zone))
+    assert str(recipient.message_id) == sent["id"]
+
+
+def test_a_domain_with_no_key_at_all_fails_with_the_reason_in_the_event(organization, zone, mx, settings, caplog):
+    settings.POSTWERK_REQUIRE_VERIFIED_DOMAINS = False
+    api = unverified_sender(organization)
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    DkimKey.objects.filter(domain__name="acme.example").delete()
+    send(api, ["jane@dest.example"])
+
+    with caplog.at_level("WARNING", logger="sending.delivery.deliver"):
+        assert deliver_queued() == 1
+
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.FAILED
+    assert sink.messages == []
+    failed = Event.objects.get(recipient=recipient, type=EventType.FAILED)
+    assert failed.details["reason"] == "no_signing_key"
+    assert failed.details["diagnostic"].startswith("message could not be signed: acme.example has no DKIM key")
+    logged = [r for r in caplog.records if r.name == "sending.delivery.deliver"]
+    assert len(logged) == 1 and logged[0].exc_info is None and "no DKIM key" in logged[0].getMessage()

@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from sending.domain_checks.checks import run_checks
-from sending.domain_checks.dkim_record import DkimRecordError, check_dkim, parse_dkim_record
-from sending.domain_checks.dmarc import (
+from sending.domains.checks.checks import run_checks
+from sending.domains.checks.dkim_record import DkimRecordError, check_dkim, parse_dkim_record
+from sending.domains.checks.dmarc import (
     DmarcRecord,
     DmarcRecordError,
     check_dmarc,
@@ -21,11 +21,11 @@ from sending.domain_checks.dmarc import (
     organizational_domain,
     parse_dmarc,
 )
-from sending.domain_checks.ownership import check_ownership
-from sending.domain_checks.records import expected_records, spf_merge
-from sending.domain_checks.return_path_check import check_return_path
-from sending.domain_checks.spec import CheckStatus, DkimKeySpec, DomainSpec
-from sending.domain_checks.spf_check import check_spf, evaluate_spf
+from sending.domains.checks.ownership import check_ownership
+from sending.domains.checks.records import expected_records, spf_merge
+from sending.domains.checks.return_path_check import check_return_path
+from sending.domains.checks.spec import CheckStatus, DkimKeySpec, DomainSpec
+from sending.domains.checks.spf_check import check_spf, evaluate_spf
 
 DOMAIN = "acme.example"
 RP_HOST = f"pm-bounces.{DOMAIN}"
@@ -34,7 +34,9 @@ PLATFORM_INCLUDE = "_spf.postwerk.example"
 PLATFORM_MX = "mx.postwerk.example"
 SENDING_IPS = ("127.0.0.1", "127.0.0.10")
 TOKEN = "tok-3f9a1c"
-RUA = "mailto:dmarc@postwerk.example"
+# What Postwerk recommends by default: within the domain's own organizational domain, so receivers need no
+# `_report._dmarc` authorisation (RFC 7489 §7.1); the external case has tests of its own.
+RUA = f"mailto:dmarc-reports@{RP_HOST}"
 INCLUDE = f"include:{PLATFORM_INCLUDE}"
 
 
@@ -481,6 +483,40 @@ def test_return_path_spf_missing_points_at_cname_or_txt(zone, spec):
     assert result.status is CheckStatus.MISSING
     assert f"CNAME at {RP_HOST} pointing to {RP_TARGET}" in result.message
     assert f"v=spf1 {INCLUDE} -all" in result.message
+
+
+def test_return_path_spf_missing_behind_our_cname_is_the_operators_to_fix(zone, spec):
+    """The owner's CNAME is there (the return-path check says so): the record missing is the platform's own."""
+    publish_all(zone, spec)
+    zone.remove(RP_TARGET, "TXT")
+
+    results = by_key(run_checks(spec))
+
+    assert results["return_path"].status is CheckStatus.OK
+    spf = results["spf:return_path"]
+    assert spf.status is CheckStatus.MISSING
+    assert spf.message == (
+        f"{RP_HOST} is a CNAME to {RP_TARGET}, as it should be: nothing to change on your side. The platform's "
+        f"host {RP_TARGET} has no SPF record. The Postwerk operator must publish a TXT record at {RP_TARGET} with "
+        f"the value: v=spf1 {INCLUDE} -all, and a TXT record at {PLATFORM_INCLUDE} with the value: "
+        "v=spf1 ip4:127.0.0.1 ip4:127.0.0.10 -all"
+    )
+
+
+def test_return_path_spf_with_the_platforms_include_missing_names_the_operator(zone, spec):
+    publish_all(zone, spec)
+    zone.remove(PLATFORM_INCLUDE, "TXT")
+
+    spf = by_key(run_checks(spec))["spf:return_path"]
+
+    assert spf.status is CheckStatus.WRONG
+    assert spf.message == (
+        f"{RP_HOST} is a CNAME to {RP_TARGET}, as it should be: nothing to change on your side. The platform's "
+        f"host {RP_TARGET} has an SPF record that fails (No valid SPF record for included domain: "
+        f"{PLATFORM_INCLUDE}). The Postwerk operator must publish a TXT record at {RP_TARGET} with the value: "
+        f"v=spf1 {INCLUDE} -all, and a TXT record at {PLATFORM_INCLUDE} with the value: "
+        "v=spf1 ip4:127.0.0.1 ip4:127.0.0.10 -all"
+    )
 
 
 # --------------------------------------------------------------------------- return path

@@ -11,10 +11,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
-from sending.domain_verification import domain_verify, domains_due
-from sending.domains import domain_get_or_create
+from sending.domains.service import domain_get_or_create
+from sending.domains.verification import domain_verify, domains_due
+from sending.intake.smtp_intake import Refused, smtp_message_submit
 from sending.models import DkimKey, Domain, Event, EventType, Message
-from sending.smtp_intake import Refused, smtp_message_submit
 from tests.conftest import add_mx_domain, deliver_queued, publish_records
 from tests.test_delivery import dns_txt
 

@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from accounts.services import smtp_credential_create
-from sending.holds import HeldFilter, held_count, held_maintenance, held_release
 from sending.models import Event, EventType, Recipient, RecipientState, ReputationScope
-from sending.reputation import reputation_for_scope, reputation_pause, reputation_resume
+from sending.reputation.holds import HeldFilter, held_count, held_maintenance, held_release
+from sending.reputation.rates import reputation_for_scope, reputation_pause, reputation_resume
 from sending.smtp.server import Listener, SmtpServer
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.servers import make_self_signed
@@ -121,7 +121,7 @@ def test_reject_action_answers_429_with_retry_after_and_stores_nothing(api, orga
 
 
 def test_suppressed_recipients_stay_suppressed_while_held(api, organization):
-    from sending.suppressions import suppression_add
+    from sending.feedback.suppressions import suppression_add
 
     suppression_add(organization_id=organization.pk, address="gone@dest.example", reason="manual")
     pause_organization(organization)

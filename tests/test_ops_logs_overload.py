@@ -12,8 +12,8 @@ import smtplib
 import pytest
 from django.conf import settings as django_settings
 
-from sending import overload
 from sending.models import Recipient, RecipientState
+from sending.reputation import overload
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 from tests.test_smtp_submission import connect, credential, smtp_server  # noqa: F401 - fixtures
 

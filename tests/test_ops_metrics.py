@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from sending import metrics
+from sending.observability import metrics
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 
 pytestmark = pytest.mark.django_db

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import dkim
 import pytest
 
-from sending.addresses import AddressError, parse_mailbox
-from sending.composer import Draft, build_message
-from sending.dkim_keys import generate_rsa_keypair
-from sending.retry import next_attempt, retry_delay
-from sending.signing import dkim_sign
-from sending.smtp_client import Reply
+from mail.addresses import AddressError, parse_mailbox
+from mail.dkim_keys import generate_rsa_keypair
+from mail.dkim_sign import dkim_sign
+from mail.smtp_client import Reply
+from sending.delivery.retry import next_attempt, retry_delay
+from sending.intake.composer import Draft, build_message
 
 
 def test_reply_splits_enhanced_status():

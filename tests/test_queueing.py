@@ -11,9 +11,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from sending import delivery, queueing
-from sending.models import Recipient, RecipientState
-from sending.queueing import (
+from sending.delivery import deliver as delivery
+from sending.delivery import queueing
+from sending.delivery.queueing import (
     BackgroundPublisher,
     enqueue,
     enqueue_after_commit,
@@ -21,7 +21,8 @@ from sending.queueing import (
     pending_claim,
     pending_clear,
 )
-from sending.sweep import sweep
+from sending.delivery.sweep import sweep
+from sending.models import Recipient, RecipientState
 from sending.tasks import deliver
 from tests.conftest import add_mx_domain
 

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
-from sending import holds
 from sending.models import (
+    BlocklistListing,
     Event,
     EventType,
     Message,
@@ -22,7 +22,8 @@ from sending.models import (
     ReputationSnapshot,
     ReputationState,
 )
-from sending.reputation import (
+from sending.reputation import holds
+from sending.reputation.rates import (
     paused_scopes_clear,
     reputation_for_scope,
     reputation_pause,
@@ -212,13 +213,55 @@ def test_reputation_api_lists_every_scope_with_thresholds_and_history(api, organ
     response = api.get("/api/v1/reputation")
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["blocklists"] == [] or isinstance(body["blocklists"], list)
+    assert body["blocklists"] == []  # no blocklist check has run yet
     scopes = {(r["scope"], r["scope_name"]): r for r in body["reputations"]}
     org = scopes[("organization", "Acme")]
     assert org["state"] == "warning" and org["deliveries"] == 1000 and org["bounce_rate"] == 0.05
     assert org["thresholds"]["bounce_pause"] == 0.1 and org["overrides"]["bounce_pause"] is None
     assert [h["state"] for h in org["history"]] == ["warning"]
     assert ("domain", "acme.example") in scopes and ("api_key", "test") in scopes
+
+
+def test_reputation_api_shows_stored_blocklist_listings(api, organization, domain, zone, settings):
+    """Once the hourly check has stored a listing (every verified domain is checked), the endpoint shows it."""
+    from sending.reputation.blocklists import blocklists_check
+
+    settings.POSTWERK_SENDING_IPS = ["127.0.0.10"]
+    settings.POSTWERK_DNSBL_ZONES = ["bl.test"]
+    settings.POSTWERK_DOMAIN_BLOCKLIST_ZONES = ["dbl.test"]
+    zone.add("acme.example.dbl.test", "A", "127.0.1.2")
+    zone.add("acme.example.dbl.test", "TXT", "Listed: see https://dbl.test/lookup")
+    blocklists_check()
+    listing, ip = BlocklistListing.objects.get(target="acme.example"), BlocklistListing.objects.get(target="127.0.0.10")
+
+    response = api.get("/api/v1/reputation")
+    assert response.status_code == 200
+    assert response.json()["blocklists"] == [
+        {
+            "kind": "domain",
+            "target": "acme.example",
+            "zone": "dbl.test",
+            "domain": "acme.example",
+            "listed": True,
+            "answer": ["127.0.1.2"],
+            "reason": "Listed: see https://dbl.test/lookup",
+            "listed_since": listing.listed_since.isoformat().replace("+00:00", "Z"),
+            "checked_at": listing.checked_at.isoformat().replace("+00:00", "Z"),
+            "error": "",
+        },
+        {
+            "kind": "ip",
+            "target": "127.0.0.10",
+            "zone": "bl.test",
+            "domain": None,
+            "listed": False,
+            "answer": [],
+            "reason": "",
+            "listed_since": None,
+            "checked_at": ip.checked_at.isoformat().replace("+00:00", "Z"),
+            "error": "",
+        },
+    ]
 
 
 def test_the_organization_cannot_resume_a_platform_pause(api, organization, domain):
@@ -330,7 +373,7 @@ def test_recording_outcomes_sets_what_reputation_reads(api, zone, mx, domain):
 
 def test_beat_recomputes_only_organizations_with_recent_outcomes(organization, domain):
     from accounts.services import organization_get_or_create
-    from sending.reputation import organizations_with_recent_outcomes
+    from sending.reputation.rates import organizations_with_recent_outcomes
 
     quiet, _ = organization_get_or_create(name="Quiet")
     seed(organization, domain, delivered=1)

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from django.db import connection
 
-from sending.crypto import decrypt
+from mail.crypto import decrypt
 from sending.models import DkimKey, Message, Recipient
 
 pytestmark = pytest.mark.django_db(transaction=True)  # committed rows: pg_dump reads from another session

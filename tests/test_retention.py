@@ -10,7 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from sending.delivery_slots import slot_release, slot_take
+from sending.delivery.slots import slot_release, slot_take
+from sending.delivery.throttling import tokens_take
 from sending.models import (
     DeliverySlot,
     DestinationState,
@@ -22,8 +23,7 @@ from sending.models import (
     RecipientState,
     Suppression,
 )
-from sending.retention import body_purged, retention_purge
-from sending.throttling import tokens_take
+from sending.operations.retention import body_purged, retention_purge
 
 pytestmark = pytest.mark.django_db
 

@@ -139,6 +139,27 @@ def test_missing_from_is_400(api):
     assert "from" in response.json()["fields"]
 
 
+NO_RECIPIENT = ["At least one recipient (to, cc or bcc) is required."]
+NO_BODY = ["A text or html body is required."]
+
+
+def test_an_empty_message_is_400_naming_every_missing_field_at_once(api):
+    response = send(api, {})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"from": ["This field is required."], "to": NO_RECIPIENT, "text": NO_BODY}
+    assert not Message.objects.exists()
+
+
+def test_a_bad_field_does_not_hide_what_is_missing(api):
+    response = send(api, {"from": "not an address", "subject": "Hi"})
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    assert (sorted(fields), fields["to"], fields["text"]) == (["from", "text", "to"], NO_RECIPIENT, NO_BODY)
+    # A recipient given but wrong is that field's own error, not "missing".
+    wrong_to = send(api, {"from": "hello@acme.example", "to": ["bob@@x"], "text": "Hi"}).json()["fields"]
+    assert list(wrong_to) == ["to"] and wrong_to["to"] != NO_RECIPIENT
+
+
 def test_malformed_json_is_400(api):
     response = api.post("/api/v1/messages", data="{not json", content_type="application/json")
     assert response.status_code == 400
@@ -277,8 +298,28 @@ def test_schema_and_docs(client, db):
     assert client.get("/api/docs/").status_code == 200
 
 
-def test_healthz_reports_database_and_broker(client, db):
+def test_healthz_reports_database_and_broker(client, db, settings):
+    from django.db import connection
+
     response = client.get("/healthz")
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "status": "ok",
+        "database": {"ok": True, "detail": connection.vendor},
+        "broker": {"ok": True, "detail": settings.CELERY_BROKER_URL.split(":")[0]},  # filesystem or redis
+    }
+
+
+def test_healthz_is_503_naming_the_broker_when_it_cannot_be_reached(client, db, monkeypatch):
+    import socket
+
+    with socket.socket() as bound:  # bound, never listening: connections to it are refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+        monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:{port}/0")
+        response = client.get("/healthz")
+    assert response.status_code == 503
     body = response.json()
-    assert body["database"]["ok"] is True
-    assert response.status_code in (200, 503)
+    assert (body["status"], body["database"]["ok"], body["broker"]["ok"]) == ("unavailable", True, False)
+    assert body["broker"]["detail"] == f"Error 111 connecting to 127.0.0.1:{port}. Connection refused."

@@ -11,10 +11,11 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create, smtp_credential_create
-from sending import holds
-from sending.delivery import deliver
-from sending.holds import send_limit_release
-from sending.models import Event, EventType, Recipient, RecipientState, SendCounter
+from sending.delivery.deliver import deliver
+from sending.feedback.suppressions import suppression_add
+from sending.models import Event, EventType, Recipient, RecipientState, SendCounter, Suppression
+from sending.reputation import holds
+from sending.reputation.holds import send_limit_release
 from tests.conftest import add_mx_domain
 from tests.test_holds import MESSAGE, smtp_server  # noqa: F401 - fixture
 from tests.test_reputation import fresh_caches  # noqa: F401 - autouse fixture
@@ -28,7 +29,7 @@ NOW = datetime(2030, 5, 6, 12, 30, tzinfo=UTC)
 
 @pytest.fixture
 def clock(monkeypatch):
-    """Submission's clock pinned to NOW (the hold decision reads it through sending.holds)."""
+    """Submission's clock pinned to NOW (the hold decision reads it through sending.reputation.holds)."""
     monkeypatch.setattr(holds, "timezone", types.SimpleNamespace(now=lambda: NOW))
     return NOW
 
@@ -122,6 +123,33 @@ def test_smtp_over_the_limit_is_held_with_250(smtp_server, organization):  # noq
     assert sorted(Recipient.objects.values_list("state", flat=True)) == ["held", "queued"]
 
 
+def test_a_wholly_suppressed_message_counts_against_the_limit_neither_over_smtp_nor_over_the_api(
+    smtp_server,  # noqa: F811
+    api,
+    organization,
+):
+    """One accept pipeline: suppressions are screened before the send limit, however the message arrived."""
+    suppression_add(organization_id=organization.pk, address="gone@dest.example", reason=Suppression.Reason.MANUAL)
+    organization.hourly_limit = 2
+    organization.save()
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    client = logged_in(smtp_server, (credential.username, password))
+    assert client.sendmail("app@acme.example", ["gone@dest.example"], MESSAGE) == {}
+    gone = {"from": "hello@acme.example", "to": ["gone@dest.example"], "subject": "x", "text": "Hi"}
+    assert api.post("/api/v1/messages", gone, format="json").json()["status"] == "suppressed"
+    for _ in range(2):
+        assert client.sendmail("app@acme.example", ["jane@dest.example"], MESSAGE) == {}
+    client.quit()
+    states = Recipient.objects.order_by("created_at").values_list("address", "state")
+    assert list(states) == [
+        ("gone@dest.example", "suppressed"),
+        ("gone@dest.example", "suppressed"),
+        ("jane@dest.example", "queued"),
+        ("jane@dest.example", "queued"),
+    ]
+    assert SendCounter.objects.get(period="hour").count == 2
+
+
 def test_smtp_rejecting_organization_gets_451_at_data_then_at_mail_from(smtp_server, organization):  # noqa: F811
     organization.hourly_limit, organization.limit_action = 1, "reject"
     organization.save()
@@ -155,3 +183,27 @@ def test_api_rate_limit_per_key_is_429_with_retry_after(api, organization, monke
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_secret}")
     assert other.get("/api/v1/held").status_code == 200
+
+
+def test_api_rate_limit_without_the_cache_accepts_and_warns_once(api, organization, settings, caplog):
+    from mail import cache_guard
+    from tests.faults.services import free_port
+
+    # Redis where nothing listens: every cache call raises redis.exceptions.ConnectionError, as when it is stopped.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+    cache_guard._last_warned.clear()
+    key = ApiKey.objects.get(organization=organization, name="test")
+    key.rate_limit = 2
+    key.save()
+    with caplog.at_level("WARNING", logger="mail.cache_guard"):
+        for n in range(3):
+            response = api.post("/api/v1/messages", one(n), format="json")
+            assert response.status_code == 202, response.content
+    assert Recipient.objects.count() == 3
+    warnings = [r for r in caplog.records if r.name == "mail.cache_guard"]
+    assert len(warnings) == 1 and "API rate limit" in warnings[0].getMessage()

@@ -13,11 +13,11 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sending import signing
-from sending.addresses import parse_mailbox
-from sending.composer import Draft, build_message
-from sending.dkim_keys import generate_ed25519_keypair, generate_rsa_keypair
-from sending.signing import SIGNED_HEADERS, SigningKey, dkim_sign, dkim_sign_all
+from mail import dkim_sign as signing
+from mail.addresses import parse_mailbox
+from mail.dkim_keys import generate_ed25519_keypair, generate_rsa_keypair
+from mail.dkim_sign import SIGNED_HEADERS, SigningKey, dkim_sign, dkim_sign_all
+from sending.intake.composer import Draft, build_message
 
 NOW = 1767225600  # 2026-01-01T00:00:00Z
 
@@ -32,7 +32,7 @@ ED_KEY = SigningKey("acme.example", "s2", "ed25519", ED.private_pem)
 
 
 def dkimpy_sign_all(raw: bytes, keys: list[SigningKey], now: int = NOW) -> bytes:
-    """What sending.signing did before it had its own signer: dkim.sign per key, same include list."""
+    """What mail.dkim_sign did before it had its own signer: dkim.sign per key, same include list."""
     present = signing._header_names(raw)
     include = [h for h in SIGNED_HEADERS if h in present or h in (b"from", b"subject")]
     out = b""

@@ -197,3 +197,19 @@ def test_a_database_failure_answers_451_to_every_session_waiting_on_it(smtp_serv
     assert not Message.objects.exists()
     assert [code for code, _, _ in _concurrently(smtp_server, credential)] == [250] * SESSIONS  # and recovers
     assert Message.objects.count() == SESSIONS
+
+
+def test_an_item_the_store_turns_away_fails_alone_and_the_others_are_committed():
+    """A send limit or a pause refuses one session's message: the group's other messages still get their 250."""
+    committed: list[object] = []
+    refusal = RuntimeError("451 4.7.1 over the limit")
+
+    def store(items: list[object]) -> dict[int, BaseException]:
+        turned_away = {n: refusal for n, item in enumerate(items) if item == "limited"}
+        committed.extend(item for n, item in enumerate(items) if n not in turned_away)
+        return turned_away
+
+    committer = GroupCommit(store)
+    results = run(_submit_all(committer, ["a", "limited", "b"]))
+    assert results == [None, refusal, None]
+    assert committed == ["a", "b"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email
+import re
 import shutil
 import smtplib
 import socket
@@ -21,6 +22,7 @@ from sending.smtp.server import Listener, SmtpServer
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim, verified_domain
 from tests.servers import make_self_signed
 from tests.test_delivery import dns_txt
+from tests.test_tracking import LONG_NOTE, LONG_TOKEN, LONG_URL, assert_plain_wire_headers, wire_field
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,8 +101,7 @@ def test_mail_before_auth_is_530_and_nothing_relays(smtp_server):
     client = connect(smtp_server)
     code, text = client.mail("anyone@outside.example")
     assert (code, text[:5]) == (530, b"5.7.0")
-    code, text = client.rcpt("victim@elsewhere.example")
-    assert code == 530 or code == 503
+    assert client.rcpt("victim@elsewhere.example") == (530, b"5.7.0 Authentication required")
     plain = connect(smtp_server, tls=False)
     assert plain.mail("anyone@outside.example")[0] == 530
 
@@ -221,12 +222,10 @@ def test_size_declared_and_actual_over_the_limit_are_552(smtp_server, credential
 
 def test_malformed_commands_and_addresses(smtp_server, credential):
     client = logged_in(smtp_server, credential)
-    code, text = client.docmd("MAIL", "FROM:<not an address>")
-    assert code in (501, 553) and text[:2] in (b"5.", b"5.")
+    assert client.docmd("MAIL", "FROM:<not an address>") == (553, b"5.1.7 Bad sender address syntax")
     code, text = client.docmd("MAIL", "FROM:<app@acme.example>")
     assert code == 250
-    code, text = client.docmd("RCPT", "TO:<bad@@dest>")
-    assert code in (501, 553) and text[:4] == b"5.1."
+    assert client.docmd("RCPT", "TO:<bad@@dest>") == (553, b"5.1.3 Error: malformed address")
     code, text = client.docmd("FROBNICATE")
     assert (code, text[:5]) == (500, b"5.5.1")
     code, text = client.docmd("NOOP " + "x" * 2000)
@@ -269,14 +268,14 @@ def test_client_that_disconnects_mid_data_queues_nothing(smtp_server, credential
 
 
 def test_random_bytes_get_replies_and_the_server_survives(smtp_server, credential):
-    import os
+    import random
 
     host, port = smtp_server.bound["submission"]
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.recv(1024)
-        sock.sendall(os.urandom(4096) + b"\r\n")
-        data = sock.recv(4096)
-        assert data[:1] in (b"5", b"")
+        # Seeded, so the bytes and therefore the reply are the same on every run.
+        sock.sendall(random.Random(28).randbytes(4096) + b"\r\n")
+        assert sock.recv(4096).startswith(b"500 5.5.2 Error: bad syntax\r\n")
     logged_in(smtp_server, credential).quit()
 
 
@@ -417,7 +416,7 @@ def test_a_ten_megabyte_line_inside_data_is_refused_and_nothing_is_queued(smtp_s
     client.mail("app@acme.example")
     client.rcpt("jane@dest.example")
     code, text = client.data(MESSAGE.encode() + b"Y" * (10 * 1024 * 1024) + b"\r\n")
-    assert code in (500, 552) and text[:4] in (b"5.5.", b"5.3.")
+    assert (code, text) == (500, b"5.5.6 Line too long (RFC 5321 4.5.3.1.6)")
     assert not Message.objects.exists()
     logged_in(smtp_server, credential).quit()
 
@@ -552,3 +551,39 @@ def test_a_nul_in_a_stored_header_is_refused_for_good(smtp_server, credential, h
         client.sendmail("app@acme.example", ["jane@dest.example"], raw)
     assert refused.value.smtp_code == 554 and refused.value.smtp_error.startswith(b"5.6.0")
     assert not Message.objects.exists()
+
+
+def test_submitted_mail_gets_received_and_plain_headers_and_keeps_its_own(
+    smtp_server, credential, zone, mx, domain, api, settings
+):
+    settings.POSTWERK_TRACKING_HOST, settings.POSTWERK_TRACKING_SCHEME = "track.postwerk.example", "https"
+    zone.add("track.acme.example", "CNAME", "track.postwerk.example.")
+    tracking = {"opens": True, "clicks": True, "unsubscribe_tags": ["*"]}
+    assert api.patch(f"/api/v1/domains/{domain.pk}/tracking", tracking, format="json").status_code == 200
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    publish_dkim(zone, domain)
+    # The sender's own headers, folded its own way (one long unbreakable word, a fold after a short first line).
+    own = f"X-Token: {LONG_TOKEN}\r\nX-Note: short first line\r\n\t{LONG_NOTE}\r\n"
+    raw = (
+        f"From: app@acme.example\r\nTo: jane@dest.example\r\nSubject: Order\r\n{own}MIME-Version: 1.0\r\n"
+        'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+        f'<html><body>\r\n<a href="{LONG_URL}">order</a>\r\n</body></html>\r\n'
+    )
+    client = logged_in(smtp_server, credential)
+    client.sendmail("app@acme.example", ["jane@dest.example"], raw.encode())
+    client.quit()
+    assert deliver_queued() == 1
+    assert sink.wait_for(1)
+    data = sink.messages[0].data
+    message = Message.objects.get()
+
+    assert_plain_wire_headers(data, zone, message, campaign="default")
+    received = wire_field(data, "Received")
+    assert re.fullmatch(
+        rf"Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n by mta\.postwerk\.example with ESMTPSA"
+        rf" id {message.pk};\r\n [A-Z][a-z]{{2}}, \d\d [A-Z][a-z]{{2}} \d{{4}} \d\d:\d\d:\d\d \+0000".encode(),
+        received,
+    ), received
+    assert all(len(line) <= 78 for line in received.split(b"\r\n"))
+    assert own.encode() in data  # re-serialised for tracking, the sender's headers are as they were sent

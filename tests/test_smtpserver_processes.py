@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sending.tls_certs import make_self_signed
+from mail.tls_certs import make_self_signed
 from tests.faults.services import free_port, wait_for_port
 from tests.worker_process import ROOT, worker_env
 

@@ -8,11 +8,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from sending import throttling
-from sending.delivery import deliver
-from sending.delivery_slots import slot_release, slot_take
+from mail.smtp_client import Reply
+from sending.delivery import throttling
+from sending.delivery.deliver import deliver
+from sending.delivery.slots import slot_release, slot_take
 from sending.models import DeliverySlot, DestinationState, Event, EventType, Recipient, RecipientState, ThrottleRule
-from sending.smtp_client import Reply
 from tests.conftest import add_mx_domain
 from tests.worker_process import Worker, wait_until
 

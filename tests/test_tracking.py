@@ -6,14 +6,15 @@ from __future__ import annotations
 import email
 import re
 from email import policy
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import dkim
 import pytest
 from django.test import Client
 
-from sending.models import Domain, Event, EventType, Recipient, RecipientState, Suppression
-from sending.tracking import click_url, html_tracked, message_tracked
+from sending.feedback.tracking import click_url, html_tracked, message_tracked
+from sending.models import Domain, Event, EventType, Message, Recipient, RecipientState, Suppression
 from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
 from tests.test_delivery import dns_txt
 
@@ -135,7 +136,7 @@ def test_an_open_is_recorded_once_with_its_user_agent_and_proxies_are_flagged(ap
     for _ in range(2):
         response = client.get(path_of(pixel), HTTP_USER_AGENT=BROWSER, REMOTE_ADDR="198.51.100.7")
         assert response.status_code == 200 and response.content.startswith(b"GIF89a")
-        assert "no-cache" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
+        assert response["Cache-Control"] == "max-age=0, no-cache, no-store, must-revalidate, private"
     opens = list(Event.objects.filter(type=EventType.OPENED).order_by("id"))
     assert [(e.details["machine"], e.details.get("machine_reason")) for e in opens] == [
         (True, "user agent GoogleImageProxy"),
@@ -223,3 +224,79 @@ def test_rewriting_is_pure_and_leaves_text_parts_and_attachments_alone():
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in with_header
     own = raw.replace(b"Subject: t\r\n", b"Subject: t\r\nList-Unsubscribe: <mailto:u@acme.example>\r\n")
     assert message_tracked(own, unsubscribe="https://t/u/1") == own  # the sender's own header wins
+
+
+# --- what goes on the wire, as raw bytes at the receiving MX --------------------------------------------------
+#
+# Python's parser decodes RFC 2047 words and unfolds, which is how List-Unsubscribe went out as encoded words
+# unnoticed: these read the bytes as the receiver does.
+
+LONG_TOKEN = "tok_" + "A1b2C3d4" * 20  # a word longer than a line: Python's own policy encoded it
+LONG_NOTE = " ".join(f"word{i}" for i in range(40))
+LONG_URL = "https://shop.example/catalogue/" + "spring-collection/" * 8 + "?utm_source=mail&amp;id=" + "7" * 40
+
+
+def wire_fields(data: bytes) -> list[tuple[str, bytes]]:
+    """The header fields as they arrived: (lower-case name, the whole field, folding and all)."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    return [(f.split(b":", 1)[0].decode().lower(), f) for f in re.split(rb"\r\n(?![ \t])", head)]
+
+
+def wire_field(data: bytes, name: str) -> bytes:
+    (field,) = [f for n, f in wire_fields(data) if n == name.lower()]
+    return field
+
+
+def assert_plain_wire_headers(data: bytes, zone, message: Message, *, campaign: str) -> tuple[str, list[str]]:
+    """Every header Postwerk writes or rewrites, checked as sent; returns the unsubscribe URL and tracked links."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"=?" not in head and all(len(line) <= 998 for line in head.split(b"\r\n"))
+    unsubscribe = wire_field(data, "List-Unsubscribe")
+    assert re.fullmatch(rb"List-Unsubscribe: <https://track\.acme\.example/t/u/[!-;=?-~]+>", unsubscribe), unsubscribe
+    assert wire_field(data, "List-Unsubscribe-Post") == b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"
+    assert wire_field(data, "Message-ID") == f"Message-ID: {message.message_id}".encode()
+    date = wire_field(data, "Date").decode().split(": ", 1)[1]
+    assert abs((parsedate_to_datetime(date) - message.created_at).total_seconds()) < 3600
+    organization = message.organization_id
+    assert wire_field(data, "Feedback-ID") == f"Feedback-ID: {campaign}:{organization}:acme.example:postwerk".encode()
+
+    assert dkim.verify(data, dnsfunc=dns_txt(zone))
+    signatures = [f for n, f in wire_fields(data) if n == "dkim-signature"]
+    assert signatures and data.startswith(signatures[0])
+    for signature in signatures:
+        tags = dict(t.split("=", 1) for t in re.sub(r"\s", "", signature.decode().split(":", 1)[1]).split(";") if t)
+        signed = set(tags["h"].split(":"))
+        assert {"list-unsubscribe", "list-unsubscribe-post", "feedback-id", "message-id", "date"} <= signed
+
+    html_head, html = data.split(b"Content-Type: text/html", 1)[1].split(b"\r\n\r\n", 1)
+    assert b"Content-Transfer-Encoding: 7bit" in html_head
+    tracked_links = re.findall(rb'href="(https://track\.acme\.example/t/c/[^"]+)"', html)
+    assert tracked_links and b"href=3D" not in html and b"shop.example" not in html
+    return unsubscribe.decode()[len("List-Unsubscribe: <") : -1], [link.decode() for link in tracked_links]
+
+
+def test_headers_and_links_go_out_plain_with_long_values(api, zone, tracked, domain):
+    response = api.patch(f"/api/v1/domains/{domain.pk}/tracking", {"unsubscribe_tags": ["*"]}, format="json")
+    assert response.status_code == 200
+    html = HTML.replace("https://shop.example/order?id=7&amp;ref=mail", LONG_URL)
+    tag = "Spring sale 2026/" + "x" * 80
+    send(api, html=html, tags=[tag, "newsletter"], headers={"X-Token": LONG_TOKEN, "X-Note": LONG_NOTE})
+    assert deliver_queued() == 1
+    (received,) = tracked.messages
+    data = received.data
+    message = Recipient.objects.get().message
+
+    campaign = "Spring-sale-2026-" + "x" * 47  # the first tag, safe characters only, 64 at most
+    url, (link,) = assert_plain_wire_headers(data, zone, message, campaign=campaign)
+    # The sender's own long headers: the unbreakable one on one line, the other folded at its spaces only.
+    assert wire_field(data, "X-Token") == f"X-Token: {LONG_TOKEN}".encode()
+    note = wire_field(data, "X-Note")
+    assert note.replace(b"\r\n", b"") == f"X-Note: {LONG_NOTE}".encode()
+    assert b"\r\n" in note and all(len(line) <= 78 for line in note.split(b"\r\n"))
+
+    client = Client()
+    redirect = client.get(path_of(link), HTTP_USER_AGENT=BROWSER)
+    assert redirect.status_code == 302 and redirect["Location"] == LONG_URL.replace("&amp;", "&")
+    post = client.post(path_of(url), "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+    assert post.status_code == 200
+    assert Suppression.objects.get().address == "jane@dest.example"

@@ -20,7 +20,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.services import api_key_create, organization_get_or_create
-from sending.suppressions import suppression_add
+from sending.feedback.suppressions import suppression_add
 from tests.conftest import add_mx_domain
 from tests.servers import SmtpSink
 from tests.servers.smtp_sink import _Handler
@@ -227,6 +227,14 @@ def test_server_rejecting_the_probe_sender_is_unknown_not_undeliverable(api, zon
     assert body["result"] == "unknown"
     assert body["reasons"] == ["sender_rejected"]
     assert sink.mail_froms == ["probe@verify.postwerk.example"] and sink.rcpts == []
+
+
+def test_sender_rejected_at_rcpt_is_unknown_not_undeliverable(api, known):
+    # Postfix's default smtpd_delay_reject answers a sender restriction at RCPT TO, with a 5.1.8 status.
+    known.rcpt_replies["jane@known.example"] = "553 5.1.8 <probe@x.example>: Sender address rejected: Domain not found"
+    body = verify(api, "jane@known.example")
+    assert body["result"] == "unknown"
+    assert body["reasons"] == ["sender_rejected"]
 
 
 def test_policy_block_on_rcpt_is_unknown_not_undeliverable(api, known):

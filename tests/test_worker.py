@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from sending.delivery.sweep import sweep
 from sending.models import Recipient, RecipientState, WorkerLease
-from sending.sweep import sweep
 from tests.conftest import add_mx_domain
 from tests.worker_process import Worker, wait_until
 

@@ -19,10 +19,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organization
-from sending.api.errors import ApiError
-
-from .models import VerificationJob
-from .services import (
+from sending.public import ApiError
+from verification.models import VerificationJob
+from verification.services import (
     QuotaExceeded,
     verification_job_answers,
     verification_job_create,

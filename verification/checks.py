@@ -1,7 +1,7 @@
 """The per-address verdict: what the name says, what DNS says, what the MX said, folded into one result.
 
 Pure: `address_facts` parses, `verdict` decides, `result_json` shapes the answer. The network steps (DNS in
-`sending.dns`, the SMTP probe in `verification.probe`) hand their findings in.
+`mail.dns`, the SMTP probe in `verification.probe`) hand their findings in.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sending.addresses import AddressError, parse_mailbox
-from sending.bounces.reasons import HARD_REASONS, classify_reply
-from sending.bounces.reasons import Reason as BounceReason
-from sending.dns import Route, RouteStatus
-from sending.smtp_client import Reply
-
-from .lists import is_disposable, is_free_provider, is_role_account, suggest_domain
-from .models import Result
+from mail.addresses import AddressError, parse_mailbox
+from mail.bounces.reasons import HARD_REASONS, classify_reply
+from mail.bounces.reasons import Reason as BounceReason
+from mail.dns import Route, RouteStatus
+from mail.smtp_client import Reply
+from verification.lists import is_disposable, is_free_provider, is_role_account, suggest_domain
+from verification.models import Result
 
 _GREYLISTING = re.compile(r"gr[ae]y-?list", re.IGNORECASE)
 
@@ -172,6 +171,10 @@ def _smtp_verdict(outcome: ProbeOutcome) -> tuple[Result, list[Why]]:
 
 
 def _rejection_verdict(reply: Reply) -> tuple[Result, list[Why]]:
+    reason = classify_reply(reply.code, reply.enhanced, reply.text).reason
+    if reason is BounceReason.SENDER_REJECTED:
+        # Postfix answers its sender restrictions at RCPT ("553 5.1.8 ...: Sender address rejected"): about us.
+        return Result.UNKNOWN, [Why.SENDER_REJECTED]
     # RFC 3463 §3.8: 5.7.x is a security or policy refusal, about us (IP reputation, blocklists), not the
     # mailbox; calling the address undeliverable would delete good addresses from the caller's list.
     if reply.enhanced.startswith("5.7."):
@@ -180,7 +183,6 @@ def _rejection_verdict(reply: Reply) -> tuple[Result, list[Why]]:
     if reply.enhanced.startswith("5.1.") and reply.code in (550, 551, 553):
         return Result.UNDELIVERABLE, [Why.MAILBOX_NOT_FOUND]
     # Everything else (no enhanced status, other codes) is read the way a synchronous bounce would be.
-    reason = classify_reply(reply.code, reply.enhanced, reply.text).reason
     if reason in HARD_REASONS:
         return Result.UNDELIVERABLE, [Why.MAILBOX_NOT_FOUND]
     if reason is BounceReason.MAILBOX_DISABLED:

@@ -1,6 +1,6 @@
 """The SMTP probe: ask a domain's MX about several of its addresses over one connection, and never send.
 
-Per connection: EHLO as POSTWERK_HOSTNAME, STARTTLS when offered (sending.smtp_client.SmtpSession), then per
+Per connection: EHLO as POSTWERK_HOSTNAME, STARTTLS when offered (mail.smtp_client.SmtpSession), then per
 address one transaction MAIL FROM:<verification sender> / RCPT TO:<address> / RSET (RFC 5321 §4.1.1.5), so one
 refused address cannot taint the next. The first transaction also names a random address that cannot exist:
 a domain that accepts it accepts everything (a catch-all), and then an accepted address proves nothing.
@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from sending.dns import Route, host_addresses
-from sending.smtp_client import Reply, SessionLost, SmtpSession, open_to_host
-
-from .checks import ProbeOutcome, Stage
-from .slots import Slot, slot_acquire, slot_release, slot_renew
+from mail.dns import Route, host_addresses
+from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_host
+from verification.checks import ProbeOutcome, Stage
+from verification.slots import Slot, slot_acquire, slot_release, slot_renew
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The pipeline for any number of addresses (`addresses_verify`):
 1. name checks for each address (syntax, role, disposable, free provider, typo), and one suppression query;
 2. addresses grouped by domain, and each domain's unique addresses cut into units of at most
    POSTWERK_VERIFY_ADDRESSES_PER_CONNECTION, interleaved across domains;
-3. per unit: the domain's MX route (sending.dns, cached by TTL), the address cache, then one SMTP connection for
+3. per unit: the domain's MX route (mail.dns, cached by TTL), the address cache, then one SMTP connection for
    the addresses not cached (verification.probe, within the MX host's connection slots);
 4. per address: the verdict (verification.checks).
 A job runs its units on POSTWERK_VERIFY_JOB_THREADS threads and records each unit's results as it finishes.
@@ -30,14 +30,18 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiKey, Organization
-from sending.dns import Route, RouteStatus, mx_route
-from sending.smtp_client import Reply
-from sending.suppressions import suppressed_addresses
+from config.celery import app as celery_app
+from mail.dns import Route, RouteStatus, mx_route
+from mail.errors import PostwerkError
+from mail.smtp_client import Reply
+from sending.public import suppressed_addresses
+from verification.checks import AddressFacts, ProbeOutcome, Stage, address_facts, result_json
+from verification.models import VerificationJob, VerificationResult
+from verification.probe import Target, probe_domain
+from verification.slots import slots_forget_idle
 
-from .checks import AddressFacts, ProbeOutcome, Stage, address_facts, result_json
-from .models import VerificationJob, VerificationResult
-from .probe import Target, probe_domain
-from .slots import slots_forget_idle
+# Published by name (config/celery.py); the task is verification.tasks.run_job.
+RUN_JOB_TASK = "verification.tasks.run_job"
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +198,7 @@ def addresses_verify(
 # --- quota -------------------------------------------------------------------------------------------------
 
 
-class QuotaExceeded(Exception):
+class QuotaExceeded(PostwerkError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
@@ -275,11 +279,9 @@ def verification_job_create(
 
 
 def _enqueue(job_ids: list[str]) -> None:
-    from .tasks import run_job
-
     try:
         for job_id in job_ids:
-            run_job.delay(job_id)
+            celery_app.send_task(RUN_JOB_TASK, args=[job_id])
     except Exception:  # the job is committed; the sweep asks again once POSTWERK_VERIFY_JOB_LEASE has passed
         log.exception("could not publish verification jobs; the sweep will enqueue them later")
 

@@ -1,6 +1,6 @@
 """At most POSTWERK_VERIFY_MAX_CONNECTIONS_PER_MX probe connections per MX host, across every process.
 
-Leased ProbeSlot rows (sending.leases), so the limit holds for any number of worker processes on any number of
+Leased ProbeSlot rows (mail.leases), so the limit holds for any number of worker processes on any number of
 hosts. Unlike a delivery worker, a prober waits for a slot: threads of one process that wait for a host are woken
 as soon as a slot of this process is released; waiters in other processes poll.
 """
@@ -15,9 +15,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from sending.leases import Slot, SlotTable
-
-from .models import ProbeSlot
+from mail.leases import Slot, SlotTable
+from verification.models import ProbeSlot
 
 _slots = SlotTable(ProbeSlot, "host")
 _released = threading.Condition()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from verification import services
 
 
-@shared_task(name="verification.tasks.run_job")
+@shared_task(name=services.RUN_JOB_TASK)
 def run_job(job_id: str) -> int:
     return services.verification_job_run(job_id)
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from django import template
+from django.conf import settings
+from django.utils.html import format_html
+
+from sending.models import Reputation, ReputationState
 
 register = template.Library()
 
@@ -34,3 +38,17 @@ def threshold(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{float(value) * 100:.6g} %"
+
+
+@register.simple_tag
+def reputation_badge(rep: Reputation) -> str:
+    """A scope's state as a badge. An `ok` that no rule has judged yet is not shown as a green "ok": before the
+    first recompute it is "not computed yet", and below POSTWERK_REPUTATION_MIN_DELIVERIES outcomes the rates
+    (11 % bounces of 45 outcomes, say) are not judged at all, which a green badge beside them would hide."""
+    minimum = settings.POSTWERK_REPUTATION_MIN_DELIVERIES
+    if rep.state == ReputationState.OK and rep.computed_at is None:
+        return format_html('<span class="badge">not computed yet</span>')
+    if rep.state == ReputationState.OK and rep.deliveries < minimum:
+        return format_html('<span class="badge">not judged yet ({} of {} outcomes)</span>', rep.deliveries, minimum)
+    css = {ReputationState.PAUSED: "error", ReputationState.WARNING: "warning"}.get(rep.state, "ok")
+    return format_html('<span class="badge badge-{}">{}</span>', css, rep.state)

@@ -8,11 +8,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 
 from accounts.models import Membership
-
-from .. import login_limits
-from ..access import ORG_SESSION_KEY
-from ..security import apply_headers, security_headers
-from .common import page
+from dashboard import login_limits
+from dashboard.access import ORG_SESSION_KEY
+from dashboard.security import apply_headers, security_headers
+from dashboard.views.common import page
 
 
 @security_headers

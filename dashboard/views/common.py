@@ -7,8 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from accounts.models import Membership
-
-from ..access import ORG_SESSION_KEY, permissions_for
+from dashboard.access import ORG_SESSION_KEY, permissions_for
 
 
 def page(request: HttpRequest, template: str, context: dict | None = None, status: int = 200) -> HttpResponse:

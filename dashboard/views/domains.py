@@ -7,8 +7,12 @@ from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
-from sending.domain_verification import domain_verify
-from sending.domains import (
+from dashboard.access import org_view
+from dashboard.forms import DomainAddForm, RotateDkimForm
+from dashboard.selectors import RECORD_PURPOSES, check_label, domain_status
+from dashboard.views.common import page
+from sending.domains.platform_names import PlatformNamesNotSet
+from sending.domains.service import (
     DomainError,
     DomainInUse,
     dns_records,
@@ -16,12 +20,8 @@ from sending.domains import (
     domain_get_or_create,
     domain_rotate_dkim,
 )
+from sending.domains.verification import domain_verify
 from sending.models import DkimKey, DnsCheckStatus, Domain
-
-from ..access import org_view
-from ..forms import DomainAddForm, RotateDkimForm
-from ..selectors import RECORD_PURPOSES, check_label
-from .common import page
 
 
 def _domain(request: HttpRequest, domain_id: int) -> Domain:
@@ -32,8 +32,9 @@ def _list(request: HttpRequest, form: DomainAddForm | None = None, status: int =
     domains = Domain.objects.filter(organization=request.organization).prefetch_related("dns_checks").order_by("name")
     rows = []
     for domain in domains:
-        failing = [c for c in domain.dns_checks.all() if c.status in (DnsCheckStatus.MISSING, DnsCheckStatus.WRONG)]
-        rows.append({"domain": domain, "failing": failing})
+        checks = list(domain.dns_checks.all())
+        failing = [c for c in checks if c.status in (DnsCheckStatus.MISSING, DnsCheckStatus.WRONG)]
+        rows.append({"domain": domain, "failing": failing, "status": domain_status(domain, checks)})
     return page(
         request,
         "dashboard/domains.html",
@@ -77,14 +78,21 @@ def domain_add(request: HttpRequest) -> HttpResponse:
 @org_view()
 def domain_detail(request: HttpRequest, domain_id: int) -> HttpResponse:
     domain = _domain(request, domain_id)
-    checks = [{"check": c, "label": check_label(c.name)} for c in domain.dns_checks.order_by("name")]
+    stored = list(domain.dns_checks.order_by("name"))
+    checks = [{"check": c, "label": check_label(c.name)} for c in stored]
+    try:
+        records, records_unavailable = dns_records(domain), ""
+    except PlatformNamesNotSet as exc:
+        records, records_unavailable = [], str(exc)
     return page(
         request,
         "dashboard/domain_detail.html",
         {
             "section": "domains",
             "domain": domain,
-            "records": [{**r, "label": RECORD_PURPOSES.get(r["purpose"], r["purpose"])} for r in dns_records(domain)],
+            "status": domain_status(domain, stored),
+            "records": [{**r, "label": RECORD_PURPOSES.get(r["purpose"], r["purpose"])} for r in records],
+            "records_unavailable": records_unavailable,
             "checks": checks,
             "keys": domain.dkim_keys.order_by("-created_at"),
             "rotate_form": RotateDkimForm(),
@@ -98,7 +106,7 @@ def domain_check(request: HttpRequest, domain_id: int) -> HttpResponse:
     checks = domain_verify(domain=domain)
     ok = sum(c.status == DnsCheckStatus.OK for c in checks)
     domain.refresh_from_db()
-    state = "can send" if domain.verified_at else "cannot send yet"
+    state = domain_status(domain, checks).label.lower()
     messages.info(request, f"Checked {domain.name}: {ok} of {len(checks)} checks pass; the domain {state}.")
     return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)
 

@@ -16,12 +16,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
-from sending.holds import HeldFilter, held_cancel, held_count, held_queryset, held_release
-
-from ..access import org_view
-from ..forms import HeldActionForm, HeldFilterForm
-from ..selectors import day_start
-from .common import actor_name, page
+from dashboard.access import org_view
+from dashboard.forms import HeldActionForm, HeldFilterForm
+from dashboard.selectors import day_start
+from dashboard.views.common import actor_name, page
+from sending.reputation.holds import HeldFilter, held_cancel, held_count, held_queryset, held_release
 
 PAGE_SIZE = 50
 ACTIONS = {"release": (held_release, "released", "Release"), "cancel": (held_cancel, "cancelled", "Cancel")}

@@ -21,12 +21,11 @@ from accounts.invitations import (
     invitation_revoke,
 )
 from accounts.models import Invitation
-
-from ..access import org_view
-from ..forms import InvitationSignupForm, InviteForm
-from ..security import security_headers
-from .common import page
-from .members import members_page
+from dashboard.access import org_view
+from dashboard.forms import InvitationSignupForm, InviteForm
+from dashboard.security import security_headers
+from dashboard.views.common import page
+from dashboard.views.members import members_page
 
 
 def _link(request: HttpRequest):  # type: ignore[no-untyped-def]

@@ -8,11 +8,10 @@ from django.shortcuts import get_object_or_404, redirect
 
 from accounts.invitations import Sent, pending
 from accounts.models import Invitation, Membership
-
-from ..access import can, org_view
-from ..forms import InviteForm, MemberAddForm, MemberRoleForm
-from ..services import MembershipError, membership_add, membership_change_role, membership_remove
-from .common import page
+from dashboard.access import can, org_view
+from dashboard.forms import InviteForm, MemberAddForm, MemberRoleForm
+from dashboard.services import MembershipError, membership_add, membership_change_role, membership_remove
+from dashboard.views.common import page
 
 ROLE_HELP = [
     ("owner", "Everything, including giving and taking the owner role."),

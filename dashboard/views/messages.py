@@ -6,16 +6,15 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.dateparse import parse_datetime
 
+from dashboard.access import org_view
+from dashboard.forms import MessageSearchForm
+from dashboard.mime import message_parts
+from dashboard.security import MESSAGE_HTML_CSP
+from dashboard.selectors import MessageFilters, message_raw, message_search, page_after
+from dashboard.views.common import page
 from sending.models import Event, Message
-from sending.retention import body_purged
+from sending.operations.retention import body_purged
 from sending.selectors import events_by_recipient, message_get
-
-from ..access import org_view
-from ..forms import MessageSearchForm
-from ..mime import message_parts
-from ..security import MESSAGE_HTML_CSP
-from ..selectors import MessageFilters, message_raw, message_search, page_after
-from .common import page
 
 PAGE_SIZE = 50
 

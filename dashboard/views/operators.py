@@ -16,24 +16,23 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.services import organization_limits_set
-from sending.blocklists import listings_for
+from dashboard import login_limits
+from dashboard.access import staff_view
+from dashboard.forms import LoginUnlockForm, OrganizationLimitsForm, ReputationActionForm
+from dashboard.operator_reads import blocklist_overview, throttled_destinations
+from dashboard.selectors import organizations_overview, queue_stats, reputation_history
+from dashboard.templatetags.dashboard_format import SCOPE_LABELS
+from dashboard.views.common import actor_name, page
 from sending.models import Recipient, RecipientState, Reputation, ReputationState
-from sending.reputation import (
+from sending.reputation.blocklists import listings_for
+from sending.reputation.rates import (
     reputation_pause,
     reputation_recompute,
     reputation_resume,
     reputations_for,
     thresholds_for,
 )
-from sending.send_limits import limits_for
-
-from .. import login_limits
-from ..access import staff_view
-from ..forms import LoginUnlockForm, OrganizationLimitsForm, ReputationActionForm
-from ..operator_reads import blocklist_overview, throttled_destinations
-from ..selectors import organizations_overview, queue_stats, reputation_history
-from ..templatetags.dashboard_format import SCOPE_LABELS
-from .common import actor_name, page
+from sending.reputation.send_limits import limits_for
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 
+from dashboard.access import org_view
+from dashboard.selectors import PERIODS, activity, attention
+from dashboard.views.common import page
 from sending.models import Domain, ReputationScope
-from sending.reputation import reputations_for, thresholds_for
-
-from ..access import org_view
-from ..selectors import PERIODS, activity, attention
-from .common import page
+from sending.reputation.rates import reputations_for, thresholds_for
 
 
 @org_view()

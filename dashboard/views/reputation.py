@@ -1,7 +1,7 @@
 """The organization's reputation: every sending scope with its numbers, the thresholds in force and its recent
 history, and the platform's and its domains' blocklist listings. Owners and admins may resume a key or
 credential that their own stricter thresholds paused, and set those thresholds; everything else paused is the
-operators' to resume (sending.reputation decides both, as it does for the API)."""
+operators' to resume (sending.reputation.rates decides both, as it does for the API)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from sending.blocklists import listings_for
+from dashboard.access import org_view
+from dashboard.forms import ReputationActionForm, ReputationThresholdsForm
+from dashboard.selectors import reputation_scopes
+from dashboard.templatetags.dashboard_format import SCOPE_LABELS
+from dashboard.views.common import actor_name, page
 from sending.models import Reputation, ReputationState
-from sending.reputation import (
+from sending.reputation.blocklists import listings_for
+from sending.reputation.rates import (
     ResumeNotAllowed,
     ThresholdError,
     platform_thresholds,
@@ -20,12 +25,6 @@ from sending.reputation import (
     reputation_resume,
     reputation_thresholds_set,
 )
-
-from ..access import org_view
-from ..forms import ReputationActionForm, ReputationThresholdsForm
-from ..selectors import reputation_scopes
-from ..templatetags.dashboard_format import SCOPE_LABELS
-from .common import actor_name, page
 
 
 def _title(reputation: Reputation) -> str:

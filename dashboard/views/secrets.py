@@ -10,10 +10,9 @@ from django.shortcuts import get_object_or_404, redirect
 
 from accounts.models import ApiKey, SmtpCredential
 from accounts.services import api_key_create, api_key_revoke, smtp_credential_create, smtp_credential_revoke
-
-from ..access import org_view
-from ..forms import ApiKeyForm, SmtpCredentialForm
-from .common import page
+from dashboard.access import org_view
+from dashboard.forms import ApiKeyForm, SmtpCredentialForm
+from dashboard.views.common import page
 
 
 def _port(listener: str) -> int | None:

@@ -8,13 +8,12 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 
+from dashboard.access import org_view
+from dashboard.forms import SuppressionAddForm, SuppressionImportForm, SuppressionRemoveForm, SuppressionSearchForm
+from dashboard.views.common import actor_name, page
+from sending.feedback.suppression_csv import suppressions_csv, suppressions_import
+from sending.feedback.suppressions import suppression_add, suppression_remove
 from sending.models import Suppression
-from sending.suppression_csv import suppressions_csv, suppressions_import
-from sending.suppressions import suppression_add, suppression_remove
-
-from ..access import org_view
-from ..forms import SuppressionAddForm, SuppressionImportForm, SuppressionRemoveForm, SuppressionSearchForm
-from .common import actor_name, page
 
 PAGE_SIZE = 50
 

@@ -9,6 +9,10 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
+from dashboard.access import org_view
+from dashboard.forms import WebhookEnabledForm, WebhookEndpointForm, WebhookTestForm
+from dashboard.selectors import webhook_endpoints, webhook_recent_deliveries
+from dashboard.views.common import page
 from sending.models import WebhookDelivery, WebhookEndpoint
 from sending.webhooks.dispatch import ReplayRefused, delivery_replay, endpoint_test
 from sending.webhooks.endpoints import (
@@ -18,11 +22,6 @@ from sending.webhooks.endpoints import (
     webhook_endpoint_update,
 )
 from sending.webhooks.manage import webhook_endpoint_delete
-
-from ..access import org_view
-from ..forms import WebhookEnabledForm, WebhookEndpointForm, WebhookTestForm
-from ..selectors import webhook_endpoints, webhook_recent_deliveries
-from .common import page
 
 
 def _endpoint(request: HttpRequest, endpoint_id: object) -> WebhookEndpoint:

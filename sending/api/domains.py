@@ -10,10 +10,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..domain_verification import domain_verify
-from ..domains import DomainError, DomainInUse, dns_records, domain_delete, domain_get_or_create, domain_rotate_dkim
-from ..models import DkimKey, DnsCheck, Domain
-from .errors import ApiError
+from sending.api.errors import ApiError
+from sending.domains.platform_names import PlatformNamesNotSet, platform_name_problems, platform_names_message
+from sending.domains.service import (
+    DomainError,
+    DomainInUse,
+    dns_records,
+    domain_delete,
+    domain_get_or_create,
+    domain_rotate_dkim,
+)
+from sending.domains.verification import domain_verify
+from sending.models import DkimKey, DnsCheck, Domain
 
 
 class DnsCheckSerializer(serializers.ModelSerializer):
@@ -68,15 +76,28 @@ class DomainSerializer(serializers.ModelSerializer):
 
 
 class DomainDetailSerializer(DomainSerializer):
-    dns_records = serializers.SerializerMethodField()
+    dns_records = serializers.SerializerMethodField(
+        help_text="The records to publish; empty while `dns_records_unavailable` says why none can be given."
+    )
+    dns_records_unavailable = serializers.SerializerMethodField(
+        help_text="Why no records can be recommended (the platform's own DNS names are not set), naming the "
+        "settings the operator must set; null when `dns_records` is complete."
+    )
     dkim_keys = serializers.SerializerMethodField()
     checks = serializers.SerializerMethodField()
 
     class Meta(DomainSerializer.Meta):
-        fields = [*DomainSerializer.Meta.fields, "dns_records", "dkim_keys", "checks"]
+        fields = [*DomainSerializer.Meta.fields, "dns_records", "dns_records_unavailable", "dkim_keys", "checks"]
 
     def get_dns_records(self, domain: Domain) -> list[dict]:
-        return dns_records(domain)
+        try:
+            return dns_records(domain)
+        except PlatformNamesNotSet:
+            return []
+
+    def get_dns_records_unavailable(self, domain: Domain) -> str | None:
+        problems = platform_name_problems()
+        return platform_names_message(problems) if problems else None
 
     def get_dkim_keys(self, domain: Domain) -> list[dict]:
         return DkimKeySerializer(domain.dkim_keys.order_by("created_at"), many=True).data

@@ -13,7 +13,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..holds import SendingRefused
+from sending.errors import Refused
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,10 @@ def error_body(message: str, *, code: str, fields: dict | None = None) -> dict:
 def exception_handler(exc, context):  # type: ignore[no-untyped-def]
     if isinstance(exc, ApiError):
         return Response(error_body(exc.message, code=exc.error_code, fields=exc.fields), status=exc.status_code)
-    if isinstance(exc, SendingRefused):  # the organization rejects (not holds) while paused or over its limit
+    if isinstance(exc, Refused):  # the accept pipeline's refusals, each with its own status
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return Response(
-            error_body(exc.message, code=exc.code),
-            status=status.HTTP_429_TOO_MANY_REQUESTS,
-            headers={"Retry-After": str(exc.retry_after)},
+            error_body(exc.message, code=exc.code, fields=exc.fields), status=exc.http_status, headers=headers
         )
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}

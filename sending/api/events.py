@@ -10,11 +10,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..events import event_list, event_payload
-from ..models import EventType
-from .errors import ApiError
-from .pagination import CursorPagination
-from .params import datetime_param
+from sending.api.errors import ApiError
+from sending.api.pagination import CursorPagination
+from sending.api.params import datetime_param
+from sending.events import event_list, event_payload
+from sending.models import EventType
 
 
 class EventOutSerializer(serializers.Serializer):

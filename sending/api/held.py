@@ -8,11 +8,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..holds import HELD_REASONS, HeldFilter, held_cancel, held_queryset, held_release
-from ..models import Recipient
-from .errors import ApiError
-from .pagination import CursorPagination
-from .params import datetime_param
+from sending.api.errors import ApiError
+from sending.api.pagination import CursorPagination
+from sending.api.params import datetime_param
+from sending.models import Recipient
+from sending.reputation.holds import HELD_REASONS, HeldFilter, held_cancel, held_queryset, held_release
 
 
 class HeldFilterSerializer(serializers.Serializer):

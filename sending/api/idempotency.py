@@ -10,9 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Organization
-
-from ..models import IdempotencyKey
-from .errors import ApiError
+from sending.api.errors import ApiError
+from sending.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
 

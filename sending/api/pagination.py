@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound
 
-from .errors import ApiError
+from sending.api.errors import ApiError
 
 
 class CursorPagination(pagination.CursorPagination):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .errors import ApiError
+from sending.api.errors import ApiError
 
 
 def datetime_param(params, name: str) -> datetime | None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@ organization's own circuit breakers; setting stricter thresholds on its keys and
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import asdict
 
@@ -13,8 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import Reputation, ReputationSnapshot
-from ..reputation import (
+from sending.api.errors import ApiError
+from sending.models import BlocklistListing, Reputation, ReputationSnapshot
+from sending.reputation.blocklists import listings_for
+from sending.reputation.rates import (
     THRESHOLD_FIELDS,
     ResumeNotAllowed,
     ThresholdError,
@@ -25,24 +26,27 @@ from ..reputation import (
     reputations_for,
     thresholds_for,
 )
-from .errors import ApiError
 
-log = logging.getLogger(__name__)
 HISTORY_PER_SCOPE = 10
 
 
-def _listings(organization_id: int) -> list:
-    """Blocklist listings of the organization's domains (sending.blocklists, written separately: absent until
-    then, and a failure there never breaks this endpoint)."""
-    try:
-        from ..blocklists import listings_for  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    try:
-        return list(listings_for(organization_id))
-    except Exception:
-        log.exception("blocklist listings failed")
-        return []
+class BlocklistListingSerializer(serializers.ModelSerializer):
+    domain = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = BlocklistListing
+        fields = [
+            "kind",
+            "target",
+            "zone",
+            "domain",
+            "listed",
+            "answer",
+            "reason",
+            "listed_since",
+            "checked_at",
+            "error",
+        ]
 
 
 class SnapshotSerializer(serializers.ModelSerializer):
@@ -158,7 +162,7 @@ class ReputationView(APIView):
                 "ReputationList",
                 {
                     "reputations": ReputationSerializer(many=True),
-                    "blocklists": serializers.ListField(child=serializers.DictField()),
+                    "blocklists": BlocklistListingSerializer(many=True),
                 },
             )
         },
@@ -171,7 +175,7 @@ class ReputationView(APIView):
         return Response(
             {
                 "reputations": ReputationSerializer(rows, many=True, context=context).data,
-                "blocklists": _listings(organization_id),
+                "blocklists": BlocklistListingSerializer(listings_for(organization_id), many=True).data,
             }
         )
 

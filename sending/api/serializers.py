@@ -8,9 +8,9 @@ import binascii
 from django.conf import settings
 from rest_framework import serializers
 
-from ..addresses import AddressError, Mailbox, parse_mailbox
-from ..composer import Attachment, Draft, HeaderError, check_header, has_line_break
-from ..models import Event, Message, Recipient
+from mail.addresses import AddressError, Mailbox, parse_mailbox
+from sending.intake.composer import Attachment, Draft, HeaderError, check_header, has_line_break
+from sending.models import Event, Message, Recipient
 
 
 class AddressListField(serializers.ListField):
@@ -85,6 +85,17 @@ class KeyedDictField(serializers.DictField):
         return super().to_internal_value(data)
 
 
+def _missing_parts(data: dict) -> dict[str, list[str]]:
+    """The recipients or the body a message lacks altogether, by the field to fill in. Presence only (of the
+    request's data or of validated attributes): what is wrong inside a given field is that field's own error."""
+    errors = {}
+    if not any(data.get(kind) for kind in ("to", "cc", "bcc")):
+        errors["to"] = ["At least one recipient (to, cc or bcc) is required."]
+    if not (data.get("text") or data.get("html")):
+        errors["text"] = ["A text or html body is required."]
+    return errors
+
+
 class SendMessageSerializer(serializers.Serializer):
     # `from` is a Python keyword, so the field is declared under its JSON name below.
     to = AddressListField(required=False, default=list)
@@ -139,16 +150,22 @@ class SendMessageSerializer(serializers.Serializer):
             raise serializers.ValidationError("At most 50 metadata keys.")
         return value
 
+    def to_internal_value(self, data):  # type: ignore[no-untyped-def]
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            # DRF stops at field errors before validate(), so `{}` would name only `from`. Add what is missing
+            # altogether (no recipient, no body), so one answer names every field to fix.
+            if not isinstance(data, dict) or not isinstance(exc.detail, dict):
+                raise
+            raise serializers.ValidationError({**_missing_parts(data), **exc.detail}) from exc
+
     def validate(self, attrs: dict) -> dict:
-        errors: dict[str, list[str]] = {}
+        errors = _missing_parts(attrs)
         recipients: list[Mailbox] = attrs["to"] + attrs["cc"] + attrs["bcc"]
-        if not recipients:
-            errors["to"] = ["At least one recipient (to, cc or bcc) is required."]
         limit = settings.POSTWERK_MAX_RECIPIENTS
         if len(recipients) > limit:
             errors["to"] = [f"At most {limit} recipients (to, cc and bcc together); got {len(recipients)}."]
-        if not (attrs.get("text") or attrs.get("html")):
-            errors["text"] = ["A text or html body is required."]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

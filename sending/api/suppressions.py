@@ -12,14 +12,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..addresses import AddressError, parse_mailbox
-from ..models import Suppression
-from ..suppression_csv import suppressions_csv, suppressions_import
-from ..suppressions import suppression_add, suppression_remove
-from .errors import ApiError
-from .pagination import CursorPagination
-from .params import datetime_param
-from .parsers import JSONParser
+from mail.addresses import AddressError, parse_mailbox
+from sending.api.errors import ApiError
+from sending.api.pagination import CursorPagination
+from sending.api.params import datetime_param
+from sending.api.parsers import JSONParser
+from sending.feedback.suppression_csv import suppressions_csv, suppressions_import
+from sending.feedback.suppressions import suppression_add, suppression_remove
+from sending.models import Suppression
 
 
 class CsvParser(BaseParser):

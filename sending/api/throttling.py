@@ -1,5 +1,6 @@
 """API rate limiting per key: requests per second, counted in Django's cache (Redis in production, so every web
-process on every host shares one count), answered with 429 and Retry-After."""
+process on every host shares one count), answered with 429 and Retry-After. Without the cache the limit is not
+enforced (mail.cache_guard): a 202 needs only the database."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
+from mail.cache_guard import cache_unavailable
 
 
 def key_rate(api_key: ApiKey) -> int:
@@ -32,17 +34,24 @@ class ApiKeyRateThrottle(BaseThrottle):
         now = time.time()
         second = int(now)
         key = f"apirate:{api_key.pk}:{second}"
-        # add() creates the counter only if missing; incr() is then the one atomic step every request takes.
-        if cache.add(key, 1, timeout=2):
-            count = 1
-        else:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=2)
-                count = 1
         self._wait = (second + 1) - now
-        return count <= rate
+        try:
+            return _count(key) <= rate
+        except Exception as exc:  # the cache is down (Redis ConnectionError...): accept rather than answer 500
+            cache_unavailable("API rate limit", exc)
+            return True
 
     def wait(self) -> float:
         return max(getattr(self, "_wait", 1.0), 1.0)  # Retry-After is in whole seconds; never tell "0"
+
+
+def _count(key: str) -> int:
+    """This request's number in its one-second window."""
+    # add() creates the counter only if missing; incr() is then the one atomic step every request takes.
+    if cache.add(key, 1, timeout=2):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=2)
+        return 1

@@ -9,9 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import Domain
-from ..tracking import domain_tracking_update, tracking_base
-from .errors import ApiError
+from sending.api.errors import ApiError
+from sending.domains.platform_names import tracking_host_problem
+from sending.feedback.tracking import domain_tracking_update, tracking_base
+from sending.models import Domain
 
 
 class TrackingInputSerializer(serializers.Serializer):
@@ -25,13 +26,17 @@ class TrackingInputSerializer(serializers.Serializer):
 
 
 def _body(domain: Domain) -> dict:
+    # No CNAME to a name that does not exist publicly (this machine's name): null, and why.
+    unavailable = tracking_host_problem()
+    record = {"type": "CNAME", "name": domain.tracking_host, "value": settings.POSTWERK_TRACKING_HOST}
     return {
         "opens": domain.track_opens,
         "clicks": domain.track_clicks,
         "unsubscribe_tags": domain.unsubscribe_tags,
         "tracking_host": domain.tracking_host,
         "tracking_host_ok": domain.tracking_host_ok,
-        "record": {"type": "CNAME", "name": domain.tracking_host, "value": settings.POSTWERK_TRACKING_HOST},
+        "record": None if unavailable else record,
+        "record_unavailable": unavailable,
         "base_url": tracking_base(domain),
     }
 

@@ -1,11 +1,10 @@
-from django.urls import path, re_path
+"""The sending API's routes, under /api/v1/ (config/api_urls.py puts every app's API together)."""
 
-from accounts import api as accounts_api
-from verification import api as verification_api
+from django.urls import path
 
-from . import domains, errors, events, suppressions, tracking, views, webhooks
-from . import held as held_api
-from . import reputation as reputation_api
+from sending.api import domains, events, suppressions, tracking, views, webhooks
+from sending.api import held as held_api
+from sending.api import reputation as reputation_api
 
 urlpatterns = [
     path("reputation", reputation_api.ReputationView.as_view(), name="reputation"),
@@ -53,23 +52,4 @@ urlpatterns = [
         name="webhook-delivery-replay",
     ),
     path("domains/<int:domain_id>/tracking", tracking.DomainTrackingView.as_view(), name="domain-tracking"),
-    path("verifications", verification_api.VerificationsView.as_view(), name="verifications"),
-    path("verifications/<uuid:job_id>", verification_api.VerificationDetailView.as_view(), name="verification-detail"),
-    path(
-        "verifications/<uuid:job_id>/results.json",
-        verification_api.VerificationResultsJsonView.as_view(),
-        name="verification-results-json",
-    ),
-    path(
-        "verifications/<uuid:job_id>/results.csv",
-        verification_api.VerificationResultsCsvView.as_view(),
-        name="verification-results-csv",
-    ),
-    path("smtp-credentials", accounts_api.SmtpCredentialsView.as_view(), name="smtp-credentials"),
-    path(
-        "smtp-credentials/<int:credential_id>",
-        accounts_api.SmtpCredentialDetailView.as_view(),
-        name="smtp-credential-detail",
-    ),
-    re_path(r"^.*$", errors.NotFoundView.as_view()),  # last: whatever else is under /api/v1/
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -9,30 +11,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..composer import HeaderError
-from ..domain_guard import domain_refusal
-from ..domains import sender_domain
-from ..models import Domain, RecipientState
-from ..selectors import events_by_recipient, message_get, message_list
-from ..submission import (
-    DuplicateRequest,
-    IdempotencyRecord,
-    MessageTooLarge,
-    Prepared,
-    message_prepare,
-    messages_submit,
-    recipients_screen,
-)
-from . import idempotency
-from .errors import ApiError
-from .pagination import CursorPagination
-from .params import datetime_param
-from .serializers import (
+from sending.api import idempotency
+from sending.api.errors import ApiError
+from sending.api.pagination import CursorPagination
+from sending.api.params import datetime_param
+from sending.api.serializers import (
     AcceptedMessageSerializer,
     MessageDetailSerializer,
     MessageSummarySerializer,
     SendMessageSerializer,
 )
+from sending.errors import Refused
+from sending.intake.accept import Caller, accept
+from sending.intake.submission import ApiSubmission, DuplicateRequest, IdempotencyRecord, Prepared
+from sending.models import RecipientState
+from sending.selectors import events_by_recipient, message_get, message_list
+
+Results = list[Prepared | Refused]
 
 
 def _check_body_size(request: Request, limit: int) -> None:
@@ -49,51 +44,33 @@ def _check_body_size(request: Request, limit: int) -> None:
         )
 
 
-def _prepare(
-    request: Request,
-    data: object,
-    serializer: SendMessageSerializer | None = None,
-    domains: dict[str, Domain | None] | None = None,
-) -> Prepared:
-    """Validate one message and build it. Raises ApiError (400, 403, 413) or ValidationError.
-
-    A batch passes one serializer and one `domains` dict for all its items: building DRF's fields and looking
-    up the sender domain once per request instead of once per message."""
-    serializer = serializer or SendMessageSerializer()
+def _submission(data: object, serializer: SendMessageSerializer) -> ApiSubmission:
+    """Validate one message's fields (raises ValidationError). A batch passes one serializer for all its items:
+    DRF's fields are built once per request instead of once per message."""
     validated = serializer.run_validation(data)
-    draft = serializer.to_draft(validated)
+    return ApiSubmission(serializer.to_draft(validated), validated.get("report_suppressed", False))
+
+
+def _accept(
+    request: Request, submissions: list[ApiSubmission | Refused], status_code: int, answer: Callable[[Results], dict]
+) -> Results | Response:
+    """Run the accept pipeline, remembering `answer` under the Idempotency-Key if one was given. A concurrent
+    request that took the same key first gets that request's stored answer."""
     organization = request.user.organization
-    domains = {} if domains is None else domains
-    if draft.sender.domain not in domains:
-        domains[draft.sender.domain] = sender_domain(organization, draft.sender.domain)
-    domain = domains[draft.sender.domain]
-    if domain is None:
-        raise ApiError(
-            403,
-            f"{draft.sender.domain} is not a sending domain of this organization.",
-            {"from": [f"Add and verify {draft.sender.domain} before sending from it."]},
-            "domain_not_allowed",
-        )
-    refusal = domain_refusal(domain, draft.sender.domain)
-    if refusal is not None:
-        raise ApiError(403, refusal.message, {"from": [refusal.message]}, refusal.code)
+    key = idempotency.request_key(request)
+
+    def remember(results: Results) -> IdempotencyRecord | None:
+        if key is None:
+            return None
+        return IdempotencyRecord(key, idempotency.request_hash(request.data), status_code, answer(results))
+
     try:
-        prepared = message_prepare(organization=organization, api_key=request.auth, domain=domain, draft=draft)
-    except MessageTooLarge as exc:
-        raise ApiError(413, str(exc), code="too_large") from exc
-    except HeaderError as exc:  # a value the serializer let through but the built header would not keep
-        raise ApiError(400, "The request has invalid fields.", _field_errors(exc.field, str(exc)), "invalid") from exc
-    prepared.report_suppressed = validated.get("report_suppressed", False)
-    return prepared
-
-
-def _field_errors(path: tuple[str | int, ...], problem: str) -> dict:
-    """{"headers": {"X-Name": [problem]}} for the path ("headers", "X-Name"), as DRF nests field errors."""
-    errors: dict | list = [problem]
-    for part in reversed(path or ("non_field_errors",)):
-        errors = {str(part): errors}
-    assert isinstance(errors, dict)
-    return errors
+        return accept(Caller(organization, api_key=request.auth), submissions, remember=remember)
+    except DuplicateRequest:
+        stored = idempotency.stored_answer(
+            organization=organization, key=key, fingerprint=idempotency.request_hash(request.data)
+        )
+        return Response(stored.response, status=stored.status_code)
 
 
 def _accepted(prepared: Prepared) -> dict:
@@ -107,7 +84,7 @@ def _accepted(prepared: Prepared) -> dict:
             entry["suppression"] = {"reason": suppression.reason, "since": suppression.created_at.isoformat()}
         recipients.append(entry)
     states = {r.state for r in prepared.recipients}
-    # `held`: accepted while the sender is paused or over its send limit (sending.holds).
+    # `held`: accepted while the sender is paused or over its send limit (sending.reputation.holds).
     overall = next((s for s in (RecipientState.QUEUED, RecipientState.HELD) if s in states), "suppressed")
     return {
         "id": str(prepared.message.id),
@@ -115,21 +92,6 @@ def _accepted(prepared: Prepared) -> dict:
         "status": str(overall),
         "recipients": recipients,
     }
-
-
-def _submit_once(request: Request, prepared: list[Prepared], status_code: int, body: dict) -> Response:
-    """Commit, remembering the answer under the Idempotency-Key if one was given."""
-    organization = request.user.organization
-    key = idempotency.request_key(request)
-    record = None
-    if key is not None:
-        record = IdempotencyRecord(key, idempotency.request_hash(request.data), status_code, body)
-    try:
-        messages_submit(organization=organization, prepared=prepared, idempotency=record)
-    except DuplicateRequest:
-        stored = idempotency.stored_answer(organization=organization, key=key, fingerprint=record.request_hash)
-        return Response(stored.response, status=stored.status_code)
-    return Response(body, status=status_code)
 
 
 def _replay(request: Request) -> Response | None:
@@ -163,9 +125,14 @@ class MessagesView(APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        prepared = _prepare(request, request.data)
-        recipients_screen(organization=request.user.organization, prepared=[prepared])
-        return _submit_once(request, [prepared], status.HTTP_202_ACCEPTED, _accepted(prepared))
+        submission = _submission(request.data, SendMessageSerializer())
+        results = _accept(request, [submission], status.HTTP_202_ACCEPTED, lambda results: _accepted(results[0]))
+        if isinstance(results, Response):
+            return results
+        (result,) = results
+        if isinstance(result, Refused):
+            raise result
+        return Response(_accepted(result), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         responses={200: MessageSummarySerializer(many=True)},
@@ -215,39 +182,36 @@ class MessageBatchView(APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        results: list[dict | Prepared] = []
-        prepared = []
-        serializer, domains = SendMessageSerializer(), {}
-        for item in items:
-            try:
-                one = _prepare(request, item, serializer, domains)
-            except (ApiError, serializers.ValidationError) as exc:
-                results.append(_item_error(exc))
-                continue
-            prepared.append(one)
-            results.append(one)
-        recipients_screen(organization=request.user.organization, prepared=prepared)
-        # In a batch `status` is each item's HTTP-like code; recipients say `queued` or `suppressed`.
-        results = [{**_accepted(r), "status": 202} if isinstance(r, Prepared) else r for r in results]
-        body = {"accepted": len(prepared), "rejected": len(items) - len(prepared), "results": results}
-        if not prepared:
-            return Response(body, status=status.HTTP_200_OK)
-        return _submit_once(request, prepared, status.HTTP_200_OK, body)
+        serializer = SendMessageSerializer()
+        submissions = [_item_submission(item, serializer) for item in items]
+        results = _accept(request, submissions, status.HTTP_200_OK, _batch_answer)
+        if isinstance(results, Response):
+            return results
+        return Response(_batch_answer(results), status=status.HTTP_200_OK)
 
 
-def _item_error(exc: Exception) -> dict:
-    if isinstance(exc, ApiError):
-        out = {"status": exc.status_code, "error": exc.error_code, "message": exc.message}
-        if exc.fields:
-            out["fields"] = exc.fields
-        return out
-    assert isinstance(exc, serializers.ValidationError)
+def _item_submission(item: object, serializer: SendMessageSerializer) -> ApiSubmission | Refused:
+    try:
+        return _submission(item, serializer)
+    except serializers.ValidationError as exc:
+        return Refused("The message has invalid fields.", code="invalid", fields=exc.detail)
+
+
+def _batch_answer(results: Results) -> dict:
+    """In a batch `status` is each item's HTTP-like code; recipients say `queued`, `held` or `suppressed`."""
+    accepted = sum(isinstance(r, Prepared) for r in results)
     return {
-        "status": 400,
-        "error": "invalid",
-        "message": "The message has invalid fields.",
-        "fields": exc.detail,
+        "accepted": accepted,
+        "rejected": len(results) - accepted,
+        "results": [{**_accepted(r), "status": 202} if isinstance(r, Prepared) else _item_error(r) for r in results],
     }
+
+
+def _item_error(refused: Refused) -> dict:
+    out = {"status": refused.http_status, "error": refused.code, "message": refused.message}
+    if refused.fields:
+        out["fields"] = refused.fields
+    return out
 
 
 class MessageDetailView(APIView):

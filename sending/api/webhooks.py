@@ -9,16 +9,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from ..webhooks.dispatch import ReplayRefused, delivery_replay, endpoint_test
-from ..webhooks.endpoints import (
+from sending.api.errors import ApiError
+from sending.api.pagination import CursorPagination
+from sending.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from sending.webhooks.dispatch import ReplayRefused, delivery_replay, endpoint_test
+from sending.webhooks.endpoints import (
     EndpointError,
     webhook_endpoint_create,
     webhook_endpoint_rotate_secret,
     webhook_endpoint_update,
 )
-from .errors import ApiError
-from .pagination import CursorPagination
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):

@@ -1,9 +1,14 @@
-"""Brute-force protection for SMTP AUTH: failures counted per source IP and per username in the shared cache."""
+"""Brute-force protection for SMTP AUTH: failures counted per source IP and per username in the shared cache.
+
+Without the cache (Redis down) nothing is counted and nobody is locked out (mail.cache_guard): submission
+goes on, since the database alone checks the password and stores the message."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.cache import cache
+
+from mail.cache_guard import cache_unavailable
 
 
 def _keys(ip: str | None, username: str | None) -> list[str]:
@@ -17,20 +22,27 @@ def _keys(ip: str | None, username: str | None) -> list[str]:
 
 def failures(ip: str | None, username: str | None) -> int:
     keys = _keys(ip, username)
-    counts = cache.get_many(keys) if keys else {}
+    try:
+        counts = cache.get_many(keys) if keys else {}
+    except Exception as exc:
+        cache_unavailable("SMTP AUTH failure count", exc)
+        return 0
     return max((int(v) for v in counts.values()), default=0)
 
 
 def record_failure(ip: str | None, username: str | None) -> int:
     window = settings.POSTWERK_SMTP_AUTH_FAILURE_WINDOW
     worst = 0
-    for key in _keys(ip, username):
-        cache.add(key, 0, timeout=window)
-        try:
-            worst = max(worst, cache.incr(key))
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=window)
-            worst = max(worst, 1)
+    try:
+        for key in _keys(ip, username):
+            cache.add(key, 0, timeout=window)
+            try:
+                worst = max(worst, cache.incr(key))
+            except ValueError:  # expired between add and incr
+                cache.set(key, 1, timeout=window)
+                worst = max(worst, 1)
+    except Exception as exc:
+        cache_unavailable("SMTP AUTH failure count", exc)
     return worst
 
 
@@ -44,4 +56,7 @@ def delay_after(failure_count: int) -> float:
 
 
 def reset(ip: str | None, username: str | None) -> None:
-    cache.delete_many(_keys(ip, username))
+    try:
+        cache.delete_many(_keys(ip, username))
+    except Exception as exc:
+        cache_unavailable("SMTP AUTH failure count", exc)

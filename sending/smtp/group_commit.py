@@ -7,14 +7,16 @@ costs those once per group. Nothing waits on a timer: an idle server commits a l
 grow only as fast as the database is slow.
 
 The contract is unchanged: a message's future resolves only after the transaction holding it has committed
-(so a `250` still means stored), and a failed commit fails every message that was in it (each gets `451`).
+(so a `250` still means stored), and a failed commit fails every message that was in it (each gets `451`). `store`
+may also turn single items away before its transaction (a send limit, say): it returns their exceptions by index,
+and only those items' futures get them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from django.db import DataError, IntegrityError
@@ -37,7 +39,13 @@ class GroupCommit(Generic[T]):
     loop.
     """
 
-    def __init__(self, store: Callable[[Sequence[T]], None], *, max_group: int = 100, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        store: Callable[[Sequence[T]], Mapping[int, BaseException] | None],
+        *,
+        max_group: int = 100,
+        concurrency: int = 1,
+    ) -> None:
         self._store = store
         self._max_group = max_group
         self._concurrency = max(1, concurrency)
@@ -70,7 +78,7 @@ class GroupCommit(Generic[T]):
 
     async def _commit(self, group: list[tuple[T, asyncio.Future[None]]]) -> None:
         try:
-            await asyncio.to_thread(self._store, [item for item, _ in group])
+            turned_away = await asyncio.to_thread(self._store, [item for item, _ in group])
         except _PER_MESSAGE_ERRORS as exc:
             if len(group) == 1:
                 _settle(group, exc)
@@ -81,14 +89,19 @@ class GroupCommit(Generic[T]):
         except Exception as exc:  # noqa: BLE001 - handed to every waiting session, which answers 451
             _settle(group, exc)
         else:
-            _settle(group, None)
+            _settle(group, None, turned_away or {})
 
 
-def _settle(group: list[tuple[T, asyncio.Future[None]]], error: BaseException | None) -> None:
-    for _, future in group:
+def _settle(
+    group: list[tuple[T, asyncio.Future[None]]],
+    error: BaseException | None,
+    turned_away: Mapping[int, BaseException] | None = None,
+) -> None:
+    for n, (_, future) in enumerate(group):
         if future.done():  # its session stopped waiting
             continue
-        if error is None:
+        own = error if error is not None else (turned_away or {}).get(n)
+        if own is None:
             future.set_result(None)
         else:
-            future.set_exception(error)
+            future.set_exception(own)

@@ -12,7 +12,8 @@ from django.conf import settings
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import close_old_connections, connection
 
-from .protocol import PostwerkSMTP
+from sending.reputation import overload
+from sending.smtp.protocol import PostwerkSMTP
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure, nothing was accepted; try again later"
 
@@ -74,3 +75,11 @@ def protocol(handler: object, *, data_size_limit: int, per_ip: Counter[str], **k
         per_ip=per_ip,
         **kwargs,
     )
+
+
+async def overloaded_async() -> bool:
+    """overload.overloaded() from the event loop: the cached answer at once, a fresh one from a worker thread."""
+    if settings.POSTWERK_OVERLOAD_QUEUE_DEPTH <= 0:
+        return False
+    cached = overload.fresh_answer()
+    return cached if cached is not None else await run_db(overload.overloaded)

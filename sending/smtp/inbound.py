@@ -13,10 +13,10 @@ from aiosmtpd.smtp import Envelope, Session
 from django.conf import settings
 from django.db import DatabaseError
 
-from ..inbound_intake import check_inbound_recipient, inbound_store
-from ..smtp_intake import Refused
-from .handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
-from .protocol import PostwerkSMTP
+from sending.errors import Refused
+from sending.feedback.inbound_intake import check_inbound_recipient, inbound_store
+from sending.smtp.handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
+from sending.smtp.protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,10 @@ from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP
 
-from .. import metrics, overload
-from .replies import with_enhanced_status
+from mail.trace_headers import SmtpTrace
+from sending.observability import metrics
+from sending.reputation import overload
+from sending.smtp.replies import with_enhanced_status
 
 # A plain <dot-atom@domain> path, what nearly every client sends in MAIL FROM and RCPT TO. aiosmtpd parses
 # every path with the RFC 5322 header parser (and defines a class per call), a quarter of a millisecond each;
@@ -89,6 +91,7 @@ class PostwerkSMTP(SMTP):
             credential = await self._trusted_lookup(self._peer_ip)
             if credential is not None:
                 self.session.authenticated, self.session.auth_data = True, credential
+                self.session.postwerk_trusted = True  # type: ignore[attr-defined]
         return await super().check_auth_needed(caller_method)
 
     def _timeout_cb(self) -> None:
@@ -100,6 +103,18 @@ class PostwerkSMTP(SMTP):
     @property
     def peer_ip(self) -> str | None:
         return self._peer_ip
+
+    def trace(self) -> SmtpTrace:
+        """Where the current message comes from, for its Received header. TLS from STARTTLS or implicit (465);
+        authenticated only when by AUTH, not by a trusted network."""
+        session = self.session
+        return SmtpTrace(
+            helo=session.host_name or "",
+            ip=self._peer_ip,
+            esmtp=session.extended_smtp,
+            tls=self._tls_protocol is not None,
+            authenticated=session.authenticated and not getattr(session, "postwerk_trusted", False),
+        )
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         match = _PLAIN_PATH.match(arg)

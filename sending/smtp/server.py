@@ -13,10 +13,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ..queueing import BackgroundPublisher
-from ..tls_certs import make_self_signed
-from .inbound import inbound_protocol
-from .submission import message_committer, submission_protocol
+from mail.tls_certs import make_self_signed
+from sending.delivery.queueing import BackgroundPublisher
+from sending.smtp.inbound import inbound_protocol
+from sending.smtp.submission import message_committer, submission_protocol
 
 log = logging.getLogger(__name__)
 

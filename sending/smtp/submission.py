@@ -19,15 +19,23 @@ from django.db import DatabaseError
 
 from accounts.models import SmtpCredential
 from accounts.services import smtp_credential_authenticate, smtp_credential_for_network
-
-from .. import oplog, overload
-from ..queueing import BackgroundPublisher, enqueues_collected
-from ..smtp_intake import Refused, check_recipient, check_sender, smtp_message_prepare, smtp_messages_store
-from ..submission import Prepared
-from . import auth_limits
-from .group_commit import GroupCommit
-from .handler_base import TEMPORARY_FAILURE, BaseHandler, db_ready, protocol, run_db, run_maybe_db
-from .protocol import PostwerkSMTP
+from sending.delivery.queueing import BackgroundPublisher, enqueues_collected
+from sending.intake.smtp_intake import Refused, check_recipient, check_sender, smtp_message_prepare, smtp_messages_store
+from sending.intake.submission import Prepared
+from sending.observability import oplog
+from sending.reputation import overload
+from sending.smtp import auth_limits
+from sending.smtp.group_commit import GroupCommit
+from sending.smtp.handler_base import (
+    TEMPORARY_FAILURE,
+    BaseHandler,
+    db_ready,
+    overloaded_async,
+    protocol,
+    run_db,
+    run_maybe_db,
+)
+from sending.smtp.protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +86,14 @@ def message_committer(publisher: BackgroundPublisher | None = None) -> GroupComm
     """One per server process, shared by its submission listeners: one group commit for all their sessions.
     With a `publisher`, delivery tasks are published from its thread instead of before the group's 250s."""
 
-    def store(prepared: Sequence[Prepared]) -> None:
+    def store(prepared: Sequence[Prepared]) -> dict[int, Refused]:
         db_ready()
         if publisher is None:
-            smtp_messages_store(prepared)
-            return
+            return smtp_messages_store(prepared)
         with enqueues_collected() as committed:
-            smtp_messages_store(prepared)
+            refused = smtp_messages_store(prepared)
         publisher.submit(committed)
+        return refused
 
     # One commit at a time: a second one in flight (measured on PostgreSQL) only made the groups smaller.
     return GroupCommit(store, max_group=settings.POSTWERK_SMTP_COMMIT_GROUP)
@@ -105,7 +113,7 @@ class SubmissionHandler(BaseHandler):
         mail_options: list[str],
     ) -> str:
         credential: SmtpCredential = session.auth_data
-        if await overload.overloaded_async():
+        if await overloaded_async():
             return overload.SMTP_MAIL_REPLY
         try:
             await run_maybe_db(check_sender, credential, address)
@@ -146,6 +154,7 @@ class SubmissionHandler(BaseHandler):
                 rcpt_tos=list(envelope.rcpt_tos),
                 raw=raw,
                 smtputf8=bool(envelope.smtp_utf8),
+                trace=server.trace(),
             )
             await self.committer.submit(prepared)
         except Refused as refused:

@@ -20,12 +20,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..events import event_payload, events_for_payload
-from ..models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, uuid7
-from ..sweep import connection_supports_skip_locked
-from . import transport
-from .endpoints import signing_secrets, webhook_endpoint_disable
-from .signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
+from config.celery import app as celery_app
+from mail.errors import PostwerkError
+from sending.delivery.sweep import connection_supports_skip_locked
+from sending.events import event_payload, events_for_payload
+from sending.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, uuid7
+from sending.webhooks import transport
+from sending.webhooks.endpoints import signing_secrets, webhook_endpoint_disable
+from sending.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
+
+# Published by name (config/celery.py); the task is sending.webhooks.tasks.deliver.
+DELIVER_TASK = "sending.webhooks.deliver"
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,7 @@ USER_AGENT = "Postwerk-Webhooks/1"
 DUE_LIMIT = 5000
 
 
-class ReplayRefused(Exception):
+class ReplayRefused(PostwerkError):
     pass
 
 
@@ -69,17 +74,15 @@ def deliveries_due(now: datetime | None = None, limit: int = DUE_LIMIT) -> list[
 
 def enqueue(refs: Iterable[tuple[str, str]]) -> int:
     """Publish send tasks, one per endpoint and batch. A broker failure is logged: the sweep tries again."""
-    from .tasks import deliver
-
     by_endpoint: dict[str, list[str]] = defaultdict(list)
     for delivery_id, endpoint_id in refs:
         by_endpoint[endpoint_id].append(delivery_id)
     size, published = settings.POSTWERK_WEBHOOK_BATCH, 0
     try:
-        with deliver.app.producer_or_acquire() as producer:
+        with celery_app.producer_or_acquire() as producer:
             for ids in by_endpoint.values():
                 for start in range(0, len(ids), size):
-                    deliver.apply_async(args=[ids[start : start + size]], producer=producer)
+                    celery_app.send_task(DELIVER_TASK, args=[ids[start : start + size]], producer=producer)
                     published += 1
     except Exception:
         log.exception("could not publish webhook tasks; the webhooks sweep will queue them again")

@@ -10,14 +10,14 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import Organization
+from mail.crypto import decrypt, encrypt
+from mail.errors import PostwerkError
+from sending.models import Event, EventType, WebhookDelivery, WebhookEndpoint
+from sending.webhooks.signing import secret_new
+from sending.webhooks.transport import TargetRefused, addresses_checked, target_parse
 
-from ..crypto import decrypt, encrypt
-from ..models import Event, EventType, WebhookDelivery, WebhookEndpoint
-from .signing import secret_new
-from .transport import Refused, addresses_checked, target_parse
 
-
-class EndpointError(ValueError):
+class EndpointError(PostwerkError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field, self.message = field, message
@@ -29,7 +29,7 @@ def url_check(url: str) -> str:
     try:
         target = target_parse(url)
         addresses_checked(target.host)
-    except Refused as exc:
+    except TargetRefused as exc:
         raise EndpointError("url", str(exc)) from exc
     return url.strip()
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from ..models import Event, WebhookCursor, WebhookDelivery, WebhookEndpoint
+from sending.models import Event, WebhookCursor, WebhookDelivery, WebhookEndpoint
 
 WINDOW = 5000
 # Far longer than any transaction that writes events.

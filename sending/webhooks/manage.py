@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..models import WebhookEndpoint
+from sending.models import WebhookEndpoint
 
 
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:

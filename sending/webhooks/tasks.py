@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import dispatch, fanout
+from sending.webhooks import dispatch, fanout
 
 
 @shared_task(name="sending.webhooks.sweep")
@@ -16,6 +16,6 @@ def sweep() -> dict[str, int]:
     return {"created": created, "due": len(due), "tasks": published}
 
 
-@shared_task(name="sending.webhooks.deliver")
+@shared_task(name=dispatch.DELIVER_TASK)
 def deliver(delivery_ids: list[str]) -> int:
     return dispatch.deliveries_send(delivery_ids)

@@ -23,12 +23,13 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-from ..dns import host_addresses
+from mail.dns import host_addresses
+from mail.errors import PostwerkError
 
 EXCERPT_CHARS = 1000
 
 
-class Refused(ValueError):
+class TargetRefused(PostwerkError, ValueError):
     """The URL may not be called: its scheme, or an address its host resolves to."""
 
 
@@ -60,16 +61,16 @@ def target_parse(url: str, *, allow_http: bool | None = None) -> Target:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise Refused(f"not a valid URL: {exc}") from exc
+        raise TargetRefused(f"not a valid URL: {exc}") from exc
     scheme = parts.scheme.lower()
     if scheme != "https" and not (scheme == "http" and allow_http):
-        raise Refused("the URL must use https" if scheme in ("http", "https") else "the URL must be http(s)")
+        raise TargetRefused("the URL must use https" if scheme in ("http", "https") else "the URL must be http(s)")
     if not parts.hostname:
-        raise Refused("the URL has no host")
+        raise TargetRefused("the URL has no host")
     try:
         host = parts.hostname.encode("idna").decode("ascii")
     except UnicodeError as exc:
-        raise Refused(f"bad host name: {exc}") from exc
+        raise TargetRefused(f"bad host name: {exc}") from exc
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     authorization = None
     if parts.username is not None:
@@ -89,18 +90,18 @@ def address_public(address: str) -> bool:
 
 
 def addresses_checked(host: str, *, allow_private: bool | None = None) -> list[str]:
-    """Every address of `host`, all of them allowed; Refused if any is not (or there is none)."""
+    """Every address of `host`, all of them allowed; TargetRefused if any is not (or there is none)."""
     allow_private = settings.POSTWERK_WEBHOOK_ALLOW_PRIVATE if allow_private is None else allow_private
     try:
         addresses = [str(ipaddress.ip_address(host))]
     except ValueError:
         addresses = host_addresses(host)
     if not addresses:
-        raise Refused(f"{host} does not resolve")
+        raise TargetRefused(f"{host} does not resolve")
     if not allow_private:
         blocked = [a for a in addresses if not address_public(a)]
         if blocked:
-            raise Refused(f"{host} resolves to a non-public address ({', '.join(blocked)})")
+            raise TargetRefused(f"{host} resolves to a non-public address ({', '.join(blocked)})")
     return addresses
 
 
@@ -154,7 +155,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> HttpResult:
     try:
         target = target_parse(url)
         addresses = addresses_checked(target.host)
-    except Refused as exc:
+    except TargetRefused as exc:
         return HttpResult(None, error=f"refused: {exc}", duration_ms=elapsed())
     headers = {**headers, "Content-Length": str(len(body))}
     if target.authorization:

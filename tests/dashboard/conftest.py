@@ -14,9 +14,9 @@ from django.utils import timezone
 from accounts.models import Membership
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
 from dashboard import login_limits
-from sending.domains import domain_get_or_create
+from sending.domains.service import domain_get_or_create
+from sending.feedback.suppressions import suppression_add
 from sending.models import DnsCheck, Message
-from sending.suppressions import suppression_add
 from tests.conftest import add_mx_domain, deliver_queued
 
 PASSWORD = "correct horse battery staple"
@@ -37,8 +37,8 @@ def fresh_login_counters(monkeypatch) -> None:
 @pytest.fixture(autouse=True)
 def fresh_pause_caches():
     """Paused scopes and full send limits are cached per process: never from one test's database into the next."""
-    from sending import holds
-    from sending.reputation import paused_scopes_clear
+    from sending.reputation import holds
+    from sending.reputation.rates import paused_scopes_clear
 
     paused_scopes_clear()
     holds._full_until.clear()
@@ -135,7 +135,7 @@ def send(api, **overrides: object) -> dict:  # type: ignore[no-untyped-def]
 
 
 def pause(organization, scope: str = "organization", scope_id: int | None = None):  # type: ignore[no-untyped-def]
-    from sending.reputation import reputation_for_scope, reputation_pause
+    from sending.reputation.rates import reputation_for_scope, reputation_pause
 
     rep = reputation_for_scope(organization.pk, scope, scope_id if scope_id is not None else organization.pk)
     return reputation_pause(rep, actor="user:ops", reason="bounces from a bought list")

@@ -59,8 +59,8 @@ def test_every_model_that_matters_is_registered():
 
 
 def test_every_changelist_and_change_page_renders(superuser_client, api, zone, mx, domain):
+    from sending.feedback.suppressions import suppression_add
     from sending.models import InboundMessage
-    from sending.suppressions import suppression_add
     from tests.conftest import add_mx_domain, deliver_queued
     from tests.dashboard.conftest import send
 
@@ -114,3 +114,57 @@ def test_webhook_models_are_listed_and_never_show_the_secret(superuser_client, o
         assert endpoint.secret_encrypted.encode() not in change.content
     assert superuser_client.get(reverse("admin:sending_webhookendpoint_add")).status_code == 403
     assert signing_secrets(endpoint) == [secret]
+
+
+def membership_form(name: str, *members: tuple[int, str]) -> dict:
+    """The organization add form with its membership inline, as the browser posts it."""
+    data = {
+        "name": name,
+        "memberships-TOTAL_FORMS": str(len(members)),
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
+    for i, (user_id, role) in enumerate(members):
+        data |= {f"memberships-{i}-user": str(user_id), f"memberships-{i}-role": role}
+    return data
+
+
+def test_an_organization_cannot_be_saved_without_an_owner(superuser_client):
+    dev = get_user_model().objects.create_user("dev", "dev@acme.example", "pw")
+    boss = get_user_model().objects.create_user("boss", "boss@acme.example", "pw")
+    add = reverse("admin:accounts_organization_add")
+
+    for members in ((), ((dev.pk, "developer"),)):
+        response = superuser_client.post(add, membership_form("Ownerless", *members))
+        assert response.status_code == 200
+        assert b"An organization needs at least one owner: add a member with the role owner." in response.content
+    assert not Organization.objects.filter(name="Ownerless").exists()
+
+    response = superuser_client.post(add, membership_form("Owned", (dev.pk, "developer"), (boss.pk, "owner")))
+    assert response.status_code == 302
+    owned = Organization.objects.get(name="Owned")
+    assert sorted(owned.memberships.values_list("user__username", "role")) == [("boss", "owner"), ("dev", "developer")]
+
+    # Nor can the last owner be removed afterwards.
+    owner_row = owned.memberships.get(role="owner")
+    change = reverse("admin:accounts_organization_change", args=[owned.pk])
+    form = membership_form("Owned") | {"memberships-TOTAL_FORMS": "2", "memberships-INITIAL_FORMS": "2"}
+    for i, row in enumerate(owned.memberships.order_by("pk")):
+        form |= {
+            f"memberships-{i}-id": str(row.pk),
+            f"memberships-{i}-organization": str(owned.pk),
+            f"memberships-{i}-user": str(row.user_id),
+            f"memberships-{i}-role": row.role,
+        }
+        if row.pk == owner_row.pk:
+            form[f"memberships-{i}-DELETE"] = "on"
+    response = superuser_client.post(change, form)
+    assert response.status_code == 200
+    assert b"An organization needs at least one owner" in response.content
+    assert owned.memberships.filter(role="owner").exists()
+
+
+def test_the_admin_spells_webhook_deliveries(superuser_client):
+    index = superuser_client.get(reverse("admin:index")).content.decode()
+    assert "Webhook deliveries" in index and "Webhook deliverys" not in index

@@ -407,8 +407,8 @@ def test_an_owner_resumes_a_key_its_own_thresholds_paused(ui, owner, organizatio
 def test_operators_unlock_a_log_in_and_see_blocklists_and_throttling(ui, owner, organization, api, zone, mx, settings):
     from django.test import Client
 
-    from sending import throttling
-    from sending.blocklists import blocklists_check
+    from sending.delivery import throttling
+    from sending.reputation.blocklists import blocklists_check
 
     owner.is_staff = True
     owner.save(update_fields=["is_staff"])
@@ -466,7 +466,7 @@ def test_a_purged_message_says_so(ui, owner, organization, api, zone, mx, settin
 
     from django.utils import timezone
 
-    from sending.retention import retention_purge
+    from sending.operations.retention import retention_purge
 
     settings.POSTWERK_RETENTION_RAW_DAYS = 7
     mx("127.0.0.2")

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from sending.models import Event, EventType, Recipient, RecipientState
-from sending.reputation import reputation_resume
+from sending.reputation.rates import reputation_resume
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.dashboard.conftest import pause, send
 

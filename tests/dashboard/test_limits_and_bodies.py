@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from dashboard.mime import message_parts
 from sending.models import Message
-from sending.retention import retention_purge
+from sending.operations.retention import retention_purge
 from tests.conftest import deliver_queued
 from tests.dashboard.conftest import send
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.services import api_key_create
 from sending.models import Event, EventType, Reputation, ReputationScope, ReputationSnapshot, WebhookEndpoint
-from sending.reputation import reputations_for
+from sending.reputation.rates import reputations_for
 from tests.dashboard.conftest import pause, send
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +100,12 @@ def test_recompute_now(staff, organization):
 def test_members_see_their_reputation_numbers_on_the_overview(owner_client, organization):
     rep = reputations_for(organization.pk)[0]
     Reputation.objects.filter(pk=rep.pk).update(
-        state="warning", deliveries=1000, hard_bounces=62, bounce_rate=0.062, reason="bounce rate 6.20% reached 5.00%"
+        state="warning",
+        deliveries=1000,
+        hard_bounces=62,
+        bounce_rate=0.062,
+        reason="bounce rate 6.20% reached 5.00%",
+        computed_at=timezone.now(),  # a warning is only ever the result of a recompute
     )
     page = owner_client.get(reverse("dashboard:overview", args=[organization.pk])).content.decode()
     assert "6.20 %" in page and "62 hard bounces of 1000 outcomes" in page

@@ -7,10 +7,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from sending import throttling
-from sending.blocklists import blocklists_check
-from sending.delivery_slots import slot_take
+from sending.delivery import throttling
+from sending.delivery.slots import slot_take
 from sending.models import DestinationState, Recipient, RecipientState, ThrottleRule
+from sending.reputation.blocklists import blocklists_check
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.dashboard.conftest import PASSWORD
 

@@ -4,13 +4,15 @@ the same service the API uses; other roles only look; another organization's sco
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
 from accounts.models import ApiKey
-from sending.blocklists import blocklists_check
 from sending.models import Event, EventType, Reputation, ReputationScope, ReputationSnapshot, ReputationState
-from sending.reputation import reputation_for_scope, reputation_recompute, reputation_thresholds_set
+from sending.reputation.blocklists import blocklists_check
+from sending.reputation.rates import reputation_for_scope, reputation_recompute, reputation_thresholds_set
 from tests.dashboard.conftest import pause
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +58,7 @@ def test_every_member_sees_every_scope_with_numbers_thresholds_and_history(
     for name in ("Acme", "acme.example", "API key"):
         assert name in body
     assert "50.00 %" in body and "paused at 30 % (own)" in body and "paused at 60 %" in body
-    assert "none → <strong>paused</strong>" in body or "ok → <strong>paused</strong>" in body  # the history
+    assert "ok → <strong>paused</strong>" in body  # the history: a new scope starts ok
     assert "bounce rate 50.00% reached 30.00%" in body
     can_act = role in ("owner", "admin")
     assert ("Save thresholds of test" in body) == can_act
@@ -190,7 +192,7 @@ def test_the_organization_and_domain_scopes_take_no_organization_thresholds(owne
 
 
 def test_another_organizations_scopes_are_not_found(owner_client, organization, other, make_user, as_user):
-    from sending.reputation import reputations_for
+    from sending.reputation.rates import reputations_for
 
     foreign = next(r for r in reputations_for(other["org"].pk) if r.scope == ReputationScope.API_KEY)
     foreign.state = ReputationState.PAUSED
@@ -219,3 +221,45 @@ def test_blocklist_listings_of_the_platform_and_the_organizations_domains(
     page = owner_client.get(url("reputation", organization)).content.decode()
     assert "Sending IP <code>127.0.0.10</code>" in page and "Domain <code>acme.example</code>" in page
     assert "spam domain, see dbl.test" in page
+
+
+def badges(html: str) -> list[str]:
+    return re.findall(r'<span class="badge[^"]*">([^<]*)</span>', html)
+
+
+def test_rates_below_the_minimum_say_not_judged_yet_instead_of_a_green_ok(owner_client, organization, domain):
+    """11.11 % bounces is above the 10 % pause threshold, but 45 outcomes are too few to judge: the page must not
+    put a green "ok" beside that rate."""
+    from tests.test_reputation import seed
+
+    seed(organization, domain, delivered=40, hard=5)
+    reputation_recompute(organization.pk)
+    org = reputation_for_scope(organization.pk, ReputationScope.ORGANIZATION, organization.pk)
+    assert (org.state, org.deliveries) == (ReputationState.OK, 45)
+
+    page = owner_client.get(url("reputation", organization)).content.decode()
+    assert "11.11 %" in page
+    assert badges(page) == ["not judged yet (45 of 500 outcomes)"] * 2  # the organization and its domain
+    overview = owner_client.get(url("overview", organization)).content.decode()
+    assert '<span class="badge">not judged yet (45 of 500 outcomes)</span>' in overview
+    assert "5 hard bounces of 45 outcomes" in overview
+    assert '<span class="badge badge-ok">ok</span>' not in page + overview
+
+
+def test_enough_outcomes_are_judged_and_shown_as_the_state(owner_client, organization, domain, settings):
+    from tests.test_reputation import seed
+
+    settings.POSTWERK_REPUTATION_MIN_DELIVERIES = 40
+    seed(organization, domain, delivered=40, hard=1)
+    reputation_recompute(organization.pk)
+    page = owner_client.get(url("reputation", organization)).content.decode()
+    assert badges(page) == ["ok", "ok"]
+
+
+def test_before_the_first_recompute_the_overview_says_not_computed_yet(owner_client, organization, domain):
+    overview = owner_client.get(url("overview", organization)).content.decode()
+    assert '<span class="badge">not computed yet</span>' in overview
+    assert "hard bounces of 0 outcomes" not in overview
+    assert "Not computed yet: it is, every few minutes, once mail has gone out." in overview
+    page = owner_client.get(url("reputation", organization)).content.decode()
+    assert badges(page) == ["not computed yet"] * 2

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from sending.delivery.sweep import sweep
 from sending.models import Event, EventType, Recipient, RecipientState
-from sending.sweep import sweep
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.faults.receivers import BrokenReceiver
 

@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from sending.delivery.sweep import sweep
 from sending.models import Event, EventType, Recipient, RecipientState, WorkerLease
-from sending.sweep import sweep
 from tests.conftest import add_mx_domain
 from tests.faults.receivers import BrokenReceiver
 from tests.servers import SmtpSink

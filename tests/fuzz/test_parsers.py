@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from dashboard.mime import message_parts
-from sending.bounces.parse import parse_report
-from sending.mime_limits import MAX_MIME_DEPTH, mime_depth, mime_too_deep
-from sending.raw_message import from_addresses, normalize_newlines, parse_headers, remove_headers
+from mail.bounces.parse import parse_report
+from mail.mime_limits import MAX_MIME_DEPTH, mime_depth, mime_too_deep
+from mail.raw_message import from_addresses, normalize_newlines, parse_headers, remove_headers
 from tests.fuzz.strategies import hostile_message, nested
 
 FUZZ = settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])

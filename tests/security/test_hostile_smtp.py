@@ -9,7 +9,7 @@ import ssl
 
 import pytest
 
-from sending.mime_limits import MAX_MIME_DEPTH
+from mail.mime_limits import MAX_MIME_DEPTH
 from sending.models import Message
 from tests.fuzz.strategies import nested
 

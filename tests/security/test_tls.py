@@ -10,10 +10,10 @@ import warnings
 
 import pytest
 
+from mail.smtp_client import open_to_host
+from mail.tls_verify import verify_chain
 from sending.models import Event, EventType, Recipient, RecipientState
 from sending.smtp.server import tls_context
-from sending.smtp_client import open_to_host
-from sending.tls_verify import verify_chain
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.security.pki import make_ca, make_leaf
 from tests.servers import make_self_signed

@@ -1,5 +1,5 @@
 """Throwaway self-signed certificates for STARTTLS tests (the platform's own generator)."""
 
-from sending.tls_certs import make_self_signed
+from mail.tls_certs import make_self_signed
 
 __all__ = ["make_self_signed"]

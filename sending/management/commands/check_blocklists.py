@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from sending.blocklists import blocklists_check
+from sending.reputation.blocklists import blocklists_check
 
 
 class Command(BaseCommand):

@@ -6,8 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sending.domain_verification import domain_verify
-from sending.domains import DomainError, normalize_domain
+from sending.domains.service import DomainError, normalize_domain
+from sending.domains.verification import domain_verify
 from sending.models import Domain
 
 

@@ -1,6 +1,6 @@
 """`manage.py parse_bounce FILE [FILE ...] [--json]`: classify saved bounces, complaints and auto-replies.
 
-The same code as the live intake (`sending.bounces.parse.parse_report`). With --json, one JSON object per file per
+The same code as the live intake (`mail.bounces.parse.parse_report`). With --json, one JSON object per file per
 line; without, one readable line per recipient. An unreadable file is reported on stderr and makes the command
 exit with status 1 once every other file has been processed.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sending.bounces.parse import Report, parse_report
+from mail.bounces.parse import Report, parse_report
 
 
 def report_json(path: str, report: Report) -> dict:

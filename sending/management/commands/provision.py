@@ -7,8 +7,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
-from sending.domain_verification import domain_verify
-from sending.domains import DomainError, dns_records, domain_get_or_create
+from sending.domains.platform_names import PlatformNamesNotSet, require_platform_names
+from sending.domains.service import DomainError, dns_records, domain_get_or_create
+from sending.domains.verification import domain_verify
 from sending.models import DnsCheck
 
 
@@ -25,6 +26,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+        if options["domain"]:
+            # Refused before anything is created: records pointing at this machine's name would be published by
+            # the owner and then fail Postwerk's own checks.
+            try:
+                require_platform_names()
+            except PlatformNamesNotSet as exc:
+                raise CommandError(str(exc)) from exc
         organization, _ = organization_get_or_create(name=options["org"])
         domains = []
         for name in options["domain"]:
@@ -73,7 +81,8 @@ class Command(BaseCommand):
         if smtp:
             self.stdout.write(f"SMTP username: {smtp['smtp_username']}  password (shown once): {smtp['smtp_password']}")
         for record in records:
-            self.stdout.write(f'Publish {record["type"]} {record["name"]}  "{record["value"]}"')
+            by = "  (the platform's operator publishes this one)" if record.get("publisher") == "operator" else ""
+            self.stdout.write(f'Publish {record["type"]} {record["name"]}  "{record["value"]}"{by}')
         for name, domain_checks in checks.items():
             for check in domain_checks:
                 self.stdout.write(f"{name} {check['name']}: {check['status']} - {check['message']}")

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sending.retention import retention_purge
+from sending.operations.retention import retention_purge
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ import getpass
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sending.models import Reputation
-from sending.reputation import reputation_pause, reputation_resume, reputations_for, thresholds_for
+from sending.reputation.rates import reputation_pause, reputation_resume, reputations_for, thresholds_for
 
 
 class Command(BaseCommand):

@@ -1,0 +1,1 @@
+"""Mail infrastructure that knows nothing of Postwerk's own rules: it imports nothing of `sending`."""

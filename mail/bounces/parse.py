@@ -1,0 +1,354 @@
+"""`parse_report(raw) -> Report`: what a message that arrived at the bounce address means.
+
+Pure: bytes in, dataclasses out, no database and no Django. It never raises: malformed MIME, random bytes, an
+empty message or a 20 MB bounce all give a Report (type "unknown" at worst).
+
+Order of recognition:
+1. ARF feedback report (RFC 5965; any message/feedback-report part) -> type "complaint";
+2. DSN (RFC 3464; any message/delivery-status or RFC 6533 message/global-delivery-status part) -> "bounce";
+3. provider and MTA formats that are not DSNs (`nonstandard`: Exim, qmail, Sendmail, Exchange, Google, Yahoo,
+   Postfix < 2.3, Lotus Notes...) -> "bounce", when the message looks like a bounce or a rule recognises it;
+4. auto-replies (`autoreply`: RFC 3834 Auto-Submitted, X-Autoreply, Precedence, subjects) -> "autoreply";
+5. anything else -> "unknown" (a bounce-looking message in which no recipient was found is a "bounce" with no
+   recipients, so a caller can count it without acting on it).
+
+Library choice. A `sisimai` Python distribution is not available from the package index this project installs
+from, so it could not be evaluated. `flufl.bounce` 6.0.0 (GNU Mailman's detectors, pure Python, no network) was:
+it recognises many historical provider formats, but returns addresses only, as a (temporary, permanent) pair of
+sets - no status, diagnostic, action, remote MTA, complaints or auto-replies - and it drops the DSN fields we
+need. So the standard formats (DSN, ARF, auto-replies) and every classification are our own stdlib `email` code
+and rules, and flufl.bounce is the last resort that names the failed addresses of a bounce none of our rules
+recognised (MDaemon, hMailServer, Sendmail "expanded from" pipes in the corpus); the reason then comes from the
+text around each address. Without the library installed that fallback is skipped, nothing else changes.
+
+Results, in short:
+- every recipient has address (lower-cased), reason (`reasons.Reason`), kind ("hard"/"soft"), status ("5.1.1" or
+  ""), diagnostic, action and remote_mta;
+- a DSN recipient with Action: delayed (a warning, RFC 3464 §2.3.3) is kept with action "delayed", kind "soft":
+  it is not a failure. `Report.failures` lists only the recipients with action "failed"; delivered, relayed and
+  expanded recipients of a DSN are kept with their action too;
+- Action: failed with a 4.x.x Status means the reporting MTA gave up retrying: reason "expired", unless the last
+  reply said more about the address (no such user or domain, moved, mailbox full or disabled); the diagnostic
+  keeps the last reply. The same holds for plain-text notices that say the message was given up on;
+- a complaint's recipients have reason "other", kind "soft", action "complained" and the ARF Feedback-Type in
+  `Report.feedback_type` (and in each recipient's diagnostic);
+- an auto-reply's only recipient is the address that replied (its From), reason "other", kind "soft", action
+  "auto-replied".
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from email.message import Message
+
+from mail.bounces import arf, autoreply, dsn, nonstandard
+from mail.bounces import message as mime
+from mail.bounces.reasons import (
+    HARD_REASONS,
+    Classification,
+    Kind,
+    Reason,
+    classify_reply,
+    extract_code,
+    extract_status,
+    kind_for,
+)
+
+log = logging.getLogger(__name__)
+
+# When an MTA gives up after retrying, these reasons say more about the address than "expired" would.
+KEPT_ON_EXPIRY = HARD_REASONS | {Reason.MAILBOX_FULL, Reason.MAILBOX_DISABLED, Reason.SENDER_REJECTED}
+
+BOUNCE = "bounce"
+COMPLAINT = "complaint"
+AUTOREPLY = "autoreply"
+UNKNOWN = "unknown"
+
+
+@dataclass
+class ReportRecipient:
+    address: str
+    kind: str  # reasons.Kind value: "hard" | "soft"
+    reason: str  # reasons.Reason value
+    status: str = ""  # enhanced status code, "5.1.1", or ""
+    diagnostic: str = ""  # the remote reply or the notice's reason text
+    action: str = "failed"  # failed | delayed | delivered | relayed | expanded | complained | auto-replied
+    remote_mta: str = ""
+
+
+@dataclass
+class Report:
+    type: str  # "bounce" | "complaint" | "autoreply" | "unknown"
+    recipients: list[ReportRecipient] = field(default_factory=list)
+    original_message_id: str = ""  # Message-ID of the message this report is about, with <>; "" if unknown
+    original_sender: str = ""  # its envelope sender (our return path); "" if unknown or null
+    original_envelope_id: str = ""  # RFC 3461 ENVID as returned in Original-Envelope-Id
+    feedback_type: str = ""  # ARF Feedback-Type for complaints
+    subject: str = ""  # the report's own Subject
+    postwerk_headers: dict[str, str] = field(default_factory=dict)  # X-Postwerk-* headers of the original
+
+    @property
+    def failures(self) -> list[ReportRecipient]:
+        """The recipients that failed for good: not delayed, delivered, relayed, complained or auto-replied."""
+        return [r for r in self.recipients if r.action == "failed"] if self.type == BOUNCE else []
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def parse_report(raw: bytes) -> Report:
+    """Classify the raw bytes of a message received at the bounce address. Never raises."""
+    try:
+        msg = mime.load(raw)
+    except Exception:
+        log.warning("unparseable report", exc_info=True)
+        return Report(type=UNKNOWN)
+    try:
+        return _parse(msg)
+    except Exception:  # never take the intake down over one odd message
+        log.warning("could not classify report", exc_info=True)
+        return Report(type=UNKNOWN, subject=_safe_subject(msg))
+
+
+def _safe_subject(msg: Message) -> str:
+    try:
+        return mime.header(msg, "subject")
+    except Exception:
+        return ""
+
+
+def _parse(msg: Message) -> Report:
+    subject = mime.header(msg, "subject")
+    if arf.is_feedback_report(msg):
+        return _complaint(msg, subject)
+    dsn_parts = dsn.find_parts(msg)
+    if dsn_parts:
+        return _dsn_bounce(msg, dsn_parts, subject)
+    notice = mime.notice_text(msg)
+    bounce_like = nonstandard.looks_like_bounce(msg)
+    auto = autoreply.signal(msg)
+    if auto and not bounce_like:
+        return _autoreply(msg, subject)
+    found = nonstandard.find(msg, notice, bounce_like=bounce_like)
+    if found or bounce_like:
+        report = Report(type=BOUNCE, subject=subject)
+        notice_only = nonstandard.split_notice(notice)
+        expiry = _expired_notice(notice_only)
+        for item in found:
+            report.recipients.append(_recipient(item, notice_only if len(found) == 1 else "", expiry))
+        original = mime.attached_original(msg) or mime.inline_original(notice)
+        _correlate(report, original, {})
+        return report
+    if auto:
+        return _autoreply(msg, subject)
+    return Report(type=UNKNOWN, subject=subject)
+
+
+# --- DSN (RFC 3464) -----------------------------------------------------------------------------------------
+
+
+def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
+    delivery_status = dsn.parse(parts)
+    report = Report(type=BOUNCE, subject=subject)
+    notice = nonstandard.split_notice(mime.notice_text(msg))
+    for rcpt in delivery_status.recipients:
+        diagnostic = rcpt.diagnostic or nonstandard.context(notice, rcpt.address)
+        status = _effective_status(rcpt.status, diagnostic)
+        classification = _classify_dsn(rcpt.action, status, diagnostic)
+        report.recipients.append(
+            ReportRecipient(
+                address=rcpt.address,
+                kind=classification.kind.value,
+                reason=classification.reason.value,
+                status=status,
+                diagnostic=diagnostic,
+                action=rcpt.action,
+                remote_mta=rcpt.remote_mta or nonstandard.remote_mta(diagnostic),
+            )
+        )
+    if not report.recipients:
+        # A multipart/report whose delivery-status names nobody: fall back to the notice text.
+        expiry = _expired_notice(notice)
+        for item in nonstandard.find(msg, notice, bounce_like=True):
+            report.recipients.append(_recipient(item, notice, expiry))
+    _dedupe(report)
+    per_message = delivery_status.per_message
+    report.original_envelope_id = per_message.get("original-envelope-id", "").strip()
+    _correlate(report, mime.attached_original(msg), per_message)
+    return report
+
+
+def _effective_status(status: str, diagnostic: str) -> str:
+    """The Status field, unless it is missing or only "X.0.0" and the Diagnostic-Code holds a specific one.
+
+    The reply inside Diagnostic-Code ("smtp; 550 5.1.1 ...") is the remote server's own; the Status field is
+    the reporting MTA's summary, which Exim and Postfix < 2.3 give as a bare 5.0.0 / 4.0.0 (RFC 3464 §2.3.4).
+    """
+    inner = extract_status(diagnostic)
+    if inner and (not status or status.endswith(".0.0")) and inner[0] == (status or inner)[0]:
+        return inner
+    return status
+
+
+def _classify_dsn(action: str, status: str, diagnostic: str) -> Classification:
+    classification = classify_reply(extract_code(diagnostic), status, diagnostic)
+    if action in ("delivered", "relayed", "expanded"):
+        return Classification(Reason.OTHER, Kind.SOFT)
+    if action == "delayed":
+        return Classification(classification.reason, Kind.SOFT)
+    if action == "failed" and status.startswith("4") and classification.reason not in KEPT_ON_EXPIRY:
+        # A failure with a transient status: the MTA gave up after retrying until its queue lifetime ran out.
+        return Classification(Reason.EXPIRED, Kind.SOFT)
+    if action == "failed" and status.startswith("4"):
+        return Classification(classification.reason, kind_for(classification.reason))
+    return classification
+
+
+def _dedupe(report: Report) -> None:
+    seen: dict[str, ReportRecipient] = {}
+    for rcpt in report.recipients:
+        seen.setdefault(rcpt.address, rcpt)
+    report.recipients = list(seen.values())
+
+
+# --- Non-DSN bounces ----------------------------------------------------------------------------------------
+
+_EXPIRED_NOTICE = re.compile(
+    r"(?:could not|cannot|couldn't) (?:be delivered|send message) for (?:more than )?\d+ (?:day|hour)"
+    r"|in the queue too long|retry timeout exceeded|delivery (?:time )?expired|message (?:has )?expired"
+    r"|i'?m not going to try again",
+    re.IGNORECASE,
+)
+
+
+def _expired_notice(notice: str) -> bool:
+    return bool(_EXPIRED_NOTICE.search(notice[:8000]))
+
+
+def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> ReportRecipient:
+    diagnostic = item.diagnostic
+    classification = classify_reply(extract_code(diagnostic), "", diagnostic)
+    if classification.reason == Reason.OTHER and whole_notice and not _says_why(diagnostic):
+        # A single recipient with no reason next to it: the notice as a whole says why.
+        classification = classify_reply(0, "", whole_notice)
+        if classification.reason in (Reason.EXPIRED, Reason.NETWORK_ERROR) and not expiry:
+            classification = Classification(Reason.OTHER, Kind.SOFT)
+    status = extract_status(diagnostic)
+    permanent = bool(re.search(r"(?<![\d.])5\d\d[ -]", diagnostic)) or status.startswith("5")
+    if item.action == "failed" and expiry and not permanent and classification.reason not in KEPT_ON_EXPIRY:
+        classification = Classification(Reason.EXPIRED, Kind.SOFT)
+    if item.action == "delayed":
+        classification = Classification(classification.reason, Kind.SOFT)
+    elif status.startswith("4") and classification.reason in HARD_REASONS:
+        # The notice reports a failure: the MTA gave up on a transient "no such" reply.
+        classification = Classification(classification.reason, kind_for(classification.reason))
+    return ReportRecipient(
+        address=item.address,
+        kind=classification.kind.value,
+        reason=classification.reason.value,
+        status=status,
+        diagnostic=diagnostic,
+        action=item.action,
+        remote_mta=item.remote_mta,
+    )
+
+
+def _says_why(diagnostic: str) -> bool:
+    return bool(extract_status(diagnostic) or extract_code(diagnostic))
+
+
+# --- ARF complaints (RFC 5965) ------------------------------------------------------------------------------
+
+
+def _complaint(msg: Message, subject: str) -> Report:
+    feedback = arf.parse(arf.find_part(msg))
+    original = mime.attached_original(msg)
+    addresses = feedback.original_rcpt_to
+    if not addresses and original is not None:
+        addresses = [mime.clean_address(value) for value in re.split(r",(?![^<]*>)", mime.header(original, "to"))]
+        addresses = [a for a in dict.fromkeys(addresses) if a]
+    diagnostic = f"feedback-type={feedback.feedback_type}" + (
+        f"; user-agent={feedback.user_agent}" if feedback.user_agent else ""
+    )
+    report = Report(type=COMPLAINT, subject=subject, feedback_type=feedback.feedback_type)
+    for address in addresses:
+        report.recipients.append(
+            ReportRecipient(
+                address=address,
+                kind=Kind.SOFT.value,
+                reason=Reason.OTHER.value,
+                diagnostic=diagnostic,
+                action="complained",
+            )
+        )
+    report.original_envelope_id = feedback.original_envelope_id
+    _correlate(report, original, {"original-mail-from": feedback.original_mail_from})
+    return report
+
+
+# --- Auto-replies (RFC 3834) --------------------------------------------------------------------------------
+
+
+def _autoreply(msg: Message, subject: str) -> Report:
+    report = Report(type=AUTOREPLY, subject=subject)
+    sender = mime.clean_address(mime.header(msg, "from"))
+    if sender:
+        report.recipients.append(
+            ReportRecipient(
+                address=sender,
+                kind=Kind.SOFT.value,
+                reason=Reason.OTHER.value,
+                diagnostic=subject,
+                action="auto-replied",
+            )
+        )
+    # RFC 3834 §3.1.5: the reply's In-Reply-To names the message it answers.
+    report.original_message_id = _message_id(mime.header(msg, "in-reply-to")) or _message_id(
+        mime.header(msg, "references")
+    )
+    return report
+
+
+# --- Correlation --------------------------------------------------------------------------------------------
+
+_MSGID_RE = re.compile(r"<[^<>\s]{1,500}>")
+
+
+def _message_id(value: str) -> str:
+    match = _MSGID_RE.search(value or "")
+    if match:
+        return match.group(0)
+    value = (value or "").strip()
+    return value if "@" in value and " " not in value else ""  # a Message-ID written without <>
+
+
+def _correlate(report: Report, original: Message | None, per_message: dict[str, str]) -> None:
+    """Fill in what maps the report back to our message: Message-ID, envelope sender, envelope id."""
+    report.original_message_id = (
+        _message_id(mime.header(original, "message-id"))
+        or _message_id(per_message.get("x-original-message-id", ""))
+        or report.original_message_id
+    )
+    # The envelope sender: ARF Original-Mail-From, Postfix's X-Postfix-Sender, the original's Return-Path.
+    for candidate in (
+        per_message.get("original-mail-from", ""),
+        per_message.get("x-postfix-sender", ""),
+        mime.header(original, "return-path"),
+        mime.header(original, "x-postwerk-return-path"),
+    ):
+        address = mime.clean_address(candidate)
+        if address:
+            report.original_sender = address
+            break
+    if original is not None:
+        try:
+            names = list(original.keys())[:200]
+        except Exception:
+            names = []
+        for name in names:
+            if name.lower().startswith("x-postwerk-"):
+                report.postwerk_headers.setdefault(name, mime.header(original, name))
+        if not report.original_envelope_id:
+            report.original_envelope_id = mime.header(original, "x-postwerk-envelope-id")

@@ -1,0 +1,280 @@
+"""One outbound SMTP session to one MX host, reused for several messages (RFC 5321)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from dataclasses import dataclass, field, replace
+
+from django.conf import settings
+
+from mail.errors import PostwerkError
+from mail.tls_verify import NONE, peer_chain, verify_chain
+
+log = logging.getLogger(__name__)
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the remote server said, with the enhanced status (RFC 3463) split out."""
+
+    code: int
+    enhanced: str
+    text: str
+    # The reply refused MAIL FROM: it is about our sender, whatever it says (mail.bounces.reasons).
+    at_mail_from: bool = field(default=False, compare=False)
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.code < 300
+
+    @classmethod
+    def parse(cls, code: int, message: bytes | str) -> Reply:
+        text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+        text = " ".join(text.split())
+        if not 200 <= code <= 599:  # smtplib's -1: no reply code at all (RFC 5321 §4.2), so nothing can be trusted
+            raise GarbledReply(f"not an SMTP reply: {text[:200]!r}")
+        match = _ENHANCED.match(text)
+        if match:
+            return cls(code, match.group(0), text[match.end() :].strip())
+        return cls(code, "", text)
+
+    def __str__(self) -> str:
+        return " ".join(p for p in (str(self.code), self.enhanced, self.text) if p)
+
+
+class GarbledReply(smtplib.SMTPServerDisconnected):
+    """The server answered with something that is no SMTP reply: the session is treated as lost."""
+
+
+# RFC 5321 §4.5.2: a line of the content that starts with a period gets one more.
+_DOT_AT_LINE_START = re.compile(rb"(?m)^\.")
+
+
+class SessionLost(PostwerkError):
+    """The connection broke mid-transaction: what was in flight has an unknown outcome."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def _opportunistic_context() -> ssl.SSLContext:
+    # Opportunistic TLS (RFC 3207 with no authentication, as Postfix's "may" level): an unverifiable
+    # certificate still gets encryption, because the alternative is plain text.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class SmtpSession:
+    def __init__(
+        self,
+        *,
+        mx_host: str,
+        address: str,
+        port: int,
+        helo: str,
+        connect_timeout: float,
+        command_timeout: float,
+    ) -> None:
+        self.mx_host, self.address, self.port, self.helo = mx_host, address, port, helo
+        self.connect_timeout, self.command_timeout = connect_timeout, command_timeout
+        self.tls = False
+        # What a verifying client would have concluded of the certificate: verified, failed: <why>, or none.
+        self.tls_verification = NONE
+        self._smtp: smtplib.SMTP | None = None
+
+    def open(self, *, try_tls: bool = True) -> None:
+        """Connect, EHLO, STARTTLS when offered. Raises OSError/SMTPException when the host is unusable."""
+        smtp = smtplib.SMTP(local_hostname=self.helo, timeout=self.connect_timeout)
+        try:
+            code, banner = smtp.connect(self.address, self.port)
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, banner)
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.command_timeout)
+            smtp.ehlo_or_helo_if_needed()
+            if try_tls and smtp.has_extn("starttls"):
+                # smtplib sends its constructor's host as SNI; we connected by address, so name the MX host.
+                smtp._host = self.mx_host
+                try:
+                    smtp.starttls(context=_opportunistic_context())
+                    smtp.ehlo()
+                    self.tls = True
+                except (ssl.SSLError, smtplib.SMTPResponseException, OSError, ValueError):
+                    # A broken TLS stack on the far side: start over in plain text rather than not deliver.
+                    smtp.close()
+                    self.open(try_tls=False)
+                    return
+                self.tls_verification = verify_chain(peer_chain(smtp.sock), self.mx_host)
+        except BaseException:
+            smtp.close()
+            raise
+        self._smtp = smtp
+
+    @property
+    def max_size(self) -> int | None:
+        assert self._smtp is not None
+        value = self._smtp.esmtp_features.get("size", "")
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+    @property
+    def supports_smtputf8(self) -> bool:
+        assert self._smtp is not None
+        return self._smtp.has_extn("smtputf8")
+
+    def send(self, *, mail_from: str, rcpts: list[str], data: bytes, smtputf8: bool) -> dict[str, Reply]:
+        """One mail transaction; returns the reply that decided each recipient's fate.
+
+        Raises SessionLost when the connection breaks: the caller must treat in-flight recipients as deferred.
+        """
+        smtp = self._smtp
+        assert smtp is not None
+        options = []
+        if smtp.has_extn("size"):
+            options.append(f"SIZE={len(data)}")
+        if smtputf8:
+            options.append("SMTPUTF8")
+        if smtp.has_extn("8bitmime") and not data.isascii():
+            options.append("BODY=8BITMIME")
+        try:
+            if smtp.has_extn("pipelining"):
+                return self._send_pipelined(smtp, mail_from, rcpts, data, options, smtputf8)
+            reply = Reply.parse(*smtp.mail(mail_from, options))
+            if not reply.success:
+                self._reset()
+                return dict.fromkeys(rcpts, replace(reply, at_mail_from=True))
+            results: dict[str, Reply] = {}
+            accepted = []
+            for rcpt in rcpts:
+                results[rcpt] = Reply.parse(*smtp.rcpt(rcpt))
+                if results[rcpt].success:
+                    accepted.append(rcpt)
+            if not accepted:
+                self._reset()
+                return results
+            try:
+                final = Reply.parse(*smtp.data(data))
+            except smtplib.SMTPDataError as exc:  # the reply to DATA itself was not 354
+                final = Reply.parse(exc.smtp_code, exc.smtp_error)
+                self._reset()
+            for rcpt in accepted:
+                results[rcpt] = final
+            return results
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self.close()
+            raise SessionLost(Reply(421, "4.4.2", f"connection to {self.mx_host} lost: {exc}")) from exc
+
+    def probe(self, *, mail_from: str, rcpts: list[str], smtputf8: bool = False) -> tuple[Reply, list[Reply]]:
+        """A transaction that stops before DATA (address verification): MAIL FROM, each RCPT TO, then RSET
+        (RFC 5321 §4.1.1.5), so nothing is ever delivered. Returns the MAIL reply and one reply per recipient
+        (none when MAIL was refused).
+
+        `smtputf8` needs `supports_smtputf8` (RFC 6531). Raises SessionLost when the connection breaks or a reply
+        does not come in time.
+        """
+        smtp = self._smtp
+        assert smtp is not None
+        try:
+            mail = Reply.parse(*smtp.mail(mail_from, ["SMTPUTF8"] if smtputf8 else []))
+            replies = [Reply.parse(*smtp.rcpt(rcpt)) for rcpt in rcpts] if mail.success else []
+            self._reset()
+            return mail, replies
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # No QUIT: after a timeout the server is not answering, and waiting for it again only doubles the cost.
+            smtp.close()
+            self._smtp = None
+            raise SessionLost(Reply(421, "4.4.2", f"connection to {self.mx_host} lost: {exc}")) from exc
+
+    def _send_pipelined(
+        self, smtp: smtplib.SMTP, mail_from: str, rcpts: list[str], data: bytes, options: list[str], smtputf8: bool
+    ) -> dict[str, Reply]:
+        """RFC 2920: MAIL, every RCPT and DATA in one write, then the replies in order; one round trip instead of
+        two plus one per recipient, which is most of the time per message on a fast network."""
+        encoding = "utf-8" if smtputf8 else "ascii"
+        extra = " " + " ".join(options) if options else ""
+        commands = [f"MAIL FROM:{smtplib.quoteaddr(mail_from)}{extra}"]
+        commands += [f"RCPT TO:{smtplib.quoteaddr(rcpt)}" for rcpt in rcpts]
+        commands.append("DATA")
+        smtp.send("".join(f"{c}\r\n" for c in commands).encode(encoding))
+        mail = Reply.parse(*smtp.getreply())
+        if not mail.success:
+            mail = replace(mail, at_mail_from=True)
+        results = {rcpt: Reply.parse(*smtp.getreply()) for rcpt in rcpts}
+        go = Reply.parse(*smtp.getreply())
+        accepted = [rcpt for rcpt, reply in results.items() if reply.success]
+        if go.code != 354:
+            # The server refused DATA (no valid recipient, or MAIL failed). A MAIL it accepted is still open
+            # there, so the next transaction needs a RSET first (a second MAIL would be a 503).
+            self._reset()
+            if not mail.success:
+                return dict.fromkeys(rcpts, mail)
+            return {rcpt: (go if rcpt in accepted else reply) for rcpt, reply in results.items()}
+        if not mail.success or not accepted:
+            # RFC 2920 §3.1: a server that says 354 anyway gets an empty message it cannot deliver to anyone.
+            smtp.send(b".\r\n")
+            smtp.getreply()
+            self._reset()
+            return dict.fromkeys(rcpts, mail) if not mail.success else results
+        body = _DOT_AT_LINE_START.sub(b"..", data)
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body + b".\r\n")
+        final = Reply.parse(*smtp.getreply())
+        for rcpt in accepted:
+            results[rcpt] = final
+        return results
+
+    def _reset(self) -> None:
+        # The transaction's outcome is already known; a failed RSET only means the next message reconnects.
+        try:
+            assert self._smtp is not None
+            self._smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._smtp is not None
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (TimeoutError, smtplib.SMTPException, OSError):
+            smtp.close()
+
+
+def open_to_host(
+    host: str, addresses: list[str], *, connect_timeout: float, command_timeout: float
+) -> tuple[SmtpSession | None, Reply]:
+    """A session with one MX host, trying each of its addresses in order; else why none could be opened."""
+    failure = Reply(421, "4.4.1", f"{host}: no address could be reached")
+    for address in addresses:
+        session = SmtpSession(
+            mx_host=host,
+            address=address,
+            port=settings.POSTWERK_SMTP_DELIVERY_PORT,
+            helo=settings.POSTWERK_HOSTNAME,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
+        try:
+            session.open()
+            return session, Reply(220, "", "")
+        except Exception as exc:  # refused, timed out, TLS or protocol error: try the next address
+            failure = Reply(421, "4.4.1", f"{host} [{address}]: {exc}")
+            log.info("connection to %s [%s] failed: %s", host, address, exc)
+    return None, failure

@@ -1,0 +1,76 @@
+"""The periodic sweep: the database, not the broker, decides what still needs delivering.
+
+It re-queues recipients left in `sending` by a worker that died (its lease ran out: sending.delivery.worker_leases), and
+enqueues queued or deferred recipients
+whose time has come (retries, and fresh ones whose broker message was lost, once their enqueue lease ran out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sending.delivery.queueing import enqueue
+from sending.delivery.worker_leases import leases_idle_delete
+from sending.models import Recipient, RecipientState, WorkerLease
+
+SWEEP_LIMIT = 20_000
+_DUE_STATES = (RecipientState.QUEUED, RecipientState.DEFERRED)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    rescued: int
+    enqueued: int
+
+
+def sweep(now: datetime | None = None) -> SweepReport:
+    now = now or timezone.now()
+    # A dead worker's attempt still counts; the `sent` event it never wrote gives its sequence number back.
+    rescued = Recipient.objects.filter(abandoned(now)).update(
+        state=RecipientState.QUEUED,
+        sending_since=None,
+        claim_token=None,
+        next_attempt_at=now,
+        updated_at=now,
+        event_seq=F("event_seq") - 1,
+    )
+    lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
+    with transaction.atomic():
+        due = Recipient.objects.filter(state__in=_DUE_STATES, next_attempt_at__lte=now)
+        if connection_supports_skip_locked():
+            due = due.select_for_update(skip_locked=True)
+        refs = list(due.order_by("next_attempt_at").values_list("id", "domain")[:SWEEP_LIMIT])
+        ids = [pk for pk, _ in refs]
+        for start in range(0, len(ids), 1000):
+            Recipient.objects.filter(id__in=ids[start : start + 1000], state__in=_DUE_STATES).update(
+                state=RecipientState.QUEUED, next_attempt_at=lease_until, updated_at=now
+            )
+    if refs:
+        enqueue([(str(pk), domain) for pk, domain in refs])
+    leases_idle_delete(now - timedelta(seconds=max(3600, 10 * settings.POSTWERK_WORKER_LEASE)))
+    return SweepReport(rescued=rescued, enqueued=len(refs))
+
+
+def abandoned(now: datetime) -> Q:
+    """`sending` recipients nobody is delivering: their worker's lease ran out or was released. However long a
+    live worker takes (a slow receiver), its lease is renewed and its recipients stay its own. A claim whose token
+    is no lease at all (made outside a worker, or by a version before leases) falls back on
+    POSTWERK_SENDING_TIMEOUT."""
+    leases = WorkerLease.objects.values("worker")
+    lapsed = leases.filter(Q(holder="") | Q(expires_at__lt=now))
+    stuck_before = now - timedelta(seconds=settings.POSTWERK_SENDING_TIMEOUT)
+    return Q(state=RecipientState.SENDING) & (
+        Q(claim_token__in=lapsed) | (~Q(claim_token__in=leases) & Q(sending_since__lt=stuck_before))
+    )
+
+
+def connection_supports_skip_locked() -> bool:
+    from django.db import connection
+
+    return connection.features.has_select_for_update_skip_locked

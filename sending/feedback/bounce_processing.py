@@ -1,0 +1,268 @@
+"""Processing what arrived on the inbound MX: classify it, find the delivery it is about, apply the effects.
+
+The raw message is already committed (inbound_intake). Here it is parsed by the pure classifier
+(mail.bounces), matched to exactly one recipient delivery through its VERP token (or, for feedback reports
+sent to a feedback address, through the original's return path or Message-ID), and applied: a bounce turns the
+delivery `bounced` and may suppress the address; a complaint is an event and a suppression. Anything that cannot
+be attributed safely (a forged or unknown token, a token presented at another organization's return-path host)
+is kept and marked `ignored` with the reason, never applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from mail.bounces.parse import Report, ReportRecipient, parse_report
+from mail.bounces.reasons import Reason as BounceReason
+from mail.errors import PostwerkError
+from sending.events import sequence_next
+from sending.feedback.dmarc_reports import dmarc_report_keep
+from sending.feedback.inbound_intake import DMARC_REPORT, is_return_path_host
+from sending.feedback.suppressions import BounceFact, Reason, bounce_effects, suppression_add
+from sending.models import Event, EventType, InboundMessage, Recipient, RecipientState
+from sending.return_path import is_verp, recipient_id_from_return_path
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+State = InboundMessage.State
+
+
+class NotApplied(PostwerkError):
+    """The report is kept but changes nothing; the message says why."""
+
+
+def inbound_process(inbound_id: uuid.UUID | str) -> str:
+    """Process one stored inbound message; returns its final state. Safe to run twice."""
+    updated = InboundMessage.objects.filter(pk=inbound_id, state=State.RECEIVED).update(attempts=F("attempts") + 1)
+    if not updated:
+        return "gone"
+    inbound = InboundMessage.objects.get(pk=inbound_id)
+    try:
+        if inbound.type == DMARC_REPORT:
+            return _keep_dmarc_report(inbound)
+        report = parse_report(bytes(inbound.raw))
+        return _apply(inbound, report)
+    except Exception as exc:  # a classifier or database bug: keep the raw message, retry a few times
+        log.exception("processing inbound message %s failed", inbound_id)
+        final = inbound.attempts >= MAX_ATTEMPTS
+        InboundMessage.objects.filter(pk=inbound.pk, state=State.RECEIVED).update(
+            state=State.FAILED if final else State.RECEIVED,
+            note=f"processing failed: {exc}"[:2000],
+            next_attempt_at=timezone.now() + timedelta(seconds=60 * inbound.attempts),
+        )
+        return State.FAILED if final else State.RECEIVED
+
+
+def _keep_dmarc_report(inbound: InboundMessage) -> str:
+    """A DMARC aggregate report is not a bounce: attribute it and keep it (`ignored`, nothing to apply)."""
+    note, summary = dmarc_report_keep(inbound)
+    updated = InboundMessage.objects.filter(pk=inbound.pk, state=State.RECEIVED).update(
+        state=State.IGNORED,
+        note=note,
+        result=summary,
+        organization_id=inbound.organization_id,
+        processed_at=timezone.now(),
+    )
+    return State.IGNORED if updated else "gone"
+
+
+def _apply(inbound: InboundMessage, report: Report) -> str:
+    with transaction.atomic():
+        locked = InboundMessage.objects.select_for_update().filter(pk=inbound.pk, state=State.RECEIVED).first()
+        if locked is None:
+            return "gone"  # another worker finished it
+        locked.type, locked.result = report.type, _report_json(report)
+        try:
+            if report.type == "bounce":
+                _apply_bounce(locked, report)
+            elif report.type == "complaint":
+                _apply_complaint(locked, report)
+            elif report.type == "autoreply":
+                raise NotApplied("an auto-reply (out of office, vacation or challenge), not a bounce")
+            else:
+                raise NotApplied("not a bounce, complaint or auto-reply Postwerk recognises")
+            locked.state = State.PROCESSED
+        except NotApplied as why:
+            locked.state, locked.note = State.IGNORED, str(why)
+        locked.processed_at = timezone.now()
+        locked.save()
+        return locked.state
+
+
+def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
+    failed = [r for r in report.recipients if r.action in ("failed", "")]
+    if not failed:
+        delayed = any(r.action == "delayed" for r in report.recipients)
+        raise NotApplied("a delay notice: the remote server is still trying" if delayed else "no failed recipient")
+    recipient = _delivery(inbound, report, [r.address for r in failed])
+    entry = _matching(failed, recipient.address)
+    if entry.address.lower() != recipient.address.lower() and _is_daemon(entry.address):
+        # A report about a report (a DSN that failed to reach a MAILER-DAEMON): nothing about our delivery.
+        raise NotApplied(f"a bounce of a bounce (failed recipient {entry.address})")
+    inbound.recipient, inbound.organization_id = recipient, recipient.organization_id
+    now = timezone.now()
+    details = {
+        "address": recipient.address,
+        "kind": entry.kind,
+        "reason": entry.reason,
+        "status": entry.status,
+        "diagnostic": entry.diagnostic[:2000],
+        "remote_mta": entry.remote_mta,
+        "source": "dsn",
+        "inbound_id": str(inbound.pk),
+    }
+    if entry.reason == BounceReason.SENDER_REJECTED:
+        # A relay refused our sender further on: the delivery failed, but not because of the recipient, so
+        # nothing counts against the address (no suppression, no bounce for reputation); the event says why.
+        Recipient.objects.filter(pk=recipient.pk).update(
+            state=RecipientState.FAILED,
+            last_enhanced=entry.status[:16],
+            last_text=entry.diagnostic[:2000],
+            updated_at=now,
+            claim_token=None,
+        )
+        _event(recipient, EventType.FAILED, details, now)
+        return
+    # A DSN after a `delivered` means a relay accepted and then failed: the delivery did not arrive after all.
+    Recipient.objects.filter(pk=recipient.pk).update(
+        state=RecipientState.BOUNCED,
+        last_enhanced=entry.status[:16],
+        last_text=entry.diagnostic[:2000],
+        updated_at=now,
+        claim_token=None,
+        # Reputation counts the outcome when it became known, and only hard bounces in the bounce rate.
+        finished_at=now,
+        bounce_kind=entry.kind,
+    )
+    _event(recipient, EventType.BOUNCED, details, now)
+    bounce_effects(
+        [
+            BounceFact(
+                organization_id=recipient.organization_id,
+                address=recipient.address,
+                message_id=recipient.message_id,
+                kind=entry.kind,
+                reason=entry.reason,
+                status=entry.status,
+                diagnostic=entry.diagnostic,
+            )
+        ]
+    )
+
+
+def _event(recipient: Recipient, event_type: str, details: dict, now: datetime) -> None:
+    Event.objects.create(
+        organization_id=recipient.organization_id,
+        message_id=recipient.message_id,
+        recipient=recipient,
+        type=event_type,
+        created_at=now,
+        details=details,
+        sequence=sequence_next(recipient.pk),
+    )
+
+
+def _apply_complaint(inbound: InboundMessage, report: Report) -> None:
+    recipient = _delivery(inbound, report, [r.address for r in report.recipients])
+    inbound.recipient, inbound.organization_id = recipient, recipient.organization_id
+    # The first complaint is what the complaint rate counts; a second report about the same delivery is not.
+    Recipient.objects.filter(pk=recipient.pk, complained_at__isnull=True).update(complained_at=timezone.now())
+    Event.objects.create(
+        organization_id=recipient.organization_id,
+        message_id=recipient.message_id,
+        recipient=recipient,
+        type=EventType.COMPLAINED,
+        details={
+            "address": recipient.address,
+            "feedback_type": report.feedback_type or "abuse",
+            "source": "arf",
+            "inbound_id": str(inbound.pk),
+        },
+        sequence=sequence_next(recipient.pk),
+    )
+    suppression_add(
+        organization_id=recipient.organization_id,
+        address=recipient.address,
+        reason=Reason.COMPLAINT,
+        details={"feedback_type": report.feedback_type or "abuse"},
+        source_message_id=recipient.message_id,
+        created_by="complaint",
+    )
+
+
+def _delivery(inbound: InboundMessage, report: Report, addresses: list[str]) -> Recipient:
+    """The one recipient delivery this report is about, or NotApplied saying why it cannot be trusted."""
+    tokens = [a for a in inbound.rcpt_to if is_verp(a)]
+    if report.original_sender and is_verp(report.original_sender):
+        tokens.append(report.original_sender)
+    for address in tokens:
+        recipient_id = recipient_id_from_return_path(address)
+        if recipient_id is None:
+            raise NotApplied(f"forged or damaged return-path token in {address}")
+        recipient = Recipient.objects.select_related("message").filter(pk=recipient_id).first()
+        if recipient is None:
+            raise NotApplied(f"the return-path token in {address} names no delivery (deleted?)")
+        _same_organization(inbound, recipient)
+        return recipient
+    # A feedback address (fbl@...) with no token: the original's Message-ID and the complained-about address.
+    if report.original_message_id and addresses:
+        wanted = {a.lower() for a in addresses}
+        candidates = Recipient.objects.select_related("message").filter(message__message_id=report.original_message_id)
+        for recipient in candidates:
+            if recipient.address.lower() in wanted:
+                _same_organization(inbound, recipient)
+                return recipient
+    raise NotApplied("no return-path token or known Message-ID: cannot tell which delivery this is about")
+
+
+def _same_organization(inbound: InboundMessage, recipient: Recipient) -> None:
+    """A report that arrived at one organization's return-path host may only touch that organization's mail."""
+    for address in inbound.rcpt_to:
+        host = address.strip("<>").rpartition("@")[2]
+        owner = is_return_path_host(host)
+        if owner is True:
+            continue  # the platform's shared return-path domain: the HMAC token alone authenticates
+        if owner and owner.organization_id != recipient.organization_id:
+            raise NotApplied(f"{address} belongs to another organization than the delivery it names")
+
+
+def _matching(entries: list[ReportRecipient], address: str) -> ReportRecipient:
+    for entry in entries:
+        if entry.address.lower() == address.lower():
+            return entry
+    return entries[0]  # a forwarder rewrote the address; the VERP token already says whose delivery it is
+
+
+def _is_daemon(address: str) -> bool:
+    return address.partition("@")[0].lower() in ("mailer-daemon", "postmaster", "double-bounce")
+
+
+def _report_json(report: Report) -> dict:
+    data = asdict(report)
+    for r in data.get("recipients", []):
+        r["diagnostic"] = r.get("diagnostic", "")[:2000]
+    return data
+
+
+def inbound_due(now=None, limit: int = 1000) -> list[str]:  # type: ignore[no-untyped-def]
+    """Stored reports whose processing task was lost; leased again so the next sweep skips them."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            InboundMessage.objects.filter(state=State.RECEIVED, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        InboundMessage.objects.filter(pk__in=ids).update(
+            next_attempt_at=now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
+        )
+    return [str(pk) for pk in ids]

@@ -1,0 +1,1 @@
+"""Taking mail in: the one accept pipeline (accept), the API's and SMTP's submissions, MIME composition."""

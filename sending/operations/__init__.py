@@ -1,0 +1,1 @@
+"""Running the platform: health, the metrics endpoint, retention."""

@@ -1,0 +1,333 @@
+"""Held mail: what submission does with a message whose sender is paused or over its send limit, and the bulk
+release / cancel of held mail.
+
+At submission every message is checked against the cached set of paused scopes (its organization, sender
+domain, API key or SMTP credential) and then, together, against the send limits (one counter statement per
+request). A held recipient is stored `held` with an `held` event instead of `queued` and is not enqueued.
+When the organization's limit action (or POSTWERK_LIMIT_ACTION) is `reject`, the request is refused instead
+(API 429, SMTP 451 4.7.1), and nothing is stored.
+
+Releasing moves held recipients to `queued` (a `released` event, enqueued after commit); cancelling makes them
+`cancelled` (never attempted). Both work in batches of rows, never a query per row. Mail of a scope that is
+still paused stays held on release: only resuming the scope lets it go.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Organization
+from sending.delivery.queueing import enqueue_after_commit
+from sending.errors import Refused
+from sending.models import Event, EventType, Recipient, RecipientState, ReputationScope
+from sending.reputation import send_limits
+from sending.reputation.rates import paused_scopes, paused_scopes_fresh
+
+if TYPE_CHECKING:
+    from accounts.models import SmtpCredential
+    from sending.intake.submission import Prepared
+    from sending.models import Domain, Message
+
+REPUTATION_PAUSED = "reputation_paused"
+SEND_LIMIT = "send_limit"
+HELD_REASONS = (REPUTATION_PAUSED, SEND_LIMIT)
+# Retry-After while paused: a pause lasts until a person resumes it, so there is no honest time; an hour.
+PAUSED_RETRY_AFTER = 3600
+BATCH = 1000
+
+
+class SendingRefused(Refused):
+    """The organization rejects (rather than holds) mail while paused or over its limit."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        # API 429 with Retry-After; SMTP 451 so the client keeps the message and retries (RFC 3463 §3.8: X.7.1
+        # delivery not authorized).
+        super().__init__(
+            message, code=code, http_status=429, smtp_reply=f"451 4.7.1 {message}", retry_after=retry_after
+        )
+
+
+def limit_action(organization: Organization) -> str:
+    return organization.limit_action or settings.POSTWERK_LIMIT_ACTION
+
+
+def message_scopes(message: Message) -> list[tuple[str, int]]:
+    scopes = [(ReputationScope.ORGANIZATION, message.organization_id)]
+    for scope, scope_id in (
+        (ReputationScope.DOMAIN, message.domain_id),
+        (ReputationScope.API_KEY, message.api_key_id),
+        (ReputationScope.SMTP_CREDENTIAL, message.smtp_credential_id),
+    ):
+        if scope_id is not None:
+            scopes.append((scope, scope_id))
+    return scopes
+
+
+def _paused_hold(message: Message, paused: frozenset[tuple[str, int]]) -> dict | None:
+    for scope, scope_id in message_scopes(message):
+        if (scope, scope_id) in paused:
+            return {"reason": REPUTATION_PAUSED, "scope": scope, "scope_id": scope_id}
+    return None
+
+
+def _paused_message(scope: str) -> str:
+    return f"Sending is paused for this {scope.replace('_', ' ')} (reputation); new mail is not accepted."
+
+
+# --- at submission ----------------------------------------------------------------------------------------
+
+# Per process: organizations whose send limit refused mail, until their window reopens, so an SMTP client
+# that rejects hears 451 at MAIL FROM instead of after sending the whole message.
+_full_until: dict[int, datetime] = {}
+
+
+def holds_screen(*, organization: Organization, prepared: list[Prepared], now: datetime | None = None) -> None:
+    """Decide which messages are held (setting their recipients `held`), or raise SendingRefused."""
+    now = now or timezone.now()
+    reject = limit_action(organization) == Organization.LimitAction.REJECT
+    paused = paused_scopes(organization.pk)
+    holds: dict[int, dict] = {}
+    todo = range(len(prepared))
+    if paused:
+        for n in todo:
+            p = prepared[n]
+            hold = _paused_hold(p.message, paused)
+            if hold is not None:
+                if reject:
+                    raise SendingRefused("sending_paused", _paused_message(hold["scope"]), PAUSED_RETRY_AFTER)
+                holds[n] = hold
+    # Only messages that would go out count against the limit (not held, not wholly suppressed).
+    counted = [
+        n for n in todo if n not in holds and any(r.state == RecipientState.QUEUED for r in prepared[n].recipients)
+    ]
+    admission = send_limits.messages_admit(organization=organization, count=len(counted), now=now)
+    if admission.over:
+        window = admission.window
+        assert window is not None
+        _full_until[organization.pk] = window.end
+        if reject:
+            # The admitted share was counted; the request stores nothing, so give it back.
+            send_limits.messages_refund(organization=organization, count=admission.allowed, now=now)
+            raise SendingRefused(
+                "send_limit_exceeded",
+                f"Over the {window.period}ly send limit of {window.limit} messages; retry when the window reopens.",
+                admission.retry_after,
+            )
+        for n in counted[admission.allowed :]:
+            holds[n] = {
+                "reason": SEND_LIMIT,
+                "period": window.period,
+                "limit": window.limit,
+                "window_end": window.end.isoformat(),
+            }
+    for n, hold in holds.items():
+        prepared[n].hold = hold
+        for r in prepared[n].recipients:
+            if r.state == RecipientState.QUEUED:
+                r.state, r.held_reason, r.held_at = RecipientState.HELD, hold["reason"], r.created_at
+
+
+def smtp_sender_refusal(credential: SmtpCredential, domain: Domain) -> str | None:
+    """At MAIL FROM, for organizations that reject: the 451 reply when the answer is already known (a paused
+    scope, or a send limit this process saw full), else None. Costs dict lookups, no query."""
+    organization = credential.organization
+    if limit_action(organization) != Organization.LimitAction.REJECT:
+        return None
+    paused = paused_scopes(organization.pk)
+    for scope, scope_id in (
+        (ReputationScope.ORGANIZATION, organization.pk),
+        (ReputationScope.DOMAIN, domain.pk),
+        (ReputationScope.SMTP_CREDENTIAL, credential.pk),
+    ):
+        if (scope, scope_id) in paused:
+            return f"451 4.7.1 {_paused_message(scope)}"
+    full_until = _full_until.get(organization.pk)
+    if full_until is not None:
+        if timezone.now() < full_until:
+            return "451 4.7.1 Over the send limit; retry when the window reopens."
+        _full_until.pop(organization.pk, None)
+    return None
+
+
+# --- held mail in bulk ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldFilter:
+    domain: str | None = None  # the sender domain's name
+    held_reason: str | None = None
+    api_key_id: int | None = None
+    smtp_credential_id: int | None = None
+    address: str | None = None  # part of the recipient address
+    held_before: datetime | None = None
+    held_after: datetime | None = None
+    tag: str | None = None
+
+
+def held_queryset(organization_id: int, f: HeldFilter) -> QuerySet[Recipient]:
+    qs = Recipient.objects.filter(organization_id=organization_id, state=RecipientState.HELD)
+    if f.domain:
+        qs = qs.filter(message__domain__name=f.domain.strip().lower().rstrip("."))
+    if f.held_reason:
+        qs = qs.filter(held_reason=f.held_reason)
+    if f.api_key_id is not None:
+        qs = qs.filter(message__api_key_id=f.api_key_id)
+    if f.smtp_credential_id is not None:
+        qs = qs.filter(message__smtp_credential_id=f.smtp_credential_id)
+    if f.address:
+        qs = qs.filter(address__icontains=f.address.strip())
+    if f.held_before:
+        qs = qs.filter(held_at__lt=f.held_before)
+    if f.held_after:
+        qs = qs.filter(held_at__gte=f.held_after)
+    if f.tag:
+        qs = qs.filter(message__tag_rows__name=f.tag, message__tag_rows__organization_id=organization_id)
+    return qs
+
+
+def held_count(organization_id: int, f: HeldFilter) -> int:
+    return held_queryset(organization_id, f).count()
+
+
+def _releasable(organization_id: int, qs: QuerySet[Recipient]) -> QuerySet[Recipient]:
+    """Leave out mail of scopes still paused: releasing it would bypass the pause."""
+    paused = paused_scopes_fresh(organization_id)
+    if not paused:
+        return qs
+    if (ReputationScope.ORGANIZATION, organization_id) in paused:
+        return qs.none()
+    column = {
+        ReputationScope.DOMAIN: "message__domain_id__in",
+        ReputationScope.API_KEY: "message__api_key_id__in",
+        ReputationScope.SMTP_CREDENTIAL: "message__smtp_credential_id__in",
+    }
+    blocked = Q()
+    for scope, field in column.items():
+        ids = [scope_id for s, scope_id in paused if s == scope]
+        if ids:
+            blocked |= Q(**{field: ids})
+    return qs.exclude(blocked)
+
+
+def held_release(organization_id: int, f: HeldFilter, *, actor: str, dry_run: bool = False) -> int:
+    """Queue the matching held mail (except scopes still paused); returns how many recipients (would) go."""
+    qs = _releasable(organization_id, held_queryset(organization_id, f))
+    if dry_run:
+        return qs.count()
+    return _release(qs, actor=actor)
+
+
+def held_cancel(organization_id: int, f: HeldFilter, *, actor: str, dry_run: bool = False) -> int:
+    """Cancel the matching held mail (never sent); returns how many recipients (would be) cancelled."""
+    qs = held_queryset(organization_id, f)
+    if dry_run:
+        return qs.count()
+    return _cancel(qs, actor=actor, reason="cancelled")
+
+
+def _claim_batch(qs: QuerySet[Recipient]) -> list[tuple]:
+    from sending.delivery.sweep import connection_supports_skip_locked
+
+    rows = qs.order_by("held_at", "id")
+    if connection_supports_skip_locked():
+        rows = rows.select_for_update(of=("self",))
+    return list(
+        rows.values_list("id", "organization_id", "message_id", "address", "domain", "event_seq", "held_reason")[:BATCH]
+    )
+
+
+def _release(qs: QuerySet[Recipient], *, actor: str) -> int:
+    total = 0
+    while True:
+        now = timezone.now()
+        lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
+        with transaction.atomic():
+            rows = _claim_batch(qs)
+            if not rows:
+                return total
+            ids = [row[0] for row in rows]
+            Recipient.objects.filter(id__in=ids, state=RecipientState.HELD).update(
+                state=RecipientState.QUEUED, next_attempt_at=lease_until, updated_at=now, event_seq=F("event_seq") + 1
+            )
+            _events(rows, EventType.RELEASED, now, {"actor": actor})
+            enqueue_after_commit([(str(row[0]), row[4]) for row in rows])
+        total += len(rows)
+
+
+def _cancel(qs: QuerySet[Recipient], *, actor: str, reason: str) -> int:
+    total = 0
+    while True:
+        now = timezone.now()
+        with transaction.atomic():
+            rows = _claim_batch(qs)
+            if not rows:
+                return total
+            Recipient.objects.filter(id__in=[row[0] for row in rows], state=RecipientState.HELD).update(
+                state=RecipientState.CANCELLED, updated_at=now, event_seq=F("event_seq") + 1
+            )
+            _events(rows, EventType.CANCELLED, now, {"actor": actor, "reason": reason})
+        total += len(rows)
+
+
+def _events(rows: Iterable[tuple], event_type: str, now: datetime, details: dict) -> None:
+    # The rows are locked (or, on SQLite, the database is) since they were read: event_seq + 1 is theirs.
+    Event.objects.bulk_create(
+        Event(
+            organization_id=org,
+            message_id=message_id,
+            recipient_id=pk,
+            type=event_type,
+            created_at=now,
+            details={"address": address, "held_reason": held_reason, **details},
+            sequence=seq + 1,
+        )
+        for pk, org, message_id, address, _domain, seq, held_reason in rows
+    )
+
+
+# --- beat -------------------------------------------------------------------------------------------------
+
+
+def held_expire(now: datetime | None = None) -> int:
+    """Cancel held mail older than POSTWERK_HELD_MAX_AGE, with reason `expired`."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.POSTWERK_HELD_MAX_AGE)
+    qs = Recipient.objects.filter(state=RecipientState.HELD, held_at__lt=cutoff)
+    return _cancel(qs, actor="expiry", reason="expired")
+
+
+def send_limit_release(now: datetime | None = None) -> int:
+    """Release mail held by a send limit, oldest first, up to what the current windows admit (nothing until
+    the window that held it has reopened). Returns recipients released."""
+    now = now or timezone.now()
+    org_ids = set(
+        Recipient.objects.filter(state=RecipientState.HELD, held_reason=SEND_LIMIT).values_list(
+            "organization_id", flat=True
+        )
+    )
+    released = 0
+    for organization in Organization.objects.filter(pk__in=org_ids):
+        qs = _releasable(organization.pk, held_queryset(organization.pk, HeldFilter(held_reason=SEND_LIMIT)))
+        message_ids = list(dict.fromkeys(qs.order_by("held_at", "id").values_list("message_id", flat=True)[:BATCH]))
+        if not message_ids:
+            continue
+        admission = send_limits.messages_admit(organization=organization, count=len(message_ids), now=now)
+        if admission.allowed:
+            released += _release(qs.filter(message_id__in=message_ids[: admission.allowed]), actor="send_limit")
+    return released
+
+
+def held_maintenance(now: datetime | None = None) -> dict[str, int]:
+    started = time.monotonic()
+    expired = held_expire(now)
+    released = send_limit_release(now)
+    return {"expired": expired, "released": released, "ms": int((time.monotonic() - started) * 1000)}
