@@ -1,8 +1,8 @@
 """The periodic sweep: the database, not the broker, decides what still needs delivering.
 
-It re-queues recipients left in `sending` by a worker that died (its lease ran out: sending.delivery.worker_leases), and
-enqueues queued or deferred recipients
-whose time has come (retries, and fresh ones whose broker message was lost, once their enqueue lease ran out).
+It re-queues recipients left in `sending` by a worker that died (its lease ran out: delivery.worker_leases), and
+enqueues queued or deferred recipients whose time has come (retries, and fresh ones whose broker message was
+lost, once their enqueue lease ran out).
 """
 
 from __future__ import annotations
