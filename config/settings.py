@@ -193,7 +193,11 @@ POSTWERK_RETRY_SCHEDULE = [
     int(s) for s in env.list("POSTWERK_RETRY_SCHEDULE", default=["60", "300", "900", "1800", "3600", "7200", "14400"])
 ]
 POSTWERK_MAX_DELIVERY_AGE = env.int("POSTWERK_MAX_DELIVERY_AGE", default=2 * 24 * 3600)
-# A recipient left in `sending` this long belonged to a worker that died; the sweep queues it again.
+# A delivering worker renews its lease (sending.delivery.worker_leases) every third of this; once it has run out
+# the worker is taken for dead and the sweep queues its `sending` recipients again. Seconds.
+POSTWERK_WORKER_LEASE = env.float("POSTWERK_WORKER_LEASE", default=60.0)
+# A recipient left in `sending` this long by a claim that holds no worker lease (made by a version before leases)
+# is queued again by the sweep.
 POSTWERK_SENDING_TIMEOUT = env.int("POSTWERK_SENDING_TIMEOUT", default=600)
 # How long an enqueued id may wait for a worker before the sweep assumes the broker lost it.
 POSTWERK_ENQUEUE_LEASE = env.int("POSTWERK_ENQUEUE_LEASE", default=300)

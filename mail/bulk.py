@@ -140,3 +140,12 @@ def _json_dumps(encoder: type[json.JSONEncoder] | None) -> Callable[[Any], str |
         return None if value is None else json.dumps(value, cls=encoder)  # None is SQL NULL, as in Django
 
     return dumps
+
+
+def commit_without_flush() -> None:
+    """Inside a transaction: its COMMIT returns without waiting for PostgreSQL to flush it to disk
+    (synchronous_commit off, for this transaction only). Only for writes whose loss in a crash of the database
+    server itself is safe to repeat: the last fraction of a second of them may be forgotten, never half-written."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")

@@ -60,9 +60,10 @@ class SlotTable:
                 return Slot(key, index, token)
         return None
 
-    def renew(self, slot: Slot, lease_seconds: float) -> bool:
-        """Extend the lease once a third of it has passed; False when it was lost (it ran out and was taken)."""
-        if time.monotonic() - slot.renewed < lease_seconds / 3:
+    def renew(self, slot: Slot, lease_seconds: float, *, force: bool = False) -> bool:
+        """Extend the lease once a third of it has passed (`force`: now); False when it was lost (it ran out and
+        was taken, or its row is gone)."""
+        if not force and time.monotonic() - slot.renewed < lease_seconds / 3:
             return True
         slot.renewed = time.monotonic()
         return bool(

@@ -17,6 +17,7 @@ from sending.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
+    WorkerLease,
 )
 
 
@@ -345,6 +346,16 @@ class DeliverySlotAdmin(admin.ModelAdmin):
     search_fields = ["key"]
     ordering = ["key", "slot"]
     readonly_fields = ["key", "slot", "holder", "expires_at"]  # leases are the workers' business
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(WorkerLease)
+class WorkerLeaseAdmin(admin.ModelAdmin):
+    list_display = ["worker", "holder", "expires_at"]
+    ordering = ["-expires_at"]
+    readonly_fields = ["worker", "slot", "holder", "expires_at"]  # leases are the workers' business
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False

@@ -207,7 +207,8 @@ class Recipient(models.Model):
     # once delivery has an outcome that ends it (delivered, bounced, failed): no attempt is coming.
     next_attempt_at = models.DateTimeField(default=timezone.now, null=True, blank=True)
     sending_since = models.DateTimeField(null=True, blank=True)
-    # Set by the worker that moved the row to `sending`, so it can read back exactly the rows it won.
+    # Set by the claim that moved the row to `sending`: the claiming worker's WorkerLease, which the sweep checks
+    # before re-queueing the row (a claim made outside a worker lease gets a token of its own).
     claim_token = models.UUIDField(null=True, blank=True)
     last_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_enhanced = models.CharField(max_length=16, blank=True)
@@ -685,6 +686,23 @@ class DeliverySlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}#{self.slot} ({self.holder or 'free'})"
+
+
+class WorkerLease(models.Model):
+    """A delivery worker's proof that it is alive (sending.delivery.worker_leases): its claims carry `worker` in
+    Recipient.claim_token, it renews `expires_at` while it delivers, and the sweep re-queues the `sending`
+    recipients of a lease that ran out or was released, never those of a live one."""
+
+    worker = models.UUIDField()
+    slot = models.PositiveSmallIntegerField()  # always 0: one holder per worker (mail.leases' slot rows)
+    holder = models.CharField(max_length=32, blank=True, default="")  # "" when released
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "slot"], name="workerlease_worker_slot")]
+
+    def __str__(self) -> str:
+        return f"{self.worker} ({self.holder or 'released'})"
 
 
 class DestinationState(models.Model):

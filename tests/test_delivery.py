@@ -273,6 +273,86 @@ def test_worker_that_died_mid_delivery_is_rescued_by_the_sweep_once(api, zone, m
     assert Recipient.objects.get().state == RecipientState.DELIVERED
 
 
+def test_the_sweep_leaves_a_live_workers_claim_alone_however_old_and_requeues_it_once_the_lease_ran_out(
+    api, zone, mx, domain, settings
+):
+    from sending.delivery.claiming import claim
+    from sending.delivery.worker_leases import holding
+    from sending.models import WorkerLease
+
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+    ids = [str(pk) for pk in Recipient.objects.values_list("id", flat=True)]
+    with holding() as lease:
+        assert claim(ids)
+    # A slow receiver: the claim is an hour old, past any timeout, but its worker's lease is live.
+    settings.POSTWERK_SENDING_TIMEOUT = 60
+    Recipient.objects.update(sending_since=timezone.now() - timedelta(hours=1))
+    assert Recipient.objects.get().claim_token == lease
+    assert sweep().rescued == 0
+    assert Recipient.objects.get().state == RecipientState.SENDING
+
+    # The worker stopped renewing (killed): once its lease has run out the next sweep re-queues the recipient.
+    WorkerLease.objects.filter(worker=lease).update(expires_at=timezone.now() - timedelta(seconds=1))
+    report = sweep()
+    assert (report.rescued, report.enqueued) == (1, 1)
+    recipient = Recipient.objects.get()
+    assert (recipient.state, recipient.claim_token, recipient.attempts) == (RecipientState.QUEUED, None, 1)
+
+
+def test_a_delivery_that_fails_outside_the_smtp_session_releases_its_lease_for_the_sweep(
+    api, zone, mx, domain, monkeypatch
+):
+    """The database went away while an outcome was being recorded: what the delivery claimed must not wait for this
+    process to go idle. Its lease is released, and the next sweep re-queues the recipients."""
+    from sending.delivery import deliver as delivery
+    from sending.models import WorkerLease
+
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["jane@dest.example"])
+
+    def unavailable(outcomes):
+        raise RuntimeError("the database is unavailable")
+
+    monkeypatch.setattr(delivery, "record_outcomes", unavailable)
+    with pytest.raises(RuntimeError):
+        deliver_queued()
+    monkeypatch.undo()
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.SENDING
+    assert WorkerLease.objects.get(worker=recipient.claim_token).holder == ""  # released
+    assert sweep().rescued == 1
+    assert deliver_queued() == 1
+    assert len(sink.messages) == 2  # the first copy reached the MX before the outcome could be written
+    assert Recipient.objects.get().state == RecipientState.DELIVERED
+
+
+def test_each_outcome_is_recorded_as_soon_as_its_smtp_transaction_ends(api, zone, mx, domain, monkeypatch):
+    """A worker that dies mid-batch re-sends at most the transaction in flight: before each transaction starts,
+    every earlier one of the batch is already recorded."""
+    from mail.smtp_client import SmtpSession
+
+    mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["a@dest.example", "b@dest.example"])
+    send(api, ["c@dest.example"])
+    seen: list[dict[str, str]] = []
+    real_send = SmtpSession.send
+
+    def send_and_look(self, **kwargs):
+        seen.append(states())  # what the database says as this transaction starts
+        return real_send(self, **kwargs)
+
+    monkeypatch.setattr(SmtpSession, "send", send_and_look)
+    assert deliver_queued() == 3
+
+    first, second, third = (sorted(s.values()) for s in seen)
+    assert first == ["sending", "sending", "sending"]
+    assert second == ["delivered", "sending", "sending"]
+    assert third == ["delivered", "delivered", "sending"]
+
+
 def test_server_without_pipelining_gets_one_command_at_a_time(api, zone, mx, domain):
     sink = mx("127.0.0.2")
     sink.pipelining = False

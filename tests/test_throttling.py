@@ -3,7 +3,6 @@ through two real Celery worker processes to show the limits hold across processe
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
@@ -228,6 +227,7 @@ WINDOW = 1.0
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(300)  # two worker processes' start and the burst, on a machine that may be busy
 def test_burst_of_300_through_two_worker_processes_keeps_every_limit(api, zone, mx, tmp_path, settings):
     """2 connections, 25 messages per connection and 60 per window, with two worker processes of two threads each:
     four would-be senders for two slots."""
@@ -242,10 +242,13 @@ def test_burst_of_300_through_two_worker_processes_keeps_every_limit(api, zone, 
         "POSTWERK_THROTTLE_RULES": "[]",
     }
     workers = [Worker(tmp_path, extra_args=("-P", "threads", "-c", "2"), **env).start() for _ in range(2)]
+    logs = lambda: "\n".join(w.log()[-3000:] for w in workers)  # noqa: E731
     try:
+        # Both consume before the burst is published, so both compete for the slots; how the burst then splits
+        # between them is the broker's business (one task drains its destination's queue), not a promise.
+        assert wait_until(lambda: all("ready." in w.log() for w in workers), timeout=120), logs()
         send_many(api, 300)
-        logs = lambda: "\n".join(w.log()[-3000:] for w in workers)  # noqa: E731
-        assert wait_until(lambda: delivered() == 300, timeout=120), logs()
+        assert wait_until(lambda: delivered() == 300, timeout=150), logs()
     finally:
         for w in workers:
             w.stop()
@@ -258,8 +261,6 @@ def test_burst_of_300_through_two_worker_processes_keeps_every_limit(api, zone, 
     times = sorted(m.received_at for m in sink.messages)
     assert times[-1] - times[0] >= 3 * WINDOW
     assert not Recipient.objects.filter(attempts__gt=1).exists()  # throttled mail was never counted as a try
-    # Both processes sent some of it.
-    assert all(re.search(r"succeeded in [\d.]+s: [1-9]", w.log()) for w in workers)
     assert DeliverySlot.objects.filter(key=DEST).exclude(holder="").count() == 0
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from sending.delivery.sweep import sweep
-from sending.models import Recipient, RecipientState
+from sending.models import Recipient, RecipientState, WorkerLease
 from tests.conftest import add_mx_domain
 from tests.worker_process import Worker, wait_until
 
@@ -41,7 +42,7 @@ def test_api_to_mx_through_a_real_worker(api, zone, mx, tmp_path):
     ]
 
 
-def test_worker_killed_mid_delivery_then_the_sweep_delivers_exactly_once(api, zone, mx, tmp_path, settings):
+def test_worker_killed_mid_delivery_then_the_sweep_delivers_exactly_once(api, zone, mx, tmp_path):
     sink = mx("127.0.0.2")
     sink.hang_on = "DATA"  # the first session stops answering after the message data, before the reply
     add_mx_domain(zone, "dest.example", "127.0.0.2")
@@ -57,7 +58,8 @@ def test_worker_killed_mid_delivery_then_the_sweep_delivers_exactly_once(api, zo
 
     second = Worker(tmp_path).start()
     try:
-        settings.POSTWERK_SENDING_TIMEOUT = 0  # the dead worker's claim counts as stuck at once
+        # The dead worker's lease counts as run out at once (it would in POSTWERK_WORKER_LEASE, unrenewed).
+        WorkerLease.objects.update(expires_at=timezone.now())
         report = sweep()
         assert report.rescued == 1 and report.enqueued == 1
         assert sink.wait_for(1, timeout=60), second.log()

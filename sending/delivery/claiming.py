@@ -3,8 +3,9 @@ back the rows this worker won.
 
 One statement instead of an UPDATE, a SELECT and their transaction: the claim is the step every delivery
 task starts with, and under a stream of small batches (SMTP submission, single API sends) its round trips and
-commit were the largest part of a worker's time. The `sent` event is written with the outcome
-(delivery.record_outcomes), in that transaction; the claim reserves its sequence number.
+commit were the largest part of a worker's time. The claim token is the claiming worker's lease
+(sending.delivery.worker_leases): the sweep re-queues the row only once that lease ran out. The `sent` event is written
+with the outcome (delivery.record_outcomes), in that transaction; the claim reserves its sequence number.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from django.db import connection
 from django.utils import timezone
 
+from sending.delivery.worker_leases import claim_token
 from sending.models import Message, Recipient, RecipientState
 
 
@@ -51,7 +53,7 @@ def claim_queued(domain: str, limit: int) -> list[Recipient]:
 
 
 def _claim(where: str, params: list, *, locked: bool = False) -> list[Recipient]:
-    token, now = uuid.uuid4(), timezone.now()
+    token, now = claim_token(), timezone.now()
     columns = ", ".join(_q(f.column) for f in Recipient._meta.concrete_fields)
     sql = (
         f"UPDATE {_table()} SET {_q('state')} = %s, {_q('claim_token')} = %s, {_q('sending_since')} = %s,"  # noqa: S608

@@ -1,7 +1,8 @@
 """The periodic sweep: the database, not the broker, decides what still needs delivering.
 
-It re-queues recipients left in `sending` by a worker that died, and enqueues queued or deferred recipients
-whose time has come (retries, and fresh ones whose broker message was lost, once their lease ran out).
+It re-queues recipients left in `sending` by a worker that died (its lease ran out: delivery.worker_leases), and
+enqueues queued or deferred recipients whose time has come (retries, and fresh ones whose broker message was
+lost, once their enqueue lease ran out).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from sending.delivery.queueing import enqueue
-from sending.models import Recipient, RecipientState
+from sending.delivery.worker_leases import leases_idle_delete
+from sending.models import Recipient, RecipientState, WorkerLease
 
 SWEEP_LIMIT = 20_000
 _DUE_STATES = (RecipientState.QUEUED, RecipientState.DEFERRED)
@@ -29,9 +31,8 @@ class SweepReport:
 
 def sweep(now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
-    stuck_before = now - timedelta(seconds=settings.POSTWERK_SENDING_TIMEOUT)
     # A dead worker's attempt still counts; the `sent` event it never wrote gives its sequence number back.
-    rescued = Recipient.objects.filter(state=RecipientState.SENDING, sending_since__lt=stuck_before).update(
+    rescued = Recipient.objects.filter(abandoned(now)).update(
         state=RecipientState.QUEUED,
         sending_since=None,
         claim_token=None,
@@ -52,7 +53,21 @@ def sweep(now: datetime | None = None) -> SweepReport:
             )
     if refs:
         enqueue([(str(pk), domain) for pk, domain in refs])
+    leases_idle_delete(now - timedelta(seconds=max(3600, 10 * settings.POSTWERK_WORKER_LEASE)))
     return SweepReport(rescued=rescued, enqueued=len(refs))
+
+
+def abandoned(now: datetime) -> Q:
+    """`sending` recipients nobody is delivering: their worker's lease ran out or was released. However long a
+    live worker takes (a slow receiver), its lease is renewed and its recipients stay its own. A claim whose token
+    is no lease at all (made outside a worker, or by a version before leases) falls back on
+    POSTWERK_SENDING_TIMEOUT."""
+    leases = WorkerLease.objects.values("worker")
+    lapsed = leases.filter(Q(holder="") | Q(expires_at__lt=now))
+    stuck_before = now - timedelta(seconds=settings.POSTWERK_SENDING_TIMEOUT)
+    return Q(state=RecipientState.SENDING) & (
+        Q(claim_token__in=lapsed) | (~Q(claim_token__in=leases) & Q(sending_since__lt=stuck_before))
+    )
 
 
 def connection_supports_skip_locked() -> bool:

@@ -1,7 +1,7 @@
 """Loopback recipient MX for tests: a real aiosmtpd server that records mail.
 
 Behaviour knobs (``rcpt_replies``, ``mail_reply``, ``data_reply``,
-``tempfail_next``, ``hang_on``/``hang_sessions``) are plain attributes read
+``tempfail_next``, ``hang_on``/``hang_sessions``, ``data_gate``) are plain attributes read
 at command time, so a test can flip them between deliveries without
 restarting the sink.
 """
@@ -133,6 +133,14 @@ class _Handler:
             smtputf8=bool(envelope.smtp_utf8),
         )
         queue_id = sink._record(message)
+        gate = sink.data_gate
+        if gate is not None:  # a slow MX: it has the message, and answers the final dot once the gate opens
+            sink.data_waiting += 1
+            try:
+                while not gate.is_set():
+                    await asyncio.sleep(0.05)
+            finally:  # also when the client went away meanwhile
+                sink.data_waiting -= 1
         return f"250 2.0.0 OK queued as {queue_id}"
 
 
@@ -170,6 +178,9 @@ class SmtpSink:
         self.hang_on: HangStage | None = None
         self.hang_sessions = 1
         self.pipelining = True
+        # A threading.Event: while it is not set, the reply to every message taken waits (counted in data_waiting).
+        self.data_gate: threading.Event | None = None
+        self.data_waiting = 0
 
         self._cond = threading.Condition()
         self._queue_seq = 0
