@@ -15,16 +15,17 @@ a blocklist listing, a reputation change) are organization events, written here 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from dataclasses import fields as dataclass_fields
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from mail.bulk import insert_rows
+from mail.bulk import bulk_update_rows, insert_rows
 from sending.models import Event, EventType, Recipient, RecipientState
 
 
@@ -165,6 +166,99 @@ def held_cancelled(rows: Sequence[Locked], *, actor: str, reason: str, at: datet
         at=at,
         state=RecipientState.CANCELLED,
     )
+
+
+# --- delivery: claims, attempts, and giving claims back -------------------------------------------------------
+
+
+def claimed(where: str, params: list, *, token: uuid.UUID, locked: bool = False) -> list[Recipient]:
+    """`queued` → `sending` for the rows `where` picks, in one UPDATE … RETURNING (sending.delivery.claiming builds
+    `where`); the attempt is counted and the `sent` event's sequence number reserved (the event is written with
+    the outcome). `locked`: `where` already holds the rows locked and queued."""
+    now = timezone.now()
+    columns = ", ".join(_q(f.column) for f in Recipient._meta.concrete_fields)
+    sql = (
+        f"UPDATE {_table()} SET {_q('state')} = %s, {_q('claim_token')} = %s, {_q('sending_since')} = %s,"  # noqa: S608
+        f" {_q('updated_at')} = %s, {_q('attempts')} = {_q('attempts')} + 1,"
+        f" {_q('event_seq')} = {_q('event_seq')} + 1"
+        f" WHERE {where}{'' if locked else ' AND ' + _q('state') + ' = %s'} RETURNING {columns}"
+    )
+    still_queued = [] if locked else [RecipientState.QUEUED]
+    token_db = Recipient._meta.get_field("claim_token").get_db_prep_value(token, connection)
+    now_db = connection.ops.adapt_datetimefield_value(now)
+    return list(Recipient.objects.raw(sql, [RecipientState.SENDING, token_db, now_db, now_db, *params, *still_queued]))
+
+
+def _table() -> str:
+    return connection.ops.quote_name(Recipient._meta.db_table)
+
+
+def _q(column: str) -> str:
+    return connection.ops.quote_name(column)
+
+
+# What an attempt's outcome changes on the row (sending.delivery.deliver.record_outcomes sets them in memory).
+OUTCOME_FIELDS = [
+    "state",
+    "last_code",
+    "last_enhanced",
+    "last_text",
+    "mx_host",
+    "tls",
+    "updated_at",
+    "sending_since",
+    "claim_token",
+    "delivered_at",
+    "next_attempt_at",
+    "event_seq",
+    # What reputation reads (sending.reputation.rates): the outcome's time and a bounce's kind.
+    "finished_at",
+    "bounce_kind",
+]
+
+
+def attempts_recorded(recipients: list[Recipient], events: list[dict[str, object]]) -> None:
+    """Outcomes of attempts: each recipient's new state and fields as set in memory, and its `sent` and outcome
+    events, whose sequence numbers its claim kept for it (no other writer touches a claimed row's events). Call
+    inside the outcome's transaction."""
+    bulk_update_rows(Recipient, recipients, OUTCOME_FIELDS)
+    insert_rows(Event, events)
+
+
+def claims_given_back(recipient_ids: Sequence[object], *, until: datetime, at: datetime) -> int:
+    """Claimed but never attempted (a back-off came first): back to `queued` until `until`; the attempt and the
+    reserved sequence number are given back, so the next claim's `sent` carries the same attempt number."""
+    return Recipient.objects.filter(id__in=recipient_ids, state=RecipientState.SENDING).update(
+        state=RecipientState.QUEUED,
+        next_attempt_at=until,
+        updated_at=at,
+        attempts=F("attempts") - 1,
+        event_seq=F("event_seq") - 1,
+        claim_token=None,
+        sending_since=None,
+    )
+
+
+def abandoned_requeued(abandoned: Q, *, at: datetime) -> int:
+    """`sending` rows nobody delivers any more (their worker died) back to `queued`, due now. The dead worker's
+    attempt still counts; the `sent` event it never wrote gives its sequence number back."""
+    return Recipient.objects.filter(abandoned).update(
+        state=RecipientState.QUEUED,
+        sending_since=None,
+        claim_token=None,
+        next_attempt_at=at,
+        updated_at=at,
+        event_seq=F("event_seq") - 1,
+    )
+
+
+def due_requeued(recipient_ids: Sequence[object], *, lease_until: datetime, at: datetime) -> None:
+    """Due `queued` or `deferred` rows, whose task is being published: `queued`, left alone by the sweep until
+    `lease_until`. No event: `deferred` said when it would be tried again."""
+    for start in range(0, len(recipient_ids), 1000):
+        Recipient.objects.filter(
+            id__in=recipient_ids[start : start + 1000], state__in=(RecipientState.QUEUED, RecipientState.DEFERRED)
+        ).update(state=RecipientState.QUEUED, next_attempt_at=lease_until, updated_at=at)
 
 
 # --- events of no delivery --------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import template
 from django.conf import settings
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from sending.models import Reputation, ReputationState
 
@@ -47,7 +48,7 @@ def reputation_badge(rep: Reputation) -> str:
     (11 % bounces of 45 outcomes, say) are not judged at all, which a green badge beside them would hide."""
     minimum = settings.POSTWERK_REPUTATION_MIN_DELIVERIES
     if rep.state == ReputationState.OK and rep.computed_at is None:
-        return format_html('<span class="badge">not computed yet</span>')
+        return mark_safe('<span class="badge">not computed yet</span>')  # noqa: S308 - a constant
     if rep.state == ReputationState.OK and rep.deliveries < minimum:
         return format_html('<span class="badge">not judged yet ({} of {} outcomes)</span>', rep.deliveries, minimum)
     css = {ReputationState.PAUSED: "error", ReputationState.WARNING: "warning"}.get(rep.state, "ok")

@@ -4,8 +4,8 @@ back the rows this worker won.
 One statement instead of an UPDATE, a SELECT and their transaction: the claim is the step every delivery
 task starts with, and under a stream of small batches (SMTP submission, single API sends) its round trips and
 commit were the largest part of a worker's time. The claim token is the claiming worker's lease
-(sending.delivery.worker_leases): the sweep re-queues the row only once that lease ran out. The `sent` event is written
-with the outcome (delivery.record_outcomes), in that transaction; the claim reserves its sequence number.
+(sending.delivery.worker_leases): the sweep re-queues the row only once that lease ran out. The UPDATE itself is
+sending.states.claimed (the one writer of recipient state); this module picks the rows.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Sequence
 
 from django.db import connection
-from django.utils import timezone
 
 from sending.delivery.worker_leases import claim_token
 from sending.models import Message, Recipient, RecipientState
+from sending.states import claimed
 
 
 def claim(recipient_ids: Sequence[str | uuid.UUID]) -> list[Recipient]:
@@ -53,20 +53,7 @@ def claim_queued(domain: str, limit: int) -> list[Recipient]:
 
 
 def _claim(where: str, params: list, *, locked: bool = False) -> list[Recipient]:
-    token, now = claim_token(), timezone.now()
-    columns = ", ".join(_q(f.column) for f in Recipient._meta.concrete_fields)
-    sql = (
-        f"UPDATE {_table()} SET {_q('state')} = %s, {_q('claim_token')} = %s, {_q('sending_since')} = %s,"  # noqa: S608
-        f" {_q('updated_at')} = %s, {_q('attempts')} = {_q('attempts')} + 1,"
-        f" {_q('event_seq')} = {_q('event_seq')} + 1"  # reserved for the `sent` event
-        f" WHERE {where}{'' if locked else ' AND ' + _q('state') + ' = %s'} RETURNING {columns}"
-    )
-    still_queued = [] if locked else [RecipientState.QUEUED]
-    token_db = Recipient._meta.get_field("claim_token").get_db_prep_value(token, connection)
-    now_db = connection.ops.adapt_datetimefield_value(now)
-    recipients = list(
-        Recipient.objects.raw(sql, [RecipientState.SENDING, token_db, now_db, now_db, *params, *still_queued])
-    )
+    recipients = claimed(where, params, token=claim_token(), locked=locked)
     if recipients:
         messages = Message.objects.select_related("domain").in_bulk({r.message_id for r in recipients})
         for r in recipients:

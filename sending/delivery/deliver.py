@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mail.bounces.reasons import Kind, Reason, classify_reply
-from mail.bulk import bulk_update_rows, commit_without_flush, insert_rows
+from mail.bulk import commit_without_flush
 from mail.dkim_sign import SigningKey, dkim_sign_all
 from mail.dns import Route, RouteStatus, host_addresses, mx_route
 from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_host
@@ -31,10 +31,10 @@ from sending.delivery.throttling import Throttle, asks_backoff, postpone, thrott
 from sending.delivery.worker_leases import holding
 from sending.feedback.suppressions import BounceFact, bounce_effects
 from sending.feedback.tracking import tracked_copies
-from sending.models import DkimKey, Event, EventType, Message, Recipient, RecipientState
+from sending.models import DkimKey, EventType, Message, Recipient, RecipientState
 from sending.observability import oplog
 from sending.return_path import return_path, return_path_host
-from sending.states import recipient_event_row
+from sending.states import attempts_recorded, recipient_event_row
 
 log = logging.getLogger(__name__)
 
@@ -340,28 +340,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         # forgotten: the recipient is still `sending` under a lease nobody renews, and is sent again. A duplicate,
         # never a loss.
         commit_without_flush()
-        bulk_update_rows(
-            Recipient,
-            [o.recipient for o in outcomes],
-            [
-                "state",
-                "last_code",
-                "last_enhanced",
-                "last_text",
-                "mx_host",
-                "tls",
-                "updated_at",
-                "sending_since",
-                "claim_token",
-                "delivered_at",
-                "next_attempt_at",
-                "event_seq",
-                # What reputation reads (sending.reputation.rates): the outcome's time and a bounce's kind.
-                "finished_at",
-                "bounce_kind",
-            ],
-        )
-        insert_rows(Event, events)
+        attempts_recorded([o.recipient for o in outcomes], events)
         if bounces:
             bounce_effects(bounces)
     oplog.outcomes_recorded(outcomes)

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from sending.delivery.queueing import enqueue
 from sending.delivery.worker_leases import leases_idle_delete
 from sending.models import Recipient, RecipientState, WorkerLease
+from sending.states import abandoned_requeued, due_requeued
 
 SWEEP_LIMIT = 20_000
 _DUE_STATES = (RecipientState.QUEUED, RecipientState.DEFERRED)
@@ -31,26 +32,14 @@ class SweepReport:
 
 def sweep(now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
-    # A dead worker's attempt still counts; the `sent` event it never wrote gives its sequence number back.
-    rescued = Recipient.objects.filter(abandoned(now)).update(
-        state=RecipientState.QUEUED,
-        sending_since=None,
-        claim_token=None,
-        next_attempt_at=now,
-        updated_at=now,
-        event_seq=F("event_seq") - 1,
-    )
+    rescued = abandoned_requeued(abandoned(now), at=now)
     lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
     with transaction.atomic():
         due = Recipient.objects.filter(state__in=_DUE_STATES, next_attempt_at__lte=now)
         if connection_supports_skip_locked():
             due = due.select_for_update(skip_locked=True)
         refs = list(due.order_by("next_attempt_at").values_list("id", "domain")[:SWEEP_LIMIT])
-        ids = [pk for pk, _ in refs]
-        for start in range(0, len(ids), 1000):
-            Recipient.objects.filter(id__in=ids[start : start + 1000], state__in=_DUE_STATES).update(
-                state=RecipientState.QUEUED, next_attempt_at=lease_until, updated_at=now
-            )
+        due_requeued([pk for pk, _ in refs], lease_until=lease_until, at=now)
     if refs:
         enqueue([(str(pk), domain) for pk, domain in refs])
     leases_idle_delete(now - timedelta(seconds=max(3600, 10 * settings.POSTWERK_WORKER_LEASE)))

@@ -42,6 +42,7 @@ from mail.smtp_client import Reply
 from sending.delivery.queueing import DELIVER_TASK
 from sending.delivery.slots import Slot, slot_release, slot_renew, slot_take
 from sending.models import DestinationState, Recipient, RecipientState, ThrottleRule
+from sending.states import claims_given_back
 
 log = logging.getLogger(__name__)
 
@@ -406,17 +407,12 @@ def postpone(domain: str, recipient_ids: list, until: datetime | None, *, claime
     written only with an outcome), so the next claim's `sent` carries the same attempt number."""
     now = timezone.now()
     until = until or now
-    fields: dict[str, object] = {"next_attempt_at": until, "updated_at": now}
     if claimed:
-        fields.update(
-            state=RecipientState.QUEUED,
-            attempts=F("attempts") - 1,
-            event_seq=F("event_seq") - 1,
-            claim_token=None,
-            sending_since=None,
+        moved = claims_given_back(recipient_ids, until=until, at=now)
+    else:
+        moved = Recipient.objects.filter(id__in=recipient_ids, state=RecipientState.QUEUED).update(
+            next_attempt_at=until, updated_at=now
         )
-    state = RecipientState.SENDING if claimed else RecipientState.QUEUED
-    moved = Recipient.objects.filter(id__in=recipient_ids, state=state).update(**fields)
     if moved:
         wake_schedule(domain, until)
     return moved
