@@ -6,10 +6,12 @@ import logging
 import re
 import smtplib
 import ssl
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 
+from mail.dns import host_addresses
 from mail.errors import PostwerkError
 from mail.tls_verify import NONE, peer_chain, verify_chain
 
@@ -278,3 +280,45 @@ def open_to_host(
             failure = Reply(421, "4.4.1", f"{host} [{address}]: {exc}")
             log.info("connection to %s [%s] failed: %s", host, address, exc)
     return None, failure
+
+
+@dataclass
+class RouteAttempt:
+    """Where trying a route's MX hosts ended: a session, or the last failure (and, when `before` stopped the
+    search, that it did)."""
+
+    session: SmtpSession | None
+    reply: Reply
+    host: str | None = None
+    stopped: bool = False
+
+
+def open_to_route(
+    hosts: Iterable[str],
+    *,
+    connect_timeout: float,
+    command_timeout: float,
+    before: Callable[[str], Reply | None] | None = None,
+    after_failure: Callable[[str], None] | None = None,
+) -> RouteAttempt:
+    """A session with the first reachable MX host, in the route's order (RFC 5321 §5.1), each of its addresses in
+    turn. `before(host)` is asked first: a Reply ends the search with that answer (a connection limit, say);
+    `after_failure(host)` undoes it when the host could not be reached. The one MX connect loop, shared by
+    delivery and address verification."""
+    failure = RouteAttempt(None, Reply(421, "4.4.1", "no MX host could be reached"))
+    for host in hosts:
+        addresses = host_addresses(host)
+        if not addresses:
+            failure = RouteAttempt(None, Reply(421, "4.4.4", f"MX host {host} has no address"), host)
+            continue
+        if before is not None:
+            refused = before(host)
+            if refused is not None:
+                return RouteAttempt(None, refused, host, stopped=True)
+        session, reply = open_to_host(host, addresses, connect_timeout=connect_timeout, command_timeout=command_timeout)
+        if session is not None:
+            return RouteAttempt(session, failure.reply, host)
+        failure = RouteAttempt(None, reply, host)
+        if after_failure is not None:
+            after_failure(host)
+    return failure

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from mail.dns import Route, host_addresses
-from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_host
+from mail.dns import Route
+from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_route
 from verification.checks import ProbeOutcome, Stage
 from verification.slots import Slot, slot_acquire, slot_release, slot_renew
 
@@ -118,27 +118,27 @@ def _catch_all_from(reply: Reply) -> bool | None:
 
 def _connect(route: Route, slot_wait: float) -> tuple[SmtpSession | None, Slot | None, ProbeOutcome]:
     """A session with the highest-priority reachable MX host, holding one of that host's slots."""
-    failure = ProbeOutcome(Stage.CONNECT, Reply(421, "4.4.1", "no MX host could be reached"))
-    for host in route.hosts:
-        addresses = host_addresses(host)
-        if not addresses:
-            failure = ProbeOutcome(Stage.CONNECT, Reply(421, "4.4.4", f"MX host {host} has no address"), host)
-            continue
+    slots: dict[str, Slot] = {}
+
+    def take_slot(host: str) -> Reply | None:
         slot = slot_acquire(host, wait=slot_wait)
         if slot is None:
             # Waiting is the point of the limit; a lower-priority MX instead would only be a backup relay that
             # accepts every address and so says nothing about them.
             limit = settings.POSTWERK_VERIFY_MAX_CONNECTIONS_PER_MX
-            reply = Reply(451, "4.4.5", f"all {limit} probe connections to {host} are in use")
-            return None, None, ProbeOutcome(Stage.BUSY, reply, host)
-        session, reply = open_to_host(
-            host,
-            addresses,
-            connect_timeout=settings.POSTWERK_VERIFY_CONNECT_TIMEOUT,
-            command_timeout=settings.POSTWERK_VERIFY_COMMAND_TIMEOUT,
-        )
-        if session is not None:
-            return session, slot, failure
-        failure = ProbeOutcome(Stage.CONNECT, reply, host)
-        slot_release(slot)
-    return None, None, failure
+            return Reply(451, "4.4.5", f"all {limit} probe connections to {host} are in use")
+        slots[host] = slot
+        return None
+
+    attempt = open_to_route(
+        route.hosts,
+        connect_timeout=settings.POSTWERK_VERIFY_CONNECT_TIMEOUT,
+        command_timeout=settings.POSTWERK_VERIFY_COMMAND_TIMEOUT,
+        before=take_slot,
+        after_failure=lambda host: slot_release(slots.pop(host)),
+    )
+    outcome = ProbeOutcome(Stage.BUSY if attempt.stopped else Stage.CONNECT, attempt.reply, attempt.host)
+    if attempt.session is None:
+        return None, None, outcome
+    assert attempt.host is not None
+    return attempt.session, slots[attempt.host], outcome

@@ -20,8 +20,8 @@ from django.utils import timezone
 from mail.bounces.reasons import Kind, Reason, classify_reply
 from mail.bulk import commit_without_flush
 from mail.dkim_sign import SigningKey, dkim_sign_all
-from mail.dns import Route, RouteStatus, host_addresses, mx_route
-from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_host
+from mail.dns import Route, RouteStatus, mx_route
+from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_route
 from mail.trace_headers import feedback_id, with_feedback_id
 from sending.delivery.claiming import claim, claim_queued
 from sending.delivery.queueing import enqueue_destination, pending_clear
@@ -112,21 +112,12 @@ def route_outcomes(route: Route, recipients: list[Recipient]) -> list[Outcome] |
 
 def connect(route: Route) -> tuple[SmtpSession | None, Reply]:
     """A session with the best reachable MX host, trying each host and address in order."""
-    failure = Reply(421, "4.4.1", "no MX host could be reached")
-    for host in route.hosts:
-        addresses = host_addresses(host)
-        if not addresses:
-            failure = Reply(421, "4.4.4", f"MX host {host} has no address")
-            continue
-        session, failure = open_to_host(
-            host,
-            addresses,
-            connect_timeout=settings.POSTWERK_SMTP_CONNECT_TIMEOUT,
-            command_timeout=settings.POSTWERK_SMTP_COMMAND_TIMEOUT,
-        )
-        if session is not None:
-            return session, failure
-    return None, failure
+    attempt = open_to_route(
+        route.hosts,
+        connect_timeout=settings.POSTWERK_SMTP_CONNECT_TIMEOUT,
+        command_timeout=settings.POSTWERK_SMTP_COMMAND_TIMEOUT,
+    )
+    return attempt.session, attempt.reply
 
 
 # --- send -------------------------------------------------------------------------------------------------

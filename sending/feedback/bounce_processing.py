@@ -120,33 +120,23 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         "source": "dsn",
         "inbound_id": str(inbound.pk),
     }
+    reply = {"last_enhanced": entry.status[:16], "last_text": entry.diagnostic[:2000], "claim_token": None}
     if entry.reason == BounceReason.SENDER_REJECTED:
         # A relay refused our sender further on: the delivery failed, but not because of the recipient, so
         # nothing counts against the address (no suppression, no bounce for reputation); the event says why.
-        recipient_changed(
-            recipient,
-            EventType.FAILED,
-            details,
-            at=now,
-            state=RecipientState.FAILED,
-            last_enhanced=entry.status[:16],
-            last_text=entry.diagnostic[:2000],
-            claim_token=None,
-        )
+        recipient_changed(recipient, EventType.FAILED, details, at=now, state=RecipientState.FAILED, **reply)
         return
     # A DSN after a `delivered` means a relay accepted and then failed: the delivery did not arrive after all.
+    # Reputation counts the outcome when it became known, and only hard bounces in the bounce rate.
     recipient_changed(
         recipient,
         EventType.BOUNCED,
         details,
         at=now,
         state=RecipientState.BOUNCED,
-        last_enhanced=entry.status[:16],
-        last_text=entry.diagnostic[:2000],
-        claim_token=None,
-        # Reputation counts the outcome when it became known, and only hard bounces in the bounce rate.
         finished_at=now,
         bounce_kind=entry.kind,
+        **reply,
     )
     bounce_effects(
         [
