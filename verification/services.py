@@ -32,6 +32,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, Organization
 from config.celery import app as celery_app
 from mail.dns import Route, RouteStatus, mx_route
+from mail.due import due_taken
 from mail.errors import PostwerkError
 from mail.smtp_client import Reply
 from sending.public import suppressed_addresses
@@ -342,11 +343,15 @@ def verification_sweep() -> dict[str, int]:
     lease_ago = now - timedelta(seconds=settings.POSTWERK_VERIFY_JOB_LEASE)
     waiting = Q(state=VerificationJob.State.QUEUED) | Q(state=VerificationJob.State.RUNNING, heartbeat_at__lt=lease_ago)
     not_asked_lately = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lease_ago)
-    due = [
-        str(pk) for pk in VerificationJob.objects.filter(waiting, not_asked_lately).values_list("pk", flat=True)[:500]
-    ]
+    rows = due_taken(
+        VerificationJob.objects.filter(waiting, not_asked_lately),
+        fields=("pk",),
+        limit=500,
+        lease=lambda ids: VerificationJob.objects.filter(pk__in=ids).update(enqueued_at=now),
+        order_by="created_at",
+    )
+    due = [str(pk) for (pk,) in rows]
     if due:
-        VerificationJob.objects.filter(pk__in=due).update(enqueued_at=now)
         _enqueue(due)
     retention = timedelta(seconds=settings.POSTWERK_VERIFY_RESULT_RETENTION)
     expired, _ = VerificationJob.objects.filter(created_at__lt=now - retention).delete()

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mail.due import due_taken
 from sending.delivery.queueing import enqueue
 from sending.delivery.worker_leases import leases_idle_delete
 from sending.models import Recipient, RecipientState, WorkerLease
@@ -34,12 +34,12 @@ def sweep(now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
     rescued = abandoned_requeued(abandoned(now), at=now)
     lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
-    with transaction.atomic():
-        due = Recipient.objects.filter(state__in=_DUE_STATES, next_attempt_at__lte=now)
-        if connection_supports_skip_locked():
-            due = due.select_for_update(skip_locked=True)
-        refs = list(due.order_by("next_attempt_at").values_list("id", "domain")[:SWEEP_LIMIT])
-        due_requeued([pk for pk, _ in refs], lease_until=lease_until, at=now)
+    refs = due_taken(
+        Recipient.objects.filter(state__in=_DUE_STATES, next_attempt_at__lte=now),
+        fields=("id", "domain"),
+        limit=SWEEP_LIMIT,
+        lease=lambda ids: due_requeued(ids, lease_until=lease_until, at=now),
+    )
     if refs:
         enqueue([(str(pk), domain) for pk, domain in refs])
     leases_idle_delete(now - timedelta(seconds=max(3600, 10 * settings.POSTWERK_WORKER_LEASE)))
@@ -57,9 +57,3 @@ def abandoned(now: datetime) -> Q:
     return Q(state=RecipientState.SENDING) & (
         Q(claim_token__in=lapsed) | (~Q(claim_token__in=leases) & Q(sending_since__lt=stuck_before))
     )
-
-
-def connection_supports_skip_locked() -> bool:
-    from django.db import connection
-
-    return connection.features.has_select_for_update_skip_locked

@@ -25,6 +25,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Organization
+from mail.due import skip_locked_supported
 from sending.delivery.queueing import enqueue_after_commit
 from sending.errors import Refused
 from sending.models import Recipient, RecipientState, ReputationScope
@@ -235,10 +236,8 @@ def held_cancel(organization_id: int, f: HeldFilter, *, actor: str, dry_run: boo
 
 
 def _claim_batch(qs: QuerySet[Recipient]) -> list[Locked]:
-    from sending.delivery.sweep import connection_supports_skip_locked
-
     rows = qs.order_by("held_at", "id")
-    if connection_supports_skip_locked():
+    if skip_locked_supported():
         rows = rows.select_for_update(of=("self",))
     return [Locked(*row) for row in rows.values_list(*LOCKED_FIELDS)[:BATCH]]
 

@@ -21,8 +21,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.celery import app as celery_app
+from mail.due import due_taken
 from mail.errors import PostwerkError
-from sending.delivery.sweep import connection_supports_skip_locked
 from sending.events import event_payload, events_for_payload
 from sending.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, uuid7
 from sending.webhooks import transport
@@ -59,16 +59,15 @@ def deliveries_due(now: datetime | None = None, limit: int = DUE_LIMIT) -> list[
     )
     lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
     waiting = (State.PENDING, State.QUEUED)
-    with transaction.atomic():
-        due = WebhookDelivery.objects.filter(state__in=waiting, next_attempt_at__lte=now)
-        if connection_supports_skip_locked():
-            due = due.select_for_update(skip_locked=True)
-        refs = list(due.order_by("next_attempt_at").values_list("id", "endpoint_id")[:limit])
-        ids = [pk for pk, _ in refs]
+
+    def lease(ids: list[object]) -> None:
         for start in range(0, len(ids), 1000):
             WebhookDelivery.objects.filter(id__in=ids[start : start + 1000], state__in=waiting).update(
                 state=State.QUEUED, next_attempt_at=lease_until
             )
+
+    due = WebhookDelivery.objects.filter(state__in=waiting, next_attempt_at__lte=now)
+    refs = due_taken(due, fields=("id", "endpoint_id"), limit=limit, lease=lease)
     return [(str(pk), str(endpoint)) for pk, endpoint in refs]
 
 
