@@ -25,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from mail.bulk import bulk_update_rows, insert_rows
+from mail.bulk import insert_rows, update_and_insert_unflushed
 from sending.models import Event, EventType, Recipient, RecipientState
 
 
@@ -219,10 +219,11 @@ OUTCOME_FIELDS = [
 
 def attempts_recorded(recipients: list[Recipient], events: list[dict[str, object]]) -> None:
     """Outcomes of attempts: each recipient's new state and fields as set in memory, and its `sent` and outcome
-    events, whose sequence numbers its claim kept for it (no other writer touches a claimed row's events). Call
-    inside the outcome's transaction."""
-    bulk_update_rows(Recipient, recipients, OUTCOME_FIELDS)
-    insert_rows(Event, events)
+    events, whose sequence numbers its claim kept for it (no other writer touches a claimed row's events).
+    Together, in one statement on PostgreSQL (its own transaction, or part of the caller's), committed without
+    waiting for the disk flush: should PostgreSQL itself crash before the flush, the outcome is forgotten and the
+    recipient, still `sending` under a lease nobody renews, is sent again. A duplicate, never a loss."""
+    update_and_insert_unflushed(Recipient, recipients, OUTCOME_FIELDS, Event, events)
 
 
 def claims_given_back(recipient_ids: Sequence[object], *, until: datetime, at: datetime) -> int:

@@ -8,6 +8,7 @@ import dkim
 import dns.nameserver
 import dns.resolver
 import pytest
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -351,6 +352,38 @@ def test_each_outcome_is_recorded_as_soon_as_its_smtp_transaction_ends(api, zone
     assert first == ["sending", "sending", "sending"]
     assert second == ["delivered", "sending", "sending"]
     assert third == ["delivered", "delivered", "sending"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="one statement per outcome is PostgreSQL's path")
+def test_each_outcome_is_one_statement_committed_without_waiting_for_the_flush(api, zone, mx, domain):
+    """The per-transaction write is one round trip: the recipient's UPDATE and its events' INSERT in one
+    statement, its own transaction, whose commit does not wait for the disk flush; the connection's later
+    transactions wait for it again."""
+    from django.test.utils import CaptureQueriesContext
+
+    mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    send(api, ["a@dest.example", "b@dest.example"])
+    send(api, ["c@dest.example"])
+
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver_queued() == 3
+
+    outcome_writes = [q["sql"] for q in queries if '"last_code" = v.' in q["sql"]]
+    assert len(outcome_writes) == 3, outcome_writes
+    for sql in outcome_writes:
+        assert 'UPDATE "sending_recipient"' in sql and 'INSERT INTO "sending_event"' in sql, sql
+        assert "set_config('synchronous_commit', 'off', true)" in sql, sql
+    assert set(states().values()) == {"delivered"}
+    assert sorted(Event.objects.filter(type=EventType.DELIVERED).values_list("recipient__address", flat=True)) == [
+        "a@dest.example",
+        "b@dest.example",
+        "c@dest.example",
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
 
 
 def test_server_without_pipelining_gets_one_command_at_a_time(api, zone, mx, domain):
