@@ -466,7 +466,8 @@ def queue_stats(*, destinations: int = 50) -> QueueStats:
 class OrganizationRow:
     organization: Organization
     members: int
-    state: str  # the organization scope's reputation state ("ok" when never computed)
+    reputation: Reputation  # the organization scope's (unsaved, "ok" and never computed, when there is none)
+    state: str
     bounce_rate: float
     complaint_rate: float
     deliveries: int
@@ -512,6 +513,7 @@ def organizations_overview() -> list[OrganizationRow]:
             OrganizationRow(
                 organization=org,
                 members=members.get(org.pk, 0),
+                reputation=rep or Reputation(organization=org, scope=ReputationScope.ORGANIZATION, scope_id=org.pk),
                 state=rep.state if rep else ReputationState.OK,
                 bounce_rate=rep.bounce_rate if rep else 0.0,
                 complaint_rate=rep.complaint_rate if rep else 0.0,

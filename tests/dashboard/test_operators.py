@@ -126,3 +126,17 @@ def test_overview_flags_a_failing_webhook_and_a_paused_key(owner_client, organiz
     page = owner_client.get(reverse("dashboard:overview", args=[organization.pk])).content.decode()
     assert "Sending is paused for API key billing" in page
     assert "Webhook https://hooks.example/x was disabled" in page and "410 Gone" in page
+
+
+def test_the_list_says_not_computed_and_not_judged_instead_of_a_green_ok(staff, organization, other, domain):
+    """The operators' list uses the same badge as the organization's own pages: 45 outcomes with 11 % bounces are
+    not judged yet, and an organization never recomputed is not computed yet (neither is a green "ok")."""
+    from sending.reputation.rates import reputation_recompute
+    from tests.dashboard.test_reputation_page import badges
+    from tests.test_reputation import seed
+
+    seed(organization, domain, delivered=40, hard=5)
+    reputation_recompute(organization.pk)
+    page = staff.get(reverse("dashboard:ops_organizations")).content.decode()
+    shown = [b for b in badges(page) if b.startswith("not ") or b in ("ok", "warning", "paused")]
+    assert shown == ["not judged yet (45 of 500 outcomes)", "not computed yet"]  # Acme, then Globex
