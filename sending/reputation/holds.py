@@ -97,10 +97,8 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
     reject = limit_action(organization) == Organization.LimitAction.REJECT
     paused = paused_scopes(organization.pk)
     holds: dict[int, dict] = {}
-    todo = range(len(prepared))
     if paused:
-        for n in todo:
-            p = prepared[n]
+        for n, p in enumerate(prepared):
             hold = _paused_hold(p.message, paused)
             if hold is not None:
                 if reject:
@@ -108,7 +106,9 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
                 holds[n] = hold
     # Only messages that would go out count against the limit (not held, not wholly suppressed).
     counted = [
-        n for n in todo if n not in holds and any(r.state == RecipientState.QUEUED for r in prepared[n].recipients)
+        n
+        for n, p in enumerate(prepared)
+        if n not in holds and any(r.state == RecipientState.QUEUED for r in p.recipients)
     ]
     admission = send_limits.messages_admit(organization=organization, count=len(counted), now=now)
     if admission.over:
