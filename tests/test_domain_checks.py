@@ -15,11 +15,14 @@ from sending.domains.checks.dkim_record import DkimRecordError, check_dkim, pars
 from sending.domains.checks.dmarc import (
     DmarcRecord,
     DmarcRecordError,
+    applied_policy,
     check_dmarc,
     dmarc_alignment,
+    domain_name,
     lookup_dmarc,
     organizational_domain,
     parse_dmarc,
+    walk_targets,
 )
 from sending.domains.checks.ownership import check_ownership
 from sending.domains.checks.records import expected_records, spf_merge
@@ -571,7 +574,8 @@ def test_dmarc_missing_recommends_a_monitoring_record(zone, spec):
 
     assert result.status is CheckStatus.MISSING
     assert result.details["recommended"] == f"v=DMARC1; p=none; rua={RUA}"
-    assert result.details["checked"] == [f"_dmarc.{DOMAIN}"]
+    # RFC 9989's tree walk goes on to the top-level domain before calling the policy missing.
+    assert result.details["checked"] == [f"_dmarc.{DOMAIN}", "_dmarc.example"]
 
 
 def test_dmarc_reject_without_alignment_would_be_rejected(zone, spec):
@@ -607,7 +611,8 @@ def test_dmarc_falls_back_to_the_organizational_domain_and_applies_sp(zone, spec
     result = check_dmarc(sub)
 
     assert (found.status, found.found_at) == ("found", DOMAIN)
-    assert found.checked == (f"_dmarc.mail.{DOMAIN}", f"_dmarc.{DOMAIN}")
+    assert found.checked == (f"_dmarc.mail.{DOMAIN}", f"_dmarc.{DOMAIN}", "_dmarc.example")
+    assert found.org_domain == DOMAIN
     assert result.status is CheckStatus.OK
     assert result.details["found_at"] == DOMAIN
     assert result.details["policy"] == "quarantine"
@@ -701,6 +706,158 @@ def test_alignment_relaxed_strict_and_subdomain_policy():
     assert dmarc_alignment(DOMAIN, [], None, sub_policy).policy == "reject"
     no_record = dmarc_alignment(DOMAIN, [], None, None)
     assert (no_record.policy, no_record.would_be_rejected) == ("none", False)
+
+
+# --------------------------------------------------------------------------- DMARC as the RFCs read it
+
+
+def test_dmarc_record_without_p_but_with_a_valid_rua_is_p_none_with_a_warning(zone, spec):
+    # RFC 7489 §6.6.3: receivers read it as p=none so reports keep flowing; the owner hears what to fix.
+    zone.add(f"_dmarc.{DOMAIN}", "TXT", f"v=DMARC1; rua={RUA}")
+
+    result = check_dmarc(spec)
+
+    assert result.status is CheckStatus.OK
+    assert result.details["policy"] == "none"
+    assert result.details["warnings"] == [
+        "the p= tag (the policy: none, quarantine or reject) is missing; receivers read the record as p=none "
+        "because it has a valid rua="
+    ]
+    assert "To fix in the record: the p= tag" in result.message
+
+
+@pytest.mark.parametrize(
+    "text", ["v=DMARC1; p=block; rua=mailto:r@acme.example", "v=DMARC1; p=reject; sp=x; rua=mailto:r@acme.example"]
+)
+def test_dmarc_invalid_p_or_sp_with_a_valid_rua_reads_as_p_none(text):
+    record = parse_dmarc(text)
+
+    assert (record.p, record.sp) == ("none", None)
+    assert len(record.warnings) == 1
+
+
+def test_dmarc_one_bad_report_uri_among_good_ones_is_skipped_with_a_warning():
+    record = parse_dmarc("v=DMARC1; p=none; rua=mailto:a@acme.example,https://acme.example/r")
+
+    assert record.rua == ("mailto:a@acme.example",)
+    assert record.warnings == ("rua= has 'https://acme.example/r', which is not a mailto: address; receivers skip it",)
+
+
+@pytest.mark.parametrize(
+    ("text", "warnings"),
+    [
+        ("v=DMARC1; p=none; rf=afrf", ()),
+        ("v=DMARC1; p=none; rf=AFRF:iodef", ()),
+        (
+            "v=DMARC1; p=none; rf=iodef",
+            ("rf=iodef names no format receivers know (afrf): no failure reports will come",),
+        ),
+    ],
+)
+def test_dmarc_rf_is_validated(text, warnings):
+    assert parse_dmarc(text).warnings == warnings
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("v=DMARC1; p=none; rf=afrf iodef", "rf=afrf iodef must be report format names"),
+        ("v=DMARC1; p=none; rf=", "rf= must be report format names"),
+        ("v=DMARC1; p=none; np=drop", "np=drop is not one of"),
+        ("v=DMARC1; p=none; psd=maybe", "psd=maybe must be y, n or u"),
+        ("v=DMARC1; p=none; t=1", "t=1 must be y or n"),
+    ],
+)
+def test_dmarc_new_tags_refuse_bad_values(text, reason):
+    with pytest.raises(DmarcRecordError, match=reason):
+        parse_dmarc(text)
+
+
+def test_np_governs_only_subdomains_that_do_not_exist():
+    record = parse_dmarc("v=DMARC1; p=none; sp=quarantine; np=reject")
+    org = dataclasses.replace(record, found_at=DOMAIN)
+
+    assert applied_policy(f"ghost.{DOMAIN}", org, domain_exists=False) == "reject"
+    assert applied_policy(f"mail.{DOMAIN}", org, domain_exists=True) == "quarantine"
+    assert applied_policy(DOMAIN, org, domain_exists=False) == "none"  # the record's own domain: p=
+    assert applied_policy(f"ghost.{DOMAIN}", dataclasses.replace(org, np=None), domain_exists=False) == "quarantine"
+
+
+def test_names_with_stray_dots_are_normalised_before_alignment():
+    assert domain_name("..Mail..ACME.example.") == f"mail.{DOMAIN}"
+    record = DmarcRecord(p="reject", adkim="s", found_at=DOMAIN)
+
+    aligned = dmarc_alignment(f".{DOMAIN}.", [f"{DOMAIN}"], None, record)
+
+    assert (aligned.dkim_aligned, aligned.would_be_rejected) == (True, False)
+    assert organizational_domain("a..b.acme.example") == DOMAIN
+
+
+def test_tree_walk_targets_jump_to_seven_labels_then_climb_one_at_a_time():
+    assert walk_targets("a.b.c.d.e.f.g.h.i.example") == [
+        "a.b.c.d.e.f.g.h.i.example",
+        "d.e.f.g.h.i.example",
+        "e.f.g.h.i.example",
+        "f.g.h.i.example",
+        "g.h.i.example",
+        "h.i.example",
+        "i.example",
+        "example",
+    ]
+    assert walk_targets(f"mail.{DOMAIN}") == [f"mail.{DOMAIN}", DOMAIN, "example"]
+
+
+def test_tree_walk_takes_the_record_with_the_fewest_labels_as_organizational_domain(zone):
+    zone.add(f"_dmarc.team.{DOMAIN}", "TXT", "v=DMARC1; p=quarantine")
+    zone.add(f"_dmarc.{DOMAIN}", "TXT", "v=DMARC1; p=reject")
+
+    found = lookup_dmarc(f"x.team.{DOMAIN}")
+
+    assert (found.status, found.found_at, found.org_domain, found.record.p) == ("found", DOMAIN, DOMAIN, "reject")
+
+
+def test_tree_walk_stops_at_psd_n_and_uses_that_domains_policy(zone):
+    zone.add(f"_dmarc.team.{DOMAIN}", "TXT", "v=DMARC1; p=quarantine; psd=n")
+    zone.add(f"_dmarc.{DOMAIN}", "TXT", "v=DMARC1; p=reject")
+
+    found = lookup_dmarc(f"x.team.{DOMAIN}")
+
+    assert (found.found_at, found.org_domain, found.record.p) == (f"team.{DOMAIN}", f"team.{DOMAIN}", "quarantine")
+    # psd=n ends the walk: the parent's record is never asked for.
+    assert found.checked == (f"_dmarc.x.team.{DOMAIN}", f"_dmarc.team.{DOMAIN}")
+
+
+def test_under_a_psd_y_suffix_the_name_below_it_is_the_organizational_domain(zone):
+    # RFC 9091 / RFC 9989: a public suffix operator's record; its policy applies where the organization has none.
+    zone.add("_dmarc.example", "TXT", "v=DMARC1; p=reject; np=reject; psd=y")
+
+    found = lookup_dmarc(f"shop.{DOMAIN}")
+    result_policy = applied_policy(f"shop.{DOMAIN}", found.record, domain_exists=False)
+
+    assert (found.status, found.found_at, found.org_domain) == ("found", "example", DOMAIN)
+    assert result_policy == "reject"
+
+
+def test_a_subdomain_with_its_own_record_still_belongs_to_the_parents_organization(zone):
+    zone.add(f"_dmarc.mail.{DOMAIN}", "TXT", "v=DMARC1; p=quarantine")
+    zone.add(f"_dmarc.{DOMAIN}", "TXT", "v=DMARC1; p=reject")
+
+    found = lookup_dmarc(f"mail.{DOMAIN}")
+
+    assert (found.found_at, found.record.p, found.org_domain) == (f"mail.{DOMAIN}", "quarantine", DOMAIN)
+
+
+def test_dmarc_check_aligns_by_the_walked_organizational_domain(zone, spec):
+    # team.acme.example declares itself an organizational domain (psd=n), so mail From it with DKIM d=acme.example
+    # does not align in relaxed mode although the public suffix list would say it does.
+    zone.add(f"_dmarc.team.{DOMAIN}", "TXT", "v=DMARC1; p=reject; psd=n")
+    team = dataclasses.replace(spec, name=f"team.{DOMAIN}", dkim_keys=())
+
+    result = check_dmarc(team, return_path_spf_ok=True)
+
+    assert result.details["org_domain"] == f"team.{DOMAIN}"
+    assert result.details["alignment"]["spf_aligned"] is False
+    assert result.status is CheckStatus.WRONG
 
 
 def test_dmarc_pct_does_not_soften_a_rejection():

@@ -1,10 +1,17 @@
-"""DMARC (RFC 7489): find and parse the policy record, the organizational domain, and identifier alignment."""
+"""DMARC (RFC 7489, RFC 9091, RFC 9989): find and parse the policy record, the organizational domain, and
+identifier alignment.
+
+Policy discovery walks the DNS tree as RFC 9989 §4.10 says (the exact name, then at most seven labels, then one
+label fewer each step up to the top-level domain), and the organizational domain found on that walk honours
+``psd=``. The public suffix list (RFC 7489 §3.2) is kept for the send-time guard, which must answer without a
+lookup, and for names no walk has been made for.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -20,6 +27,9 @@ POLICIES = ("none", "quarantine", "reject")
 _URI_SIZE = re.compile(r"!\d+[kmgt]?\Z", re.IGNORECASE)
 _MAILTO = re.compile(r"mailto:[^@\s]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+\Z", re.IGNORECASE)
 _FO = {"0", "1", "d", "s"}
+_KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")  # RFC 5321 Keyword, rf= values
+# RFC 9989 §4.10.1: a walk starting at more labels than this jumps to this many after the exact name.
+_WALK_LABELS = 7
 
 
 class DmarcRecordError(PostwerkError, ValueError):
@@ -38,18 +48,44 @@ class DmarcRecord:
     tags: dict[str, str] = field(default_factory=dict)  # every tag as published
     text: str = ""
     found_at: str = ""  # the domain whose _dmarc name held the record; "" when parsed from text alone
+    np: str | None = None  # policy for non-existent subdomains (RFC 9091); sp, then p, apply when absent
+    psd: str = "u"  # y: a public suffix domain; n: an organizational domain; u: unknown (RFC 9989 §4.7)
+    testing: bool = False  # t=y (RFC 9989): the owner is testing; receivers may apply a milder policy
+    # What a receiver tolerates but the owner should fix, for a person (e.g. "p= is missing: read as p=none").
+    warnings: tuple[str, ...] = ()
 
 
-def _report_uris(tag: str, value: str) -> tuple[str, ...]:
-    uris = []
-    for raw in value.split(","):
-        uri = _URI_SIZE.sub("", raw.strip())
-        if not _MAILTO.match(uri):
-            raise DmarcRecordError(f"{tag}= has {raw.strip()!r}, which is not a mailto: address")
-        uris.append(uri)
+def domain_name(name: str) -> str:
+    """A domain name as alignment compares it: lower case, no root dot, no empty labels (``..a..b.`` → ``a.b``),
+    because a name spelled with stray dots in a header or record is still the same name to a receiver."""
+    return ".".join(label for label in normalize(name).split(".") if label)
+
+
+def _report_uris(tag: str, value: str, warnings: list[str]) -> tuple[str, ...]:
+    """The usable mailto: URIs. One bad URI among good ones is ignored, as receivers do, with a warning; a list
+    with none usable is an error."""
+    uris, bad = [], []
+    for raw in filter(None, (part.strip() for part in value.split(","))):
+        uri = _URI_SIZE.sub("", raw)
+        if _MAILTO.match(uri):
+            uris.append(uri)
+        else:
+            bad.append(raw)
     if not uris:
+        if bad:
+            raise DmarcRecordError(f"{tag}= has {bad[0]!r}, which is not a mailto: address")
         raise DmarcRecordError(f"{tag}= is empty")
+    warnings.extend(f"{tag}= has {uri!r}, which is not a mailto: address; receivers skip it" for uri in bad)
     return tuple(uris)
+
+
+def _policy_tag(tags: dict[str, str], tag: str) -> str | None:
+    value = tags.get(tag)
+    if value is None:
+        return None
+    if value.lower() not in POLICIES:
+        raise DmarcRecordError(f"{tag}={value} is not one of none, quarantine, reject")
+    return value.lower()
 
 
 def parse_dmarc(text: str) -> DmarcRecord:
@@ -66,16 +102,21 @@ def parse_dmarc(text: str) -> DmarcRecord:
     if pairs[0][1] != "DMARC1":
         raise DmarcRecordError(f"v={pairs[0][1]} is not v=DMARC1")
     tags = dict(pairs)
-    if "p" not in tags:
-        raise DmarcRecordError("the p= tag (the policy: none, quarantine or reject) is missing")
-    p = tags["p"].lower()
-    if p not in POLICIES:
-        raise DmarcRecordError(f"p={tags['p']} is not one of none, quarantine, reject")
-    sp = tags.get("sp")
-    if sp is not None:
-        sp = sp.lower()
-        if sp not in POLICIES:
-            raise DmarcRecordError(f"sp={tags['sp']} is not one of none, quarantine, reject")
+    warnings: list[str] = []
+    rua = _report_uris("rua", tags["rua"], warnings) if "rua" in tags else ()
+    try:
+        p = _policy_tag(tags, "p")
+        if p is None:
+            raise DmarcRecordError("the p= tag (the policy: none, quarantine or reject) is missing")
+        sp = _policy_tag(tags, "sp")
+    except DmarcRecordError as exc:
+        # RFC 7489 §6.6.3: a record whose p= is missing or invalid, or whose sp= is invalid, still counts as
+        # p=none when it names at least one valid report address, so reports keep flowing.
+        if not rua:
+            raise
+        warnings.append(f"{exc}; receivers read the record as p=none because it has a valid rua=")
+        p, sp = "none", None
+    np = _policy_tag(tags, "np")
     modes = {}
     for tag in ("adkim", "aspf"):
         mode = tags.get(tag, "r").lower()
@@ -91,6 +132,18 @@ def parse_dmarc(text: str) -> DmarcRecord:
         raise DmarcRecordError(f"ri={tags['ri']} must be a number of seconds")
     if "fo" in tags and not {part.strip().lower() for part in tags["fo"].split(":")} <= _FO:
         raise DmarcRecordError(f"fo={tags['fo']} must be made of 0, 1, d, s separated by colons")
+    if "rf" in tags:
+        formats = [part.strip().lower() for part in tags["rf"].split(":")]
+        if not all(_KEYWORD.match(f) for f in formats):
+            raise DmarcRecordError(f"rf={tags['rf']} must be report format names separated by colons, e.g. afrf")
+        if "afrf" not in formats:
+            warnings.append(f"rf={tags['rf']} names no format receivers know (afrf): no failure reports will come")
+    psd = tags.get("psd", "u").lower()
+    if psd not in ("y", "n", "u"):
+        raise DmarcRecordError(f"psd={tags['psd']} must be y, n or u")
+    testing = tags.get("t", "n").lower()
+    if testing not in ("y", "n"):
+        raise DmarcRecordError(f"t={tags['t']} must be y or n")
     # Unknown tags are ignored (§6.3), so they are kept but not judged.
     return DmarcRecord(
         p=p,
@@ -98,10 +151,14 @@ def parse_dmarc(text: str) -> DmarcRecord:
         adkim=modes["adkim"],
         aspf=modes["aspf"],
         pct=pct,
-        rua=_report_uris("rua", tags["rua"]) if "rua" in tags else (),
-        ruf=_report_uris("ruf", tags["ruf"]) if "ruf" in tags else (),
+        rua=rua,
+        ruf=_report_uris("ruf", tags["ruf"], warnings) if "ruf" in tags else (),
         tags=tags,
         text=text,
+        np=np,
+        psd=psd,
+        testing=testing == "y",
+        warnings=tuple(warnings),
     )
 
 
@@ -128,7 +185,7 @@ def _psl() -> PublicSuffixList:
 
 def organizational_domain(domain: str) -> str:
     """RFC 7489 §3.2: the public suffix plus one label (``mail.acme.example`` → ``acme.example``)."""
-    name = normalize(domain)
+    name = domain_name(domain)
     return _psl().privatesuffix(name) or name
 
 
@@ -146,43 +203,89 @@ class DmarcLookup:
     texts: tuple[str, ...] = ()
     problem: str = ""
     checked: tuple[str, ...] = ()  # the _dmarc names queried
+    org_domain: str = ""  # RFC 9989 §4.10.2, from the same walk; the domain itself when the walk found nothing
+
+
+def walk_targets(domain: str) -> list[str]:
+    """RFC 9989 §4.10.1: the exact name, then (from eight labels or more) the last seven labels, then one label
+    fewer at each step, down to the top-level domain."""
+    labels = domain_name(domain).split(".")
+    targets = [".".join(labels)]
+    rest = labels[-_WALK_LABELS:] if len(labels) > _WALK_LABELS else labels[1:]
+    while rest:
+        targets.append(".".join(rest))
+        rest = rest[1:]
+    return targets
+
+
+def _organizational(domain: str, found: list[tuple[str, DmarcRecord]]) -> str:
+    """RFC 9989 §4.10.2, over the valid records of a walk (longest name first): the first psd=n is the
+    organizational domain; a psd=y above the start makes the name one label below it one; otherwise the record
+    with the fewest labels; the domain itself when there is none."""
+    start = domain_name(domain)
+    for owner, record in found:
+        if record.psd == "n":
+            return owner
+        if record.psd == "y" and owner != start:
+            return ".".join(start.split(".")[-(owner.count(".") + 2) :])
+    return found[-1][0] if found else start
 
 
 def lookup_dmarc(domain: str) -> DmarcLookup:
-    """Policy discovery (RFC 7489 §6.6.3): _dmarc.DOMAIN, then _dmarc.<organizational domain>."""
-    domain = normalize(domain)
-    candidates = [domain]
-    org = organizational_domain(domain)
-    if org != domain:
-        candidates.append(org)
+    """Policy discovery (RFC 9989 §4.10): the record at _dmarc.DOMAIN, or else the one at the organizational
+    domain that the DNS tree walk finds. A DNS failure stops the walk: the missing answer might have been the
+    record that decides."""
+    domain = domain_name(domain)
     checked: list[str] = []
-    for owner in candidates:
+    found: list[tuple[str, DmarcRecord]] = []
+    exact: DmarcLookup | None = None
+    for owner in walk_targets(domain):
         name = f"_dmarc.{owner}"
         checked.append(name)
-        found = lookup_txt(name)
-        if found.failed:
-            # Do not fall back on a failure: the answer at the exact name might have been a record.
-            return DmarcLookup("error", found_at=owner, problem=found.detail, checked=tuple(checked))
-        texts = tuple(t for t in found.records if _looks_like_dmarc(t))
+        answer = lookup_txt(name)
+        if answer.failed:
+            return DmarcLookup("error", found_at=owner, problem=answer.detail, checked=tuple(checked))
+        if owner == domain:
+            # At the domain itself near misses ("v=dmarc1", v not first) are kept so the owner hears what is
+            # wrong instead of "missing"; above it only real records count (RFC 9989 §4.10.1 step 2).
+            texts = tuple(t for t in answer.records if _looks_like_dmarc(t))
+        else:
+            texts = tuple(t for t in answer.records if re.match(r"v=DMARC1(;|\s|\Z)", t.lstrip()))
         if not texts:
             continue
         if len(texts) > 1:
-            # §6.6.3 step 5: several records → no DMARC processing at all.
-            return DmarcLookup(
-                "multiple",
-                found_at=owner,
-                texts=texts,
-                checked=tuple(checked),
-                problem=f"{name} has {len(texts)} DMARC records; receivers then ignore all of them",
-            )
+            # Several records count as none (§4.10.1 step 3): the walk goes on, and the owner hears of it.
+            if owner == domain:
+                exact = DmarcLookup(
+                    "multiple",
+                    found_at=owner,
+                    texts=texts,
+                    problem=f"{name} has {len(texts)} DMARC records; receivers then ignore all of them",
+                )
+            continue
         try:
-            record = parse_dmarc(texts[0])
+            record = replace(parse_dmarc(texts[0]), found_at=owner)
         except DmarcRecordError as exc:
-            return DmarcLookup("malformed", found_at=owner, texts=texts, problem=str(exc), checked=tuple(checked))
-        return DmarcLookup(
-            "found", replace(record, found_at=owner), found_at=owner, texts=texts, checked=tuple(checked)
-        )
-    return DmarcLookup("missing", checked=tuple(checked), problem="no DMARC record")
+            if owner == domain:
+                exact = DmarcLookup("malformed", found_at=owner, texts=texts, problem=str(exc))
+            continue
+        found.append((owner, record))
+        if record.psd == "n" or (record.psd == "y" and owner != domain):
+            # psd=n, or psd=y above the start, settles the organizational domain (§4.10.2). Any other record
+            # does not: a shorter name with a record further up would be the organizational domain.
+            break
+    org = _organizational(domain, found)
+    if exact is not None:
+        return replace(exact, checked=tuple(checked), org_domain=org)
+    records = dict(found)
+    # The domain's own record, else the organizational domain's; under a psd=y suffix with no record of its
+    # own, the suffix's policy applies (RFC 9091).
+    policy = records.get(domain) or records.get(org) or next((r for _, r in found if r.psd == "y"), None)
+    if policy is None:
+        return DmarcLookup("missing", checked=tuple(checked), problem="no DMARC record", org_domain=org)
+    return DmarcLookup(
+        "found", policy, found_at=policy.found_at, texts=(policy.text,), checked=tuple(checked), org_domain=org
+    )
 
 
 @dataclass(frozen=True)
@@ -196,19 +299,23 @@ class Alignment:
         return asdict(self)
 
 
-def _aligned(a: str, b: str, mode: str) -> bool:
-    a, b = normalize(a), normalize(b)
+def _aligned(a: str, b: str, mode: str, org_of: Callable[[str], str]) -> bool:
+    a, b = domain_name(a), domain_name(b)
     if mode == "s":
         return a == b  # RFC 7489 §3.1.1/§3.1.2 strict: exact match
-    return organizational_domain(a) == organizational_domain(b)  # relaxed: same organizational domain
+    return org_of(a) == org_of(b)  # relaxed: same organizational domain
 
 
-def applied_policy(from_domain: str, record: DmarcRecord | None) -> str:
+def applied_policy(from_domain: str, record: DmarcRecord | None, *, domain_exists: bool = True) -> str:
     if record is None:
         return "none"
-    # §6.3: sp= is for subdomains, i.e. when the record came from the organizational domain's _dmarc.
-    if record.found_at and normalize(record.found_at) != normalize(from_domain) and record.sp:
-        return record.sp
+    if record.found_at and domain_name(record.found_at) != domain_name(from_domain):
+        # The record came from above the From domain: np= for a name that does not exist (RFC 9091 §4.1),
+        # then sp= for subdomains (RFC 7489 §6.3), then p=.
+        if not domain_exists and record.np:
+            return record.np
+        if record.sp:
+            return record.sp
     return record.p
 
 
@@ -217,14 +324,18 @@ def dmarc_alignment(
     dkim_domains: Sequence[str],
     return_path_domain: str | None,
     policy: DmarcRecord | None,
+    *,
+    org_of: Callable[[str], str] = organizational_domain,
 ) -> Alignment:
     """Would DMARC pass for mail From ``from_domain`` signed with d= ``dkim_domains`` and sent with MAIL FROM
     at ``return_path_domain`` (each assumed to authenticate)? pct= is ignored: we refuse at any percentage.
+    ``org_of`` names the organizational domain: the public suffix list by default (no lookup), or the DNS
+    tree walk where lookups are allowed.
     """
     adkim = policy.adkim if policy else "r"
     aspf = policy.aspf if policy else "r"
-    dkim_aligned = any(_aligned(d, from_domain, adkim) for d in dkim_domains)
-    spf_aligned = bool(return_path_domain) and _aligned(return_path_domain or "", from_domain, aspf)
+    dkim_aligned = any(_aligned(d, from_domain, adkim, org_of) for d in dkim_domains)
+    spf_aligned = bool(return_path_domain) and _aligned(return_path_domain or "", from_domain, aspf, org_of)
     applied = applied_policy(from_domain, policy)
     return Alignment(
         dkim_aligned=dkim_aligned,
@@ -242,7 +353,7 @@ def check_dmarc(
     ``dkim_ok`` / ``return_path_spf_ok`` are the outcomes of those checks (``run_checks`` passes them);
     None assumes they pass, i.e. judges the setup as configured.
     """
-    domain = normalize(spec.name)
+    domain = domain_name(spec.name)
     recommended = dmarc_recommendation(spec.dmarc_rua)
     found = lookup_dmarc(domain)
     details: dict[str, Any] = {"domain": domain, "checked": list(found.checked), "recommended": recommended}
@@ -278,7 +389,16 @@ def check_dmarc(
     record = found.record
     dkim_domains = [domain] if spec.dkim_keys and dkim_ok is not False else []
     return_path = spec.return_path_host if return_path_spf_ok is not False else None
-    alignment = dmarc_alignment(domain, dkim_domains, return_path, record)
+    orgs = {domain: found.org_domain}
+
+    def org_of(name: str) -> str:
+        # The same tree walk receivers following RFC 9989 make; the list when DNS does not answer.
+        name = domain_name(name)
+        if name not in orgs:
+            orgs[name] = lookup_dmarc(name).org_domain or organizational_domain(name)
+        return orgs[name]
+
+    alignment = dmarc_alignment(domain, dkim_domains, return_path, record, org_of=org_of)
     ours = dmarc_recommendation(spec.dmarc_rua).split("rua=", 1)[1].lower()
     details.update(
         tags=record.tags,
@@ -286,6 +406,8 @@ def check_dmarc(
         alignment=alignment.as_dict(),
         would_be_rejected=alignment.would_be_rejected,
         rua_includes_ours=ours in (uri.lower() for uri in record.rua),
+        org_domain=found.org_domain,
+        warnings=list(record.warnings),
     )
     where = f"_dmarc.{found.found_at}"
     if alignment.would_be_rejected:
@@ -309,6 +431,8 @@ def check_dmarc(
         message = f"DMARC policy {alignment.policy} from {where}; our mail aligns."
     else:
         message = f"DMARC policy {alignment.policy} from {where}; our mail does not align yet, which p=none tolerates."
+    if record.warnings:
+        message += " To fix in the record: " + "; ".join(record.warnings) + "."
     return CheckResult("dmarc", CheckStatus.OK, message, details)
 
 
