@@ -419,7 +419,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # parsedmarc logs a line per report it reads at INFO; the inbound message's note already says it.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "parsedmarc": {"level": "WARNING"}},
 }
 
 # --- Webhooks and tracking --------------------------------------------------------------------------------

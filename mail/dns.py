@@ -12,6 +12,7 @@ import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+import dns.reversename
 from django.conf import settings
 
 # NXDOMAIN and null-MX answers are final for a while, but not forever: a domain may be fixed soon after.
@@ -136,3 +137,20 @@ def host_addresses(host: str) -> list[str]:
     if not failed:
         _store("addr", host, addresses, ttl)
     return addresses
+
+
+def reverse_name(address: str) -> str:
+    """The PTR name of an IP address ("" when it has none or the lookup failed), cached like the others."""
+    hit = _cached("ptr", address)
+    if hit is not None:
+        return hit  # type: ignore[return-value]
+    try:
+        answer = resolver().resolve(dns.reversename.from_address(address), "PTR", search=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        _store("ptr", address, "", NEGATIVE_TTL)
+        return ""
+    except (dns.exception.DNSException, ValueError):
+        return ""
+    name = str(next(iter(answer)).target).rstrip(".").lower()
+    _store("ptr", address, name, answer.rrset.ttl if answer.rrset is not None else 300)
+    return name

@@ -391,6 +391,60 @@ class InboundMessage(models.Model):
         return f"inbound {self.id} ({self.state})"
 
 
+class DmarcReport(models.Model):
+    """A report receivers sent about one sender domain: a DMARC aggregate report (RFC 7489 §7.2) or an SMTP TLS
+    report (RFC 8460), read from the inbound message that brought it (kept for its raw bytes)."""
+
+    class Kind(models.TextChoices):
+        AGGREGATE = "aggregate"
+        TLS = "tls"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="dmarc_reports")
+    inbound = models.ForeignKey(InboundMessage, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    reporter = models.CharField(max_length=253)  # org_name / organization-name
+    reporter_email = models.CharField(max_length=320, blank=True)
+    report_id = models.CharField(max_length=253)
+    begin = models.DateTimeField()
+    end = models.DateTimeField()
+    policy = models.JSONField(default=dict, blank=True)  # policy_published, as the receiver read it
+    # TLS reports: the policies with their session counts and failure details, as sent.
+    details = models.JSONField(default=list, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # Receivers resend reports; a report already kept is not counted twice.
+            models.UniqueConstraint(fields=["domain", "kind", "reporter", "report_id"], name="dmarc_report_unique")
+        ]
+        indexes = [models.Index(fields=["domain", "-begin"], name="dmarc_report_domain_begin")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} report {self.report_id} from {self.reporter}"
+
+
+class DmarcReportRow(models.Model):
+    """One row of an aggregate report: mail from one source IP with one set of results."""
+
+    report = models.ForeignKey(DmarcReport, on_delete=models.CASCADE, related_name="rows")
+    source_ip = models.GenericIPAddressField()
+    reverse_name = models.CharField(max_length=253, blank=True)
+    count = models.PositiveIntegerField()
+    header_from = models.CharField(max_length=253, blank=True)
+    envelope_from = models.CharField(max_length=253, blank=True)
+    disposition = models.CharField(max_length=12, blank=True)  # none | quarantine | reject
+    dkim_aligned = models.BooleanField(default=False)  # policy_evaluated/dkim == pass
+    spf_aligned = models.BooleanField(default=False)
+    dmarc_pass = models.BooleanField(default=False)
+    dkim_results = models.JSONField(default=list, blank=True)  # [{"domain", "selector", "result"}]
+    spf_results = models.JSONField(default=list, blank=True)  # [{"domain", "scope", "result"}]
+    from_platform = models.BooleanField(default=False)  # the source is one of POSTWERK_SENDING_IPS
+
+    def __str__(self) -> str:
+        return f"{self.source_ip}: {self.count}"
+
+
 class DnsCheckStatus(models.TextChoices):
     OK = "ok"
     MISSING = "missing"

@@ -15,7 +15,7 @@ import pytest
 from sending.domains.service import dns_records
 from sending.domains.verification import domain_verify
 from sending.feedback.bounce_processing import inbound_process
-from sending.models import Event, InboundMessage, Suppression
+from sending.models import DmarcReport, Event, InboundMessage, Suppression
 from tests.test_bounces import inbound  # noqa: F401 - the real inbound listener fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,19 +93,37 @@ def test_report_to_the_recommended_address_is_stored_before_250_and_kept(inbound
     stored = InboundMessage.objects.get(pk=reply.decode().rsplit(" ", 1)[1])
     assert bytes(stored.raw) == raw
     assert (stored.state, stored.type, stored.rcpt_to) == ("received", "dmarc_report", [rua])
-    assert inbound_process(stored.pk) == "ignored"
+    assert inbound_process(stored.pk) == "processed"
     stored.refresh_from_db()
     assert stored.organization_id == domain.organization_id
+    report = DmarcReport.objects.get()
     assert stored.result == {
+        "kind": "aggregate",
         "org_name": "receiver.example",
         "report_id": "r-20261207-1",
-        "begin": "1796515200",
-        "end": "1796601599",
+        "begin": "2026-12-06T00:00:00+00:00",
+        "end": "2026-12-06T23:59:59+00:00",
         "policy_domain": "acme.example",
         "domain": "acme.example",
+        "report": report.pk,
     }
-    assert stored.note == "DMARC aggregate report: kept; its results are not parsed yet"
-    assert bytes(stored.raw) == raw  # kept, for when reports are parsed
+    assert stored.note == "DMARC aggregate report from receiver.example read: 1 rows kept"
+    assert bytes(stored.raw) == raw  # the raw report stays with its reading
+    assert (report.domain_id, report.organization_id, report.inbound_id) == (
+        domain.pk,
+        domain.organization_id,
+        stored.pk,
+    )
+    row = report.rows.get()
+    assert (row.source_ip, row.count, row.dkim_aligned, row.spf_aligned, row.dmarc_pass, row.disposition) == (
+        "127.0.0.1",
+        3,
+        True,
+        True,
+        True,
+        "none",
+    )
+    assert row.dkim_results == [{"domain": "acme.example", "selector": "none", "result": "pass"}]
     assert Event.objects.count() == events and not Suppression.objects.exists()  # no bounce, no complaint
 
 
@@ -117,7 +135,7 @@ def test_report_at_the_platform_host_is_attributed_by_its_policy_domain(inbound,
     inbound_process(stored.pk)
     stored.refresh_from_db()
     assert (stored.state, stored.organization_id, stored.result["domain"]) == (
-        "ignored",
+        "processed",
         domain.organization_id,
         "acme.example",
     )
@@ -143,7 +161,7 @@ def test_an_unreadable_message_to_the_report_address_is_kept_not_read_as_a_bounc
         domain.organization_id,
         {"domain": "acme.example"},
     )
-    assert stored.note.startswith("a message to the DMARC report address without a readable aggregate report")
+    assert stored.note.startswith("a message to the DMARC report address without a readable aggregate or TLS report")
     assert bytes(stored.raw) == raw
 
 

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
 from dashboard.access import org_view
+from dashboard.charts import bar_chart
 from dashboard.forms import DomainAddForm, RotateDkimForm
 from dashboard.selectors import RECORD_PURPOSES, check_label, domain_status
 from dashboard.views.common import page
@@ -21,6 +22,7 @@ from sending.domains.service import (
     domain_rotate_dkim,
 )
 from sending.domains.verification import domain_verify
+from sending.feedback.dmarc_overview import dmarc_overview
 from sending.models import DkimKey, DnsCheckStatus, Domain
 
 
@@ -75,6 +77,14 @@ def domain_add(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)
 
 
+def dmarc_reports_view(domain: Domain) -> dict:
+    """The domain's report overview with its daily pass rate drawn as bars (in percent)."""
+    overview = dmarc_overview(domain)
+    daily = overview.daily
+    chart = bar_chart([round((d["pass_rate"] or 0) * 100) for d in daily], [d["day"] for d in daily])
+    return {"overview": overview, "chart": chart}
+
+
 @org_view()
 def domain_detail(request: HttpRequest, domain_id: int) -> HttpResponse:
     domain = _domain(request, domain_id)
@@ -96,6 +106,7 @@ def domain_detail(request: HttpRequest, domain_id: int) -> HttpResponse:
             "checks": checks,
             "keys": domain.dkim_keys.order_by("-created_at"),
             "rotate_form": RotateDkimForm(),
+            "dmarc": dmarc_reports_view(domain),
         },
     )
 

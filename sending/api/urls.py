@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from sending.api import domains, events, suppressions, tracking, views, webhooks
+from sending.api import dmarc_reports, domains, events, suppressions, tracking, views, webhooks
 from sending.api import held as held_api
 from sending.api import reputation as reputation_api
 
@@ -50,6 +50,11 @@ urlpatterns = [
         "webhooks/<uuid:endpoint_id>/deliveries/<uuid:delivery_id>/replay",
         webhooks.WebhookDeliveryReplayView.as_view(),
         name="webhook-delivery-replay",
+    ),
+    path(
+        "domains/<int:domain_id>/dmarc-reports",
+        dmarc_reports.DomainDmarcReportsView.as_view(),
+        name="domain-dmarc-reports",
     ),
     path("domains/<int:domain_id>/tracking", tracking.DomainTrackingView.as_view(), name="domain-tracking"),
 ]

@@ -63,16 +63,18 @@ def inbound_process(inbound_id: uuid.UUID | str) -> str:
 
 
 def _keep_dmarc_report(inbound: InboundMessage) -> str:
-    """A DMARC aggregate report is not a bounce: attribute it and keep it (`ignored`, nothing to apply)."""
+    """A DMARC or TLS report is not a bounce: read and store it (`processed`), or keep it as received (`ignored`)
+    when it cannot be read or is about no domain here."""
     note, summary = dmarc_report_keep(inbound)
+    state = State.PROCESSED if "report" in summary else State.IGNORED
     updated = InboundMessage.objects.filter(pk=inbound.pk, state=State.RECEIVED).update(
-        state=State.IGNORED,
+        state=state,
         note=note,
         result=summary,
         organization_id=inbound.organization_id,
         processed_at=timezone.now(),
     )
-    return State.IGNORED if updated else "gone"
+    return state if updated else "gone"
 
 
 def _apply(inbound: InboundMessage, report: Report) -> str:

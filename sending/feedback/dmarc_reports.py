@@ -1,8 +1,9 @@
-"""DMARC aggregate reports (RFC 7489 §7.2) arriving at the address of the recommended DMARC record.
+"""DMARC aggregate reports (RFC 7489 §7.2) and SMTP TLS reports (RFC 8460) arriving at the address of the
+recommended DMARC record.
 
-Until they are parsed into results, they are kept: the inbound MX stores each one raw (inbound_intake, one
-transaction before its 250) with type `dmarc_report`, and processing only reads who sent it and which domain it
-is about, to attribute it to the organization, never classifying it as a bounce.
+The inbound MX stores each one raw (inbound_intake, one transaction before its 250) with type `dmarc_report`;
+processing reads it with parsedmarc (XML, gzip, zip, TLS-RPT JSON), attributes it to the sender domain it is
+about and keeps its rows (`DmarcReport`, `DmarcReportRow`). It is never classified as a bounce.
 """
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ import email.policy
 import io
 import zipfile
 import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 from xml.etree import ElementTree
 
+import parsedmarc
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.dateparse import parse_datetime
+
+from mail.dns import reverse_name
 from sending.feedback.inbound_intake import is_return_path_host
-from sending.models import Domain, InboundMessage
+from sending.models import DmarcReport, DmarcReportRow, Domain, InboundMessage
 
 # A report's XML is a few kilobytes per sending IP; more than this is not read (a decompression bomb).
 MAX_XML_BYTES = 10 * 1024 * 1024
@@ -81,14 +91,156 @@ def _attributed_domain(inbound: InboundMessage, policy_domain: str) -> Domain | 
     return Domain.objects.filter(name__in=names).order_by("-name").first() if names else None
 
 
+@dataclass
+class ReadReport:
+    """What a report says, whatever its kind: enough to attribute and store it."""
+
+    kind: str  # DmarcReport.Kind
+    reporter: str
+    reporter_email: str
+    report_id: str
+    begin: datetime
+    end: datetime
+    policy_domain: str
+    policy: dict[str, Any] = field(default_factory=dict)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # aggregate: parsedmarc's records
+    details: list[dict[str, Any]] = field(default_factory=list)  # TLS: parsedmarc's policies
+
+
+def _epoch(value: str) -> datetime | None:
+    return datetime.fromtimestamp(int(value), tz=UTC) if value.strip().isdigit() else None
+
+
+def report_read(raw: bytes) -> ReadReport | None:
+    """The report in a message, or None when it holds none that parsedmarc can read."""
+    try:
+        # offline: no GeoIP database or reverse-DNS map is downloaded, and no lookups are made from here.
+        parsed = parsedmarc.parse_report_email(raw, offline=True, strip_attachment_payloads=True)
+    except Exception:  # noqa: BLE001 - a third-party parser on hostile input: any failure means "unreadable"
+        return None
+    report = parsed.get("report") or {}
+    if parsed.get("report_type") == "aggregate":
+        meta, policy = report.get("report_metadata", {}), report.get("policy_published", {})
+        # The XML's own epoch seconds: parsedmarc renders them in the process's local time zone.
+        summary = report_summary(raw)
+        begin, end = _epoch(summary.get("begin", "")), _epoch(summary.get("end", ""))
+        if begin is None or end is None:
+            return None
+        return ReadReport(
+            kind=DmarcReport.Kind.AGGREGATE,
+            reporter=str(meta.get("org_name") or "")[:253],
+            reporter_email=str(meta.get("org_email") or "")[:320],
+            report_id=str(meta.get("report_id") or "")[:253],
+            begin=begin,
+            end=end,
+            policy_domain=str(policy.get("domain") or "").strip().rstrip(".").lower(),
+            policy={k: v for k, v in policy.items() if v is not None},
+            rows=list(report.get("records") or []),
+        )
+    if parsed.get("report_type") == "smtp_tls":
+        begin = parse_datetime(str(report.get("begin_date") or ""))
+        end = parse_datetime(str(report.get("end_date") or ""))
+        policies = list(report.get("policies") or [])
+        if begin is None or end is None or not policies:
+            return None
+        return ReadReport(
+            kind=DmarcReport.Kind.TLS,
+            reporter=str(report.get("organization_name") or "")[:253],
+            reporter_email=str(report.get("contact_info") or "")[:320],
+            report_id=str(report.get("report_id") or "")[:253],
+            begin=begin,
+            end=end,
+            policy_domain=str(policies[0].get("policy_domain") or "").strip().rstrip(".").lower(),
+            details=policies,
+        )
+    return None
+
+
+def _row(report: DmarcReport, record: dict[str, Any], names: dict[str, str]) -> DmarcReportRow:
+    source, evaluated = record.get("source", {}), record.get("policy_evaluated", {})
+    alignment, identifiers = record.get("alignment", {}), record.get("identifiers", {})
+    ip = str(source.get("ip_address") or "")
+    if ip not in names:
+        names[ip] = reverse_name(ip)
+    results = record.get("auth_results", {})
+    return DmarcReportRow(
+        report=report,
+        source_ip=ip,
+        reverse_name=names[ip][:253],
+        count=int(record.get("count") or 0),
+        header_from=str(identifiers.get("header_from") or "")[:253],
+        envelope_from=str(identifiers.get("envelope_from") or "")[:253],
+        disposition=str(evaluated.get("disposition") or "")[:12],
+        dkim_aligned=bool(alignment.get("dkim")),
+        spf_aligned=bool(alignment.get("spf")),
+        dmarc_pass=bool(alignment.get("dmarc")),
+        dkim_results=[{k: r.get(k) for k in ("domain", "selector", "result")} for r in results.get("dkim", [])],
+        spf_results=[{k: r.get(k) for k in ("domain", "scope", "result")} for r in results.get("spf", [])],
+        from_platform=ip in set(settings.POSTWERK_SENDING_IPS),
+    )
+
+
+def _store(inbound: InboundMessage, domain: Domain, read: ReadReport) -> tuple[DmarcReport | None, int]:
+    """The report and its rows in one transaction; (None, 0) when this report was kept before."""
+    names: dict[str, str] = {}
+    rows_total = 0
+    try:
+        with transaction.atomic():
+            report = DmarcReport.objects.create(
+                organization_id=domain.organization_id,
+                domain=domain,
+                inbound=inbound,
+                kind=read.kind,
+                reporter=read.reporter,
+                reporter_email=read.reporter_email,
+                report_id=read.report_id,
+                begin=read.begin,
+                end=read.end,
+                policy=read.policy,
+                details=read.details,
+            )
+            rows = [_row(report, record, names) for record in read.rows if record.get("source", {}).get("ip_address")]
+            DmarcReportRow.objects.bulk_create(rows, batch_size=500)
+            rows_total = len(rows)
+    except IntegrityError:
+        return None, 0
+    return report, rows_total
+
+
 def dmarc_report_keep(inbound: InboundMessage) -> tuple[str, dict]:
-    """The note and result for a stored report, and its organization set on ``inbound`` where known."""
-    summary = report_summary(bytes(inbound.raw))
-    note = "DMARC aggregate report: kept; its results are not parsed yet"
-    if not summary:
-        note = "a message to the DMARC report address without a readable aggregate report; kept as received"
+    """Read and store the report; the note and result for the inbound message, and its organization set on
+    ``inbound`` where known."""
+    raw = bytes(inbound.raw)
+    read = report_read(raw)
+    summary = (
+        report_summary(raw)
+        if read is None
+        else {
+            "kind": read.kind,
+            "org_name": read.reporter,
+            "report_id": read.report_id,
+            "begin": read.begin.isoformat(),
+            "end": read.end.isoformat(),
+            "policy_domain": read.policy_domain,
+        }
+    )
     domain = _attributed_domain(inbound, summary.get("policy_domain", ""))
     if domain is not None:
         inbound.organization_id = domain.organization_id
         summary["domain"] = domain.name
-    return note, summary
+    if read is None:
+        return (
+            "a message to the DMARC report address without a readable aggregate or TLS report; kept as received",
+            summary,
+        )
+    if domain is None:
+        return (
+            f"{read.kind} report about {read.policy_domain}, which is no sender domain here; kept as received",
+            summary,
+        )
+    report, rows = _store(inbound, domain, read)
+    if report is None:
+        return f"{read.kind} report {read.report_id} from {read.reporter} was kept before; not counted twice", summary
+    summary["report"] = report.pk
+    kind = "DMARC aggregate" if read.kind == DmarcReport.Kind.AGGREGATE else "SMTP TLS"
+    return f"{kind} report from {read.reporter} read: {rows or len(read.details)} rows kept", summary

@@ -4,9 +4,14 @@ a record that the platform's operator must publish."""
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
+
+from sending.feedback.bounce_processing import inbound_process
+from sending.models import InboundMessage
+from tests.test_dmarc_report_results import RUA, aggregate, record
 
 pytestmark = pytest.mark.django_db
 
@@ -38,3 +43,21 @@ def test_domain_page_says_the_operator_publishes_the_report_authorisation(owner_
     assert "acme.example._report._dmarc.reports.postwerk.example" in page
     assert "Platform operator publishes" in page
     assert "Postwerk cannot recommend DNS records" not in page
+
+
+def test_domain_page_shows_dmarc_report_sources_and_advice(owner_client, organization, domain, settings):
+    settings.POSTWERK_SENDING_IPS = ["127.0.0.1"]
+    raw = aggregate(
+        datetime.now(UTC) - timedelta(days=1),
+        record("127.0.0.1", 90, dkim="pass", spf="pass") + record("127.0.0.77", 10, dkim="fail", spf="fail"),
+        report_id="r-1",
+    )
+    stored = InboundMessage.objects.create(raw=raw, size=len(raw), rcpt_to=[RUA], type="dmarc_report")
+    assert inbound_process(stored.pk) == "processed"
+
+    page = domain_page(owner_client, organization, domain)
+
+    assert "100</strong> messages reported, <strong>90</strong> passed DMARC" in page
+    assert "Reports cover 2 of the 14 days needed to judge; keep p=none and look again later." in page
+    assert "<td>127.0.0.77</td><td>—</td><td>10</td>" in page
+    assert page.count("not Postwerk") == 1
