@@ -68,6 +68,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "sending",
     "dashboard",
@@ -81,6 +84,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session typed a second-factor code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
+    # Sends a person with two-factor to the code page, and one whose organization requires it to enrolment.
+    "dashboard.two_factor_gate.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -485,6 +492,8 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 # --- Dashboard --------------------------------------------------------------------------------------------
 
 LOGIN_URL = "dashboard:login"
+# The issuer authenticator apps show next to the account name.
+OTP_TOTP_ISSUER = env.str("POSTWERK_TOTP_ISSUER", default="Postwerk")
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "dashboard:login"
 CSRF_FAILURE_VIEW = "dashboard.views.auth.csrf_failure"

@@ -13,6 +13,7 @@ from dashboard.views import (
     sandbox,
     secrets,
     suppressions,
+    two_factor,
     webhooks,
 )
 
@@ -25,6 +26,9 @@ urlpatterns = [
     path("login/", auth.login, name="login"),
     path("logout/", auth.logout, name="logout"),
     path("account/password/", auth.password_change, name="password_change"),
+    path("account/two-factor/", two_factor.two_factor, name="two_factor"),
+    path("account/two-factor/confirm", two_factor.two_factor_confirm, name="two_factor_confirm"),
+    path("login/verify/", two_factor.two_factor_verify, name="two_factor_verify"),
     path(org, overview.overview, name="overview"),
     path(f"{org}domains/", domains.domains, name="domains"),
     path(f"{org}domains/add", domains.domain_add, name="domain_add"),
@@ -63,6 +67,7 @@ urlpatterns = [
         name="webhook_replay",
     ),
     path(f"{org}members/", members.members, name="members"),
+    path(f"{org}members/two-factor", two_factor.organization_two_factor, name="organization_two_factor"),
     path(f"{org}members/add", members.member_add, name="member_add"),
     path(f"{org}members/<int:member_id>/role", members.member_role, name="member_role"),
     path(f"{org}members/<int:member_id>/remove", members.member_remove, name="member_remove"),
