@@ -131,7 +131,8 @@ class SmtpCredentialForm(forms.Form):
     )
     sandbox = forms.BooleanField(
         required=False,
-        label="Sandbox",
+        label="Sandbox credential",
+        widget=forms.CheckboxInput(attrs={"id": "id_smtp_sandbox"}),
         help_text="Mail sent with it runs the whole path and is stored, but goes to the built-in capture instead of "
         "the recipients (see the README's sandbox test addresses).",
     )

@@ -58,6 +58,9 @@ NOT_TENANT_SCOPED = {
     "account/two-factor/",
     "account/two-factor/confirm",
     "login/verify/",
+    # OpenID Connect sign-in (404 unless configured): no organization in the URL.
+    "oidc/authenticate/",
+    "oidc/callback/",
 }
 # Operators' pages (staff only): test_operator_pages_are_staff_only.
 OPERATOR_PREFIX = "ops/"
