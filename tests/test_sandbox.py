@@ -65,6 +65,7 @@ def test_a_sandbox_key_to_a_real_domain_reaches_no_mx(sandbox, api, zone, mx):
     assert deliver_queued() == 1
     assert sink.messages == []  # the capture took it: not a byte reached the recipient's MX
 
+    assert sandbox.get(f"/api/v1/messages/{sent['id']}").json()["sandbox"] is True
     recipient = Recipient.objects.get(pk=sent["recipients"][0]["id"])
     assert (recipient.state, recipient.mx_host, recipient.last_code) == (RecipientState.DELIVERED, CAPTURE_HOST, 250)
     assert types("jane@dest.example") == ["queued", "sent", "delivered"]
