@@ -47,7 +47,14 @@ run: venv
 	$(PY) manage.py migrate --noinput
 	exec platform/dev-run
 
-test: venv
+# The OpenID Connect provider the single sign-on browser test signs in through (npm's oidc-provider, pinned by
+# its package-lock.json); without npm that one test fails and says why.
+OIDC_PROVIDER := tests/servers/oidc_provider
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "note: npm is missing: the single sign-on browser test will fail (apt-get install nodejs npm)"; fi
+
+test: venv $(OIDC_PROVIDER)/node_modules/.installed
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Both checks run even when the first fails, so one pass shows everything to fix.

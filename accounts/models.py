@@ -18,6 +18,8 @@ class Organization(models.Model):
     daily_limit = models.PositiveIntegerField(null=True, blank=True)
     # What happens to new mail while paused or over a limit; empty takes POSTWERK_LIMIT_ACTION.
     limit_action = models.CharField(max_length=6, choices=LimitAction.choices, blank=True)
+    # Every member must sign in with a second factor; one without a device is sent to enrolment first.
+    require_two_factor = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name
@@ -54,6 +56,9 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # Requests per second this key may make; empty takes POSTWERK_API_RATE_LIMIT.
     rate_limit = models.PositiveIntegerField(null=True, blank=True)
+    # Mail sent with a sandbox key runs the whole accept path and is stored, but delivery hands it to the built-in
+    # capture (sending.delivery.sandbox), never to an MX. Set at creation, never changed.
+    sandbox = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="apikey_name_unique")]
@@ -80,6 +85,8 @@ class SmtpCredential(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # As ApiKey.sandbox: its mail goes to the built-in capture, never to an MX.
+    sandbox = models.BooleanField(default=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="smtpcredential_name_unique")]

@@ -22,10 +22,13 @@ def organization_get_or_create(*, name: str) -> tuple[Organization, bool]:
 
 
 @transaction.atomic
-def api_key_create(*, organization: Organization, name: str) -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which exists only in this return value."""
+def api_key_create(*, organization: Organization, name: str, sandbox: bool = False) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which exists only in this return value. A sandbox key's mail
+    goes to the built-in capture, never to a recipient's MX."""
     key, prefix, key_hash = generate_api_key()
-    api_key = ApiKey.objects.create(organization=organization, name=name, prefix=prefix, key_hash=key_hash)
+    api_key = ApiKey.objects.create(
+        organization=organization, name=name, prefix=prefix, key_hash=key_hash, sandbox=sandbox
+    )
     return api_key, key
 
 
@@ -63,7 +66,12 @@ def _check_networks(networks: list[str]) -> list[str]:
 
 @transaction.atomic
 def smtp_credential_create(
-    *, organization: Organization, name: str, domains: Iterable = (), networks: Iterable[str] = ()
+    *,
+    organization: Organization,
+    name: str,
+    domains: Iterable = (),
+    networks: Iterable[str] = (),
+    sandbox: bool = False,
 ) -> tuple[SmtpCredential, str]:
     """Create a credential and return it with its password, which exists only in this return value."""
     username, password, password_hash = generate_smtp_credential()
@@ -73,6 +81,7 @@ def smtp_credential_create(
         username=username,
         password_hash=password_hash,
         allowed_networks=_check_networks(list(networks)),
+        sandbox=sandbox,
     )
     domains = list(domains)
     if any(d.organization_id != organization.pk for d in domains):

@@ -68,6 +68,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "accounts",
     "sending",
     "dashboard",
@@ -81,6 +84,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session typed a second-factor code (django-otp).
+    "django_otp.middleware.OTPMiddleware",
+    # Sends a person with two-factor to the code page, and one whose organization requires it to enrolment.
+    "dashboard.two_factor_gate.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -486,6 +493,34 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
 # --- Dashboard --------------------------------------------------------------------------------------------
 
 LOGIN_URL = "dashboard:login"
+# The issuer authenticator apps show next to the account name.
+OTP_TOTP_ISSUER = env.str("POSTWERK_TOTP_ISSUER", default="Postwerk")
+
+# --- Optional OpenID Connect single sign-on (mozilla-django-oidc), off unless POSTWERK_OIDC_CLIENT_ID is set ---
+OIDC_RP_CLIENT_ID = env.str("POSTWERK_OIDC_CLIENT_ID", default="")
+POSTWERK_OIDC_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = env.str("POSTWERK_OIDC_CLIENT_SECRET", default="")
+if env.str("POSTWERK_OIDC_CLIENT_SECRET_FILE", default=""):
+    OIDC_RP_CLIENT_SECRET = Path(env.str("POSTWERK_OIDC_CLIENT_SECRET_FILE")).read_text().strip()
+_OIDC_ENDPOINTS = {
+    "OIDC_OP_AUTHORIZATION_ENDPOINT": "POSTWERK_OIDC_AUTHORIZATION_ENDPOINT",
+    "OIDC_OP_TOKEN_ENDPOINT": "POSTWERK_OIDC_TOKEN_ENDPOINT",
+    "OIDC_OP_USER_ENDPOINT": "POSTWERK_OIDC_USERINFO_ENDPOINT",
+    "OIDC_OP_JWKS_ENDPOINT": "POSTWERK_OIDC_JWKS_ENDPOINT",
+}
+for _setting, _variable in _OIDC_ENDPOINTS.items():
+    globals()[_setting] = env.str(_variable, default="")
+    if POSTWERK_OIDC_ENABLED and not globals()[_setting]:
+        raise ImproperlyConfigured(f"{_variable} must be set when POSTWERK_OIDC_CLIENT_ID is (single sign-on)")
+if POSTWERK_OIDC_ENABLED and not OIDC_RP_CLIENT_SECRET:
+    raise ImproperlyConfigured("POSTWERK_OIDC_CLIENT_SECRET (or _FILE) must be set when POSTWERK_OIDC_CLIENT_ID is")
+OIDC_RP_SIGN_ALGO = env.str("POSTWERK_OIDC_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("POSTWERK_OIDC_SCOPES", default="openid email profile")
+OIDC_CREATE_USER = env.bool("POSTWERK_OIDC_CREATE_USERS", default=False)
+OIDC_USE_NONCE = True
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+# The OIDC backend answers only when single sign-on is configured; passwords keep working either way.
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "accounts.oidc.OidcBackend"]
 LOGIN_REDIRECT_URL = "dashboard:home"
 LOGOUT_REDIRECT_URL = "dashboard:login"
 CSRF_FAILURE_VIEW = "dashboard.views.auth.csrf_failure"

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from dashboard.views import sso
 from sending.operations import metrics_view, views
 
 urlpatterns = [
@@ -14,5 +15,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # Optional OpenID Connect sign-in (404 unless configured); mozilla-django-oidc reverses these two names.
+    path("oidc/authenticate/", sso.sso_start, name="oidc_authentication_init"),
+    path("oidc/callback/", sso.sso_callback, name="oidc_authentication_callback"),
     path("", include("dashboard.urls")),
 ]

@@ -97,6 +97,12 @@ class SuppressionImportForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=200, label="Key name", help_text="Where it is used, e.g. “billing-app”.")
+    sandbox = forms.BooleanField(
+        required=False,
+        label="Sandbox",
+        help_text="Mail sent with it runs the whole path and is stored, but goes to the built-in capture instead of "
+        "the recipients (see the README's sandbox test addresses).",
+    )
 
     def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -122,6 +128,13 @@ class SmtpCredentialForm(forms.Form):
         required=False,
         label="Limit to networks",
         help_text="CIDR networks separated by commas or spaces, e.g. 203.0.113.0/24. Empty: any address.",
+    )
+    sandbox = forms.BooleanField(
+        required=False,
+        label="Sandbox credential",
+        widget=forms.CheckboxInput(attrs={"id": "id_smtp_sandbox"}),
+        help_text="Mail sent with it runs the whole path and is stored, but goes to the built-in capture instead of "
+        "the recipients (see the README's sandbox test addresses).",
     )
 
     def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:

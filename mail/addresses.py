@@ -10,6 +10,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from mail.errors import PostwerkError
 
+# The sandbox's test addresses (Postwerk's sending.delivery.sandbox) live under the reserved `.test` name (RFC 6761
+# §6.2: it never resolves, so no real mailbox can be there), which email-validator otherwise refuses as special-use.
+SANDBOX_DOMAIN = "sandbox.postwerk.test"
+
 _ANGLE = re.compile(r"^(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$", re.DOTALL)
 
 
@@ -56,7 +60,8 @@ def _parse_mailbox(text: str) -> Mailbox:
     else:
         name, addr = "", text
     try:
-        valid = validate_email(addr, check_deliverability=False, allow_smtputf8=True)
+        sandbox = addr.rpartition("@")[2].lower() == SANDBOX_DOMAIN
+        valid = validate_email(addr, check_deliverability=False, allow_smtputf8=True, test_environment=sandbox)
     except EmailNotValidError as exc:
         raise AddressError(f"{addr!r} is not a valid address: {exc}") from exc
     return Mailbox(

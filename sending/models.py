@@ -135,6 +135,9 @@ class Message(models.Model):
     size = models.PositiveIntegerField()
     smtputf8 = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
+    # Sent with a sandbox key or credential: delivered to the built-in capture only (sending.delivery.sandbox), and
+    # its outcomes never count towards reputation. Copied from the key at accept time.
+    sandbox = models.BooleanField(default=False)
 
     class Meta:
         indexes = [
@@ -798,3 +801,29 @@ class BlocklistListing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target} on {self.zone}: {'listed' if self.listed else 'clear'}"
+
+
+class CapturedMessage(models.Model):
+    """One SMTP transaction of sandbox mail, as the built-in capture received it instead of an MX: the envelope,
+    the bytes exactly as they would have gone out (signed, tracked) and the reply the capture gave."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="captures")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="captures")
+    mail_from = models.CharField(max_length=320)
+    rcpt_to = models.CharField(max_length=320)
+    attempt = models.PositiveIntegerField()
+    data = models.BinaryField()
+    size = models.PositiveIntegerField()
+    code = models.PositiveSmallIntegerField()
+    enhanced = models.CharField(max_length=16, blank=True)
+    text = models.TextField(blank=True)
+    outcome = models.CharField(max_length=16)  # the test address's scenario: delivered, bounce-hard, ...
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="capture_org_created")]
+
+    def __str__(self) -> str:
+        return f"capture of {self.rcpt_to} (attempt {self.attempt})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -34,6 +35,12 @@ class RateLimitedLoginView(auth_views.LoginView):
 
     template_name = "dashboard/login.html"
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):  # type: ignore[no-untyped-def]
+        context = super().get_context_data(**kwargs)
+        context["sso_enabled"] = settings.POSTWERK_OIDC_ENABLED
+        context["sso_failed"] = self.request.GET.get("sso") == "failed"
+        return context
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
         ip, username = login_limits.client_ip(request), request.POST.get("username", "")

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect
 
 from accounts.invitations import Sent, pending
 from accounts.models import Invitation, Membership
+from accounts.two_factor import two_factor_users
 from dashboard.access import can, org_view
 from dashboard.forms import InviteForm, MemberAddForm, MemberRoleForm
 from dashboard.services import MembershipError, membership_add, membership_change_role, membership_remove
@@ -49,6 +50,7 @@ def members_page(
             "invite_form": invite_form or InviteForm(),
             "invitations": invitations.order_by("email") if can(request.membership.role, "admin") else [],
             "invited": invited,
+            "two_factor_users": two_factor_users(members.values_list("user_id", flat=True)),
         },
         status=status,
     )

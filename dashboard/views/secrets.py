@@ -72,7 +72,9 @@ def api_key_new(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST, organization=request.organization)
     if not form.is_valid():
         return _page(request, key_form=form, status=400)
-    api_key, secret = api_key_create(organization=request.organization, name=form.cleaned_data["name"])
+    api_key, secret = api_key_create(
+        organization=request.organization, name=form.cleaned_data["name"], sandbox=form.cleaned_data["sandbox"]
+    )
     return _page(request, new_key=(api_key, secret), status=201)
 
 
@@ -95,6 +97,7 @@ def smtp_credential_new(request: HttpRequest) -> HttpResponse:
             name=data["name"],
             domains=list(data["allowed_domains"]),
             networks=data["allowed_networks"],
+            sandbox=data["sandbox"],
         )
     except ValueError as exc:
         form.add_error("allowed_networks", str(exc))

@@ -272,8 +272,10 @@ class MessageSummarySerializer(serializers.ModelSerializer):
 class MessageDetailSerializer(MessageSummarySerializer):
     recipients = serializers.SerializerMethodField()
 
+    sandbox = serializers.BooleanField(read_only=True, help_text="Sent with a sandbox key: captured, never delivered.")
+
     class Meta(MessageSummarySerializer.Meta):
-        fields = [*MessageSummarySerializer.Meta.fields]
+        fields = [*MessageSummarySerializer.Meta.fields, "sandbox"]
 
     def get_recipients(self, obj: Message) -> list[dict]:
         return RecipientSerializer(obj.recipients.all(), many=True, context=self.context).data

@@ -28,6 +28,7 @@ class SmtpCredentialSerializer(serializers.ModelSerializer):
             "username",
             "allowed_domains",
             "allowed_networks",
+            "sandbox",
             "active",
             "created_at",
             "last_used_at",
@@ -39,6 +40,9 @@ class SmtpCredentialCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     allowed_domains = serializers.ListField(child=serializers.CharField(max_length=253), required=False, default=list)
     allowed_networks = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
+    sandbox = serializers.BooleanField(
+        required=False, default=False, help_text="Its mail is captured by the sandbox, never delivered."
+    )
 
 
 class SmtpCredentialCreatedSerializer(SmtpCredentialSerializer):
@@ -81,7 +85,11 @@ class SmtpCredentialsView(APIView):
             domains.append(domain)
         try:
             credential, password = smtp_credential_create(
-                organization=organization, name=data["name"], domains=domains, networks=data["allowed_networks"]
+                organization=organization,
+                name=data["name"],
+                domains=domains,
+                networks=data["allowed_networks"],
+                sandbox=data["sandbox"],
             )
         except ValueError as exc:
             raise ApiError(400, str(exc), {"allowed_networks": [str(exc)]}, "invalid") from exc

@@ -26,6 +26,7 @@ from mail.trace_headers import feedback_id, with_feedback_id
 from sending.delivery.claiming import claim, claim_queued
 from sending.delivery.queueing import enqueue_destination, pending_clear
 from sending.delivery.retry import next_attempt
+from sending.delivery.sandbox import CaptureSession, after_recording, capture
 from sending.delivery.signing_keys import keys_to_sign_with, private_key
 from sending.delivery.throttling import Throttle, asks_backoff, postpone, throttle_for, wake_schedule
 from sending.delivery.worker_leases import holding
@@ -175,17 +176,19 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
     """Recipients of one destination, one message per transaction, over the destination's connection. The
     outcome of each SMTP transaction is handed to `record` as soon as it ends (see send_message); those of
     recipients never sent (unsignable, no connection) together at the end. Returns them all."""
-    decided = route_outcomes(connection.route, recipients)
-    if decided is not None:
+    outcomes: list[Outcome] = []
+    # Sandbox mail needs no route: it goes to the capture whatever the destination's DNS says.
+    decided = route_outcomes(connection.route, [r for r in recipients if not r.message.sandbox])
+    if decided:
         connection.failed = True
         record(decided)
-        return decided
+        outcomes.extend(decided)
+        recipients = [r for r in recipients if r.message.sandbox]
 
     by_message: dict[object, list[Recipient]] = defaultdict(list)
     for r in recipients:
         by_message[r.message_id].append(r)
 
-    outcomes: list[Outcome] = []
     unsent: list[Outcome] = []  # nothing of theirs reached an MX: a crash before they are written sends no copy
     groups = list(by_message.values())
     for i, group in enumerate(groups):
@@ -211,12 +214,12 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
             unsent.extend(unsigned)
             outcomes.extend(unsigned)
             continue
-        session, failure = connection.get()
+        session, failure, recording = transport(connection, message, group, record)
         if session is None:
             sent = [Outcome(r, failure) for r in group]
             unsent.extend(sent)
         else:
-            sent = send_message(session, message, group, data, copies, record)
+            sent = send_message(session, message, group, data, copies, recording)
         outcomes.extend(sent)
         if connection.backs_off(sent):
             connection.held_back = [r for rest in groups[i + 1 :] for r in rest]
@@ -225,8 +228,19 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
     return outcomes
 
 
+def transport(
+    connection: Connection, message: Message, group: list[Recipient], record: Record
+) -> tuple[SmtpSession | CaptureSession | None, Reply, Record]:
+    """Where this message goes: the destination's MX over the shared connection or, for sandbox mail, the built-in
+    capture (sending.delivery.sandbox), which opens no socket. The same send and record steps follow either way."""
+    if message.sandbox:
+        return capture(message, group), Reply(220, "", ""), after_recording(record)
+    session, failure = connection.get()
+    return session, failure, record
+
+
 def send_message(
-    session: SmtpSession,
+    session: SmtpSession | CaptureSession,
     message: Message,
     group: list[Recipient],
     data: bytes,
@@ -298,8 +312,10 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             details["tls"] = o.tls
         if o.tls_verification:
             details["tls_verification"] = o.tls_verification
+        # finished_at is what reputation counts (sending.reputation.rates): sandbox mail never counts.
+        finished = None if r.message.sandbox else now
         if o.reply.success:
-            r.state, r.delivered_at, r.finished_at = RecipientState.DELIVERED, now, now
+            r.state, r.delivered_at, r.finished_at = RecipientState.DELIVERED, now, finished
             event_type = EventType.DELIVERED
         elif o.internal:
             r.state, event_type = RecipientState.FAILED, EventType.FAILED
@@ -320,7 +336,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             else:
                 r.state, event_type = RecipientState.BOUNCED, EventType.BOUNCED
                 details.update(_bounce_details(o.reply, expired=not o.reply.permanent))
-                r.finished_at, r.bounce_kind = now, details["kind"]
+                r.finished_at, r.bounce_kind = finished, details["kind"]
                 bounces.append(_bounce_fact(r, details))
         # Counted in memory: this worker's claim keeps every other writer of the row's events away meanwhile.
         r.event_seq += 1

@@ -153,6 +153,8 @@ def prepared_rows(
         size=len(raw),
         smtputf8=smtputf8,
         created_at=now,
+        # Decided by the key or credential it came with: delivery reads the message alone.
+        sandbox=bool((api_key and api_key.sandbox) or (smtp_credential and smtp_credential.sandbox)),
     )
     # The lease keeps the sweep off a fresh recipient while its broker message is on the way to a worker.
     lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)

@@ -23,7 +23,16 @@ from django.utils import timezone
 from accounts.models import Organization
 from sending.delivery.slots import slots_idle_delete
 from sending.delivery.throttling import states_idle_delete
-from sending.models import Event, InboundMessage, Message, Recipient, RecipientState, WebhookDelivery, WebhookEndpoint
+from sending.models import (
+    CapturedMessage,
+    Event,
+    InboundMessage,
+    Message,
+    Recipient,
+    RecipientState,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from sending.observability.metrics import uuid7_floor
 
 # A destination's throttle rows untouched this long go (longer when back-offs may last longer): whatever they
@@ -80,6 +89,8 @@ def bodies_purge(*, cutoff: datetime, batch: int, report: PurgeReport) -> None:
             with transaction.atomic():
                 # Re-checked inside the transaction: a message released from `held` meanwhile keeps its body.
                 report.bodies_purged += _finished(Message.objects.filter(pk__in=ids)).update(raw=b"")
+                # A sandbox message's captured copies are its body too (cascade-deleted with it later).
+                CapturedMessage.objects.filter(message_id__in=ids, message__raw=b"").update(data=b"")
 
 
 def messages_delete(*, cutoff: datetime, batch: int, report: PurgeReport) -> None:

@@ -23,6 +23,7 @@ from accounts.models import ApiKey, Invitation, Membership, SmtpCredential
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
 from sending.feedback.suppressions import suppression_add
 from sending.models import (
+    CapturedMessage,
     DkimKey,
     Event,
     Message,
@@ -53,6 +54,13 @@ NOT_TENANT_SCOPED = {
     "metrics",  # Prometheus text, platform-wide counters with no organization data (operators' scrape)
     "invite/<str:token>/",  # the token is the capability (only its hash is stored); no organization id in the URL
     "invite/<str:token>/signup",
+    # The signed-in person's own two-factor devices (request.user's only; no id in the URL).
+    "account/two-factor/",
+    "account/two-factor/confirm",
+    "login/verify/",
+    # OpenID Connect sign-in (404 unless configured): no organization in the URL.
+    "oidc/authenticate/",
+    "oidc/callback/",
 }
 # Operators' pages (staff only): test_operator_pages_are_staff_only.
 OPERATOR_PREFIX = "ops/"
@@ -111,6 +119,18 @@ def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-un
     reputation = Reputation.objects.create(
         organization=org, scope=ReputationScope.ORGANIZATION, scope_id=org.pk, state=ReputationState.PAUSED
     )
+    capture = CapturedMessage.objects.create(
+        organization=org,
+        message=message,
+        recipient=message.recipients.get(),
+        mail_from="b-x@bounces.postwerk.example",
+        rcpt_to="secret-b@dest.example",
+        attempt=1,
+        data=b"Subject: globex.example\r\nContent-Type: text/html\r\n\r\n<p>globex.example</p>\r\n",
+        size=60,
+        code=250,
+        outcome="delivered",
+    )
     invitation = Invitation.objects.create(
         organization=org,
         email="new@globex.example",
@@ -130,6 +150,7 @@ def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-un
         "membership": membership,
         "reputation": reputation,
         "invitation": invitation,
+        "capture": capture,
         "dkim_keys": DkimKey.objects.filter(domain=domain).count(),
     }
 
@@ -255,6 +276,7 @@ def dashboard_ids(b: dict[str, Any]) -> dict[str, Any]:
         "member_id": b["membership"].pk,
         "invitation_id": b["invitation"].pk,
         "reputation_id": b["reputation"].pk,
+        "capture_id": b["capture"].pk,
     }
 
 

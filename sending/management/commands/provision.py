@@ -22,6 +22,11 @@ class Command(BaseCommand):
         parser.add_argument("--api-key-name", default="default", help="Name of the API key to create")
         parser.add_argument("--no-api-key", action="store_true", help="Do not create an API key")
         parser.add_argument("--smtp-credential", metavar="NAME", help="Also create an SMTP credential of this name")
+        parser.add_argument(
+            "--sandbox",
+            action="store_true",
+            help="Make the API key (and SMTP credential) sandbox ones: their mail is captured, never delivered",
+        )
         parser.add_argument("--verify", action="store_true", help="Check each domain's DNS now and report it")
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
 
@@ -45,12 +50,14 @@ class Command(BaseCommand):
         if not options["no_api_key"]:
             # Keys are secrets shown once, so each run makes a new one under a unique name.
             name = _unique_name(organization.api_keys, options["api_key_name"])
-            _, api_key = api_key_create(organization=organization, name=name)
+            _, api_key = api_key_create(organization=organization, name=name, sandbox=options["sandbox"])
         smtp = None
         if options["smtp_credential"]:
             # Like API keys, the password exists only now; a second run makes a second credential.
             name = _unique_name(organization.smtp_credentials, options["smtp_credential"])
-            credential, password = smtp_credential_create(organization=organization, name=name)
+            credential, password = smtp_credential_create(
+                organization=organization, name=name, sandbox=options["sandbox"]
+            )
             smtp = {"smtp_username": credential.username, "smtp_password": password}
         checks = {}
         if options["verify"]:
@@ -63,6 +70,7 @@ class Command(BaseCommand):
             "domain": domains[0].name if domains else None,
             "domains": [d.name for d in domains],
             "api_key": api_key,
+            "sandbox": options["sandbox"],
             "dns_records": records,
             "verified": {d.name: d.verified_at is not None for d in domains},
         }
@@ -77,7 +85,8 @@ class Command(BaseCommand):
         for domain in domains:
             self.stdout.write(f"Domain: {domain.name}")
         if api_key:
-            self.stdout.write(f"API key (shown once): {api_key}")
+            kind = "Sandbox API key" if options["sandbox"] else "API key"
+            self.stdout.write(f"{kind} (shown once): {api_key}")
         if smtp:
             self.stdout.write(f"SMTP username: {smtp['smtp_username']}  password (shown once): {smtp['smtp_password']}")
         for record in records:
