@@ -9,12 +9,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from sending.delivery import deliver as delivery
-from sending.delivery import queueing, tls_reports
+from sending.delivery import queueing
 from sending.delivery import sweep as sweeping
 from sending.domains import verification as domain_verification
 from sending.feedback import bounce_processing, inbound_intake, suppressions
 from sending.models import Domain, IdempotencyKey
-from sending.operations import retention
+from sending.operations import retention, tls_reports
 from sending.reputation import blocklists
 
 
