@@ -649,7 +649,8 @@ POSTWERK_TLS_POLICY_CACHE_SECONDS = env.float("POSTWERK_TLS_POLICY_CACHE_SECONDS
 # empty: only https endpoints get reports.
 POSTWERK_TLSRPT = env.bool("POSTWERK_TLSRPT", default=True)
 POSTWERK_TLSRPT_FROM = env.str("POSTWERK_TLSRPT_FROM", default="")
-POSTWERK_TLSRPT_ORGANIZATION = env.str("POSTWERK_TLSRPT_ORGANIZATION", default=POSTWERK_HOSTNAME)
-POSTWERK_TLSRPT_CONTACT = env.str("POSTWERK_TLSRPT_CONTACT", default=f"postmaster@{POSTWERK_HOSTNAME}")
+# The report's organization-name and contact-info; empty: POSTWERK_HOSTNAME and postmaster@ it.
+POSTWERK_TLSRPT_ORGANIZATION = env.str("POSTWERK_TLSRPT_ORGANIZATION", default="")
+POSTWERK_TLSRPT_CONTACT = env.str("POSTWERK_TLSRPT_CONTACT", default="")
 POSTWERK_TLSRPT_TIMEOUT = env.float("POSTWERK_TLSRPT_TIMEOUT", default=30.0)
 CELERY_BEAT_SCHEDULE["tls-reports"] = {"task": "sending.tasks.tls_reports_send", "schedule": 3600.0}

@@ -104,8 +104,8 @@ def report_send(domain: str, day: date, report: TlsReport | None = None) -> int:
             domain=domain,
             day=day,
             counts=counts,
-            organization=settings.POSTWERK_TLSRPT_ORGANIZATION,
-            contact=settings.POSTWERK_TLSRPT_CONTACT,
+            organization=settings.POSTWERK_TLSRPT_ORGANIZATION or settings.POSTWERK_HOSTNAME,
+            contact=settings.POSTWERK_TLSRPT_CONTACT or f"postmaster@{settings.POSTWERK_HOSTNAME}",
             report_id=report.report_id,
         )
     data = tlsrpt.gzipped(report.report)
