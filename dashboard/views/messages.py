@@ -78,7 +78,7 @@ _POLICY_NAMES = {
 
 
 def tls_policy_words(policy: dict) -> str:
-    """"MTA-STS enforce (id 2026): failure, certificate-expired" and the like, for a delivery attempt."""
+    """ "MTA-STS enforce (id 2026): failure, certificate-expired" and the like, for a delivery attempt."""
     name = _POLICY_NAMES.get(str(policy.get("policy")), str(policy.get("policy")))
     if policy.get("policy_id"):
         name += f" (id {policy['policy_id']})"

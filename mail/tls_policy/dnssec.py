@@ -39,6 +39,11 @@ from mail import dns as mail_dns
 _TO_B32HEX = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghijklmnopqrstuv")
 
 
+# What dnspython (with cryptography) verifies: RSA/SHA-1 (RFC 8624 still asks validators to accept it), RSA/SHA-2,
+# ECDSA and EdDSA.
+_ALGORITHMS = {5, 7, 8, 10, 13, 14, 15, 16}
+
+
 class Security(StrEnum):
     SECURE = "secure"
     INSECURE = "insecure"
@@ -188,6 +193,9 @@ def _validate_rrset(rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None) -> Ans
         if _must_be_signed(rrset.name):
             return Answer(Security.BOGUS, detail=f"{what} is not signed, in a zone that must be", ttl=rrset.ttl)
         return Answer(Security.INSECURE, detail=f"{what} is not signed", ttl=rrset.ttl)
+    if not any(sig.algorithm in _ALGORITHMS for sig in sigs):  # type: ignore[attr-defined]
+        # RFC 4035 §5.2: signatures only in algorithms we cannot check make the answer insecure, not bogus.
+        return Answer(Security.INSECURE, detail=f"{what} is signed only with algorithms not supported", ttl=rrset.ttl)
     signer = sigs[0].signer  # type: ignore[attr-defined]
     if not rrset.name.is_subdomain(signer):
         return Answer(Security.BOGUS, detail=f"{what} is signed by {signer}, which is not its zone")

@@ -66,6 +66,7 @@ def tls_reports_send(today: date | None = None) -> int:
     today = today or timezone.now().date()
     oldest = today - timedelta(days=KEEP_DAYS)
     TlsSessionCount.objects.filter(day__lt=oldest).delete()
+    TlsReport.objects.filter(day__lt=today - timedelta(days=settings.POSTWERK_RETENTION_DAYS)).delete()
     due = (
         TlsSessionCount.objects.filter(day__lt=today, day__gte=oldest)
         .values("day", "domain")
