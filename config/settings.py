@@ -655,3 +655,38 @@ CELERY_BEAT_SCHEDULE["retention-purge"] = {"task": "sending.tasks.retention_purg
 POSTWERK_OVERLOAD_QUEUE_DEPTH = env.int("POSTWERK_OVERLOAD_QUEUE_DEPTH", default=20000)
 POSTWERK_OVERLOAD_RETRY_AFTER = env.int("POSTWERK_OVERLOAD_RETRY_AFTER", default=30)
 MIDDLEWARE.insert(1, "sending.reputation.overload.OverloadMiddleware")
+
+# --- Transport security: MTA-STS, DANE, TLS reports (#26; mail/tls_policy, sending/delivery/tls_policies.py) ---
+# A PEM file of CAs trusted besides the system's, for MTA-STS policy fetches, TLS report uploads and recipient MX
+# certificates (a private PKI, or tests). Empty: the system's CAs only.
+POSTWERK_EXTRA_CA_FILE = env.str("POSTWERK_EXTRA_CA_FILE", default="")
+if POSTWERK_EXTRA_CA_FILE and not Path(POSTWERK_EXTRA_CA_FILE).is_file():
+    raise ImproperlyConfigured(f"POSTWERK_EXTRA_CA_FILE: {POSTWERK_EXTRA_CA_FILE} is not a readable file")
+POSTWERK_MTA_STS = env.bool("POSTWERK_MTA_STS", default=True)
+# The HTTPS port of mta-sts.<domain> (RFC 8461 says 443; exists so tests can use a free port).
+POSTWERK_MTA_STS_PORT = env.int("POSTWERK_MTA_STS_PORT", default=443)
+POSTWERK_MTA_STS_TIMEOUT = env.float("POSTWERK_MTA_STS_TIMEOUT", default=10.0)
+# After a failed policy fetch, no process fetches that domain's policy again for this long.
+POSTWERK_MTA_STS_RETRY = env.int("POSTWERK_MTA_STS_RETRY", default=300)
+POSTWERK_DANE = env.bool("POSTWERK_DANE", default=True)
+# DNSSEC trust anchors, DS or DNSKEY records in presentation format (`<zone> DS <tag> <alg> <type> <hex>`);
+# default: the root zone's KSK-2017 and KSK-2024. Answers are validated locally against them (RFC 4035 §5).
+POSTWERK_DNSSEC_TRUST_ANCHORS = env.list(
+    "POSTWERK_DNSSEC_TRUST_ANCHORS",
+    default=[
+        ". DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
+        ". DS 38696 8 2 683D2D0ACB8C9B712A1948B27F741219298D0A450D612C483AF444A4C0FB2B16",
+    ],
+)
+# Seconds a process trusts its copy of a destination's policies (MTA-STS row, DANE lookups) before asking again.
+POSTWERK_TLS_POLICY_CACHE_SECONDS = env.float("POSTWERK_TLS_POLICY_CACHE_SECONDS", default=60.0)
+# TLS-RPT (RFC 8460): daily aggregate reports to the domains that publish `_smtp._tls`. Reports by mail are
+# sent From this address, whose domain must be a verified sender domain (they are DKIM-signed like any mail);
+# empty: only https endpoints get reports.
+POSTWERK_TLSRPT = env.bool("POSTWERK_TLSRPT", default=True)
+POSTWERK_TLSRPT_FROM = env.str("POSTWERK_TLSRPT_FROM", default="")
+# The report's organization-name and contact-info; empty: POSTWERK_HOSTNAME and postmaster@ it.
+POSTWERK_TLSRPT_ORGANIZATION = env.str("POSTWERK_TLSRPT_ORGANIZATION", default="")
+POSTWERK_TLSRPT_CONTACT = env.str("POSTWERK_TLSRPT_CONTACT", default="")
+POSTWERK_TLSRPT_TIMEOUT = env.float("POSTWERK_TLSRPT_TIMEOUT", default=30.0)
+CELERY_BEAT_SCHEDULE["tls-reports"] = {"task": "sending.tasks.tls_reports_send", "schedule": 3600.0}

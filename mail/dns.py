@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import dns.exception
+import dns.flags
+import dns.message
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -32,6 +34,9 @@ class Route:
     hosts: list[str] = field(default_factory=list)  # MX host names, best preference first
     detail: str = ""
     implicit: bool = False  # no MX records: the domain itself is the host (RFC 5321 §5.1)
+    # The MX answer as received, with its RRSIGs when the zone is signed: DANE needs the MX RRset to be
+    # DNSSEC-validated (RFC 7672 §2.2.1), and this spares a second MX query (mail.tls_policy.dnssec).
+    response: dns.message.Message | None = field(default=None, compare=False, repr=False)
 
 
 _cache: dict[tuple[str, str], tuple[float, object]] = {}
@@ -45,8 +50,10 @@ def clear_caches() -> None:
         _resolvers.clear()
 
 
-def resolver() -> dns.resolver.Resolver:
-    key = (tuple(settings.POSTWERK_DNS_SERVERS), settings.POSTWERK_DNS_TIMEOUT)
+def resolver(*, dnssec: bool = False) -> dns.resolver.Resolver:
+    """The configured resolver; with `dnssec`, one whose queries ask for DNSSEC records (DO) and leave validating
+    to us (CD: a validating upstream hands over even bogus data, which mail.tls_policy.dnssec then refuses)."""
+    key = (tuple(settings.POSTWERK_DNS_SERVERS), settings.POSTWERK_DNS_TIMEOUT, dnssec)
     with _lock:
         found = _resolvers.get(key)
         if found is None:
@@ -59,6 +66,9 @@ def resolver() -> dns.resolver.Resolver:
                 found = dns.resolver.Resolver()
             found.lifetime = settings.POSTWERK_DNS_TIMEOUT
             found.timeout = min(2.0, settings.POSTWERK_DNS_TIMEOUT)
+            if dnssec:
+                found.use_edns(0, dns.flags.DO, 1232)
+                found.flags = dns.flags.RD | dns.flags.CD
             _resolvers[key] = found
         return found
 
@@ -91,7 +101,7 @@ def mx_route(domain: str) -> Route:
 
 def _lookup_mx(domain: str) -> tuple[Route, float]:
     try:
-        answer = resolver().resolve(domain, "MX", search=False)
+        answer = resolver(dnssec=settings.POSTWERK_DANE).resolve(domain, "MX", search=False)
     except dns.resolver.NXDOMAIN:
         return Route(RouteStatus.NO_DOMAIN, detail=f"{domain} does not exist (NXDOMAIN)"), NEGATIVE_TTL
     except dns.resolver.NoAnswer:
@@ -111,7 +121,7 @@ def _lookup_mx(domain: str) -> tuple[Route, float]:
     # Equal preferences are shuffled so load spreads across a domain's peers (RFC 5321 §5.1).
     ordered = sorted(records, key=lambda r: (r.preference, random.random()))
     hosts = list(dict.fromkeys(str(r.exchange).rstrip(".").lower() for r in ordered))
-    return Route(RouteStatus.OK, hosts=hosts), ttl
+    return Route(RouteStatus.OK, hosts=hosts, response=answer.response), ttl
 
 
 def host_addresses(host: str) -> list[str]:

@@ -13,6 +13,8 @@ from django.conf import settings
 
 from mail.dns import host_addresses
 from mail.errors import PostwerkError
+from mail.tls_policy.decide import HostCheck
+from mail.tls_policy.results import Failure, PolicyType
 from mail.tls_verify import NONE, peer_chain, verify_chain
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,14 @@ class SessionLost(PostwerkError):
         self.reply = reply
 
 
+class TlsRequired(PostwerkError):
+    """A policy requires TLS and the host did not offer it, or the handshake failed: no plain-text fallback."""
+
+    def __init__(self, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
 def _opportunistic_context() -> ssl.SSLContext:
     # Opportunistic TLS (RFC 3207 with no authentication, as Postfix's "may" level): an unverifiable
     # certificate still gets encryption, because the alternative is plain text.
@@ -94,10 +104,17 @@ class SmtpSession:
         self.tls = False
         # What a verifying client would have concluded of the certificate: verified, failed: <why>, or none.
         self.tls_verification = NONE
+        self.peer_certs: list[bytes] = []  # the chain the server presented (DER, leaf first), for DANE
+        self.local_address = ""  # our end of the connection (TLS-RPT's sending-mta-ip)
+        # The policy that governed the session (mail.tls_policy) and what it concluded: "" or a result type.
+        self.tls_policy = PolicyType.OPPORTUNISTIC
+        self.tls_failure = ""
+        self.tls_detail = ""
         self._smtp: smtplib.SMTP | None = None
 
-    def open(self, *, try_tls: bool = True) -> None:
-        """Connect, EHLO, STARTTLS when offered. Raises OSError/SMTPException when the host is unusable."""
+    def open(self, *, try_tls: bool = True, require_tls: bool = False) -> None:
+        """Connect, EHLO, STARTTLS when offered. Raises OSError/SMTPException when the host is unusable, and
+        TlsRequired when `require_tls` and TLS could not be had (never falling back to plain text then)."""
         smtp = smtplib.SMTP(local_hostname=self.helo, timeout=self.connect_timeout)
         try:
             code, banner = smtp.connect(self.address, self.port)
@@ -105,7 +122,10 @@ class SmtpSession:
                 raise smtplib.SMTPConnectError(code, banner)
             if smtp.sock is not None:
                 smtp.sock.settimeout(self.command_timeout)
+                self.local_address = smtp.sock.getsockname()[0]
             smtp.ehlo_or_helo_if_needed()
+            if require_tls and not smtp.has_extn("starttls"):
+                raise TlsRequired(Failure.STARTTLS_NOT_SUPPORTED, f"{self.mx_host} does not offer STARTTLS")
             if try_tls and smtp.has_extn("starttls"):
                 # smtplib sends its constructor's host as SNI; we connected by address, so name the MX host.
                 smtp._host = self.mx_host
@@ -113,12 +133,17 @@ class SmtpSession:
                     smtp.starttls(context=_opportunistic_context())
                     smtp.ehlo()
                     self.tls = True
-                except (ssl.SSLError, smtplib.SMTPResponseException, OSError, ValueError):
+                except (ssl.SSLError, smtplib.SMTPResponseException, OSError, ValueError) as exc:
+                    if require_tls:
+                        raise TlsRequired(
+                            Failure.VALIDATION_FAILURE, f"TLS handshake with {self.mx_host} failed: {exc}"
+                        ) from exc
                     # A broken TLS stack on the far side: start over in plain text rather than not deliver.
                     smtp.close()
                     self.open(try_tls=False)
                     return
-                self.tls_verification = verify_chain(peer_chain(smtp.sock), self.mx_host)
+                self.peer_certs = peer_chain(smtp.sock)
+                self.tls_verification = verify_chain(self.peer_certs, self.mx_host)
         except BaseException:
             smtp.close()
             raise
@@ -259,11 +284,34 @@ class SmtpSession:
             smtp.close()
 
 
+@dataclass(frozen=True)
+class TlsResult:
+    """One connection a transport security policy judged (TLS-RPT counts these, RFC 8460 §4.3)."""
+
+    host: str
+    address: str
+    policy: PolicyType
+    failure: Failure | None = None
+    detail: str = ""
+    local_address: str = ""
+
+
 def open_to_host(
-    host: str, addresses: list[str], *, connect_timeout: float, command_timeout: float
+    host: str,
+    addresses: list[str],
+    *,
+    connect_timeout: float,
+    command_timeout: float,
+    check: HostCheck | None = None,
+    results: list[TlsResult] | None = None,
 ) -> tuple[SmtpSession | None, Reply]:
-    """A session with one MX host, trying each of its addresses in order; else why none could be opened."""
+    """A session with one MX host, trying each of its addresses in order; else why none could be opened.
+
+    With a `check` (mail.tls_policy.decide), TLS is required where the policy says, and a session that fails an
+    enforcing policy is closed before any mail goes (QUIT) and the next address tried; `results` collects what
+    the policy concluded of each connection."""
     failure = Reply(421, "4.4.1", f"{host}: no address could be reached")
+    require_tls = check is not None and check.require_tls
     for address in addresses:
         session = SmtpSession(
             mx_host=host,
@@ -274,12 +322,40 @@ def open_to_host(
             command_timeout=command_timeout,
         )
         try:
-            session.open()
-            return session, Reply(220, "", "")
+            session.open(require_tls=require_tls)
+        except TlsRequired as exc:
+            assert check is not None
+            # RFC 3463 X.7.4 "security features not supported", as Postfix answers when TLS is required.
+            failure = Reply(451, "4.7.4", f"{host} [{address}]: {_policy_words(check.policy)}: {exc}")
+            if results is not None:
+                results.append(TlsResult(host, address, check.policy, exc.failure, str(exc), session.local_address))
+            log.info("TLS required by %s and not available at %s [%s]: %s", check.policy, host, address, exc)
+            continue
         except Exception as exc:  # refused, timed out, TLS or protocol error: try the next address
             failure = Reply(421, "4.4.1", f"{host} [{address}]: {exc}")
             log.info("connection to %s [%s] failed: %s", host, address, exc)
+            continue
+        if check is not None:
+            verdict, detail = check.judge(session)
+            if check.refused is not None:  # a testing policy that would have refused the host: reported only
+                verdict, detail = check.refused, check.detail
+            session.tls_policy, session.tls_failure, session.tls_detail = check.policy, verdict or "", detail
+            if results is not None:
+                results.append(TlsResult(host, address, check.policy, verdict, detail, session.local_address))
+            if verdict is not None and check.require_tls:
+                session.close()
+                # X.7.5 "cryptographic failure": the certificate did not authenticate the host.
+                failure = Reply(451, "4.7.5", f"{host} [{address}]: {_policy_words(check.policy)}: {detail}")
+                continue
+        return session, Reply(220, "", "")
     return None, failure
+
+
+def _policy_words(policy: PolicyType) -> str:
+    return {
+        PolicyType.DANE: "DANE (RFC 7672) requires an authenticated TLS session",
+        PolicyType.MTA_STS_ENFORCE: "MTA-STS (RFC 8461) policy in enforce mode requires a valid certificate",
+    }.get(policy, str(policy))
 
 
 @dataclass
@@ -291,6 +367,7 @@ class RouteAttempt:
     reply: Reply
     host: str | None = None
     stopped: bool = False
+    tls_results: list[TlsResult] = field(default_factory=list)
 
 
 def open_to_route(
@@ -300,25 +377,46 @@ def open_to_route(
     command_timeout: float,
     before: Callable[[str], Reply | None] | None = None,
     after_failure: Callable[[str], None] | None = None,
+    tls_check: Callable[[str], HostCheck] | None = None,
 ) -> RouteAttempt:
     """A session with the first reachable MX host, in the route's order (RFC 5321 §5.1), each of its addresses in
     turn. `before(host)` is asked first: a Reply ends the search with that answer (a connection limit, say);
     `after_failure(host)` undoes it when the host could not be reached. The one MX connect loop, shared by
-    delivery and address verification."""
-    failure = RouteAttempt(None, Reply(421, "4.4.1", "no MX host could be reached"))
+    delivery and address verification.
+
+    `tls_check(host)` (delivery) says what transport security policy governs each host (mail.tls_policy): a host
+    an enforcing policy refuses is skipped without a connection, and every judged connection is listed in the
+    result's `tls_results`."""
+    results: list[TlsResult] = []
+    failure = RouteAttempt(None, Reply(421, "4.4.1", "no MX host could be reached"), tls_results=results)
     for host in hosts:
+        check = tls_check(host) if tls_check is not None else None
+        if check is not None and check.refused is not None and check.require_tls:
+            results.append(TlsResult(host, "", check.policy, check.refused, check.detail))
+            reply = Reply(451, "4.7.5", f"{host}: {_policy_words(check.policy)}: {check.detail}")
+            failure = RouteAttempt(None, reply, host, tls_results=results)
+            continue
         addresses = host_addresses(host)
         if not addresses:
-            failure = RouteAttempt(None, Reply(421, "4.4.4", f"MX host {host} has no address"), host)
+            failure = RouteAttempt(
+                None, Reply(421, "4.4.4", f"MX host {host} has no address"), host, tls_results=results
+            )
             continue
         if before is not None:
             refused = before(host)
             if refused is not None:
-                return RouteAttempt(None, refused, host, stopped=True)
-        session, reply = open_to_host(host, addresses, connect_timeout=connect_timeout, command_timeout=command_timeout)
+                return RouteAttempt(None, refused, host, stopped=True, tls_results=results)
+        session, reply = open_to_host(
+            host,
+            addresses,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            check=check,
+            results=results,
+        )
         if session is not None:
-            return RouteAttempt(session, failure.reply, host)
-        failure = RouteAttempt(None, reply, host)
+            return RouteAttempt(session, failure.reply, host, tls_results=results)
+        failure = RouteAttempt(None, reply, host, tls_results=results)
         if after_failure is not None:
             after_failure(host)
     return failure

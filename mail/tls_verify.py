@@ -1,10 +1,13 @@
-"""Was an outbound TLS session's certificate valid for the MX host? Recorded, never enforced.
+"""Was an outbound TLS session's certificate valid for the MX host? Recorded; enforced only where a policy says.
 
 Delivery uses opportunistic TLS (RFC 3207 without authentication, Postfix's "may" level, RFC 7672 §1.3): the
 handshake accepts any certificate, because refusing would only mean sending in plain text. This module then
 says what a verifying client would have concluded, so each delivery records `verified`, `failed: <reason>`
-or `none` (no TLS). The check uses the system's trust store (or `SSL_CERT_FILE`) and the web PKI rules of
-`cryptography`'s verifier: the chain up to a trusted root, validity dates and the MX host name in the SAN.
+or `none` (no TLS). The check uses the system's trust store (or `SSL_CERT_FILE`), plus the CAs of
+`POSTWERK_EXTRA_CA_FILE`, and the web PKI rules of `cryptography`'s verifier: the chain up to a trusted root,
+validity dates and the MX host name in the SAN. An MTA-STS policy in enforce mode (RFC 8461 §4.2) makes
+`verified` a condition of delivery (sending.delivery.tls_policies); `https_context` is the same trust for the
+HTTPS fetches of MTA-STS policies and TLS reports.
 """
 
 from __future__ import annotations
@@ -16,31 +19,56 @@ import ssl
 
 from cryptography import x509
 from cryptography.x509.verification import DNSName, PolicyBuilder, Store, VerificationError
+from django.conf import settings
 
-__all__ = ["NONE", "VERIFIED", "peer_chain", "verify_chain"]
+__all__ = ["NONE", "VERIFIED", "https_context", "peer_chain", "verify_chain"]
 
 VERIFIED = "verified"
 NONE = "none"
 
 
-@functools.lru_cache(maxsize=4)
-def _trust_store(cafile: str, mtime: float) -> Store | None:
+def _mtime(path: str | None) -> float | None:
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None
+
+
+def _load(cafile: str | None) -> list[x509.Certificate]:
+    if not cafile:
+        return []
     try:
         with open(cafile, "rb") as handle:
-            roots = x509.load_pem_x509_certificates(handle.read())
+            return x509.load_pem_x509_certificates(handle.read())
     except (OSError, ValueError):
-        return None
+        return []
+
+
+@functools.lru_cache(maxsize=4)
+def _trust_store(cafile: str | None, mtime: float | None, extra: str | None, extra_mtime: float | None) -> Store | None:
+    roots = _load(cafile) + _load(extra)
     return Store(roots) if roots else None
 
 
 def _default_store() -> Store | None:
     paths = ssl.get_default_verify_paths()  # honours SSL_CERT_FILE, like every OpenSSL client
     cafile = paths.cafile or paths.openssl_cafile
-    try:
-        mtime = os.stat(cafile).st_mtime
-    except (OSError, TypeError):
-        return None
-    return _trust_store(cafile, mtime)
+    extra = settings.POSTWERK_EXTRA_CA_FILE or None
+    return _trust_store(cafile, _mtime(cafile), extra, _mtime(extra))
+
+
+@functools.lru_cache(maxsize=4)
+def _https_context(extra: str | None, extra_mtime: float | None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if extra:
+        context.load_verify_locations(cafile=extra)
+    return context
+
+
+def https_context() -> ssl.SSLContext:
+    """A verifying client context: the system's CAs plus POSTWERK_EXTRA_CA_FILE's (rebuilt when that file changes)."""
+    extra = settings.POSTWERK_EXTRA_CA_FILE or None
+    return _https_context(extra, _mtime(extra))
 
 
 def peer_chain(sock: ssl.SSLSocket) -> list[bytes]:

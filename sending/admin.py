@@ -11,9 +11,12 @@ from sending.models import (
     IdempotencyKey,
     InboundMessage,
     Message,
+    MtaStsPolicy,
     Recipient,
     Suppression,
     ThrottleRule,
+    TlsReport,
+    TlsSessionCount,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -371,3 +374,32 @@ class BlocklistListingAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
+
+
+@admin.register(MtaStsPolicy)
+class MtaStsPolicyAdmin(admin.ModelAdmin):
+    """The shared MTA-STS policy cache (RFC 8461): what each recipient domain asks, and fetch failures. Deleting a
+    row forgets the policy, so the next delivery fetches it again."""
+
+    list_display = ["domain", "mode", "policy_id", "max_age", "fetched_at", "expires_at", "failure", "failed_at"]
+    list_filter = ["mode", "failure"]
+    search_fields = ["domain"]
+    readonly_fields = [f.name for f in MtaStsPolicy._meta.fields]
+
+
+@admin.register(TlsReport)
+class TlsReportAdmin(admin.ModelAdmin):
+    """TLS-RPT reports sent (RFC 8460), with where each went."""
+
+    list_display = ["day", "domain", "state", "attempts", "updated_at"]
+    list_filter = ["state"]
+    search_fields = ["domain"]
+    readonly_fields = [f.name for f in TlsReport._meta.fields]
+
+
+@admin.register(TlsSessionCount)
+class TlsSessionCountAdmin(admin.ModelAdmin):
+    list_display = ["day", "domain", "policy_type", "result", "mx_host", "receiving_ip", "count"]
+    list_filter = ["policy_type", "result"]
+    search_fields = ["domain", "mx_host"]
+    readonly_fields = [f.name for f in TlsSessionCount._meta.fields]

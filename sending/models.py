@@ -827,3 +827,79 @@ class CapturedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"capture of {self.rcpt_to} (attempt {self.attempt})"
+
+
+class MtaStsPolicy(models.Model):
+    """A recipient domain's MTA-STS policy (RFC 8461), shared by every worker on every host: fetched when its
+    TXT id changes or half its max_age has passed, never per message. A failed fetch is kept too (`failed_at`),
+    so no process tries again before POSTWERK_MTA_STS_RETRY, and the policy fetched before stays in force until
+    it expires (RFC 8461 §5.1)."""
+
+    domain = models.CharField(max_length=253, unique=True)
+    policy_id = models.CharField(max_length=32, blank=True)
+    mode = models.CharField(max_length=8, blank=True)  # enforce, testing, none; "" before the first success
+    mx = models.JSONField(default=list, blank=True)
+    max_age = models.PositiveIntegerField(default=0)
+    text = models.TextField(blank=True)
+    fetched_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    failure = models.CharField(max_length=40, blank=True)  # TLS-RPT result type of the last failure
+    error = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.domain} ({self.mode or 'none'})"
+
+
+class TlsSessionCount(models.Model):
+    """TLS-RPT's raw material (RFC 8460 §4.4): connections per UTC day, recipient domain, policy, MX host,
+    addresses and result ("" = success), counted as they are made and summed into the daily report."""
+
+    day = models.DateField()
+    domain = models.CharField(max_length=253)
+    policy_type = models.CharField(max_length=16)  # tlsa, sts, no-policy-found
+    policy_key = models.CharField(max_length=32)  # a digest of `policy`, so equal policies share rows
+    policy = models.JSONField(default=dict)  # policy-string and mx-host, as the report gives them
+    result = models.CharField(max_length=40, blank=True)
+    mx_host = models.CharField(max_length=253, blank=True)
+    sending_ip = models.CharField(max_length=45, blank=True)
+    receiving_ip = models.CharField(max_length=45, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "domain", "policy_key", "result", "mx_host", "sending_ip", "receiving_ip"],
+                name="tls_session_count_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.domain} {self.result or 'success'} x{self.count}"
+
+
+class TlsReport(models.Model):
+    """One daily TLS-RPT report for one recipient domain: built once, sent to each `rua` of its `_smtp._tls`."""
+
+    class State(models.TextChoices):
+        SENT = "sent"
+        FAILED = "failed"  # some destination failed; tried again while the day is recent
+        NO_POLICY = "no_policy"  # the domain publishes no usable `_smtp._tls` record: nothing to send
+
+    day = models.DateField()
+    domain = models.CharField(max_length=253)
+    report_id = models.CharField(max_length=300)
+    state = models.CharField(max_length=16, choices=State.choices)
+    # Per rua: {"uri", "ok", "detail"} (a mailto's message id, or the HTTP status or error).
+    destinations = models.JSONField(default=list, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "domain"], name="tls_report_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.domain} ({self.state})"

@@ -14,7 +14,7 @@ from sending.delivery import sweep as sweeping
 from sending.domains import verification as domain_verification
 from sending.feedback import bounce_processing, inbound_intake, suppressions
 from sending.models import Domain, IdempotencyKey
-from sending.operations import retention
+from sending.operations import retention, tls_reports
 from sending.reputation import blocklists
 
 
@@ -93,3 +93,9 @@ def held_maintenance() -> dict[str, int]:
 def check_blocklists() -> dict[str, int]:
     results = blocklists.blocklists_check()
     return {status: sum(1 for _, a in results if a.status == status) for status in ("listed", "clear", "error")}
+
+
+@shared_task(name="sending.tasks.tls_reports_send")
+def tls_reports_send() -> int:
+    """TLS-RPT (RFC 8460): yesterday's reports to the domains that ask for them (beat, hourly; each day once)."""
+    return tls_reports.tls_reports_send()

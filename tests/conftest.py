@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_key_create, organization_get_or_create
 from mail import dns as postwerk_dns
+from sending.delivery.tls_policies import clear_caches as tls_policy_clear_caches
 from sending.domains.service import dns_records, domain_get_or_create
 from sending.domains.verification import domain_verify
 from sending.models import DkimKey, Domain, Recipient, RecipientState
@@ -68,10 +69,12 @@ def postwerk_network(settings, dns_server: DnsServer, mx_port: int) -> Iterator[
     # Delivery markers live in the cache, outside the rolled-back database: each test gets its own.
     settings.POSTWERK_DELIVERY_PENDING_NAMESPACE = uuid.uuid4().hex
     postwerk_dns.clear_caches()
+    tls_policy_clear_caches()
     dns_server.clear()
     yield dns_server
     dns_server.clear()
     postwerk_dns.clear_caches()
+    tls_policy_clear_caches()
 
 
 @pytest.fixture

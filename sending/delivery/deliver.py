@@ -22,6 +22,7 @@ from mail.bulk import commit_without_flush
 from mail.dkim_sign import SigningKey, dkim_sign_all
 from mail.dns import Route, RouteStatus, mx_route
 from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_route
+from mail.tls_policy.decide import DestinationTls
 from mail.trace_headers import feedback_id, with_feedback_id
 from sending.delivery.claiming import claim, claim_queued
 from sending.delivery.queueing import enqueue_destination, pending_clear
@@ -29,6 +30,13 @@ from sending.delivery.retry import next_attempt
 from sending.delivery.sandbox import CaptureSession, after_recording, capture
 from sending.delivery.signing_keys import keys_to_sign_with, private_key
 from sending.delivery.throttling import Throttle, asks_backoff, postpone, throttle_for, wake_schedule
+from sending.delivery.tls_policies import (
+    destination_tls,
+    refusal_details,
+    refusal_text,
+    session_details,
+    sessions_record,
+)
 from sending.delivery.worker_leases import holding
 from sending.feedback.suppressions import BounceFact, bounce_effects
 from sending.feedback.tracking import tracked_copies
@@ -52,6 +60,8 @@ class Outcome:
     # A permanent failure that is ours, not the receiver's (e.g. the message cannot be signed): `failed`, with
     # this reason in its event (no_signing_key, signing_failed).
     internal: str = ""
+    # Which transport security policy applied and what it concluded (sending.delivery.tls_policies).
+    tls_policy: dict | None = None
 
 
 # --- sign -------------------------------------------------------------------------------------------------
@@ -111,14 +121,25 @@ def route_outcomes(route: Route, recipients: list[Recipient]) -> list[Outcome] |
     return [Outcome(r, reply) for r in recipients]
 
 
-def connect(route: Route) -> tuple[SmtpSession | None, Reply]:
-    """A session with the best reachable MX host, trying each host and address in order."""
+def connect(
+    route: Route, domain: str = "", tls: DestinationTls | None = None
+) -> tuple[SmtpSession | None, Reply, dict | None]:
+    """A session with the best reachable MX host its transport security policies allow (DANE, MTA-STS), trying
+    each host and address in order; else the failure, and the policy refusal behind it, if any."""
     attempt = open_to_route(
         route.hosts,
         connect_timeout=settings.POSTWERK_SMTP_CONNECT_TIMEOUT,
         command_timeout=settings.POSTWERK_SMTP_COMMAND_TIMEOUT,
+        tls_check=tls.check if tls is not None else None,
     )
-    return attempt.session, attempt.reply
+    sessions_record(domain, attempt.tls_results, tls)
+    if attempt.session is not None:
+        return attempt.session, attempt.reply, None
+    refusal = refusal_details(attempt.tls_results, tls)
+    reply = attempt.reply
+    if refusal is not None:
+        reply = Reply(reply.code, reply.enhanced, refusal_text(reply.text, tls))
+    return None, reply, refusal
 
 
 # --- send -------------------------------------------------------------------------------------------------
@@ -128,9 +149,12 @@ class Connection:
     """The session to one destination, opened on first use and kept across batches of that destination, within
     the destination's throttle (its connection slot, messages per connection, back-off)."""
 
-    def __init__(self, route: Route, throttle: Throttle | None = None) -> None:
+    def __init__(self, route: Route, throttle: Throttle | None = None, domain: str = "") -> None:
         self.route = route
         self.throttle = throttle or Throttle("", None)
+        self.domain = domain
+        self.tls: DestinationTls | None = None  # the destination's transport security, found at the first connect
+        self.refusal: dict | None = None  # why the last connect found no host its policies allow
         self.session: SmtpSession | None = None
         self.failed = False
         self.recycled = False  # closed after its allowed number of messages; the next batch opens a new one
@@ -140,7 +164,9 @@ class Connection:
         if not self.throttle.renew():
             self.failed = True  # the slot's lease ran out under us: finish this message, then stop
         if self.session is None or not self.session.is_open:
-            self.session, failure = connect(self.route)
+            if self.tls is None and self.domain:
+                self.tls = destination_tls(self.domain, self.route)
+            self.session, failure, self.refusal = connect(self.route, self.domain, self.tls)
             self.recycled = False
             if self.session is None:
                 self.failed = True
@@ -216,10 +242,12 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
             continue
         session, failure, recording = transport(connection, message, group, record)
         if session is None:
-            sent = [Outcome(r, failure) for r in group]
+            sent = [Outcome(r, failure, tls_policy=connection.refusal) for r in group]
             unsent.extend(sent)
         else:
-            sent = send_message(session, message, group, data, copies, recording)
+            sent = send_message(
+                session, message, group, data, copies, recording, None if message.sandbox else connection.tls
+            )
         outcomes.extend(sent)
         if connection.backs_off(sent):
             connection.held_back = [r for rest in groups[i + 1 :] for r in rest]
@@ -246,11 +274,20 @@ def send_message(
     data: bytes,
     copies: dict[uuid.UUID, bytes] | None,
     record: Record,
+    tls: DestinationTls | None = None,
 ) -> list[Outcome]:
     """Send the message to its recipients of this destination, recording each outcome as its transaction ends."""
+    policy = session_details(session, tls)
 
     def outcome(r: Recipient, reply: Reply) -> Outcome:
-        return Outcome(r, reply, mx_host=session.mx_host, tls=session.tls, tls_verification=session.tls_verification)
+        return Outcome(
+            r,
+            reply,
+            mx_host=session.mx_host,
+            tls=session.tls,
+            tls_verification=session.tls_verification,
+            tls_policy=policy,
+        )
 
     def recorded(outcomes: list[Outcome]) -> list[Outcome]:
         record(outcomes)
@@ -312,6 +349,8 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             details["tls"] = o.tls
         if o.tls_verification:
             details["tls_verification"] = o.tls_verification
+        if o.tls_policy is not None:
+            details["tls_policy"] = o.tls_policy
         # finished_at is what reputation counts (sending.reputation.rates): sandbox mail never counts.
         finished = None if r.message.sandbox else now
         if o.reply.success:
@@ -424,7 +463,7 @@ def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: li
     """
     route = mx_route(domain)
     throttle = throttle_for(domain, route.hosts)
-    connection = Connection(route, throttle)
+    connection = Connection(route, throttle, domain)
     handled, drained = 0, True
     asked: int | None = None  # how many the last claim asked for, when only the queue's length could stop it
     try:

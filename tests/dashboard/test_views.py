@@ -255,6 +255,8 @@ def test_message_page_shows_recipients_timeline_replies_and_headers(owner_client
     assert page.index("queued") < page.index("sent") < page.rindex("bounced")
     assert "550 5.1.1" in page and "no such user" in page
     assert "<dt>MX host</dt><dd>mx1.dest.example · TLS no</dd>" in page
+    # Which transport security policy governed the attempt (#26): none here, so opportunistic TLS.
+    assert "TLS policy: none (opportunistic TLS): success" in page
     assert "Message-ID" in page and html.escape(message.message_id) in page
     assert "Download the raw source" in page
 

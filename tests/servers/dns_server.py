@@ -5,6 +5,11 @@ records added with :meth:`DnsServer.add` are served with the AA flag, names
 with no data below them get NXDOMAIN, and names that exist without the asked
 type get NOERROR/NODATA. Faults (SERVFAIL, silent drop) can be injected per
 name so resolver error handling can be exercised against real sockets.
+
+DNSSEC: :meth:`DnsServer.sign_zone` signs everything at and below a name with a
+fresh key (dnspython's dnssec module). Queries with the DO bit then get RRSIGs
+with each answer, the zone's DNSKEY set, and NSEC records proving NXDOMAIN and
+NODATA; :meth:`DnsServer.tamper` makes the signatures of one name/type invalid.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.SOA
 import dns.rdtypes.ANY.TXT
 import dns.rrset
+from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = ["DnsServer"]
 
@@ -86,6 +93,9 @@ class DnsServer:
         self._threads: list[threading.Thread] = []
         self._conns: set[socket.socket] = set()
         self._stopping = threading.Event()
+        # Signed zones: origin -> (private key, DNSKEY rdata); names whose signatures are served broken.
+        self._signed: dict[dns.name.Name, tuple[ec.EllipticCurvePrivateKey, dns.rdata.Rdata]] = {}
+        self._tampered: set[tuple[dns.name.Name, dns.rdatatype.RdataType]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -201,12 +211,88 @@ class DnsServer:
                 del self._data[owner]
 
     def clear(self) -> None:
-        """Forget all records, injected faults and the query log."""
+        """Forget all records, injected faults, signed zones and the query log."""
         with self._lock:
             self._data.clear()
             self._servfail.clear()
             self._drop.clear()
+            self._signed.clear()
+            self._tampered.clear()
             self.queries.clear()
+
+    # ------------------------------------------------------------------ DNSSEC
+
+    def sign_zone(self, origin: str) -> str:
+        """Sign ``origin`` and every name below it (ECDSA P-256, algorithm 13); returns the zone's DS record in
+        presentation format (``origin. DS ...``), to be configured as a trust anchor."""
+        import dns.dnssec  # noqa: PLC0415 - only tests that sign need it
+
+        zone = _to_name(origin)
+        key = ec.generate_private_key(ec.SECP256R1())
+        dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
+        with self._lock:
+            self._signed[zone] = (key, dnskey)
+            node = self._data.setdefault(zone, {})
+            rrset = dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+            rrset.add(dnskey, 3600)
+            node[dns.rdatatype.DNSKEY] = rrset
+        ds = dns.dnssec.make_ds(zone, dnskey, "SHA256")
+        return f"{zone.to_text()} DS {ds.to_text()}"
+
+    def tamper(self, name: str, rtype: str) -> None:
+        """Serve signatures for ``name``/``rtype`` that do not validate (a bogus answer)."""
+        with self._lock:
+            self._tampered.add((_to_name(name), _to_rdtype(rtype)))
+
+    def _zone_of(self, name: dns.name.Name) -> dns.name.Name | None:
+        candidates = [zone for zone in self._signed if name.is_subdomain(zone)]
+        return max(candidates, key=lambda z: len(z.labels)) if candidates else None
+
+    def _signatures(self, rrset: dns.rrset.RRset) -> dns.rrset.RRset | None:
+        import dns.dnssec  # noqa: PLC0415
+
+        zone = self._zone_of(rrset.name)
+        if zone is None:
+            return None
+        key, dnskey = self._signed[zone]
+        rrsig = dns.dnssec.sign(rrset, key, zone, dnskey, lifetime=3600)
+        if (rrset.name, rrset.rdtype) in self._tampered:
+            broken = bytearray(rrsig.signature)
+            broken[0] ^= 0xFF
+            rrsig = rrsig.replace(signature=bytes(broken))
+        return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, [rrsig])
+
+    def _nsec(self, qname: dns.name.Name, zone: dns.name.Name) -> dns.rrset.RRset:
+        """The NSEC record at or before qname in the zone's canonical order (RFC 4034 §4, §6.1)."""
+        names = sorted(n for n in self._data if n.is_subdomain(zone))
+        if zone not in names:
+            names = sorted([zone, *names])
+        owner = max((n for n in names if n <= qname), default=names[-1])
+        after = [n for n in names if n > owner]
+        nxt = after[0] if after else zone
+        types = [*self._data.get(owner, {}).keys(), dns.rdatatype.RRSIG, dns.rdatatype.NSEC]
+        windows = dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(sorted(set(types)))
+        rdata = dns.rdtypes.ANY.NSEC.NSEC(dns.rdataclass.IN, dns.rdatatype.NSEC, nxt, windows)
+        return dns.rrset.from_rdata_list(owner, self.negative_ttl, [rdata])
+
+    def _sign_response(self, response: dns.message.Message, qname: dns.name.Name) -> None:
+        for section in (response.answer, response.authority):
+            for rrset in list(section):
+                if rrset.rdtype == dns.rdatatype.RRSIG:
+                    continue
+                sigs = self._signatures(rrset)
+                if sigs is not None:
+                    section.append(sigs)
+        zone = self._zone_of(qname)
+        negative = response.rcode() == dns.rcode.NXDOMAIN or not any(
+            r.name == qname or r.rdtype == dns.rdatatype.CNAME for r in response.answer
+        )
+        if zone is not None and negative and not response.answer:
+            nsec = self._nsec(qname, zone)
+            response.authority.append(nsec)
+            sigs = self._signatures(nsec)
+            assert sigs is not None
+            response.authority.append(sigs)
 
     def servfail(self, name: str, rtype: str | None = None) -> None:
         """Answer SERVFAIL for ``name`` (only for ``rtype`` if given)."""
@@ -293,6 +379,8 @@ class DnsServer:
                 response.set_rcode(dns.rcode.REFUSED)
                 return response
             self._fill(response, qname, qtype)
+            if self._signed and query.ednsflags & dns.flags.DO:
+                self._sign_response(response, qname)
         return response
 
     def _fill(self, response: dns.message.Message, qname: dns.name.Name, qtype: int) -> None:

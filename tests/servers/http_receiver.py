@@ -2,7 +2,8 @@
 
 ``answers`` is a list of statuses (or (status, body) pairs) used one per request, then ``status``; ``delay``
 seconds pass before each answer (to make the sender time out). Every request is kept with its headers and body.
-With ``tls=(cert, key)`` it speaks HTTPS.
+With ``tls=(cert, key)`` it speaks HTTPS. ``pages`` maps a path to what a GET of it answers (status, content
+type, body), e.g. an MTA-STS policy at /.well-known/mta-sts.txt; other GETs are 404.
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the sender gave up (timeout) and closed the connection
 
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        receiver = self.server.receiver
+        with receiver._lock:
+            receiver.requests.append(
+                ReceivedRequest("GET", self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
+            )
+            receiver._arrived.notify_all()
+        status, content_type, body = receiver.pages.get(self.path, (404, "text/plain", b"not found"))
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass
+
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
@@ -67,6 +85,7 @@ class HttpReceiver:
         self.status = 200
         self.delay = 0.0
         self.requests: list[ReceivedRequest] = []
+        self.pages: dict[str, tuple[int, str, bytes]] = {}
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._server: _Server | None = None
