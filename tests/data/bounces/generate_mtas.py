@@ -592,6 +592,11 @@ def save(mta: str, captured: list[bytes], senders: dict[str, str], run: Path) ->
     return written
 
 
+# Exim's delay warning names the address and, for a refused or silent connection, no reason at all: what such a
+# notice says is "delayed", reason unknown.
+SILENT_WARNINGS = {("exim_mta", "connection_refused"), ("exim_mta", "timeout")}
+
+
 def write_label(eml: Path, case: str, warning: bool) -> None:
     raw = eml.read_bytes()
     text = raw.decode("utf-8", "replace").lower()
@@ -602,6 +607,9 @@ def write_label(eml: Path, case: str, warning: bool) -> None:
     label = expected(case, warning, named)
     if only:
         label["recipients"] = [r for r in label["recipients"] if r["address"] == only.group(1)]
+    if warning and (eml.parent.name, case) in SILENT_WARNINGS:
+        for recipient in label["recipients"]:
+            recipient["reason"] = "other"
     eml.with_suffix(".json").write_text(json.dumps(label, indent=2) + "\n")
 
 
