@@ -314,9 +314,7 @@ def _from_original(report: Report, original: Message | None, notice: str, expiry
         item.address = addresses[0]
         report.recipients.append(_recipient(item, notice, expiry))
         return
-    unnamed = _recipient(item, notice, expiry)
-    unnamed.matched_by = "unnamed/" + unnamed.matched_by.partition("/")[2]
-    report.unnamed = unnamed
+    report.unnamed = _unnamed(item, notice, expiry)
 
 
 def _finish(report: Report, msg: Message) -> Report:
@@ -324,8 +322,16 @@ def _finish(report: Report, msg: Message) -> Report:
     if report.type == BOUNCE and not report.recipients and report.unnamed is None:
         notice = nonstandard.split_notice(mime.notice_text(msg))
         item = nonstandard.Found("", " ".join(notice.split())[:2000], rule="unnamed")
-        report.unnamed = _recipient(item, notice, _expired_notice(notice))
+        report.unnamed = _unnamed(item, notice, _expired_notice(notice))
     return report
+
+
+def _unnamed(item: nonstandard.Found, notice: str, expiry: bool) -> ReportRecipient:
+    if nonstandard.WARNING_RE.search(notice[:4000]) and nonstandard.rule_is_generic(item):
+        item.action = "delayed"  # a warning that names nobody: nothing failed yet
+    unnamed = _recipient(item, notice, expiry)
+    unnamed.matched_by = "unnamed/" + unnamed.matched_by.partition("/")[2]
+    return unnamed
 
 
 def _says_why(diagnostic: str) -> bool:
