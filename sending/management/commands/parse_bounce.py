@@ -22,7 +22,9 @@ from mail.bounces.parse import Report, parse_report
 
 
 def report_json(path: str, report: Report) -> dict:
+    """The --json shape (kept stable for scripts): the Report's fields and these recipient fields only."""
     data = report.to_dict()
+    data.pop("unnamed", None)
     data["recipients"] = [
         {
             "address": r["address"],
