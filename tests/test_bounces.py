@@ -492,3 +492,19 @@ def test_every_applied_bounce_records_the_rule_that_classified_it(api, inbound, 
     process(deliver_report(inbound, verp, report))
     event = Event.objects.get(recipient=recipient, type=EventType.BOUNCED)
     assert event.details["matched_by"] == "dsn/text:mailbox_full"
+
+
+def test_an_unmatched_report_at_an_organizations_host_is_listed_by_its_api(api, inbound, delivered):
+    recipient, verp = delivered
+    host = verp.rpartition("@")[2]  # the organization's own return-path host
+    raw = NAMELESS_NOTICE.format(to=f"fbl@{host}").replace("\n", "\r\n").encode()
+    stored = process(deliver_report(inbound, f"fbl@{host}", raw))
+    assert stored.state == InboundMessage.State.UNMATCHED
+    listed = api.get("/api/v1/inbound", {"state": "unmatched"}).json()["results"]
+    assert [(r["id"], r["state"], r["type"], r["recipients"]) for r in listed] == [
+        (str(stored.pk), "unmatched", "bounce", [])
+    ]
+    assert listed[0]["unnamed"]["reason"] == "user_unknown"
+    assert listed[0]["note"] == "a report that names no recipient and came to no return-path token"
+    bad = api.get("/api/v1/inbound", {"state": "lost"})
+    assert bad.status_code == 400 and bad.json()["fields"] == {"state": ["Unknown state."]}

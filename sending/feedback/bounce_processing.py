@@ -101,6 +101,9 @@ def _apply(inbound: InboundMessage, report: Report) -> str:
             locked.state = State.PROCESSED
         except NotApplied as why:
             locked.state, locked.note = why.state, str(why)
+            if why.state == State.UNMATCHED and locked.organization_id is None:
+                # Came to one organization's return-path host: that organization sees it (API, dashboard).
+                locked.organization_id = _host_organization(locked)
         locked.processed_at = timezone.now()
         locked.save()
         return locked.state
@@ -232,6 +235,14 @@ def _same_organization(inbound: InboundMessage, recipient: Recipient) -> None:
             continue  # the platform's shared return-path domain: the HMAC token alone authenticates
         if owner and owner.organization_id != recipient.organization_id:
             raise NotApplied(f"{address} belongs to another organization than the delivery it names")
+
+
+def _host_organization(inbound: InboundMessage) -> int | None:
+    for address in inbound.rcpt_to:
+        owner = is_return_path_host(address.strip("<>").rpartition("@")[2])
+        if owner and owner is not True:
+            return owner.organization_id
+    return None
 
 
 def _matching(entries: list[ReportRecipient], address: str) -> ReportRecipient:
