@@ -1,6 +1,8 @@
 """Have real Exim, OpenSMTPD, Sendmail and the DragonFly Mail Agent (dma) write the notices in tests/data/bounces/.
 
-Run as root on Debian (bookworm), with nothing else needed from the system:
+Run as root on Debian (bookworm). Exim also needs `libidn12` installed (`apt-get install libidn12`, a library that
+conflicts with nothing): it re-executes itself with a cleared environment, so LD_LIBRARY_PATH cannot point it at
+an unpacked copy.
 
     .venv/bin/python tests/data/bounces/generate_mtas.py [--mta exim,opensmtpd,sendmail,dma] [--work DIR]
 
@@ -23,7 +25,13 @@ Each MTA routes by recipient domain (`ROUTES`) to those addresses with seconds-l
 message per case (`CASES`) from a Postwerk-style per-message return path, and the notices it sends back are saved
 as <mta>/<case>.eml with the expected labels (from the case table, never from the parser) as <case>.json.
 
-The generated files are checked in; nothing here runs in the test-suite.
+The generated files are checked in; nothing here runs in the test-suite. `--relabel` rewrites only the labels.
+
+Not covered: Sendmail's queue runs did not retry here (its own deliveries, handed over with -odb, ran), so its
+corpus lacks the multi-recipient, too-large, rate-limit and expiry cases; dma retries a temporary failure for
+days and delivers one recipient per process, so it only has the permanent cases; OpenSMTPD's tarpit case
+outlasts its built-in 5-minute timeouts. Courier was not attempted (its daemons, compiled-in paths under
+/etc/courier and /var/lib/courier, and its own queue tools need much more than a private config).
 """
 
 from __future__ import annotations
