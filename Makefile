@@ -22,7 +22,7 @@ if [ -z "$$py" ]; then echo "error: Python >= 3.11 not found (tried python3.13 p
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench bench-soak bench-smtp bench-throughput lock clean
+.PHONY: help venv run test lint bench bench-soak bench-smtp bench-throughput bounce-report lock clean
 
 help:
 	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-smtp  SMTP submission benchmark (BENCH_ARGS=...)"
 	@echo "make bench-soak  10-minute steady API + SMTP load: memory, latency drift, errors (BENCH_ARGS=...)"
 	@echo "make bench-throughput  Postwerk (API in, SMTP in) beside a private Postfix; needs root (BENCH_ARGS=...)"
+	@echo "make bounce-report  bounce classifier on tests/data/bounces: rates per family and reason, goals, speed"
 	@echo "make lock   regenerate constraints.txt from a fresh venv"
 	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
 
@@ -74,6 +75,10 @@ bench-smtp: venv
 # Issue #6: Postwerk (API in, SMTP in) and a private Postfix side by side; needs root and Debian's postfix.
 bench-throughput: venv
 	$(PY) bench/throughput.py $(BENCH_ARGS)
+
+# Issue #20: the classifier against its labelled corpus (a bench, not a timed test).
+bounce-report: venv
+	$(PY) bench/bounce_report.py $(BENCH_ARGS)
 
 # Resolve the newest versions pyproject allows in a throwaway venv, so nothing stale from .venv leaks in;
 # written through a temporary file so a failed resolve never truncates constraints.txt.

@@ -366,6 +366,9 @@ class InboundMessage(models.Model):
         RECEIVED = "received"  # stored, waiting for the processing task
         PROCESSED = "processed"  # understood and applied
         IGNORED = "ignored"  # understood, or not, but nothing to apply (see `note`)
+        # A bounce or complaint that cannot be attributed: it names no recipient and carries no return-path
+        # token, or nothing maps it to one of our deliveries. Kept and counted, never dropped (see `note`).
+        UNMATCHED = "unmatched"
         FAILED = "failed"  # processing raised; the raw message is kept for a later look
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)

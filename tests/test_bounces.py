@@ -441,3 +441,70 @@ def test_a_dsn_saying_our_sender_was_rejected_fails_the_delivery_and_suppresses_
 
     body = send(api, ["jane@dest.example"], report_suppressed=True)
     assert body["recipients"][0]["status"] == "queued"
+
+
+NAMELESS_NOTICE = """From: MAILER-DAEMON@mx.dest.example
+To: {to}
+Subject: Mail delivery failed
+MIME-Version: 1.0
+Content-Type: text/plain
+
+Your message could not be delivered.
+550 5.1.1 Requested action not taken: mailbox unavailable
+
+--- Below this line is a copy of the message.
+
+From: hello@acme.example
+To: jane@dest.example, joe@dest.example
+Subject: Hi
+
+Hello there
+"""
+
+
+def test_a_bounce_naming_no_recipient_is_applied_through_its_return_path_token(api, inbound, delivered):
+    recipient, verp = delivered
+    raw = NAMELESS_NOTICE.format(to=verp).replace("\n", "\r\n").encode()
+    stored = process(deliver_report(inbound, verp, raw))
+    assert stored.state == InboundMessage.State.PROCESSED, stored.note
+    assert stored.result["recipients"] == []  # the notice names nobody (the original went to two people)
+    assert stored.result["unnamed"]["reason"] == "user_unknown"
+    event = Event.objects.get(recipient=recipient, type=EventType.BOUNCED)
+    assert event.details["address"] == "jane@dest.example"
+    assert event.details["matched_by"] == "verp+unnamed/status:5.1.1"
+    assert (event.details["kind"], event.details["reason"]) == ("hard", "user_unknown")
+
+
+def test_a_bounce_with_no_recipient_and_no_token_is_kept_as_unmatched(inbound, delivered):
+    # The feedback address: accepted without a token, so nothing says whose delivery this was.
+    raw = NAMELESS_NOTICE.format(to="fbl@bounces.postwerk.example").replace("\n", "\r\n").encode()
+    stored = process(deliver_report(inbound, "fbl@bounces.postwerk.example", raw))
+    assert stored.state == InboundMessage.State.UNMATCHED
+    assert stored.type == "bounce"
+    assert stored.note == "a report that names no recipient and came to no return-path token"
+    assert bytes(stored.raw)  # kept, never dropped
+    assert not Suppression.objects.exists()
+
+
+def test_every_applied_bounce_records_the_rule_that_classified_it(api, inbound, delivered):
+    recipient, verp = delivered
+    report = dsn("jane@dest.example", "5.2.2", "552 5.2.2 <jane@dest.example>: Mailbox full")
+    process(deliver_report(inbound, verp, report))
+    event = Event.objects.get(recipient=recipient, type=EventType.BOUNCED)
+    assert event.details["matched_by"] == "dsn/text:mailbox_full"
+
+
+def test_an_unmatched_report_at_an_organizations_host_is_listed_by_its_api(api, inbound, delivered):
+    recipient, verp = delivered
+    host = verp.rpartition("@")[2]  # the organization's own return-path host
+    raw = NAMELESS_NOTICE.format(to=f"fbl@{host}").replace("\n", "\r\n").encode()
+    stored = process(deliver_report(inbound, f"fbl@{host}", raw))
+    assert stored.state == InboundMessage.State.UNMATCHED
+    listed = api.get("/api/v1/inbound", {"state": "unmatched"}).json()["results"]
+    assert [(r["id"], r["state"], r["type"], r["recipients"]) for r in listed] == [
+        (str(stored.pk), "unmatched", "bounce", [])
+    ]
+    assert listed[0]["unnamed"]["reason"] == "user_unknown"
+    assert listed[0]["note"] == "a report that names no recipient and came to no return-path token"
+    bad = api.get("/api/v1/inbound", {"state": "lost"})
+    assert bad.status_code == 400 and bad.json()["fields"] == {"state": ["Unknown state."]}

@@ -38,6 +38,7 @@ class Found:
     diagnostic: str
     action: str = "failed"  # or "delayed"
     remote_mta: str = ""
+    rule: str = ""  # the rule that found it: "exim", "sentence", "flufl.bounce"...
 
 
 BOUNCE_FROM_RE = re.compile(
@@ -336,13 +337,78 @@ def automatically_rejected(text: str) -> list[Found]:
     return [Found(match.group(1), _join(_lines(rest)[:6]))]
 
 
-RULES = (exim, sendmail, exchange, google, angle_paragraphs, automatically_rejected, not_delivered_to)
+# One sentence that names the recipient, the reply below it: the DragonFly Mail Agent ("There was an error
+# delivering your mail to <x>.", then "<host> did not like our RCPT TO:" and the reply), Amazon WorkMail and
+# Exchange Online's short form ("Your message wasn't delivered to x because ..."), and similar small MTAs.
+_SENTENCE = re.compile(
+    rf"(?:error delivering (?:your )?(?:mail|message) to|(?:wasn't|was not|couldn't be|could not be) delivered to"
+    rf"|message to) <?({_ADDR})>?(?: couldn't be delivered)?[.:]?",
+    re.IGNORECASE,
+)
+
+
+def sentence(text: str) -> list[Found]:
+    matches = list(_SENTENCE.finditer(text))
+    if not matches or len({m.group(1).lower() for m in matches}) > 1:
+        return []  # several recipients in sentences: leave them to the paragraph rules
+    match = matches[0]
+    rest = text[match.end() :]
+    end = re.search(r"^\s*(?:message headers follow|the original message|original message)", rest, re.I | re.M)
+    body = rest[: end.start()] if end else rest[:2000]
+    reason_lines = [line.strip() for line in _lines(text[match.start() : match.end()] + body)[:20] if line.strip()]
+    return [Found(match.group(1), _join(reason_lines))]
+
+
+# "<address>, ERROR CODE :550 - reason" (Zoho) and "address: 550 reason" lines (OpenSMTPD's list, Courier):
+# one line per recipient, each with its own reply, so one recipient's reason never runs into the next.
+_ADDRESS_LINE = re.compile(
+    rf"^\s{{0,4}}<?({_ADDR})>?\s*[,:]\s*((?:error code\s*:?\s*)?[245]\d\d\b.*)$", re.IGNORECASE | re.MULTILINE
+)
+
+
+def address_lines(text: str) -> list[Found]:
+    found = []
+    for match in _ADDRESS_LINE.finditer(text[:MAX_RULE_TEXT]):
+        diagnostic = re.sub(r"^error code\s*:?\s*", "", match.group(2).strip(), flags=re.IGNORECASE)
+        diagnostic = re.sub(r"^([245]\d\d)\s+-\s+", r"\1 ", diagnostic)  # Zoho: "550 - 5.1.1 ..."
+        found.append(Found(match.group(1), diagnostic))
+    return found
+
+
+# Sendmail V5 and other transcript-only notices: "550 <x>... User unknown" as the MTA's own verdict line.
+_TRANSCRIPT_VERDICT = re.compile(rf"^\s*([245]\d\d)[ -]<?({_ADDR})>?\.\.\.\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def transcript_verdicts(text: str) -> list[Found]:
+    return [
+        Found(m.group(2), f"{m.group(1)} {m.group(3).strip()}", "failed" if m.group(1)[0] == "5" else "delayed")
+        for m in _TRANSCRIPT_VERDICT.finditer(text[:MAX_RULE_TEXT])
+    ]
+
+
+MAX_RULE_TEXT = 64 * 1024
+
+RULES = (
+    exim,
+    sendmail,
+    exchange,
+    google,
+    angle_paragraphs,
+    automatically_rejected,
+    address_lines,
+    transcript_verdicts,
+    sentence,
+    not_delivered_to,
+)
 
 
 def find(msg: Message, notice: str, *, bounce_like: bool) -> list[Found]:
-    """The failed recipients of a non-DSN bounce, first rule that finds any wins; [] if none does."""
+    """The failed recipients of a non-DSN bounce, first rule that finds any wins; [] if none does.
+
+    Each Found records the rule that found it in `rule` (for `matched_by`)."""
     text = split_notice(notice)
     found: list[Found] = []
+    name = ""
     for rule in RULES:
         try:
             found = rule(text)
@@ -350,11 +416,16 @@ def find(msg: Message, notice: str, *, bounce_like: bool) -> list[Found]:
             log.exception("bounce rule %s failed", rule.__name__)
             found = []
         if found:
+            name = rule.__name__
             break
     if not found and bounce_like:
-        found = _library_fallback(msg, text)
-    if not found and bounce_like:
         found = [Found(address, context(text, address)) for address in _failed_recipients_header(msg)]
+        name = "x-failed-recipients"
+    if not found and bounce_like:
+        found = _library_fallback(msg, text)
+        name = "flufl.bounce"
+    for item in found:
+        item.rule = item.rule or name
     delayed_notice = bool(WARNING_RE.search(text[:4000]))
     result: dict[str, Found] = {}
     for item in found:
@@ -378,14 +449,18 @@ def _failed_recipients_header(msg: Message) -> list[str]:
     return [match.group(0) for match in re.finditer(_ADDR, value, re.IGNORECASE)]
 
 
+_LINE_STARTS_WITH_ADDRESS = re.compile(rf"^\s{{0,4}}<?{_ADDR}>?\s*[,:]", re.IGNORECASE)
+
+
 def context(text: str, address: str) -> str:
-    """The lines at and after the first mention of address, up to a blank line: usually the reason."""
+    """The lines at and after the first mention of address, up to a blank line or a line that starts with
+    another address (a list of recipients, one reply each: the next recipient's reason is not this one's)."""
     lines = _lines(text)
     for index, line in enumerate(lines[:2000]):
         if address.lower() in line.lower():
             block = [line]
             for follow in lines[index + 1 : index + 8]:
-                if not follow.strip():
+                if not follow.strip() or _LINE_STARTS_WITH_ADDRESS.match(follow):
                     break
                 block.append(follow)
             return _join(block)

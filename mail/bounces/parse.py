@@ -43,7 +43,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from email.message import Message
 
-from mail.bounces import arf, autoreply, dsn, nonstandard
+from mail.bounces import arf, autoreply, dsn, nonstandard, providers
 from mail.bounces import message as mime
 from mail.bounces.reasons import (
     HARD_REASONS,
@@ -54,6 +54,7 @@ from mail.bounces.reasons import (
     extract_code,
     extract_status,
     kind_for,
+    normalise_status,
 )
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ class ReportRecipient:
     diagnostic: str = ""  # the remote reply or the notice's reason text
     action: str = "failed"  # failed | delayed | delivered | relayed | expanded | complained | auto-replied
     remote_mta: str = ""
+    # Which rules decided, "<where the recipient was found>/<what classified it>": "dsn/status:5.1.1",
+    # "exim/text:user_unknown", "ses-json/ses:Permanent/General", "arf/feedback-type"...
+    matched_by: str = ""
 
 
 @dataclass
@@ -88,6 +92,9 @@ class Report:
     feedback_type: str = ""  # ARF Feedback-Type for complaints
     subject: str = ""  # the report's own Subject
     postwerk_headers: dict[str, str] = field(default_factory=dict)  # X-Postwerk-* headers of the original
+    # A bounce that names no recipient: the notice as a whole, classified, with address "" (the caller finds the
+    # delivery through the VERP return path, or keeps the report as unmatched). None when recipients were named.
+    unnamed: ReportRecipient | None = None
 
     @property
     def failures(self) -> list[ReportRecipient]:
@@ -123,10 +130,13 @@ def _parse(msg: Message) -> Report:
     subject = mime.header(msg, "subject")
     if arf.is_feedback_report(msg):
         return _complaint(msg, subject)
+    notice = mime.notice_text(msg)
+    provider = providers.recognise(msg, notice, subject)
+    if provider is not None:
+        return _finish(_from_provider(provider, subject), msg)
     dsn_parts = dsn.find_parts(msg)
     if dsn_parts:
-        return _dsn_bounce(msg, dsn_parts, subject)
-    notice = mime.notice_text(msg)
+        return _finish(_dsn_bounce(msg, dsn_parts, subject), msg)
     bounce_like = nonstandard.looks_like_bounce(msg)
     auto = autoreply.signal(msg)
     if auto and not bounce_like:
@@ -140,7 +150,9 @@ def _parse(msg: Message) -> Report:
             report.recipients.append(_recipient(item, notice_only if len(found) == 1 else "", expiry))
         original = mime.attached_original(msg) or mime.inline_original(notice)
         _correlate(report, original, {})
-        return report
+        if not report.recipients:
+            _from_original(report, original, notice_only, expiry)
+        return _finish(report, msg)
     if auto:
         return _autoreply(msg, subject)
     return Report(type=UNKNOWN, subject=subject)
@@ -154,9 +166,16 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
     report = Report(type=BOUNCE, subject=subject)
     notice = nonstandard.split_notice(mime.notice_text(msg))
     for rcpt in delivery_status.recipients:
-        diagnostic = rcpt.diagnostic or nonstandard.context(notice, rcpt.address)
+        context = nonstandard.context(notice, rcpt.address)
+        diagnostic = rcpt.diagnostic or context
         status = _effective_status(rcpt.status, diagnostic)
-        classification = _classify_dsn(rcpt.action, status, diagnostic)
+        action = rcpt.action
+        if action == "delayed" and status.endswith(".4.7"):
+            # X.4.7 "delivery time expired" (RFC 3463): the MTA gave up, whatever Action says (OpenSMTPD 6.8
+            # reports its expiry as "delayed").
+            action = "failed"
+        at_mail_from = bool(_MAIL_FROM_RE.search(f"{rcpt.diagnostic} {context}"))
+        classification = _classify_dsn(action, status, diagnostic, at_mail_from=at_mail_from)
         report.recipients.append(
             ReportRecipient(
                 address=rcpt.address,
@@ -164,8 +183,9 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
                 reason=classification.reason.value,
                 status=status,
                 diagnostic=diagnostic,
-                action=rcpt.action,
+                action=action,
                 remote_mta=rcpt.remote_mta or nonstandard.remote_mta(diagnostic),
+                matched_by=f"dsn/{classification.matched_by}",
             )
         )
     if not report.recipients:
@@ -173,6 +193,8 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
         expiry = _expired_notice(notice)
         for item in nonstandard.find(msg, notice, bounce_like=True):
             report.recipients.append(_recipient(item, notice, expiry))
+    if not report.recipients:
+        _from_original(report, mime.attached_original(msg), notice, _expired_notice(notice))
     _dedupe(report)
     per_message = delivery_status.per_message
     report.original_envelope_id = per_message.get("original-envelope-id", "").strip()
@@ -181,28 +203,40 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
 
 
 def _effective_status(status: str, diagnostic: str) -> str:
-    """The Status field, unless it is missing or only "X.0.0" and the Diagnostic-Code holds a specific one.
+    """The Status field, unless the Diagnostic-Code holds a specific one of the same class.
 
     The reply inside Diagnostic-Code ("smtp; 550 5.1.1 ...") is the remote server's own; the Status field is
-    the reporting MTA's summary, which Exim and Postfix < 2.3 give as a bare 5.0.0 / 4.0.0 (RFC 3464 §2.3.4).
+    the reporting MTA's summary, which Exim and Postfix < 2.3 give as a bare 5.0.0 / 4.0.0 (RFC 3464 §2.3.4),
+    and Sendmail as its own guess (5.1.1 for every 550 at RCPT, even "550 5.2.1 account disabled").
     """
     inner = extract_status(diagnostic)
-    if inner and (not status or status.endswith(".0.0")) and inner[0] == (status or inner)[0]:
+    if inner and not inner.endswith(".0.0") and inner[0] == (status or inner)[0]:
+        return inner
+    if inner and not status:
         return inner
     return status
 
 
-def _classify_dsn(action: str, status: str, diagnostic: str) -> Classification:
-    classification = classify_reply(extract_code(diagnostic), status, diagnostic)
+# The reply came to MAIL FROM (Exim "after MAIL FROM", Postfix "in reply to MAIL FROM command", dma "did not like
+# our MAIL FROM", Sendmail's transcript): no recipient was named yet, so it is about our sender (RFC 5321 §3.3).
+_MAIL_FROM_RE = re.compile(r"(?:after|in reply to|like our|>>>)\s+MAIL\s+FROM", re.IGNORECASE)
+_TRANSIENT_REPLY = re.compile(r"^\s*4\d\d\b|(?<![\d.])4\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
+
+
+def _classify_dsn(action: str, status: str, diagnostic: str, *, at_mail_from: bool = False) -> Classification:
+    classification = classify_reply(extract_code(diagnostic), status, diagnostic, at_mail_from=at_mail_from)
+    rule = classification.matched_by
     if action in ("delivered", "relayed", "expanded"):
-        return Classification(Reason.OTHER, Kind.SOFT)
+        return Classification(Reason.OTHER, Kind.SOFT, f"action:{action}")
     if action == "delayed":
-        return Classification(classification.reason, Kind.SOFT)
-    if action == "failed" and status.startswith("4") and classification.reason not in KEPT_ON_EXPIRY:
-        # A failure with a transient status: the MTA gave up after retrying until its queue lifetime ran out.
-        return Classification(Reason.EXPIRED, Kind.SOFT)
-    if action == "failed" and status.startswith("4"):
-        return Classification(classification.reason, kind_for(classification.reason))
+        return Classification(classification.reason, Kind.SOFT, f"delayed({rule})")
+    # A failure whose last reply was transient (a 4.x.x Status, or a Diagnostic-Code that starts 4xx under
+    # Exim's 5.0.0): the MTA gave up after retrying until its queue lifetime ran out.
+    gave_up = action == "failed" and (status.startswith("4") or bool(_TRANSIENT_REPLY.search(diagnostic[:80])))
+    if gave_up and classification.reason not in KEPT_ON_EXPIRY:
+        return Classification(Reason.EXPIRED, Kind.SOFT, f"expired({rule})")
+    if gave_up:
+        return Classification(classification.reason, kind_for(classification.reason), f"expired-kept({rule})")
     return classification
 
 
@@ -229,12 +263,16 @@ def _expired_notice(notice: str) -> bool:
 
 def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> ReportRecipient:
     diagnostic = item.diagnostic
-    classification = classify_reply(extract_code(diagnostic), "", diagnostic)
+    at_mail_from = bool(_MAIL_FROM_RE.search(diagnostic))
+    classification = classify_reply(extract_code(_reply_part(diagnostic)), "", diagnostic, at_mail_from=at_mail_from)
     if classification.reason == Reason.OTHER and whole_notice and not _says_why(diagnostic):
         # A single recipient with no reason next to it: the notice as a whole says why.
         classification = classify_reply(0, "", whole_notice)
+        classification = Classification(
+            classification.reason, classification.kind, f"notice({classification.matched_by})"
+        )
         if classification.reason in (Reason.EXPIRED, Reason.NETWORK_ERROR) and not expiry:
-            classification = Classification(Reason.OTHER, Kind.SOFT)
+            classification = Classification(Reason.OTHER, Kind.SOFT, "notice:none")
     status = extract_status(diagnostic)
     permanent = bool(re.search(r"(?<![\d.])5\d\d[ -]", diagnostic)) or status.startswith("5")
     if item.action == "failed" and expiry and not permanent and classification.reason not in KEPT_ON_EXPIRY:
@@ -252,11 +290,96 @@ def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> Repo
         diagnostic=diagnostic,
         action=item.action,
         remote_mta=item.remote_mta,
+        matched_by=f"{item.rule or 'text'}/{classification.matched_by}",
     )
+
+
+def _reply_part(diagnostic: str) -> str:
+    """The diagnostic from its first SMTP reply code on ("host x said: 550 ..." -> "550 ...")."""
+    match = re.search(r"(?<![\d.])[245]\d\d(?=[ -])", diagnostic[:2000])
+    return diagnostic[match.start() :] if match else diagnostic
+
+
+def _from_original(report: Report, original: Message | None, notice: str, expiry: bool) -> None:
+    """A bounce whose notice names no recipient: the returned original's To/Cc, when it names exactly one address
+    (with one VERP return path per delivery, that is whose delivery failed); else the notice is kept unnamed."""
+    addresses: list[str] = []
+    for name in ("to", "cc"):
+        for value in re.split(r",(?![^<]*>)", mime.header(original, name)):
+            address = mime.clean_address(value)
+            if address and address not in addresses:
+                addresses.append(address)
+    item = nonstandard.Found("", notice[:2000].strip(), rule="original-to")
+    if len(addresses) == 1:
+        item.address = addresses[0]
+        report.recipients.append(_recipient(item, notice, expiry))
+        return
+    report.unnamed = _unnamed(item, notice, expiry)
+
+
+def _finish(report: Report, msg: Message) -> Report:
+    """Give a bounce that names nobody its unnamed classification (what the notice says as a whole)."""
+    if report.type == BOUNCE and not report.recipients and report.unnamed is None:
+        notice = nonstandard.split_notice(mime.notice_text(msg))
+        item = nonstandard.Found("", " ".join(notice.split())[:2000], rule="unnamed")
+        report.unnamed = _unnamed(item, notice, _expired_notice(notice))
+    return report
+
+
+def _unnamed(item: nonstandard.Found, notice: str, expiry: bool) -> ReportRecipient:
+    if nonstandard.WARNING_RE.search(notice[:4000]) and nonstandard.rule_is_generic(item):
+        item.action = "delayed"  # a warning that names nobody: nothing failed yet
+    unnamed = _recipient(item, notice, expiry)
+    unnamed.matched_by = "unnamed/" + unnamed.matched_by.partition("/")[2]
+    return unnamed
 
 
 def _says_why(diagnostic: str) -> bool:
     return bool(extract_status(diagnostic) or extract_code(diagnostic))
+
+
+# --- Providers' own formats (Amazon SES notifications, Microsoft JMRP, Apple unsubscribe) ----------------------
+
+
+def _from_provider(found: providers.ProviderReport, subject: str) -> Report:
+    report = Report(type=found.type, subject=subject, feedback_type=found.feedback_type)
+    report.original_message_id = found.original_message_id
+    report.original_sender = found.original_sender
+    for entry in found.recipients:
+        if found.type == COMPLAINT:
+            report.recipients.append(
+                ReportRecipient(
+                    address=entry.address,
+                    kind=Kind.SOFT.value,
+                    reason=Reason.OTHER.value,
+                    diagnostic=f"feedback-type={found.feedback_type}",
+                    action="complained",
+                    matched_by=f"{found.source}/complaint",
+                )
+            )
+            continue
+        classification = classify_reply(extract_code(entry.diagnostic), entry.status, entry.diagnostic)
+        if (
+            entry.fallback is not None
+            and classification.matched_by in ("none", "")
+            or (entry.fallback is not None and classification.reason == Reason.OTHER)
+        ):
+            classification = entry.fallback
+        if entry.transient:
+            classification = Classification(classification.reason, Kind.SOFT, classification.matched_by)
+        report.recipients.append(
+            ReportRecipient(
+                address=entry.address,
+                kind=classification.kind.value,
+                reason=classification.reason.value,
+                status=normalise_status(entry.status) or extract_status(entry.diagnostic),
+                diagnostic=entry.diagnostic,
+                action="failed",
+                remote_mta=entry.remote_mta,
+                matched_by=f"{found.source}/{classification.matched_by}",
+            )
+        )
+    return report
 
 
 # --- ARF complaints (RFC 5965) ------------------------------------------------------------------------------
@@ -283,6 +406,8 @@ def _complaint(msg: Message, subject: str) -> Report:
                 action="complained",
             )
         )
+    for rcpt in report.recipients:
+        rcpt.matched_by = "arf/feedback-type" if feedback.original_rcpt_to else "arf/original-to"
     report.original_envelope_id = feedback.original_envelope_id
     _correlate(report, original, {"original-mail-from": feedback.original_mail_from})
     return report
@@ -302,6 +427,7 @@ def _autoreply(msg: Message, subject: str) -> Report:
                 reason=Reason.OTHER.value,
                 diagnostic=subject,
                 action="auto-replied",
+                matched_by=f"autoreply/{autoreply.signal(msg) or 'bounce-address'}",
             )
         )
     # RFC 3834 §3.1.5: the reply's In-Reply-To names the message it answers.

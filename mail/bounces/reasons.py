@@ -27,7 +27,7 @@ MAIL FROM that would otherwise read as an address problem (`at_mail_from`: no re
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from mail.bounces import text_rules
@@ -69,6 +69,10 @@ ADDRESS_REASONS = frozenset(
 class Classification:
     reason: Reason
     kind: Kind
+    # Which rule decided, so a wrong classification can be traced: "text:user_unknown", "status:5.1.1",
+    # "generic:5.7", "code:552", "mail-from(...)" (a reply to MAIL FROM), "none". Not part of equality: two
+    # classifications agree when reason and kind do.
+    matched_by: str = field(default="", compare=False)
 
 
 def kind_for(reason: Reason, *, transient: bool = False) -> Kind:
@@ -201,24 +205,28 @@ def classify_reply(code: int, enhanced_status: str, text: str, *, at_mail_from: 
         code = code or extract_code(text)
         transient = status.startswith("4") if status else 400 <= code < 500
         normalised = text_rules.normalise(text)
-        reason = _reason(code, status, normalised)
+        reason, rule = _reason(code, status, normalised)
     except Exception:  # a classifier must never take the delivery or bounce path down
-        return Classification(Reason.SENDER_REJECTED if at_mail_from else Reason.OTHER, Kind.SOFT)
-    if at_mail_from and reason in ADDRESS_REASONS:
-        reason = Reason.SENDER_REJECTED
-    return Classification(reason, kind_for(reason, transient=transient))
+        fallback = Reason.SENDER_REJECTED if at_mail_from else Reason.OTHER
+        return Classification(fallback, Kind.SOFT, "error")
+    if at_mail_from and reason in ADDRESS_REASONS and rule != "text:tls":
+        # No recipient is named at MAIL FROM: an address, policy or unexplained refusal there is about our sender.
+        reason, rule = Reason.SENDER_REJECTED, f"mail-from({rule})"
+    return Classification(reason, kind_for(reason, transient=transient), rule)
 
 
-def _reason(code: int, status: str, normalised: str) -> Reason:
+def _reason(code: int, status: str, normalised: str) -> tuple[Reason, str]:
     strong = text_rules.first_match(text_rules.STRONG, normalised)
     if strong:
-        return Reason(strong)
+        return Reason(strong), f"text:{text_rules.rule_name(strong, normalised)}"
     specific, generic = _status_reason(status)
     if specific:
-        return specific
+        return specific, f"status:{status}"
     weak = text_rules.first_match(text_rules.WEAK, normalised)
     if weak:
-        return Reason(weak)
+        return Reason(weak), f"weak-text:{weak}"
     if generic:
-        return generic
-    return _code_reason(code)
+        return generic, f"generic:{status.rsplit('.', 1)[0]}"
+    if code:
+        return _code_reason(code), f"code:{code}"
+    return Reason.OTHER, "none"

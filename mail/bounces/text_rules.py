@@ -27,6 +27,9 @@ def _rules(*pairs: tuple[str, str]) -> list[tuple[str, re.Pattern[str]]]:
 
 
 STRONG = _rules(
+    # TLS required (RFC 3207 530 "Must issue a STARTTLS command first", RFC 8689 REQUIRETLS): a property of the
+    # connection, never of the address nor of our sender, even when it comes in reply to MAIL FROM.
+    ("policy_rejected", r"starttls|tls (?:is )?required|requires? (?:a )?(?:secure|encrypted|tls)|encryption required"),
     # Authentication (RFC 7208 SPF, RFC 6376 DKIM, RFC 7489 DMARC): Gmail 5.7.26/5.7.27, Microsoft 5.7.509.
     ("auth_failure", r"\b(?:spf|dkim|dmarc)\b"),
     ("auth_failure", r"sender policy framework|unauthenticated (?:e-?mail|mail|message)"),
@@ -45,7 +48,8 @@ STRONG = _rules(
     ("sender_rejected", r"sender domain (?:\S+ )?(?:does not|doesn't|did not) exist|(?:bad|invalid|unknown) sender"),
     # Microsoft Exchange Online: an unknown recipient under Directory Based Edge Blocking.
     ("user_unknown", r"recipient address rejected: access denied|recip(?:ient)?notfound|recipnotfound"),
-    # Domain problems (RFC 7505 null MX; DNS NXDOMAIN).
+    # Domain problems (RFC 7505 null MX; DNS NXDOMAIN; "domain is not reachable", often with a 5.5.0).
+    ("domain_not_found", r"domain (?:is )?(?:not reachable|unreachable)"),
     ("domain_not_found", r"host or domain name not found|domain (?:name )?not found|no such domain"),
     ("domain_not_found", r"\bhost unknown|unknown host|host not found|no such host"),
     ("domain_not_found", r"domain (?:does not|doesn't|did not) exist|unrouteable (?:mail )?(?:address|domain)"),
@@ -88,6 +92,9 @@ STRONG = _rules(
     ("policy_rejected", r"client host rejected|banned sending ip|traffic not accepted from this ip|reputation"),
     ("policy_rejected", r"(?:your|the sending|sending) ip (?:address )?(?:is |has been )?(?:blocked|listed|banned)"),
     ("policy_rejected", r"rejected for policy reasons|not accepted for policy reasons|blocked for policy"),
+    # Mailing lists refusing a post (Google Groups, Mailman, Sympa): the list's rule, not the address.
+    ("policy_rejected", r"permission to post|not allowed to post|posting (?:is )?(?:restricted|not allowed)"),
+    ("policy_rejected", r"only (?:members|subscribers) (?:can|may) post|non-?member post|awaiting moderat"),
     # Content judged spam or a virus.
     ("spam_blocked", r"\bspam\b|unsolicited|\buce\b|junk mail|bulk mail|phish|malware|virus|infected"),
     ("spam_blocked", r"content (?:filter|rejected)|message content rejected|suspicious content|looks like spam"),
@@ -101,7 +108,10 @@ STRONG = _rules(
     ("expired", r"retry time not reached for any host after a long failure period|too old"),
     # Network trouble.
     ("network_error", r"connection (?:timed out|refused|reset|lost|closed)|timed out|no route to host"),
-    ("network_error", r"network is unreachable|lost connection|loops back to myself|mail loop|too many hops"),
+    (
+        "network_error",
+        r"network error|network is unreachable|lost connection|loops back to myself|mail loop|too many hops",
+    ),
     ("network_error", r"name service error|temporary failure in name resolution|dns (?:error|failure|timeout)"),
     ("network_error", r"tls (?:handshake|negotiation) failed|unable to connect|could not connect"),
 )
@@ -117,8 +127,18 @@ WEAK = _rules(
 )
 
 
+def rule_name(reason: str, text: str) -> str:
+    """The name a STRONG match is recorded under (`matched_by`): its reason, or "tls" for the TLS rule."""
+    return "tls" if reason == "policy_rejected" and STRONG[0][1].search(text) else reason
+
+
+# Addresses are replaced before the rules run: a local part or domain ("spam@", "blocked@", "@refused.example")
+# is a name, not a reason.
+_ADDRESS = re.compile(r"[^\s<>@\"'(),;:\[\]]{1,64}@[^\s<>@\"'(),;:\[\]]{1,253}")
+
+
 def normalise(text: str) -> str:
-    return " ".join(text[:MAX_TEXT].lower().split())
+    return " ".join(_ADDRESS.sub("<address>", text[:MAX_TEXT].lower()).split())
 
 
 def first_match(rules: list[tuple[str, re.Pattern[str]]], text: str) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -38,6 +38,14 @@ State = InboundMessage.State
 
 class NotApplied(PostwerkError):
     """The report is kept but changes nothing; the message says why."""
+
+    state = State.IGNORED
+
+
+class Unmatched(NotApplied):
+    """A bounce or complaint that no delivery can be found for: kept as `unmatched`, shown on the queue page."""
+
+    state = State.UNMATCHED
 
 
 def inbound_process(inbound_id: uuid.UUID | str) -> str:
@@ -94,7 +102,10 @@ def _apply(inbound: InboundMessage, report: Report) -> str:
                 raise NotApplied("not a bounce, complaint or auto-reply Postwerk recognises")
             locked.state = State.PROCESSED
         except NotApplied as why:
-            locked.state, locked.note = State.IGNORED, str(why)
+            locked.state, locked.note = why.state, str(why)
+            if why.state == State.UNMATCHED and locked.organization_id is None:
+                # Came to one organization's return-path host: that organization sees it (API, dashboard).
+                locked.organization_id = _host_organization(locked)
         locked.processed_at = timezone.now()
         locked.save()
         return locked.state
@@ -102,11 +113,23 @@ def _apply(inbound: InboundMessage, report: Report) -> str:
 
 def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
     failed = [r for r in report.recipients if r.action in ("failed", "")]
+    unnamed = report.unnamed if not report.recipients else None
+    if not failed and unnamed is not None and unnamed.action == "failed" and unnamed.reason != BounceReason.OTHER:
+        # The notice names nobody but says why: the VERP return path it came back to says whose delivery failed.
+        # (One that says nothing either, such as an empty delivery-status, is not enough to act on.)
+        recipient = _delivery(inbound, report, [], unnamed=True)
+        entry = replace(unnamed, address=recipient.address, matched_by=f"verp+{unnamed.matched_by}")
+        _bounce_recorded(inbound, report, recipient, entry)
+        return
     if not failed:
-        delayed = any(r.action == "delayed" for r in report.recipients)
+        delayed = any(r.action == "delayed" for r in [*report.recipients, *filter(None, [unnamed])])
         raise NotApplied("a delay notice: the remote server is still trying" if delayed else "no failed recipient")
     recipient = _delivery(inbound, report, [r.address for r in failed])
     entry = _matching(failed, recipient.address)
+    _bounce_recorded(inbound, report, recipient, entry)
+
+
+def _bounce_recorded(inbound: InboundMessage, report: Report, recipient: Recipient, entry: ReportRecipient) -> None:
     if entry.address.lower() != recipient.address.lower() and _is_daemon(entry.address):
         # A report about a report (a DSN that failed to reach a MAILER-DAEMON): nothing about our delivery.
         raise NotApplied(f"a bounce of a bounce (failed recipient {entry.address})")
@@ -119,6 +142,7 @@ def _apply_bounce(inbound: InboundMessage, report: Report) -> None:
         "status": entry.status,
         "diagnostic": entry.diagnostic[:2000],
         "remote_mta": entry.remote_mta,
+        "matched_by": entry.matched_by,
         "source": "dsn",
         "inbound_id": str(inbound.pk),
     }
@@ -161,6 +185,7 @@ def _apply_complaint(inbound: InboundMessage, report: Report) -> None:
     details = {
         "address": recipient.address,
         "feedback_type": report.feedback_type or "abuse",
+        "matched_by": report.recipients[0].matched_by if report.recipients else "",
         "source": "arf",
         "inbound_id": str(inbound.pk),
     }
@@ -175,8 +200,9 @@ def _apply_complaint(inbound: InboundMessage, report: Report) -> None:
     )
 
 
-def _delivery(inbound: InboundMessage, report: Report, addresses: list[str]) -> Recipient:
-    """The one recipient delivery this report is about, or NotApplied saying why it cannot be trusted."""
+def _delivery(inbound: InboundMessage, report: Report, addresses: list[str], *, unnamed: bool = False) -> Recipient:
+    """The one recipient delivery this report is about, or NotApplied saying why it cannot be trusted
+    (Unmatched when nothing names a delivery at all)."""
     tokens = [a for a in inbound.rcpt_to if is_verp(a)]
     if report.original_sender and is_verp(report.original_sender):
         tokens.append(report.original_sender)
@@ -197,7 +223,9 @@ def _delivery(inbound: InboundMessage, report: Report, addresses: list[str]) -> 
             if recipient.address.lower() in wanted:
                 _same_organization(inbound, recipient)
                 return recipient
-    raise NotApplied("no return-path token or known Message-ID: cannot tell which delivery this is about")
+    if unnamed:
+        raise Unmatched("a report that names no recipient and came to no return-path token")
+    raise Unmatched("no return-path token or known Message-ID: cannot tell which delivery this is about")
 
 
 def _same_organization(inbound: InboundMessage, recipient: Recipient) -> None:
@@ -209,6 +237,14 @@ def _same_organization(inbound: InboundMessage, recipient: Recipient) -> None:
             continue  # the platform's shared return-path domain: the HMAC token alone authenticates
         if owner and owner.organization_id != recipient.organization_id:
             raise NotApplied(f"{address} belongs to another organization than the delivery it names")
+
+
+def _host_organization(inbound: InboundMessage) -> int | None:
+    for address in inbound.rcpt_to:
+        owner = is_return_path_host(address.strip("<>").rpartition("@")[2])
+        if owner and owner is not True:
+            return owner.organization_id
+    return None
 
 
 def _matching(entries: list[ReportRecipient], address: str) -> ReportRecipient:

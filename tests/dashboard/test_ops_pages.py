@@ -150,3 +150,12 @@ def test_queue_shows_backed_off_and_throttled_destinations(staff, api, zone, mx,
 def test_queue_says_when_nothing_is_throttled(staff, fresh_rules):
     page = staff.get(reverse("dashboard:queue"))
     assert page.context["destinations"] == [] and b"No destination is backed off or throttled." in page.content
+
+
+def test_queue_counts_unmatched_inbound_reports(staff):
+    from sending.models import InboundMessage
+
+    InboundMessage.objects.create(raw=b"x", size=1, state=InboundMessage.State.UNMATCHED, type="bounce")
+    page = staff.get(reverse("dashboard:queue"))
+    assert ("unmatched", 1) in page.context["stats"].inbound_by_state
+    assert '<tr><th scope="row">unmatched</th><td class="num">1</td></tr>' in page.content.decode()
