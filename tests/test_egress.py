@@ -468,3 +468,42 @@ def test_management_command_adds_pools_schedules_and_ips_and_lists_them(zone, or
     call_command("ips", "providers", "--json")
     names = [p["name"] for p in json.loads(capsys.readouterr().out)]
     assert names[:3] == ["gmail", "microsoft", "yahoo"]
+
+
+def test_a_per_ip_connection_limit_sends_from_the_pools_next_ip(api, zone, mx, organization, settings, tmp_path):
+    from sending.delivery.slots import slot_release, slot_take
+
+    data = tmp_path / "providers.toml"
+    data.write_text('[providers.corp]\nlabel = "Corp"\nmx = ["corp-mx.example"]\nmax_connections = 1\n')
+    settings.POSTWERK_PROVIDERS_FILE = str(data)
+    sink = mx("127.0.0.5")
+    zone.add("corp.example", "MX", "0 in.corp-mx.example.")
+    zone.add("in.corp-mx.example", "A", "127.0.0.5")
+    pool = pool_create(name="acme", organization=organization)
+    add_ip(zone, pool, IP1, "out1.postwerk-ips.example")
+    add_ip(zone, pool, IP2, "out2.postwerk-ips.example")
+    elsewhere = slot_take(shaping.rate_key(IP1, "corp"), 1)  # another worker's session from IP1 to Corp
+    assert elsewhere is not None
+
+    deliver(send(api, 3, domain="corp.example"), domain="corp.example")
+
+    assert peers(sink) == [IP2, IP2, IP2]
+    assert len({m.session_id for m in sink.messages}) == 1
+    slot_release(elsewhere)
+
+
+def test_a_listed_dedicated_ip_is_its_organizations_event_only(zone, organization, settings):
+    from sending.reputation.blocklists import blocklists_check
+
+    settings.POSTWERK_DNSBL_ZONES = ["bl.test"]
+    settings.POSTWERK_DOMAIN_BLOCKLIST_ZONES = []
+    settings.POSTWERK_SENDING_IPS = []
+    globex, _ = organization_get_or_create(name="Globex")
+    add_ip(zone, pool_create(name="acme", organization=organization), IP1, "out1.postwerk-ips.example")
+    zone.add("21.0.0.127.bl.test", "A", "127.0.0.2")
+
+    blocklists_check()
+
+    listed = Event.objects.filter(type=EventType.BLOCKLIST_LISTED)
+    assert [(e.organization_id, e.details["target"]) for e in listed] == [(organization.pk, IP1)]
+    assert globex.pk != organization.pk
