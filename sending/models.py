@@ -765,10 +765,17 @@ class WarmupSchedule(models.Model):
 
     name = models.CharField(max_length=100, unique=True)
     # Day 1 is volumes[0]. Positive integers, usually growing.
-    volumes = models.JSONField(default=list)
+    volumes = models.JSONField(default=list, help_text="Messages per provider on day 1, 2, ...: [50, 100, 200]")
 
     def __str__(self) -> str:
         return f"{self.name} ({len(self.volumes)} days)"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        volumes = self.volumes
+        if not isinstance(volumes, list) or not volumes or not all(type(v) is int and v > 0 for v in volumes):
+            raise ValidationError({"volumes": "A list of positive whole numbers, one per day: [50, 100, 200]."})
 
 
 class IpPool(models.Model):

@@ -307,7 +307,7 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
         session, failure = connection.get(choice.ip)
         if session is None:
             choice.give_back()
-            sent = [Outcome(r, failure) for r in group]
+            sent = [Outcome(r, failure, sending_ip=choice.ip.address) for r in group]
             unsent.extend(sent)
         else:
             sent = send_message(session, message, group, data, copies, record)
@@ -567,7 +567,7 @@ def deliver_batch(connection: Connection, domain: str, recipients: list[Recipien
         rest = [Outcome(r, reply) for r in recipients if r.pk not in done]
         record_outcomes(rest)
         outcomes = recorded + rest
-        connection.failed, connection.held_back = True, []
+        connection.failed, connection.held_back, connection.waiting = True, [], []
     if connection.held_back:
         postpone(domain, [r.pk for r in connection.held_back], connection.throttle.retry_at, claimed=True)
         connection.held_back = []
