@@ -507,3 +507,16 @@ def test_a_listed_dedicated_ip_is_its_organizations_event_only(zone, organizatio
     listed = Event.objects.filter(type=EventType.BLOCKLIST_LISTED)
     assert [(e.organization_id, e.details["target"]) for e in listed] == [(organization.pk, IP1)]
     assert globex.pk != organization.pk
+
+
+def test_a_delivery_loop_keeps_its_ip_and_its_session(api, zone, mx, organization):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, DEST, "127.0.0.2")
+    pool = pool_create(name="acme", organization=organization)
+    add_ip(zone, pool, IP1, "out1.postwerk-ips.example")
+    add_ip(zone, pool, IP2, "out2.postwerk-ips.example")
+
+    deliver(send(api, 4), domain=DEST)
+
+    assert len(set(peers(sink))) == 1  # one of the two, not alternating
+    assert len({m.session_id for m in sink.messages}) == 1

@@ -160,6 +160,7 @@ class Connection:
             provider=self.provider,
             n=n,
             can_connect=self.can_connect,
+            prefer=self.ip,
         )
 
     def can_connect(self, ip: Ip) -> bool:

@@ -67,9 +67,13 @@ class Pool:
     ips: list[Ip]
     turn: itertools.count = field(default_factory=itertools.count)
 
-    def in_turn(self) -> list[Ip]:
+    def in_turn(self, prefer: Ip | None = None) -> list[Ip]:
+        """The IPs to try, `prefer` (the IP the caller's session already leaves from) first: changing IPs costs
+        a new session, so a delivery loop keeps its IP while it may; loops take turns starting elsewhere."""
         if len(self.ips) < 2:
             return self.ips
+        if prefer is not None and prefer in self.ips:
+            return [prefer] + [ip for ip in self.ips if ip != prefer]
         start = next(self.turn) % len(self.ips)
         return self.ips[start:] + self.ips[:start]
 
@@ -192,6 +196,7 @@ def choose(
     provider: Provider,
     n: int,
     can_connect: Callable[[Ip], bool] | None = None,
+    prefer: Ip | None = None,
 ) -> Choice:
     """Where `n` recipients of one message to one provider leave from now. `can_connect(ip)`: whether a session
     from that IP may be had (its connection limit towards the provider), asked before anything is counted."""
@@ -202,14 +207,14 @@ def choose(
         if admission.ok:
             return Choice(HOST, admission=admission)
         return Choice(None, admission.until, f"{provider.name} asked the host's address to wait")
-    choice, waits = _from_pool(pool, provider, n, now, can_connect, warm_only=False)
+    choice, waits = _from_pool(pool, provider, n, now, can_connect, warm_only=False, prefer=prefer)
     if choice is not None:
         return choice
     if pool.when_exhausted == IpPool.WhenExhausted.OVERFLOW and pool.organization_id is not None:
         for other in _current().of_organization.get(pool.organization_id, []):
             if other.id == pool.id:
                 continue
-            found, more = _from_pool(other, provider, n, now, can_connect, warm_only=True)
+            found, more = _from_pool(other, provider, n, now, can_connect, warm_only=True, prefer=prefer)
             if found is not None:
                 return Choice(found.ip, admission=found.admission, counted=found.counted, overflow=True)
             waits += more
@@ -227,10 +232,11 @@ def _from_pool(
     can_connect: Callable[[Ip], bool] | None,
     *,
     warm_only: bool,
+    prefer: Ip | None = None,
 ) -> tuple[Choice | None, list[datetime]]:
     today = now.astimezone(UTC).date()
     waits: list[datetime] = []
-    for ip in pool.in_turn():
+    for ip in pool.in_turn(prefer):
         allowance = ip.allowance(today)
         if warm_only and allowance is not None:
             continue
