@@ -208,6 +208,7 @@ class Connection:
         limit = self.provider.max_messages_per_connection
         if self.ip.address and limit and self.ip_sent >= limit:
             self.end_session()
+            self.recycled = True  # the next message opens a new session: the loop goes on
 
     def shaping(self, record: Record) -> Record:
         """`record`, with each outcome first read by the provider's rules: a reply about our IP acts on that IP
@@ -317,6 +318,7 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
         if connection.shaped:  # the provider's rule acted on this IP alone: the next message picks again
             connection.shaped = False
             connection.end_session()
+            connection.recycled = True
             continue
         if connection.backs_off(sent):
             connection.held_back = [r for rest in groups[i + 1 :] for r in rest]
