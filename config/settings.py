@@ -607,6 +607,21 @@ POSTWERK_THROTTLE_SLOT_LEASE = env.float("POSTWERK_THROTTLE_SLOT_LEASE", default
 # When every connection slot of a destination is taken, its mail is tried again after this many seconds (the
 # holders take it along meanwhile).
 POSTWERK_THROTTLE_SLOT_RETRY = env.float("POSTWERK_THROTTLE_SLOT_RETRY", default=5.0)
+# --- Egress: sending IPs, pools, warm-up, provider shaping (#26) ----------------------------------------------
+# The receiving providers' data (MX suffixes, per-IP limits, reply rules): an operator's copy of mail/providers.toml
+# replaces the shipped file as a whole. Empty: the shipped one.
+POSTWERK_PROVIDERS_FILE = env.str("POSTWERK_PROVIDERS_FILE", default="")
+# Messages per receiving provider a new IP may send on day 1, 2, ... of its warm-up; past the last day it is warm.
+# Roughly doubling for two weeks, then up to the volumes large providers take from an IP with a good reputation.
+POSTWERK_WARMUP_SCHEDULE = [
+    int(v)
+    for v in env.list(
+        "POSTWERK_WARMUP_SCHEDULE",
+        default=[50, 100, 200, 400, 700, 1000, 1500, 2000, 3000, 4500, 6500, 9000, 13000, 18000, 25000, 35000, 50000],
+    )
+]
+if any(v <= 0 for v in POSTWERK_WARMUP_SCHEDULE):
+    raise ImproperlyConfigured("POSTWERK_WARMUP_SCHEDULE: positive integers, one per day")
 POSTWERK_DNSBL_ZONES = env.list(
     "POSTWERK_DNSBL_ZONES", default=["zen.spamhaus.org", "b.barracudacentral.org", "bl.spamcop.net"]
 )

@@ -98,8 +98,11 @@ class SmtpSession:
         helo: str,
         connect_timeout: float,
         command_timeout: float,
+        source_address: str | None = None,
     ) -> None:
         self.mx_host, self.address, self.port, self.helo = mx_host, address, port, helo
+        # The local address the connection leaves from (a sending IP of a pool); None: the system's choice.
+        self.source_address = source_address
         self.connect_timeout, self.command_timeout = connect_timeout, command_timeout
         self.tls = False
         # What a verifying client would have concluded of the certificate: verified, failed: <why>, or none.
@@ -115,7 +118,8 @@ class SmtpSession:
     def open(self, *, try_tls: bool = True, require_tls: bool = False) -> None:
         """Connect, EHLO, STARTTLS when offered. Raises OSError/SMTPException when the host is unusable, and
         TlsRequired when `require_tls` and TLS could not be had (never falling back to plain text then)."""
-        smtp = smtplib.SMTP(local_hostname=self.helo, timeout=self.connect_timeout)
+        source = (self.source_address, 0) if self.source_address else None
+        smtp = smtplib.SMTP(local_hostname=self.helo, timeout=self.connect_timeout, source_address=source)
         try:
             code, banner = smtp.connect(self.address, self.port)
             if code != 220:
@@ -304,12 +308,16 @@ def open_to_host(
     command_timeout: float,
     check: HostCheck | None = None,
     results: list[TlsResult] | None = None,
+    source_address: str | None = None,
+    helo: str | None = None,
 ) -> tuple[SmtpSession | None, Reply]:
     """A session with one MX host, trying each of its addresses in order; else why none could be opened.
 
     With a `check` (mail.tls_policy.decide), TLS is required where the policy says, and a session that fails an
     enforcing policy is closed before any mail goes (QUIT) and the next address tried; `results` collects what
-    the policy concluded of each connection."""
+    the policy concluded of each connection. `source_address` binds the connection to that local address, and
+    `helo` is then its name (the EHLO name a receiver compares with the address's reverse DNS); without them,
+    POSTWERK_HOSTNAME from the system's choice."""
     failure = Reply(421, "4.4.1", f"{host}: no address could be reached")
     require_tls = check is not None and check.require_tls
     for address in addresses:
@@ -317,9 +325,10 @@ def open_to_host(
             mx_host=host,
             address=address,
             port=settings.POSTWERK_SMTP_DELIVERY_PORT,
-            helo=settings.POSTWERK_HOSTNAME,
+            helo=helo or settings.POSTWERK_HOSTNAME,
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
+            source_address=source_address,
         )
         try:
             session.open(require_tls=require_tls)
@@ -378,6 +387,8 @@ def open_to_route(
     before: Callable[[str], Reply | None] | None = None,
     after_failure: Callable[[str], None] | None = None,
     tls_check: Callable[[str], HostCheck] | None = None,
+    source_address: str | None = None,
+    helo: str | None = None,
 ) -> RouteAttempt:
     """A session with the first reachable MX host, in the route's order (RFC 5321 §5.1), each of its addresses in
     turn. `before(host)` is asked first: a Reply ends the search with that answer (a connection limit, say);
@@ -406,6 +417,10 @@ def open_to_route(
             refused = before(host)
             if refused is not None:
                 return RouteAttempt(None, refused, host, stopped=True, tls_results=results)
+        if source_address and ":" not in source_address:
+            addresses = [a for a in addresses if ":" not in a] or addresses  # an IPv4 source reaches IPv4 peers
+        elif source_address:
+            addresses = [a for a in addresses if ":" in a] or addresses
         session, reply = open_to_host(
             host,
             addresses,
@@ -413,6 +428,8 @@ def open_to_route(
             command_timeout=command_timeout,
             check=check,
             results=results,
+            source_address=source_address,
+            helo=helo,
         )
         if session is not None:
             return RouteAttempt(session, failure.reply, host, tls_results=results)

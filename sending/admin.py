@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.utils import timezone
 
+from sending.delivery.pools import ip_dns_check
 from sending.models import (
     BlocklistListing,
     DeliverySlot,
@@ -10,13 +12,18 @@ from sending.models import (
     Event,
     IdempotencyKey,
     InboundMessage,
+    IpDailyUse,
+    IpPool,
+    IpProviderState,
     Message,
     MtaStsPolicy,
     Recipient,
+    SendingIp,
     Suppression,
     ThrottleRule,
     TlsReport,
     TlsSessionCount,
+    WarmupSchedule,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -403,3 +410,57 @@ class TlsSessionCountAdmin(admin.ModelAdmin):
     list_filter = ["policy_type", "result"]
     search_fields = ["domain", "mx_host"]
     readonly_fields = [f.name for f in TlsSessionCount._meta.fields]
+
+
+# --- egress (sending.delivery.pools, egress, shaping) -----------------------------------------------------------
+
+
+class SendingIpInline(admin.TabularInline):
+    model = SendingIp
+    extra = 0
+    fields = ["address", "ehlo_name", "enabled", "warmup_started", "schedule", "dns_ok"]
+    readonly_fields = ["dns_ok"]
+
+
+@admin.register(IpPool)
+class IpPoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_default", "organization", "domain", "stream", "when_exhausted", "created_at"]
+    list_filter = ["is_default", "when_exhausted"]
+    search_fields = ["name", "organization__name", "domain__name", "stream"]
+    raw_id_fields = ["organization", "domain"]
+    inlines = [SendingIpInline]
+
+
+@admin.register(SendingIp)
+class SendingIpAdmin(admin.ModelAdmin):
+    list_display = ["address", "ehlo_name", "pool", "enabled", "warmup_started", "schedule", "dns_ok", "dns_detail"]
+    list_filter = ["enabled", "dns_ok", "pool"]
+    search_fields = ["address", "ehlo_name", "pool__name"]
+    readonly_fields = ["dns_ok", "dns_detail", "dns_checked_at"]
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        # Forward-confirmed reverse DNS checked on every save, shown in the list; saving is not refused, so an
+        # operator can add an IP first and fix its PTR record with the address's provider afterwards.
+        obj.dns_ok, detail = ip_dns_check(obj.address, obj.ehlo_name)
+        obj.dns_detail, obj.dns_checked_at = detail[:300], timezone.now()
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(WarmupSchedule)
+class WarmupScheduleAdmin(admin.ModelAdmin):
+    list_display = ["name", "volumes"]
+    search_fields = ["name"]
+
+
+@admin.register(IpProviderState)
+class IpProviderStateAdmin(admin.ModelAdmin):
+    list_display = ["address", "provider", "action", "rate", "until", "rule", "updated_at"]
+    list_filter = ["action", "provider"]
+    search_fields = ["address", "provider", "rule", "reason"]
+
+
+@admin.register(IpDailyUse)
+class IpDailyUseAdmin(admin.ModelAdmin):
+    list_display = ["address", "provider", "day", "count"]
+    list_filter = ["provider", "day"]
+    search_fields = ["address"]

@@ -234,6 +234,8 @@ class Recipient(models.Model):
     # Why and since when it is held (`reputation_paused`, `send_limit`, ...), with the scope that caused it.
     held_reason = models.CharField(max_length=40, blank=True)
     held_at = models.DateTimeField(null=True, blank=True)
+    # The source address of the last attempt ("" = the host's default address): per-IP reputation reads it.
+    sending_ip = models.CharField(max_length=45, blank=True)
 
     class Meta:
         indexes = [
@@ -258,6 +260,12 @@ class Recipient(models.Model):
                 fields=["organization", "held_at"],
                 name="recipient_org_held",
                 condition=models.Q(state="held"),
+            ),
+            # Per-IP reputation (sending.reputation.ip_reputation); only mail sent from a pool's address.
+            models.Index(
+                fields=["sending_ip", "-finished_at"],
+                name="recipient_ip_finished",
+                condition=models.Q(finished_at__isnull=False) & ~models.Q(sending_ip=""),
             ),
         ]
 
@@ -294,6 +302,8 @@ class EventType(models.TextChoices):
     BLOCKLIST_LISTED = "blocklist.listed"
     BLOCKLIST_DELISTED = "blocklist.delisted"
     WEBHOOK_DISABLED = "webhook.disabled"
+    IP_SUSPENDED = "ip.suspended"
+    IP_SLOWED = "ip.slowed"
 
 
 class Event(models.Model):
@@ -906,3 +916,118 @@ class TlsReport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.domain} ({self.state})"
+
+
+# --- egress: sending IPs, pools, warm-up (sending.delivery.egress) -------------------------------------------
+
+
+class WarmupSchedule(models.Model):
+    """How many messages per receiving provider an IP may send on each day of its warm-up; after the last day
+    it is warm (no allowance). An IP without a schedule follows POSTWERK_WARMUP_SCHEDULE."""
+
+    name = models.CharField(max_length=100, unique=True)
+    # Day 1 is volumes[0]. Positive integers, usually growing.
+    volumes = models.JSONField(default=list, help_text="Messages per provider on day 1, 2, ...: [50, 100, 200]")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({len(self.volumes)} days)"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        volumes = self.volumes
+        if not isinstance(volumes, list) or not volumes or not all(type(v) is int and v > 0 for v in volumes):
+            raise ValidationError({"volumes": "A list of positive whole numbers, one per day: [50, 100, 200]."})
+
+
+class IpPool(models.Model):
+    """Sending IPs used together. Assigned to a sender domain, a stream, an organization, or the shared default
+    (most specific first); a pool with no assignment and not the default is used by nobody yet."""
+
+    class WhenExhausted(models.TextChoices):
+        # Over today's warm-up allowance (or every IP suspended towards the provider): another warmed pool of
+        # the same organization, or wait in the queue until the allowance renews (never failed).
+        OVERFLOW = "overflow"
+        WAIT = "wait"
+
+    name = models.CharField(max_length=100, unique=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="ip_pools"
+    )
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, null=True, blank=True, related_name="ip_pools")
+    # A message stream's name (streams are their own feature); with an organization, that organization's stream.
+    stream = models.CharField(max_length=100, blank=True)
+    is_default = models.BooleanField(default=False, help_text="The shared pool of mail no other pool claims.")
+    when_exhausted = models.CharField(max_length=8, choices=WhenExhausted.choices, default=WhenExhausted.WAIT)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_pool")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SendingIp(models.Model):
+    """One source address of outgoing connections, with the EHLO name its reverse DNS (PTR) gives."""
+
+    address = models.GenericIPAddressField(unique=True)
+    ehlo_name = models.CharField(max_length=253)
+    pool = models.ForeignKey(IpPool, on_delete=models.PROTECT, related_name="ips")
+    enabled = models.BooleanField(default=True)
+    # Day 1 of the warm-up (UTC); empty: the address is already warm.
+    warmup_started = models.DateField(null=True, blank=True)
+    schedule = models.ForeignKey(WarmupSchedule, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # The last forward-confirmed reverse DNS check (PTR -> ehlo_name -> address).
+    dns_ok = models.BooleanField(null=True, blank=True)
+    dns_detail = models.CharField(max_length=300, blank=True)
+    dns_checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.ehlo_name})"
+
+
+class IpDailyUse(models.Model):
+    """Messages an IP was given towards one receiving provider on one UTC day (the warm-up's count)."""
+
+    address = models.CharField(max_length=45)
+    provider = models.CharField(max_length=40)
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["address", "provider", "day"], name="ip_daily_use_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address} -> {self.provider} on {self.day}: {self.count}"
+
+
+class IpProviderState(models.Model):
+    """What a receiving provider asked of one sending IP (sending.delivery.shaping): slowed to `rate` messages a
+    minute, or suspended, until `until`. address "" is the host's own default address."""
+
+    class Action(models.TextChoices):
+        SLOW = "slow"
+        SUSPEND = "suspend"
+
+    address = models.CharField(max_length=45, blank=True)
+    provider = models.CharField(max_length=40)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    until = models.DateTimeField()
+    rate = models.PositiveIntegerField(null=True, blank=True)  # messages per window while slowed
+    rule = models.CharField(max_length=100, blank=True)
+    reason = models.TextField(blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["address", "provider"], name="ip_provider_state_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.address or 'default'} -> {self.provider}: {self.action} until {self.until:%Y-%m-%d %H:%M}"

@@ -214,6 +214,8 @@ OUTCOME_FIELDS = [
     # What reputation reads (sending.reputation.rates): the outcome's time and a bounce's kind.
     "finished_at",
     "bounce_kind",
+    # Per-IP reputation (sending.reputation.ip_reputation): which source address the attempt used.
+    "sending_ip",
 ]
 
 
@@ -237,6 +239,35 @@ def claims_given_back(recipient_ids: Sequence[object], *, until: datetime, at: d
         claim_token=None,
         sending_since=None,
     )
+
+
+def claims_waiting(recipients: Sequence[Recipient], *, until: datetime, at: datetime, details: dict) -> None:
+    """Claimed but not attempted because no sending IP may take them now (a warm-up allowance spent today, every
+    IP of the pool suspended or slowed towards the provider): `deferred` until `until`, not failed. The attempt
+    is given back (nothing was sent), and the `deferred` event takes the sequence number the claim reserved."""
+    if not recipients:
+        return
+    with transaction.atomic():
+        Recipient.objects.filter(id__in=[r.pk for r in recipients], state=RecipientState.SENDING).update(
+            state=RecipientState.DEFERRED,
+            next_attempt_at=until,
+            updated_at=at,
+            attempts=F("attempts") - 1,
+            claim_token=None,
+            sending_since=None,
+        )
+        events_insert(
+            [
+                recipient_event_row(
+                    r,
+                    EventType.DEFERRED,
+                    at,
+                    {"address": r.address, "next_attempt_at": until.isoformat(), **details},
+                    r.event_seq,
+                )
+                for r in recipients
+            ]
+        )
 
 
 def abandoned_requeued(abandoned: Q, *, at: datetime) -> int:

@@ -5,6 +5,7 @@ from django.urls import path
 from sending.api import dmarc_reports, domains, events, suppressions, tracking, views, webhooks
 from sending.api import held as held_api
 from sending.api import inbound as inbound_api
+from sending.api import ips as ips_api
 from sending.api import reputation as reputation_api
 
 urlpatterns = [
@@ -18,6 +19,7 @@ urlpatterns = [
         name="reputation-thresholds",
     ),
     path("inbound", inbound_api.InboundView.as_view(), name="inbound"),
+    path("ips", ips_api.IpsView.as_view(), name="ips"),
     path("held", held_api.HeldView.as_view(), name="held"),
     path("held/release", held_api.HeldReleaseView.as_view(), name="held-release"),
     path("held/cancel", held_api.HeldCancelView.as_view(), name="held-cancel"),

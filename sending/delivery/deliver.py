@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.db import transaction
@@ -25,10 +25,13 @@ from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_route
 from mail.tls_policy.decide import DestinationTls
 from mail.trace_headers import feedback_id, with_feedback_id
 from sending.delivery.claiming import claim, claim_queued
+from sending.delivery.egress import HOST, Choice, Ip, choose, message_stream
 from sending.delivery.queueing import enqueue_destination, pending_clear
 from sending.delivery.retry import next_attempt
 from sending.delivery.sandbox import CaptureSession, after_recording, capture
+from sending.delivery.shaping import provider_for, rate_key, reply_acted_on, reply_rule
 from sending.delivery.signing_keys import keys_to_sign_with, private_key
+from sending.delivery.slots import Slot, slot_release, slot_renew, slot_take
 from sending.delivery.throttling import Throttle, asks_backoff, postpone, throttle_for, wake_schedule
 from sending.delivery.tls_policies import (
     destination_tls,
@@ -43,7 +46,7 @@ from sending.feedback.tracking import tracked_copies
 from sending.models import DkimKey, EventType, Message, Recipient, RecipientState
 from sending.observability import oplog
 from sending.return_path import return_path, return_path_host
-from sending.states import attempts_recorded, recipient_event_row
+from sending.states import attempts_recorded, claims_waiting, recipient_event_row
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,9 @@ class Outcome:
     internal: str = ""
     # Which transport security policy applied and what it concluded (sending.delivery.tls_policies).
     tls_policy: dict | None = None
+    sending_ip: str = ""  # the source address of the session ("" = the host's default)
+    # The provider's rule this reply matched (sending.delivery.shaping): the refusal was about our IP.
+    shaping_rule: str = ""
 
 
 # --- sign -------------------------------------------------------------------------------------------------
@@ -122,15 +128,18 @@ def route_outcomes(route: Route, recipients: list[Recipient]) -> list[Outcome] |
 
 
 def connect(
-    route: Route, domain: str = "", tls: DestinationTls | None = None
+    route: Route, domain: str = "", tls: DestinationTls | None = None, ip: Ip = HOST
 ) -> tuple[SmtpSession | None, Reply, dict | None]:
     """A session with the best reachable MX host its transport security policies allow (DANE, MTA-STS), trying
-    each host and address in order; else the failure, and the policy refusal behind it, if any."""
+    each host and address in order, from the sending IP (bound to its address, EHLO with its name; the host's
+    own address and POSTWERK_HOSTNAME when none); else the failure, and the policy refusal behind it, if any."""
     attempt = open_to_route(
         route.hosts,
         connect_timeout=settings.POSTWERK_SMTP_CONNECT_TIMEOUT,
         command_timeout=settings.POSTWERK_SMTP_COMMAND_TIMEOUT,
         tls_check=tls.check if tls is not None else None,
+        source_address=ip.address or None,
+        helo=ip.ehlo_name or None,
     )
     sessions_record(domain, attempt.tls_results, tls)
     if attempt.session is not None:
@@ -147,7 +156,9 @@ def connect(
 
 class Connection:
     """The session to one destination, opened on first use and kept across batches of that destination, within
-    the destination's throttle (its connection slot, messages per connection, back-off)."""
+    the destination's throttle (its connection slot, messages per connection, back-off), from one sending IP at a
+    time (sending.delivery.egress picks it per message; a message from another IP ends the session first), within
+    the provider's limits for that IP (sending.delivery.shaping)."""
 
     def __init__(self, route: Route, throttle: Throttle | None = None, domain: str = "") -> None:
         self.route = route
@@ -155,23 +166,101 @@ class Connection:
         self.domain = domain
         self.tls: DestinationTls | None = None  # the destination's transport security, found at the first connect
         self.refusal: dict | None = None  # why the last connect found no host its policies allow
+        self.provider = provider_for(route.hosts)
         self.session: SmtpSession | None = None
         self.failed = False
         self.recycled = False  # closed after its allowed number of messages; the next batch opens a new one
         self.held_back: list[Recipient] = []  # claimed but not attempted: the destination asked us to back off
+        self.ip: Ip = HOST  # where the current session leaves from
+        self.ip_slot: Slot | None = None  # the IP's connection slot towards the provider (pool IPs with a limit)
+        self.ip_sent = 0  # messages over this session from this IP
+        self.shaped = False  # a reply matched a provider's rule about this IP: the session ends
+        self.waiting: list[tuple[list[Recipient], Choice]] = []  # no IP may take them now
 
-    def get(self) -> tuple[SmtpSession | None, Reply]:
+    def choose(self, message: Message, n: int) -> Choice:
+        return choose(
+            organization_id=message.organization_id,
+            domain_id=message.domain_id,
+            stream=message_stream(message),
+            provider=self.provider,
+            n=n,
+            can_connect=self.can_connect,
+            prefer=self.ip,
+        )
+
+    def can_connect(self, ip: Ip) -> bool:
+        """Whether a session from `ip` may be had: the one open, or a free slot of the provider's per-IP limit."""
+        limit = self.provider.max_connections
+        if not ip.address or not limit or (ip == self.ip and self.ip_slot is not None):
+            return True
+        slot = slot_take(rate_key(ip.address, self.provider.name), limit)
+        if slot is None:
+            return False
+        self.end_session()
+        self.ip, self.ip_slot = ip, slot
+        return True
+
+    def get(self, ip: Ip = HOST) -> tuple[SmtpSession | None, Reply]:
         if not self.throttle.renew():
             self.failed = True  # the slot's lease ran out under us: finish this message, then stop
+        if ip != self.ip:
+            self.end_session()
+            self.ip = ip
+        if self.ip_slot is not None and not slot_renew(self.ip_slot):
+            self.failed = True
         if self.session is None or not self.session.is_open:
             if self.tls is None and self.domain:
                 self.tls = destination_tls(self.domain, self.route)
-            self.session, failure, self.refusal = connect(self.route, self.domain, self.tls)
-            self.recycled = False
+            self.session, failure, self.refusal = connect(self.route, self.domain, self.tls, ip)
+            self.recycled, self.ip_sent = False, 0
             if self.session is None:
                 self.failed = True
                 return None, failure
         return self.session, Reply(220, "", "")
+
+    def end_session(self) -> None:
+        """End the session from the current IP (another IP is next, or the provider asked), keeping the
+        destination's slot: the next session is opened within it."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        if self.ip_slot is not None:
+            slot, self.ip_slot = self.ip_slot, None
+            slot_release(slot)
+        self.ip_sent = 0
+
+    def after_message(self, sent: int) -> None:
+        """The provider's messages per session from one IP: then a new session."""
+        self.ip_sent += sent
+        limit = self.provider.max_messages_per_connection
+        if self.ip.address and limit and self.ip_sent >= limit:
+            self.end_session()
+            self.recycled = True  # the next message opens a new session: the loop goes on
+
+    def shaping(self, record: Record) -> Record:
+        """`record`, with each outcome first read by the provider's rules: a reply about our IP acts on that IP
+        (slowed or suspended towards the provider), ends this session, and defers its recipient instead of
+        bouncing it (the refusal was not about the address)."""
+
+        def shaped(outcomes: list[Outcome]) -> None:
+            record([self._shaped(o) for o in outcomes])
+
+        return shaped
+
+    def _shaped(self, outcome: Outcome) -> Outcome:
+        rule = reply_rule(self.provider, outcome.reply)
+        if rule is None:
+            return outcome
+        reply_acted_on(outcome.sending_ip, self.provider, rule, outcome.reply)
+        self.shaped = True
+        reply = outcome.reply
+        if reply.permanent:
+            reply = Reply(
+                451,
+                "4.7.1",
+                f"{self.provider.label} refused sending IP {outcome.sending_ip or 'default'} ({rule.name}): {reply}",
+            )
+        return replace(outcome, reply=reply, shaping_rule=rule.name)
 
     @property
     def usable(self) -> bool:
@@ -193,8 +282,7 @@ class Connection:
             self.recycled = True
 
     def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
+        self.end_session()
         self.throttle.connection_closed()
 
 
@@ -216,7 +304,10 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
         by_message[r.message_id].append(r)
 
     unsent: list[Outcome] = []  # nothing of theirs reached an MX: a crash before they are written sends no copy
-    groups = list(by_message.values())
+    # Messages of one organization and sender domain together: they leave from the same pool, so the session
+    # from one IP carries them all before another IP's begins.
+    groups = sorted(by_message.values(), key=lambda g: (g[0].organization_id, g[0].message.domain_id or 0))
+    record = connection.shaping(record)
     for i, group in enumerate(groups):
         message = group[0].message
         try:
@@ -240,31 +331,34 @@ def deliver_to_domain(connection: Connection, recipients: list[Recipient], recor
             unsent.extend(unsigned)
             outcomes.extend(unsigned)
             continue
-        session, failure, recording = transport(connection, message, group, record)
+        if message.sandbox:
+            # The built-in capture (sending.delivery.sandbox) opens no socket and uses no sending IP.
+            sent = send_message(capture(message, group), message, group, data, copies, after_recording(record))
+            outcomes.extend(sent)
+            continue
+        choice = connection.choose(message, len(group))
+        if choice.ip is None:  # no sending IP may take it now: it waits, deferred (deliver_batch writes that)
+            connection.waiting.append((group, choice))
+            continue
+        session, failure = connection.get(choice.ip)
         if session is None:
-            sent = [Outcome(r, failure, tls_policy=connection.refusal) for r in group]
+            choice.give_back()
+            sent = [Outcome(r, failure, sending_ip=choice.ip.address, tls_policy=connection.refusal) for r in group]
             unsent.extend(sent)
         else:
-            sent = send_message(
-                session, message, group, data, copies, recording, None if message.sandbox else connection.tls
-            )
+            sent = send_message(session, message, group, data, copies, record, connection.tls)
+            connection.after_message(len(group))
         outcomes.extend(sent)
+        if connection.shaped:  # the provider's rule acted on this IP alone: the next message picks again
+            connection.shaped = False
+            connection.end_session()
+            connection.recycled = True
+            continue
         if connection.backs_off(sent):
             connection.held_back = [r for rest in groups[i + 1 :] for r in rest]
             break
     record(unsent)
     return outcomes
-
-
-def transport(
-    connection: Connection, message: Message, group: list[Recipient], record: Record
-) -> tuple[SmtpSession | CaptureSession | None, Reply, Record]:
-    """Where this message goes: the destination's MX over the shared connection or, for sandbox mail, the built-in
-    capture (sending.delivery.sandbox), which opens no socket. The same send and record steps follow either way."""
-    if message.sandbox:
-        return capture(message, group), Reply(220, "", ""), after_recording(record)
-    session, failure = connection.get()
-    return session, failure, record
 
 
 def send_message(
@@ -287,6 +381,7 @@ def send_message(
             tls=session.tls,
             tls_verification=session.tls_verification,
             tls_policy=policy,
+            sending_ip=getattr(session, "source_address", None) or "",
         )
 
     def recorded(outcomes: list[Outcome]) -> list[Outcome]:
@@ -338,6 +433,7 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
         )
         r.last_code, r.last_enhanced, r.last_text = o.reply.code, o.reply.enhanced, o.reply.text[:2000]
         r.mx_host, r.tls, r.updated_at, r.sending_since, r.claim_token = o.mx_host, o.tls, now, None, None
+        r.sending_ip = o.sending_ip
         r.next_attempt_at = None  # no attempt is coming, unless the outcome is a deferral (set below)
         details = {
             "address": r.address,
@@ -353,6 +449,10 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             details["tls_policy"] = o.tls_policy
         # finished_at is what reputation counts (sending.reputation.rates): sandbox mail never counts.
         finished = None if r.message.sandbox else now
+        if o.sending_ip:
+            details["sending_ip"] = o.sending_ip
+        if o.shaping_rule:
+            details["shaping_rule"] = o.shaping_rule
         if o.reply.success:
             r.state, r.delivered_at, r.finished_at = RecipientState.DELIVERED, now, finished
             event_type = EventType.DELIVERED
@@ -511,12 +611,29 @@ def deliver_batch(connection: Connection, domain: str, recipients: list[Recipien
         rest = [Outcome(r, reply) for r in recipients if r.pk not in done]
         record_outcomes(rest)
         outcomes = recorded + rest
-        connection.failed, connection.held_back = True, []
+        connection.failed, connection.held_back, connection.waiting = True, [], []
     if connection.held_back:
         postpone(domain, [r.pk for r in connection.held_back], connection.throttle.retry_at, claimed=True)
         connection.held_back = []
+    waited = waiting_deferred(connection)
     connection.after_batch(len(outcomes))
-    return len(outcomes)
+    return len(outcomes) + waited
+
+
+def waiting_deferred(connection: Connection) -> int:
+    """Recipients no sending IP could take (sending.delivery.egress): deferred until one may, never failed."""
+    now, count = timezone.now(), 0
+    for group, choice in connection.waiting:
+        until = choice.wait_until or now
+        claims_waiting(
+            group,
+            until=until,
+            at=now,
+            details={"reason": "waiting_for_ip", "diagnostic": choice.why, "provider": connection.provider.name},
+        )
+        count += len(group)
+    connection.waiting = []
+    return count
 
 
 def claim_first(throttle: Throttle, domain: str, waiting: list[str]) -> tuple[list[Recipient], int | None]:

@@ -26,9 +26,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import Organization
 from mail.dns import resolver
-from sending.models import BlocklistListing, Domain, Event, EventType
+from sending.delivery.pools import organizations_using, visible_pools
+from sending.models import BlocklistListing, Domain, Event, EventType, IpPool, SendingIp
 from sending.states import organization_event, organization_events
 
 log = logging.getLogger(__name__)
@@ -94,13 +94,23 @@ def _explanation(name: str) -> str:
 
 
 def sending_ips() -> list[str]:
+    """POSTWERK_SENDING_IPS and every enabled IP of a pool (sending.delivery.pools), each once."""
     addresses = []
     for ip in settings.POSTWERK_SENDING_IPS:
         try:
             addresses.append(str(ipaddress.ip_address(ip.strip())))
         except ValueError:
             log.warning("POSTWERK_SENDING_IPS: %r is not an address; not checked against blocklists", ip)
-    return addresses
+    addresses += SendingIp.objects.filter(enabled=True).order_by("address").values_list("address", flat=True)
+    return list(dict.fromkeys(addresses))
+
+
+def visible_ips(organization_id: int) -> list[str]:
+    """The IPs an organization's mail may leave from: POSTWERK_SENDING_IPS (the host's), the default pool's and
+    its own pools'. Another organization's dedicated IPs are that organization's business."""
+    configured = [a for a in sending_ips() if not SendingIp.objects.filter(address=a).exists()]
+    pooled = SendingIp.objects.filter(pool__in=IpPool.objects.filter(visible_pools(organization_id)))
+    return configured + list(pooled.values_list("address", flat=True))
 
 
 def targets() -> list[Target]:
@@ -157,7 +167,7 @@ def _events(row: BlocklistListing, now: datetime) -> None:
         return
     organization_events(
         Event(organization_id=org_id, type=kind, created_at=now, details=details)
-        for org_id in Organization.objects.values_list("pk", flat=True)
+        for org_id in organizations_using(row.target)
     )
 
 
@@ -166,7 +176,7 @@ def listings_for(organization_id: int) -> list[BlocklistListing]:
     Rows of IPs or zones no longer configured are left out."""
     ips = Q(
         kind=BlocklistListing.Kind.IP,
-        target__in=sending_ips(),
+        target__in=visible_ips(organization_id),
         zone__in=settings.POSTWERK_DNSBL_ZONES,
     )
     domains = Q(

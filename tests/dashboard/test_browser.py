@@ -677,3 +677,49 @@ def test_single_sign_on_finds_no_account_for_an_unknown_email(ui, member, organi
     ui.page.wait_for_load_state()
     ui.page.locator("button[type=submit]", has_text="Continue").click()
     ui.page.get_by_text("Single sign-on did not sign you in").wait_for()
+
+
+def test_an_owner_follows_an_ips_warm_up_and_a_providers_suspension(ui, owner, organization, api, zone, mx):
+    from datetime import UTC
+
+    from django.utils import timezone
+
+    from sending.delivery import egress, shaping
+    from sending.delivery.pools import ip_add, pool_create, schedule_create
+
+    sink = mx("127.0.0.4")
+    sink.data_reply = (
+        "550 5.7.1 Unfortunately, messages from [127.0.0.21] weren't sent. Please contact your Internet service "
+        "provider since part of their network is on our block list (S3150)."
+    )
+    zone.add("contoso.example", "MX", "0 contoso-example.mail.protection.outlook.com.")
+    zone.add("contoso-example.mail.protection.outlook.com", "A", "127.0.0.4")
+    add_mx_domain(zone, "dest.example", "127.0.0.4")
+    zone.add("21.0.0.127.in-addr.arpa", "PTR", "out1.postwerk-ips.example.")
+    zone.add("out1.postwerk-ips.example", "A", "127.0.0.21")
+    pool = pool_create(name="acme-dedicated", organization=organization)
+    today = timezone.now().astimezone(UTC).date()
+    ip_add(
+        address="127.0.0.21",
+        ehlo_name="out1.postwerk-ips.example",
+        pool=pool,
+        warmup_started=today,
+        schedule=schedule_create(name="gentle", volumes=[20, 40]),
+    )
+    egress.pools_forget()
+    shaping.states_forget()
+    for to in ("jane@contoso.example", "john@dest.example"):
+        response = api.post(
+            "/api/v1/messages", {"from": "hello@acme.example", "to": [to], "subject": "Hi", "text": "x"}, format="json"
+        )
+        assert response.status_code == 202
+    deliver_queued()
+
+    ui.login("owner")
+    ui.nav("Sending IPs")
+    table = ui.page.locator("table").inner_text()
+    assert "127.0.0.21" in table and "out1.postwerk-ips.example" in table
+    assert "day 1 of 2: 20 a provider today" in table
+    assert "Microsoft (Outlook.com, Hotmail, Microsoft 365): suspended" in table
+    assert "other 1/20" in table
+    ui.shot("40-sending-ips")

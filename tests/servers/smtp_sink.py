@@ -37,6 +37,7 @@ class Received:
     session_id: int
     smtputf8: bool
     received_at: float = field(default_factory=time.monotonic)
+    helo: str = ""  # the client's EHLO/HELO name
 
 
 class _SinkSMTP(SMTP):
@@ -131,6 +132,7 @@ class _Handler:
             tls=session.ssl is not None,
             session_id=server.sink_session_id,
             smtputf8=bool(envelope.smtp_utf8),
+            helo=session.host_name or "",
         )
         queue_id = sink._record(message)
         gate = sink.data_gate
