@@ -32,7 +32,7 @@ from sending.domains.service import sender_domain
 from sending.errors import Refused, one_line
 from sending.feedback.suppressions import suppressed_addresses
 from sending.intake.submission import IdempotencyRecord, Prepared, messages_submit
-from sending.models import Domain, RecipientState, Suppression
+from sending.models import Domain, RecipientState, Stream, Suppression
 from sending.reputation.holds import holds_screen
 
 
@@ -45,6 +45,8 @@ class Caller:
     smtp_credential: SmtpCredential | None = None
     # The sender domains already looked up for this caller (an API request, or an SMTP session's credential).
     domains: dict[str, Domain | None] = field(default_factory=dict, repr=False)
+    # Its message streams by name, looked up once (sending.streams.options.caller_stream).
+    streams: dict[str, Stream | None] = field(default_factory=dict, repr=False)
 
     @property
     def via_smtp(self) -> bool:

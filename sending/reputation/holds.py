@@ -89,6 +89,8 @@ def _paused_message(scope: str) -> str:
 # Per process: organizations whose send limit refused mail, until their window reopens, so an SMTP client
 # that rejects hears 451 at MAIL FROM instead of after sending the whole message.
 _full_until: dict[int, datetime] = {}
+# Recipients that would go out (now, or at their scheduled time): what holds and send limits look at.
+_GOING = (RecipientState.QUEUED, RecipientState.SCHEDULED)
 
 
 def holds_screen(*, organization: Organization, prepared: list[Prepared], now: datetime | None = None) -> None:
@@ -105,11 +107,7 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
                     raise SendingRefused("sending_paused", _paused_message(hold["scope"]), PAUSED_RETRY_AFTER)
                 holds[n] = hold
     # Only messages that would go out count against the limit (not held, not wholly suppressed).
-    counted = [
-        n
-        for n, p in enumerate(prepared)
-        if n not in holds and any(r.state == RecipientState.QUEUED for r in p.recipients)
-    ]
+    counted = [n for n, p in enumerate(prepared) if n not in holds and any(r.state in _GOING for r in p.recipients)]
     admission = send_limits.messages_admit(organization=organization, count=len(counted), now=now)
     if admission.over:
         window = admission.window
@@ -133,7 +131,7 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
     for n, hold in holds.items():
         prepared[n].hold = hold
         for r in prepared[n].recipients:
-            if r.state == RecipientState.QUEUED:
+            if r.state in _GOING:  # scheduled mail held loses its time: released, it goes at once
                 r.state, r.held_reason, r.held_at = RecipientState.HELD, hold["reason"], r.created_at
 
 
@@ -252,7 +250,7 @@ def _release(qs: QuerySet[Recipient], *, actor: str) -> int:
             if not rows:
                 return total
             held_released(rows, actor=actor, at=now, lease_until=lease_until)
-            enqueue_after_commit([(str(row.id), row.domain) for row in rows])
+            enqueue_after_commit([(str(row.id), row.domain, row.lane) for row in rows])
         total += len(rows)
 
 
