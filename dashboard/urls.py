@@ -11,6 +11,7 @@ from dashboard.views import (
     overview,
     reputation,
     secrets,
+    streams,
     suppressions,
     webhooks,
 )
@@ -66,6 +67,9 @@ urlpatterns = [
     path(f"{org}invitations/<int:invitation_id>/revoke", invitations.invitation_cancel, name="invitation_revoke"),
     path("invite/<str:token>/", invitations.invitation, name="invitation"),
     path("invite/<str:token>/signup", invitations.invitation_signup, name="invitation_signup"),
+    path(f"{org}streams/", streams.streams, name="streams"),
+    path(f"{org}streams/add", streams.stream_add, name="stream_add"),
+    path(f"{org}scheduled/<uuid:message_id>/cancel", streams.scheduled_cancel, name="scheduled_cancel"),
     path(f"{org}held/", held.held_list, name="held"),
     path(f"{org}held/release", held.held_release_view, name="held_release"),
     path(f"{org}held/cancel", held.held_cancel_view, name="held_cancel"),

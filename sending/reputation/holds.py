@@ -67,6 +67,7 @@ def message_scopes(message: Message) -> list[tuple[str, int]]:
         (ReputationScope.DOMAIN, message.domain_id),
         (ReputationScope.API_KEY, message.api_key_id),
         (ReputationScope.SMTP_CREDENTIAL, message.smtp_credential_id),
+        (ReputationScope.STREAM, message.stream_id),
     ):
         if scope_id is not None:
             scopes.append((scope, scope_id))
@@ -108,6 +109,19 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
                 holds[n] = hold
     # Only messages that would go out count against the limit (not held, not wholly suppressed).
     counted = [n for n, p in enumerate(prepared) if n not in holds and any(r.state in _GOING for r in p.recipients)]
+    # A stream's own limits first: what they hold does not count against the organization's.
+    over_stream = send_limits.stream_limit_holds([(n, prepared[n].message) for n in counted], now)
+    if over_stream:
+        if reject:
+            hold = next(iter(over_stream.values()))
+            raise SendingRefused(
+                "send_limit_exceeded",
+                f"Over the {hold['period']}ly send limit of {hold['limit']} messages of stream {hold['stream']};"
+                " retry when the window reopens.",
+                max(1, int((datetime.fromisoformat(hold["window_end"]) - now).total_seconds()) + 1),
+            )
+        holds.update(over_stream)
+        counted = [n for n in counted if n not in over_stream]
     admission = send_limits.messages_admit(organization=organization, count=len(counted), now=now)
     if admission.over:
         window = admission.window

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from sending.models import RecipientState, Stream
 from sending.streams.service import stream_find, unknown_stream
+from sending.streams.unsubscribe import list_unsubscribe_refusal
 
 if TYPE_CHECKING:
     from sending.intake.accept import Caller
@@ -66,6 +67,10 @@ def options_apply(prepared: Prepared, caller: Caller, options: SendOptions) -> N
     if stream is None:
         raise unknown_stream(options.stream or "", field=options.stream_field)
     message = prepared.message
+    if stream.is_broadcast:
+        refusal = list_unsubscribe_refusal(bytes(message.raw))
+        if refusal is not None:
+            raise refusal
     now = message.created_at
     message.stream = stream
     message.priority = options.priority
