@@ -22,7 +22,7 @@ if [ -z "$$py" ]; then echo "error: Python >= 3.11 not found (tried python3.13 p
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench bench-soak bench-smtp bench-throughput lock clean
+.PHONY: help venv run test lint bench bench-soak bench-smtp bench-throughput bench-streams lock clean
 
 help:
 	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
@@ -32,6 +32,7 @@ help:
 	@echo "make bench-smtp  SMTP submission benchmark (BENCH_ARGS=...)"
 	@echo "make bench-soak  10-minute steady API + SMTP load: memory, latency drift, errors (BENCH_ARGS=...)"
 	@echo "make bench-throughput  Postwerk (API in, SMTP in) beside a private Postfix; needs root (BENCH_ARGS=...)"
+	@echo "make bench-streams  transactional latency behind 20,000 queued broadcast messages (BENCH_ARGS=...)"
 	@echo "make lock   regenerate constraints.txt from a fresh venv"
 	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
 
@@ -67,6 +68,9 @@ bench-smtp: venv
 # Issue #6: Postwerk (API in, SMTP in) and a private Postfix side by side; needs root and Debian's postfix.
 bench-throughput: venv
 	$(PY) bench/throughput.py $(BENCH_ARGS)
+# Issue #23: transactional mail's accept -> delivered p99 with a broadcast backlog, against an idle platform.
+bench-streams: venv
+	$(PY) bench/stream_priority.py $(BENCH_ARGS)
 
 # Resolve the newest versions pyproject allows in a throwaway venv, so nothing stale from .venv leaks in;
 # written through a temporary file so a failed resolve never truncates constraints.txt.

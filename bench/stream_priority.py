@@ -30,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -58,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--broadcast", type=int, default=20_000, help="broadcast messages queued in the loaded phase")
     p.add_argument("--transactional", type=int, default=100, help="transactional messages per phase")
     p.add_argument("--rate", type=float, default=5.0, help="transactional messages per second")
+    p.add_argument(
+        "--max-ratio", type=float, default=2.0, help="loaded p99 / idle p99 that passes (0: report only, the CI smoke)"
+    )
     add_common_args(p, fronts=(WEB,), broker_url="redis://127.0.0.1:6379/13")
     args = p.parse_args(argv)
     args.messages, args.batch, args.clients = args.transactional, 1, 1
@@ -73,6 +77,8 @@ class Bench(ApiBench):
     def start_workers(self) -> list[subprocess.Popen]:
         procs = []
         for i, (pool, queues) in enumerate(POOLS.items(), 1):
+            if self.embedded and procs:  # the filesystem transport: one worker at a time (see harness.start_workers)
+                self.wait_workers(procs, time.monotonic() + 60)
             proc = self.procs.start(
                 f"celery {pool}",
                 [
@@ -132,16 +138,21 @@ class Bench(ApiBench):
         conn.close()
 
     def query(self, sql: str, params: list) -> list[tuple]:
+        """`sql` with `?` placeholders, on PostgreSQL or the embedded SQLite."""
         with self.db_connect() as conn:
+            if not self.embedded:
+                sql = sql.replace("?", "%s")
             return list(conn.execute(sql, params).fetchall())
 
     def latencies(self, ids: list[str]) -> list[float]:
+        """accept -> delivered of these messages' delivered recipients, in seconds."""
+        keys = ids if not self.embedded else [i.replace("-", "") for i in ids]  # SQLite stores uuids as hex
         rows = self.query(
-            "SELECT EXTRACT(EPOCH FROM delivered_at - created_at) FROM sending_recipient"
-            " WHERE message_id = ANY(%s::uuid[]) AND state = 'delivered'",
-            [ids],
+            f"SELECT created_at, delivered_at FROM sending_recipient WHERE state = 'delivered'"  # noqa: S608
+            f" AND message_id IN ({', '.join('?' * len(keys))})",
+            keys,
         )
-        return [float(r[0]) for r in rows]
+        return [(_when(delivered) - _when(created)).total_seconds() for created, delivered in rows]
 
     def backlog(self) -> int:
         return self.query(
@@ -195,11 +206,16 @@ class Bench(ApiBench):
             "loaded_ms": p_loaded,
             "p99_ratio": round(ratio, 2) if ratio else None,
             "within_2x": ratio is not None and ratio <= 2.0,
+            "transactional_delivered": len(idle) + len(loaded),
             "broadcast_backlog_at_start": backlog_before,
             "broadcast_backlog_at_end": backlog_after,
             "broadcast_drained_s": round(drained, 1),
-            "check": {"ok": ratio is not None and ratio <= 2.0},
+            "check": {"ok": self.args.max_ratio == 0 or (ratio is not None and ratio <= self.args.max_ratio)},
         }
+
+
+def _when(value: object) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def print_report(report: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-def]
