@@ -1,13 +1,14 @@
 #!/usr/bin/env python
 """Transactional mail behind a broadcast backlog (issue #23): does a password reset wait for a newsletter?
 
-Starts the usual backend (bench.harness: database, broker, loopback DNS, counting sink, gunicorn) with two Celery
+Starts the usual backend (bench.harness: database, broker, loopback DNS, counting sink, gunicorn) and two Celery
 worker pools, as the README recommends: one on the transactional queues (`delivery-high,delivery,default`), one on
-the broadcast queues (`delivery-broadcast-high,delivery-broadcast`). Then, twice:
+the broadcast queues (`delivery-broadcast-high,delivery-broadcast`), all on the same machine. Then:
 
 1. idle: `--transactional` messages, one request each, at `--rate` per second, on the transactional stream;
-2. loaded: `--broadcast` messages (20,000 by default) submitted in batches of 500 on a broadcast stream as fast as
-   the API takes them, and, as soon as the first half of them is accepted, the same transactional load as in 1.
+2. loaded: `--broadcast` messages (20,000 by default) submitted in batches of 500 on a broadcast stream, all of them
+   queued before the broadcast pool starts; then the broadcast pool starts on that backlog and the same
+   transactional load as in 1 runs beside it.
 
 and reports accept -> delivered (Recipient.delivered_at - created_at) of the transactional messages in each phase
 (p50/p90/p99/max), the broadcast backlog (queued or sending) when the transactional load started and ended, and
@@ -28,7 +29,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -75,25 +75,31 @@ class Bench(ApiBench):
         return env
 
     def start_workers(self) -> list[subprocess.Popen]:
-        procs = []
-        for i, (pool, queues) in enumerate(POOLS.items(), 1):
-            if self.embedded and procs:  # the filesystem transport: one worker at a time (see harness.start_workers)
-                self.wait_workers(procs, time.monotonic() + 60)
-            proc = self.procs.start(
-                f"celery {pool}",
-                [
-                    PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", queues,
-                    "-P", self.args.pool, "-c", str(self.args.concurrency), "-n", f"bench{i}@%h",
-                    "--without-gossip", "--without-mingle", "--without-heartbeat",
-                    "--loglevel", self.args.worker_loglevel,
-                ],
-                env=self.env,
-                log_path=self.tmp / f"celery-{i}.log",
-                stop_signal=signal.SIGQUIT,
-            )  # fmt: skip
-            self.monitor.add_root(f"celery {pool}", proc.pid)
-            procs.append(proc)
-        return procs
+        """The transactional pool only: the broadcast pool starts once the broadcast backlog is queued
+        (start_broadcast_pool), so the loaded phase begins with all of it waiting."""
+        self.pools = [self.start_pool(1, "transactional")]
+        return self.pools
+
+    def start_broadcast_pool(self) -> None:
+        self.pools.append(self.start_pool(2, "broadcast"))
+        self.wait_workers(self.pools, time.monotonic() + 120)
+
+    def start_pool(self, i: int, pool: str) -> subprocess.Popen:
+        queues = POOLS[pool]
+        proc = self.procs.start(
+            f"celery {pool}",
+            [
+                PYTHON, "-m", "celery", "-A", "config", "worker", "-Q", queues,
+                "-P", self.args.pool, "-c", str(self.args.concurrency), "-n", f"bench{i}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "--loglevel", self.args.worker_loglevel,
+            ],
+            env=self.env,
+            log_path=self.tmp / f"celery-{i}.log",
+            stop_signal=signal.SIGQUIT,
+        )  # fmt: skip
+        self.monitor.add_root(f"celery {pool}", proc.pid)
+        return proc
 
     def post(self, conn: http.client.HTTPConnection, path: str, payload: object) -> dict:
         conn.request("POST", path, body=json.dumps(payload).encode(), headers=self.headers())
@@ -123,7 +129,7 @@ class Bench(ApiBench):
         conn.close()
         return ids
 
-    def broadcast(self, half: threading.Event) -> None:
+    def broadcast(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=300)
         for start in range(0, self.args.broadcast, 500):
             items = [
@@ -132,9 +138,6 @@ class Bench(ApiBench):
             answer = self.post(conn, "/api/v1/messages/batch", {"messages": items})
             if answer["rejected"]:
                 raise RuntimeError(f"broadcast batch refused: {answer['results'][:1]}")
-            if start + 500 >= self.args.broadcast // 2:
-                half.set()
-        half.set()
         conn.close()
 
     def query(self, sql: str, params: list) -> list[tuple]:
@@ -179,16 +182,14 @@ class Bench(ApiBench):
         log(f"idle: {self.args.transactional} transactional messages at {self.args.rate}/s")
         idle = self.wait_delivered(self.transactional("idle"), time.monotonic() + 600)
 
-        log(f"loaded: {self.args.broadcast} broadcast messages, then the same transactional load")
-        half = threading.Event()
+        log(f"loaded: {self.args.broadcast} broadcast messages queued, then the broadcast workers and the same load")
         started = time.monotonic()
-        sender = threading.Thread(target=self.broadcast, args=(half,), daemon=True)
-        sender.start()
-        half.wait(600)
+        self.broadcast()
+        submitted = time.monotonic() - started
+        self.start_broadcast_pool()
         backlog_before = self.backlog()
         loaded = self.wait_delivered(self.transactional("loaded"), time.monotonic() + 1200)
         backlog_after = self.backlog()
-        sender.join(1200)
         while (
             self.backlog() or self.query("SELECT count(*) FROM sending_recipient WHERE state <> 'delivered'", [])[0][0]
         ):
@@ -209,6 +210,7 @@ class Bench(ApiBench):
             "transactional_delivered": len(idle) + len(loaded),
             "broadcast_backlog_at_start": backlog_before,
             "broadcast_backlog_at_end": backlog_after,
+            "broadcast_submitted_s": round(submitted, 1),
             "broadcast_drained_s": round(drained, 1),
             "check": {"ok": self.args.max_ratio == 0 or (ratio is not None and ratio <= self.args.max_ratio)},
         }
