@@ -188,6 +188,10 @@ class Message(models.Model):
                 name="message_smtp_credential",
                 condition=models.Q(smtp_credential__isnull=False),
             ),
+            # The sweep's deadline check starts from the few messages that have one.
+            models.Index(
+                fields=["deliver_by"], name="message_deliver_by", condition=models.Q(deliver_by__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

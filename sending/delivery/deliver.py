@@ -305,7 +305,9 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             r.state, event_type = RecipientState.FAILED, EventType.FAILED
             details.update(reason=o.internal, diagnostic=o.reply.text)
         else:
-            when = None if o.reply.permanent else next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
+            # Scheduled mail's age counts from when it could go, not from when it was accepted.
+            start = r.message.send_at or r.created_at
+            when = None if o.reply.permanent else next_attempt(attempts=r.attempts, now=now, created_at=start)
             sender = _sender_rejected(o.reply)
             deadline = r.message.deliver_by
             if not o.reply.permanent and deadline is not None and (when is None or when > deadline):

@@ -56,11 +56,16 @@ def scheduled_release_due(now: datetime | None = None, *, limit: int = 20_000) -
 def deadlines_expire(now: datetime | None = None) -> int:
     """Expire queued or deferred recipients whose message's delivery deadline has passed; returns how many."""
     now = now or timezone.now()
+    oldest = now - timedelta(seconds=settings.POSTWERK_MAX_DELIVERY_AGE) - timedelta(days=1)
     total = 0
     for state in _WAITING:
         while True:
             with transaction.atomic():
-                late = Recipient.objects.filter(state=state, message__deliver_by__lt=now)
+                # Only deadlines recent enough for mail to still wait on them (a recipient waits at most
+                # POSTWERK_MAX_DELIVERY_AGE after it may go, and a deadline is never before that): the
+                # message_deliver_by index, not every message that ever had a deadline.
+                overdue = Message.objects.filter(deliver_by__lt=now, deliver_by__gte=oldest).values("pk")
+                late = Recipient.objects.filter(state=state, message__in=overdue)
                 rows = _locked(late, "next_attempt_at")
                 if not rows:
                     break

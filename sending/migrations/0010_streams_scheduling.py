@@ -128,5 +128,11 @@ class Migration(migrations.Migration):
             model_name='stream',
             constraint=models.UniqueConstraint(fields=('organization', 'name'), name='stream_org_name_unique'),
         ),
+        migrations.AddIndex(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("deliver_by__isnull", False)), fields=["deliver_by"], name="message_deliver_by"
+            ),
+        ),
         migrations.RunPython(transactional_streams, migrations.RunPython.noop),
     ]
