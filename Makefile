@@ -22,7 +22,7 @@ if [ -z "$$py" ]; then echo "error: Python >= 3.11 not found (tried python3.13 p
 endef
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench bench-soak bench-smtp bench-throughput bounce-report lock clean
+.PHONY: help venv run test lint bench bench-soak bench-smtp bench-throughput bounce-report bench-streams lock clean
 
 help:
 	@echo "make run    migrate, then start web + worker + beat (Ctrl-C stops them all)"
@@ -33,6 +33,7 @@ help:
 	@echo "make bench-soak  10-minute steady API + SMTP load: memory, latency drift, errors (BENCH_ARGS=...)"
 	@echo "make bench-throughput  Postwerk (API in, SMTP in) beside a private Postfix; needs root (BENCH_ARGS=...)"
 	@echo "make bounce-report  bounce classifier on tests/data/bounces: rates per family and reason, goals, speed"
+	@echo "make bench-streams  transactional latency behind 20,000 queued broadcast messages (BENCH_ARGS=...)"
 	@echo "make lock   regenerate constraints.txt from a fresh venv"
 	@echo "make clean  remove var/ (embedded database, broker, generated secrets)"
 
@@ -75,6 +76,9 @@ bench-smtp: venv
 # Issue #6: Postwerk (API in, SMTP in) and a private Postfix side by side; needs root and Debian's postfix.
 bench-throughput: venv
 	$(PY) bench/throughput.py $(BENCH_ARGS)
+# Issue #23: transactional mail's accept -> delivered p99 with a broadcast backlog, against an idle platform.
+bench-streams: venv
+	$(PY) bench/stream_priority.py $(BENCH_ARGS)
 
 # Issue #20: the classifier against its labelled corpus (a bench, not a timed test).
 bounce-report: venv

@@ -82,6 +82,9 @@ class SmtpCredential(models.Model):
     allowed_domains = models.ManyToManyField("sending.Domain", blank=True, related_name="+")
     # CIDR strings; empty means any source address.
     allowed_networks = models.JSONField(default=list, blank=True)
+    # The message stream (its name) this credential's mail goes on, unless a message names one in its
+    # X-Postwerk-Stream header; empty: the organization's `transactional` stream.
+    stream = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -314,3 +314,8 @@ class HeldFilterForm(forms.Form):
 class HeldActionForm(forms.Form):
     # Absent: a dry run that only counts; the confirmation page posts it.
     confirm = forms.BooleanField(required=False)
+
+
+class StreamAddForm(forms.Form):
+    name = forms.CharField(max_length=64, help_text="Lower-case letters, digits, '-' or '_': what `stream` names.")
+    description = forms.CharField(max_length=200, required=False)

@@ -11,3 +11,11 @@ class SendingConfig(AppConfig):
         from sending.domains.platform_names import check_platform_names
 
         checks.register(check_platform_names, "postwerk")
+
+        # Every organization has its `transactional` stream from the start (accounts knows nothing of streams).
+        from django.db.models.signals import post_save
+
+        from accounts.models import Organization
+        from sending.streams.service import organization_created
+
+        post_save.connect(organization_created, sender=Organization, dispatch_uid="sending.transactional_stream")

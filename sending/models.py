@@ -74,6 +74,41 @@ class Domain(models.Model):
         return f"{self.tracking_subdomain or settings.POSTWERK_TRACKING_PREFIX}.{self.name}"
 
 
+class Stream(models.Model):
+    """A kind of mail an organization sends, kept apart from the others (Postmark's message streams, SES's
+    configuration sets). Every organization has its `transactional` stream (created with the organization); it may
+    add `broadcast` streams. Each stream has its own suppression scope, reputation scope, send limits, tracking
+    defaults and webhooks filter, and its mail its own delivery queues (sending.streams)."""
+
+    class Kind(models.TextChoices):
+        TRANSACTIONAL = "transactional"
+        BROADCAST = "broadcast"  # newsletters, announcements: must carry one-click List-Unsubscribe (RFC 8058)
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="streams")
+    # What `stream` names on the API and in X-Postwerk-Stream: lower-case letters, digits, `-` and `_`.
+    name = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    description = models.CharField(max_length=200, blank=True)
+    # Tracking defaults for the stream's mail; empty takes the sender domain's setting.
+    track_opens = models.BooleanField(null=True, blank=True)
+    track_clicks = models.BooleanField(null=True, blank=True)
+    # Send limits of this stream alone (messages per UTC hour and day); empty: only the organization's apply.
+    hourly_limit = models.PositiveIntegerField(null=True, blank=True)
+    daily_limit = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="stream_org_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    @property
+    def is_broadcast(self) -> bool:
+        return self.kind == self.Kind.BROADCAST
+
+
 class DkimKey(models.Model):
     class Algorithm(models.TextChoices):
         RSA = "rsa"
@@ -138,6 +173,14 @@ class Message(models.Model):
     # Sent with a sandbox key or credential: delivered to the built-in capture only (sending.delivery.sandbox), and
     # its outcomes never count towards reputation. Copied from the key at accept time.
     sandbox = models.BooleanField(default=False)
+    # The stream it was sent on (empty only for mail accepted before streams existed: the transactional one).
+    stream = models.ForeignKey(Stream, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Scheduled sending: when it may go (its recipients wait `scheduled` until then); empty: at once.
+    send_at = models.DateTimeField(null=True, blank=True)
+    # The delivery deadline (`deliver_within` seconds after it may go): retries stop there and the recipient
+    # becomes `expired`. Empty: POSTWERK_MAX_DELIVERY_AGE, then bounced as before.
+    deliver_by = models.DateTimeField(null=True, blank=True)
+    priority = models.CharField(max_length=6, default="normal", blank=True)  # "normal" | "high"
 
     class Meta:
         indexes = [
@@ -147,6 +190,10 @@ class Message(models.Model):
                 fields=["smtp_credential"],
                 name="message_smtp_credential",
                 condition=models.Q(smtp_credential__isnull=False),
+            ),
+            # The sweep's deadline check starts from the few messages that have one.
+            models.Index(
+                fields=["deliver_by"], name="message_deliver_by", condition=models.Q(deliver_by__isnull=False)
             ),
         ]
 
@@ -177,7 +224,9 @@ class RecipientState(models.TextChoices):
     FAILED = "failed"
     SUPPRESSED = "suppressed"  # on the organization's suppression list when sent: never attempted
     HELD = "held"  # accepted while its sender was paused or over its send limit: waits for release or cancel
-    CANCELLED = "cancelled"  # held, then cancelled (by a person, or by expiry): never attempted
+    CANCELLED = "cancelled"  # held or scheduled, then cancelled (by a person, or by expiry): never attempted
+    SCHEDULED = "scheduled"  # sent with `send_at`: waits until then (the sweep queues it), or is cancelled
+    EXPIRED = "expired"  # its delivery deadline (`deliver_within`) passed before it could be delivered
 
 
 # States delivery never takes a recipient out of (an asynchronous DSN may still turn `delivered` into `bounced`).
@@ -187,6 +236,7 @@ FINAL_STATES = (
     RecipientState.FAILED,
     RecipientState.SUPPRESSED,
     RecipientState.CANCELLED,
+    RecipientState.EXPIRED,
 )
 
 
@@ -236,6 +286,11 @@ class Recipient(models.Model):
     held_at = models.DateTimeField(null=True, blank=True)
     # The source address of the last attempt ("" = the host's default address): per-IP reputation reads it.
     sending_ip = models.CharField(max_length=45, blank=True)
+    # Its delivery lane (sending.streams.lanes): "" transactional, "high" transactional with priority high,
+    # "broadcast", "broadcast-high". Each lane has its own Celery queue and a task drains only its own lane, so
+    # a broadcast backlog never stands in front of transactional mail.
+    lane = models.CharField(max_length=16, blank=True, default="")
+    priority = models.PositiveSmallIntegerField(default=0)  # 1: priority high, claimed before 0 of its lane
 
     class Meta:
         indexes = [
@@ -248,8 +303,12 @@ class Recipient(models.Model):
             # What a delivery task drains: its destination's queued recipients, oldest first
             # (sending.delivery.claiming).
             models.Index(
-                fields=["domain", "created_at"], name="recipient_queued_domain", condition=models.Q(state="queued")
+                fields=["domain", "lane", "-priority", "created_at"],
+                name="recipient_queued_lane",
+                condition=models.Q(state="queued"),
             ),
+            # Scheduled mail, by when it may go (the sweep releases it).
+            models.Index(fields=["next_attempt_at"], name="recipient_scheduled", condition=models.Q(state="scheduled")),
             models.Index(fields=["organization", "address"], name="recipient_org_address"),
             models.Index(
                 fields=["organization", "-finished_at"],
@@ -285,6 +344,8 @@ class EventType(models.TextChoices):
     HELD = "held"
     RELEASED = "released"
     CANCELLED = "cancelled"
+    SCHEDULED = "scheduled"
+    EXPIRED = "expired"
     OPENED = "opened"
     CLICKED = "clicked"
     UNSUBSCRIBED = "unsubscribed"
@@ -345,6 +406,8 @@ class Suppression(models.Model):
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="suppressions")
     address = models.CharField(max_length=320, help_text="Lower case")
+    # The stream it applies to (an unsubscribe from a newsletter); empty: every stream (a hard bounce).
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     reason = models.CharField(max_length=20, choices=Reason.choices)
     # The bounce reason, status and diagnostic, or a note for manual entries.
     details = models.JSONField(default=dict, blank=True)
@@ -359,9 +422,14 @@ class Suppression(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "address"],
-                condition=models.Q(removed_at__isnull=True),
+                condition=models.Q(removed_at__isnull=True, stream__isnull=True),
                 name="suppression_live_unique",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "address", "stream"],
+                condition=models.Q(removed_at__isnull=True, stream__isnull=False),
+                name="suppression_live_stream_unique",
+            ),
         ]
         indexes = [models.Index(fields=["organization", "-created_at"], name="suppression_org_created")]
 
@@ -517,6 +585,8 @@ class WebhookEndpoint(models.Model):
     description = models.CharField(max_length=200, blank=True)
     # Event types wanted; empty means every type.
     event_types = models.JSONField(default=list, blank=True)
+    # Streams (names) whose mail's events are wanted; empty means every stream. Events of no message always go.
+    streams = models.JSONField(default=list, blank=True)
     enabled = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=300, blank=True)
@@ -626,6 +696,7 @@ class ReputationScope(models.TextChoices):
     DOMAIN = "domain"
     API_KEY = "api_key"
     SMTP_CREDENTIAL = "smtp_credential"
+    STREAM = "stream"
 
 
 class ReputationState(models.TextChoices):

@@ -111,6 +111,7 @@ class Locked:
     domain: str
     event_seq: int
     held_reason: str = ""
+    lane: str = ""  # its delivery lane, for the task that takes it once it is queued
 
 
 # What to read (under the lock) for a Locked row, in its order.
@@ -166,6 +167,51 @@ def held_cancelled(rows: Sequence[Locked], *, actor: str, reason: str, at: datet
         at=at,
         state=RecipientState.CANCELLED,
     )
+
+
+def scheduled_released(rows: Sequence[Locked], *, at: datetime, lease_until: datetime) -> None:
+    """Scheduled mail whose time has come: `scheduled` → `queued`, with its `queued` event (it enters the queue
+    now), left alone by the sweep until `lease_until` while its task is on the way."""
+    locked_changed(
+        rows,
+        from_state=RecipientState.SCHEDULED,
+        event_type=EventType.QUEUED,
+        details={"scheduled": True},
+        at=at,
+        state=RecipientState.QUEUED,
+        next_attempt_at=lease_until,
+    )
+
+
+def not_sent_cancelled(rows: Sequence[Locked], *, from_state: str, actor: str, at: datetime) -> None:
+    """Mail cancelled before it went out (scheduled, held or still queued): `cancelled`, never attempted."""
+    locked_changed(
+        rows,
+        from_state=from_state,
+        event_type=EventType.CANCELLED,
+        details={"actor": actor, "reason": "cancelled", "was": from_state},
+        at=at,
+        state=RecipientState.CANCELLED,
+        next_attempt_at=None,
+    )
+
+
+def deadline_expired(rows: Sequence[Locked], *, from_state: str, deliver_by: dict, at: datetime) -> None:
+    """Waiting mail past its delivery deadline (`deliver_within`): `expired`, with an `expired` event, and no
+    further attempt. `deliver_by`: each message's deadline, by message id."""
+    by_deadline: dict[object, list[Locked]] = {}
+    for r in rows:
+        by_deadline.setdefault(deliver_by[r.message_id], []).append(r)
+    for deadline, group in by_deadline.items():
+        locked_changed(
+            group,
+            from_state=from_state,
+            event_type=EventType.EXPIRED,
+            details={"deliver_by": deadline.isoformat(), "reason": "deadline"},
+            at=at,
+            state=RecipientState.EXPIRED,
+            next_attempt_at=None,
+        )
 
 
 # --- delivery: claims, attempts, and giving claims back -------------------------------------------------------

@@ -19,8 +19,8 @@ from sending.reputation import blocklists
 
 
 @shared_task(name=queueing.DELIVER_TASK)
-def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
-    return delivery.deliver(recipient_ids, domain=domain)
+def deliver(recipient_ids: list[str], domain: str | None = None, lane: str = "") -> int:
+    return delivery.deliver(recipient_ids, domain=domain, lane=lane)
 
 
 @shared_task(name="sending.tasks.sweep")

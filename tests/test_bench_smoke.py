@@ -134,3 +134,14 @@ def test_throughput_benchmark_runs_every_path(backend, tmp_path):
     }
     assert delivered == {path: [MESSAGES] for path in paths}
     assert {path: s["runs_ok"] for path, s in report["summary"]["paths"].items()} == dict.fromkeys(paths, 1)
+
+
+@pytest.mark.worker
+@pytest.mark.timeout(480)
+def test_stream_priority_benchmark_runs_both_phases(backend, tmp_path):
+    # A smoke size says nothing about the ratio (timing is the benchmark's business): --max-ratio 0 reports only.
+    argv = ["--broadcast", "40", "--transactional", "5", "--rate", "10", "--max-ratio", "0"]
+    # Two worker pools, started one after the other: more start-up than the other benchmarks.
+    report = run_bench("stream_priority.py", *argv, *SMALL, *SMALL_WEB, *backend, tmp_path=tmp_path, timeout=400)
+    assert report["transactional_delivered"] == 10
+    assert report["config"]["broadcast"] == 40

@@ -69,7 +69,7 @@ class Worker:
                 "config",
                 "worker",
                 "-Q",
-                "delivery,default",
+                "delivery-high,delivery,delivery-broadcast-high,delivery-broadcast,default",
                 "-P",
                 "solo",
                 "-n",

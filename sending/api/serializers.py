@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import datetime
 
 from django.conf import settings
 from rest_framework import serializers
@@ -11,6 +12,7 @@ from rest_framework import serializers
 from mail.addresses import AddressError, Mailbox, parse_mailbox
 from sending.intake.composer import Attachment, Draft, HeaderError, check_header, has_line_break
 from sending.models import Event, Message, Recipient
+from sending.streams.options import NORMAL, PRIORITIES, SendOptions, send_at_problem
 
 
 class AddressListField(serializers.ListField):
@@ -128,6 +130,25 @@ class SendMessageSerializer(serializers.Serializer):
     metadata = KeyedDictField(
         child=serializers.CharField(allow_blank=True, max_length=1000), max_key_length=100, required=False, default=dict
     )
+    stream = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=64,
+        help_text="The message stream (default: transactional).",
+    )
+    send_at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None, help_text="Send later: up to 7 days ahead (ISO 8601)."
+    )
+    deliver_within = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=7 * 24 * 3600,
+        help_text="Seconds: a recipient not delivered by then becomes `expired` (retries stop).",
+    )
+    priority = serializers.ChoiceField(choices=PRIORITIES, default=NORMAL)
 
     def get_fields(self):  # type: ignore[no-untyped-def]
         fields = super().get_fields()
@@ -143,6 +164,12 @@ class SendMessageSerializer(serializers.Serializer):
                 errors[name] = [str(exc)]
         if errors:
             raise serializers.ValidationError(errors)
+        return value
+
+    def validate_send_at(self, value: datetime | None) -> datetime | None:
+        problem = None if value is None else send_at_problem(value)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         return value
 
     def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:
@@ -169,6 +196,15 @@ class SendMessageSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def to_options(self, data: dict) -> SendOptions:
+        """The send options of validated data: stream, schedule, deadline and priority."""
+        return SendOptions(
+            stream=data.get("stream"),
+            send_at=data.get("send_at"),
+            deliver_within=data.get("deliver_within"),
+            priority=data.get("priority", NORMAL),
+        )
 
     def to_draft(self, data: dict | None = None) -> Draft:
         """The Draft of validated data: this serializer's own, or `data` from run_validation() (a batch reuses
@@ -271,11 +307,15 @@ class MessageSummarySerializer(serializers.ModelSerializer):
 
 class MessageDetailSerializer(MessageSummarySerializer):
     recipients = serializers.SerializerMethodField()
+    stream = serializers.SerializerMethodField()
 
     sandbox = serializers.BooleanField(read_only=True, help_text="Sent with a sandbox key: captured, never delivered.")
 
     class Meta(MessageSummarySerializer.Meta):
-        fields = [*MessageSummarySerializer.Meta.fields, "sandbox"]
+        fields = [*MessageSummarySerializer.Meta.fields, "stream", "send_at", "deliver_by", "priority", "sandbox"]
+
+    def get_stream(self, obj: Message) -> str:
+        return obj.stream.name if obj.stream is not None else "transactional"
 
     def get_recipients(self, obj: Message) -> list[dict]:
         return RecipientSerializer(obj.recipients.all(), many=True, context=self.context).data

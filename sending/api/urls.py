@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from sending.api import dmarc_reports, domains, events, suppressions, tracking, views, webhooks
+from sending.api import dmarc_reports, domains, events, streams, suppressions, tracking, views, webhooks
 from sending.api import held as held_api
 from sending.api import inbound as inbound_api
 from sending.api import ips as ips_api
@@ -26,6 +26,9 @@ urlpatterns = [
     path("messages", views.MessagesView.as_view(), name="messages"),
     path("messages/batch", views.MessageBatchView.as_view(), name="messages-batch"),
     path("messages/<uuid:message_id>", views.MessageDetailView.as_view(), name="message-detail"),
+    path("messages/<uuid:message_id>/cancel", views.MessageCancelView.as_view(), name="message-cancel"),
+    path("streams", streams.StreamsView.as_view(), name="streams"),
+    path("streams/<int:stream_id>", streams.StreamDetailView.as_view(), name="stream-detail"),
     path("domains", domains.DomainsView.as_view(), name="domains"),
     path("domains/<int:domain_id>", domains.DomainDetailView.as_view(), name="domain-detail"),
     path("domains/<int:domain_id>/verify", domains.DomainVerifyView.as_view(), name="domain-verify"),

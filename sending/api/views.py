@@ -21,6 +21,7 @@ from sending.api.serializers import (
     MessageSummarySerializer,
     SendMessageSerializer,
 )
+from sending.delivery.scheduled import message_cancel
 from sending.errors import Refused
 from sending.intake.accept import Caller, accept
 from sending.intake.submission import ApiSubmission, DuplicateRequest, IdempotencyRecord, Prepared
@@ -48,7 +49,9 @@ def _submission(data: object, serializer: SendMessageSerializer) -> ApiSubmissio
     """Validate one message's fields (raises ValidationError). A batch passes one serializer for all its items:
     DRF's fields are built once per request instead of once per message."""
     validated = serializer.run_validation(data)
-    return ApiSubmission(serializer.to_draft(validated), validated.get("report_suppressed", False))
+    return ApiSubmission(
+        serializer.to_draft(validated), validated.get("report_suppressed", False), serializer.to_options(validated)
+    )
 
 
 def _accept(
@@ -85,13 +88,19 @@ def _accepted(prepared: Prepared) -> dict:
         recipients.append(entry)
     states = {r.state for r in prepared.recipients}
     # `held`: accepted while the sender is paused or over its send limit (sending.reputation.holds).
-    overall = next((s for s in (RecipientState.QUEUED, RecipientState.HELD) if s in states), "suppressed")
-    return {
-        "id": str(prepared.message.id),
-        "message_id": prepared.message.message_id,
-        "status": str(overall),
-        "recipients": recipients,
-    }
+    overall = next(
+        (s for s in (RecipientState.QUEUED, RecipientState.SCHEDULED, RecipientState.HELD) if s in states),
+        "suppressed",
+    )
+    message = prepared.message
+    answer = {"id": str(message.id), "message_id": message.message_id, "status": str(overall), "recipients": recipients}
+    # Additive fields: where and when it goes.
+    answer["stream"] = message.stream.name if message.stream is not None else "transactional"
+    if message.send_at is not None:
+        answer["send_at"] = message.send_at.isoformat()
+    if message.deliver_by is not None:
+        answer["deliver_by"] = message.deliver_by.isoformat()
+    return answer
 
 
 def _replay(request: Request) -> Response | None:
@@ -226,3 +235,22 @@ class MessageDetailView(APIView):
             raise ApiError(404, "No such message.", code="not_found")
         context = {"events_by_recipient": events_by_recipient(message)}
         return Response(MessageDetailSerializer(message, context=context).data)
+
+
+class MessageCancelView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("message_id", str, OpenApiParameter.PATH)],
+        request=None,
+        responses={200: dict},
+        summary="Cancel what of a message has not gone out yet (scheduled, held or still queued)",
+    )
+    def post(self, request: Request, message_id: str) -> Response:
+        message = message_get(organization=request.user.organization, message_id=message_id)
+        if message is None:
+            raise ApiError(404, "No such message.", code="not_found")
+        actor = f"api_key:{request.auth.pk}" if request.auth is not None else "api"
+        cancelled = message_cancel(message, actor=actor)
+        if not cancelled:
+            raise ApiError(409, "Nothing of this message is waiting to go out any more.", code="already_sent")
+        states = dict(message.recipients.values_list("address", "state"))
+        return Response({"id": str(message.id), "cancelled": cancelled, "recipients": states})

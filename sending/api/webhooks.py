@@ -36,6 +36,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
             "url",
             "description",
             "event_types",
+            "streams",
             "enabled",
             "disabled_at",
             "disabled_reason",
@@ -58,6 +59,12 @@ class WebhookEndpointInputSerializer(serializers.Serializer):
     url = serializers.CharField(max_length=2000)
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=EventType.choices), required=False, default=list
+    )
+    streams = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        help_text="Only events of mail on these streams (names); empty: every stream",
     )
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     enabled = serializers.BooleanField(required=False, default=True)

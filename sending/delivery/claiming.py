@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from django.db import connection
 
+from sending.delivery.queueing import LANE_DRAINS
 from sending.delivery.worker_leases import claim_token
 from sending.models import Message, Recipient, RecipientState
 from sending.states import claimed
@@ -31,16 +32,19 @@ def claim(recipient_ids: Sequence[str | uuid.UUID]) -> list[Recipient]:
     return _claim(f"{_q('id')} IN ({', '.join(['%s'] * len(ids))})", ids)
 
 
-def claim_queued(domain: str, limit: int) -> list[Recipient]:
-    """Claim up to `limit` queued recipients of a destination, oldest first. On PostgreSQL rows another worker
-    is claiming are skipped rather than waited for; SQLite has one writer at a time anyway."""
+def claim_queued(domain: str, limit: int, lane: str = "") -> list[Recipient]:
+    """Claim up to `limit` queued recipients of a destination that a task of `lane` may take (LANE_DRAINS), priority
+    high first, then oldest first. On PostgreSQL rows another worker is claiming are skipped rather than waited for;
+    SQLite has one writer at a time anyway."""
     if limit < 1:
         return []
-    params = [RecipientState.QUEUED, domain, limit]
+    lanes = LANE_DRAINS[lane]
+    params = [RecipientState.QUEUED, domain, *lanes, limit]
     # Names from the model's meta, values as parameters.
     oldest = (
         f"SELECT {_q('id')} FROM {_table()} WHERE {_q('state')} = %s AND {_q('domain')} = %s"  # noqa: S608
-        f" ORDER BY {_q('created_at')} LIMIT %s"
+        f" AND {_q('lane')} IN ({', '.join(['%s'] * len(lanes))})"
+        f" ORDER BY {_q('priority')} DESC, {_q('created_at')} LIMIT %s"
     )
     if connection.vendor != "postgresql":
         return _claim(f"{_q('id')} IN ({oldest})", params)
@@ -55,7 +59,7 @@ def claim_queued(domain: str, limit: int) -> list[Recipient]:
 def _claim(where: str, params: list, *, locked: bool = False) -> list[Recipient]:
     recipients = claimed(where, params, token=claim_token(), locked=locked)
     if recipients:
-        messages = Message.objects.select_related("domain").in_bulk({r.message_id for r in recipients})
+        messages = Message.objects.select_related("domain", "stream").in_bulk({r.message_id for r in recipients})
         for r in recipients:
             r.message = messages[r.message_id]
     return recipients

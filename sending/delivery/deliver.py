@@ -26,7 +26,7 @@ from mail.tls_policy.decide import DestinationTls
 from mail.trace_headers import feedback_id, with_feedback_id
 from sending.delivery.claiming import claim, claim_queued
 from sending.delivery.egress import HOST, Choice, Ip, choose, message_stream
-from sending.delivery.queueing import enqueue_destination, pending_clear
+from sending.delivery.queueing import LANE_DRAINS, enqueue_destination, pending_clear
 from sending.delivery.retry import next_attempt
 from sending.delivery.sandbox import CaptureSession, after_recording, capture
 from sending.delivery.shaping import provider_for, rate_key, reply_acted_on, reply_rule
@@ -460,9 +460,17 @@ def record_outcomes(outcomes: list[Outcome]) -> None:
             r.state, event_type = RecipientState.FAILED, EventType.FAILED
             details.update(reason=o.internal, diagnostic=o.reply.text)
         else:
-            when = None if o.reply.permanent else next_attempt(attempts=r.attempts, now=now, created_at=r.created_at)
+            # Scheduled mail's age counts from when it could go, not from when it was accepted.
+            start = r.message.send_at or r.created_at
+            when = None if o.reply.permanent else next_attempt(attempts=r.attempts, now=now, created_at=start)
             sender = _sender_rejected(o.reply)
-            if when is not None:
+            deadline = r.message.deliver_by
+            if not o.reply.permanent and deadline is not None and (when is None or when > deadline):
+                # The next try would come after the message's delivery deadline (`deliver_within`): retries stop
+                # here and the application hears `expired`, so it can fall back (a late login code is useless).
+                r.state, event_type = RecipientState.EXPIRED, EventType.EXPIRED
+                details.update(reason="deadline", deliver_by=deadline.isoformat())
+            elif when is not None:
                 r.state, r.next_attempt_at, event_type = RecipientState.DEFERRED, when, EventType.DEFERRED
                 details["next_attempt_at"] = when.isoformat()
                 if sender:
@@ -533,17 +541,18 @@ def _bounce_fact(r: Recipient, details: dict) -> BounceFact:
 # --- the whole stage ----------------------------------------------------------------------------------------
 
 
-def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
+def deliver(recipient_ids: list[str], domain: str | None = None, lane: str = "") -> int:
     """Deliver what can be claimed of these recipients; returns how many this call handled.
 
     With `domain` (tasks name their destination), the destination's throttle is asked before anything is
     claimed, and no ids at all means "whatever is queued there" (the task scheduled when throttled mail may go).
 
     Everything it claims carries this worker's lease (sending.delivery.worker_leases), renewed until it returns.
+    `lane`: the task's delivery lane (sending.delivery.queueing.LANES); it drains only what that lane may take.
     """
     with holding():
         if domain is not None:
-            return deliver_destination(domain, [], waiting=recipient_ids)
+            return deliver_destination(domain, [], waiting=recipient_ids, lane=lane)
         recipients = claim(recipient_ids)
         by_domain: dict[str, list[Recipient]] = defaultdict(list)
         for r in recipients:
@@ -551,7 +560,9 @@ def deliver(recipient_ids: list[str], domain: str | None = None) -> int:
         return sum(deliver_destination(domain, group) for domain, group in by_domain.items())
 
 
-def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: list[str] | None = None) -> int:
+def deliver_destination(
+    domain: str, recipients: list[Recipient], *, waiting: list[str] | None = None, lane: str = ""
+) -> int:
     """This batch, then more queued recipients of the same destination over the same connection.
 
     Messages submitted one at a time (SMTP, the single-message API) share a pending task per destination
@@ -569,11 +580,11 @@ def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: li
     try:
         if waiting is not None:
             # Before the queue is read: what commits from now on publishes a task of its own.
-            pending_clear(domain)
-            recipients, asked = claim_first(throttle, domain, waiting)
+            pending_clear((domain, lane))
+            recipients, asked = claim_first(throttle, domain, waiting, lane)
         elif recipients and throttle.limited:  # claimed by a caller that did not name the destination
             admitted = throttle.admit(len(recipients))
-            postpone(domain, [r.pk for r in recipients[admitted:]], throttle.retry_at, claimed=True)
+            postpone(domain, [r.pk for r in recipients[admitted:]], throttle.retry_at, claimed=True, lane=lane)
             recipients = recipients[:admitted]
         while recipients:
             handled += deliver_batch(connection, domain, recipients)
@@ -584,13 +595,13 @@ def deliver_destination(domain: str, recipients: list[Recipient], *, waiting: li
                 drained = False
                 break
             asked = min(room, settings.POSTWERK_DELIVERY_BATCH)
-            recipients = claim_queued_admitted(throttle, domain, asked)
+            recipients = claim_queued_admitted(throttle, domain, asked, lane)
             if throttle.limited:  # the throttle, not the queue, may have cut the claim short
                 asked = None
     finally:
         connection.close()
     if waiting is not None:
-        follow_up(domain, throttle, drained)
+        follow_up(domain, throttle, drained, lane)
     return handled
 
 
@@ -613,7 +624,8 @@ def deliver_batch(connection: Connection, domain: str, recipients: list[Recipien
         outcomes = recorded + rest
         connection.failed, connection.held_back, connection.waiting = True, [], []
     if connection.held_back:
-        postpone(domain, [r.pk for r in connection.held_back], connection.throttle.retry_at, claimed=True)
+        lane = connection.held_back[0].lane  # a task's claims are of one lane group; the sweep takes any other
+        postpone(domain, [r.pk for r in connection.held_back], connection.throttle.retry_at, claimed=True, lane=lane)
         connection.held_back = []
     waited = waiting_deferred(connection)
     connection.after_batch(len(outcomes))
@@ -636,7 +648,9 @@ def waiting_deferred(connection: Connection) -> int:
     return count
 
 
-def claim_first(throttle: Throttle, domain: str, waiting: list[str]) -> tuple[list[Recipient], int | None]:
+def claim_first(
+    throttle: Throttle, domain: str, waiting: list[str], lane: str = ""
+) -> tuple[list[Recipient], int | None]:
     """The first batch, and how many were asked for when only the queue's length limits it (else None).
 
     Unthrottled: the destination's oldest queued recipients, the task's own ids among them unless another worker
@@ -644,25 +658,25 @@ def claim_first(throttle: Throttle, domain: str, waiting: list[str]) -> tuple[li
     task's own ids as far as the throttle admits them, else queued ones."""
     if not throttle.limited:
         asked = min(settings.POSTWERK_DELIVERY_BATCH, settings.POSTWERK_DELIVERY_DRAIN)
-        return claim_queued(domain, asked), asked
-    recipients = claim_admitted(throttle, waiting) if waiting else []
+        return claim_queued(domain, asked, lane), asked
+    recipients = claim_admitted(throttle, waiting, lane) if waiting else []
     if recipients or throttle.retry_at is not None:  # a refusal already postponed them and scheduled a wake-up
         return recipients, None
-    return claim_queued_admitted(throttle, domain, settings.POSTWERK_DELIVERY_BATCH), None
+    return claim_queued_admitted(throttle, domain, settings.POSTWERK_DELIVERY_BATCH, lane), None
 
 
-def follow_up(domain: str, throttle: Throttle, drained: bool) -> None:
+def follow_up(domain: str, throttle: Throttle, drained: bool, lane: str = "") -> None:
     """After a task stopped before its destination's queue was empty, the task that takes the rest.
 
     The throttle said "not now" (back-off, rate, slot): a wake-up then, not before. Otherwise (drain limit,
     connection failure) one more task now, unless one is pending already."""
     if throttle.retry_at is not None:
-        wake_schedule(domain, throttle.retry_at)
+        wake_schedule(domain, throttle.retry_at, lane)
     elif not drained:
-        enqueue_destination(domain)
+        enqueue_destination(domain, lane)
 
 
-def claim_admitted(throttle: Throttle, recipient_ids: list[str]) -> list[Recipient]:
+def claim_admitted(throttle: Throttle, recipient_ids: list[str], lane: str = "") -> list[Recipient]:
     """Claim as many of these as the destination's throttle lets go now; the rest wait (not attempted)."""
     if not recipient_ids:
         return []
@@ -670,20 +684,24 @@ def claim_admitted(throttle: Throttle, recipient_ids: list[str]) -> list[Recipie
         return claim(recipient_ids)
     admitted = throttle.admit(len(recipient_ids))
     if not admitted:
-        postpone(throttle.domain, recipient_ids, throttle.retry_at)
+        postpone(throttle.domain, recipient_ids, throttle.retry_at, lane=lane)
         return []
     won = claim(recipient_ids[:admitted])
     throttle.refund(admitted - len(won))
     return won
 
 
-def claim_queued_admitted(throttle: Throttle, domain: str, limit: int) -> list[Recipient]:
+def claim_queued_admitted(throttle: Throttle, domain: str, limit: int, lane: str = "") -> list[Recipient]:
     """Claim queued recipients of the destination, as many as its throttle lets go now (at most `limit`)."""
     if not throttle.limited:  # the common case: one statement finds and claims them
-        return claim_queued(domain, limit)
-    return claim_admitted(throttle, queued_for(domain, limit))
+        return claim_queued(domain, limit, lane)
+    return claim_admitted(throttle, queued_for(domain, limit, lane), lane)
 
 
-def queued_for(domain: str, limit: int) -> list[str]:
-    ids = Recipient.objects.filter(state=RecipientState.QUEUED, domain=domain).values_list("id", flat=True)[:limit]
+def queued_for(domain: str, limit: int, lane: str = "") -> list[str]:
+    ids = (
+        Recipient.objects.filter(state=RecipientState.QUEUED, domain=domain, lane__in=LANE_DRAINS[lane])
+        .order_by("-priority", "created_at")
+        .values_list("id", flat=True)[:limit]
+    )
     return [str(pk) for pk in ids]

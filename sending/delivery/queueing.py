@@ -18,11 +18,45 @@ from config.celery import app as celery_app
 # The delivery task (sending.tasks.deliver), published by name: see config/celery.py.
 DELIVER_TASK = "sending.tasks.deliver"
 
+# Delivery lanes (Recipient.lane, set from the message's stream and priority by sending.streams.options): each has
+# its own Celery queue, so a backlog of broadcast mail never stands in front of transactional mail, and mail with
+# priority high in front of its lane's normal mail. A worker pool per lane group (`-Q delivery-high,delivery` and
+# `-Q delivery-broadcast-high,delivery-broadcast`) keeps transactional delivery from ever waiting for a broadcast
+# worker; one worker on all four queues works too (kombu serves its queues in turn, not one after the other).
+LANES = ("high", "", "broadcast-high", "broadcast")
+# What a task of a lane may drain at its destination (claiming.claim_queued), higher priority first: a normal
+# task takes its lane's high-priority mail along, a high one only high-priority mail, and never another stream kind.
+LANE_DRAINS = {
+    "": ("high", ""),
+    "high": ("high",),
+    "broadcast": ("broadcast-high", "broadcast"),
+    "broadcast-high": ("broadcast-high",),
+}
+
+
+def lane_queue(lane: str) -> str:
+    """The Celery queue of a lane: `delivery` (transactional), `delivery-high`, `delivery-broadcast`,
+    `delivery-broadcast-high`."""
+    return f"delivery-{lane}" if lane else "delivery"
+
+
+def delivery_queues() -> list[str]:
+    return [lane_queue(lane) for lane in LANES]
+
+
+Ref = tuple[str, str] | tuple[str, str, str]  # (recipient id, destination domain[, lane])
+
+
+def _lane(ref: Ref) -> str:
+    return ref[2] if len(ref) > 2 else ""  # type: ignore[misc]
+
+
 log = logging.getLogger(__name__)
 
 
-def enqueue(refs: Iterable[tuple[str, str]]) -> int:
-    """Publish delivery tasks for (recipient id, destination domain) pairs; returns tasks published.
+def enqueue(refs: Iterable[Ref]) -> int:
+    """Publish delivery tasks for (recipient id, destination domain[, lane]) refs; returns tasks published. Each
+    destination and lane is its own task (a lane's queue, sending.streams).
 
     A destination with less than a full batch here gets a task only if none is pending for it already (see
     pending_claim): the pending one drains every queued recipient of its destination, these included. Full
@@ -31,15 +65,15 @@ def enqueue(refs: Iterable[tuple[str, str]]) -> int:
     A failure to publish is logged, not raised: the rows are committed, and the sweep enqueues them again
     once their lease runs out.
     """
-    by_domain: dict[str, list[str]] = defaultdict(list)
-    for recipient_id, domain in refs:
-        by_domain[domain].append(recipient_id)
+    by_domain: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for ref in refs:
+        by_domain[(ref[1], _lane(ref))].append(ref[0])
     size = settings.POSTWERK_DELIVERY_BATCH
     claimed, busy = pending_claim_busy(list(by_domain))
     tasks = [
-        (domain, chunk, _coalesce(domain, chunk, busy))
-        for domain, ids in by_domain.items()
-        if domain in claimed or len(ids) >= size
+        (key, chunk, _coalesce(key, chunk, busy))
+        for key, ids in by_domain.items()
+        if key in claimed or len(ids) >= size
         for chunk in (ids[start : start + size] for start in range(0, len(ids), size))
     ]
     if not tasks:
@@ -50,35 +84,50 @@ def enqueue(refs: Iterable[tuple[str, str]]) -> int:
     return len(tasks)
 
 
-def enqueue_destination(domain: str) -> bool:
-    """A task for "whatever is queued at this destination", unless one is pending already; True if published.
+def enqueue_destination(domain: str, lane: str = "") -> bool:
+    """A task for "whatever is queued at this destination" (in this lane), unless one is pending already; True if
+    published.
 
     For a worker that stops draining a destination before its queue is empty: recipients that skipped
     publishing because its task was pending must not wait for their enqueue lease."""
-    if domain not in pending_claim([domain]):
+    key = (domain, lane)
+    if key not in pending_claim([key]):
         return False
-    if not _publish([(domain, [], 0.0)]):
-        pending_release([domain])
+    if not _publish([(key, [], 0.0)]):
+        pending_release([key])
         return False
     return True
 
 
-def _coalesce(domain: str, ids: list[str], busy: set[str]) -> float:
+Destination = tuple[str, str]  # (domain, lane)
+
+
+def _coalesce(domain: Destination, ids: list[str], busy: set[Destination]) -> float:
     """Seconds a task waits before it runs: a partial batch for a busy destination gathers what follows it."""
     if domain in busy and len(ids) < settings.POSTWERK_DELIVERY_BATCH:
         return settings.POSTWERK_DELIVERY_COALESCE
     return 0.0
 
 
-def _publish(tasks: list[tuple[str, list[str], float]]) -> bool:
+def task_kwargs(domain: str, lane: str) -> dict[str, str]:
+    """The delivery task's keyword arguments (the lane only when it is not the default one)."""
+    return {"domain": domain, "lane": lane} if lane else {"domain": domain}
+
+
+def _publish(tasks: list[tuple[Destination, list[str], float]]) -> bool:
     try:
         # producer.batch(): kombu sends the tasks in one Redis pipeline as the block ends, one round trip instead
         # of one per task (a transport that cannot batch publishes one by one, as before).
         with celery_app.producer_or_acquire() as producer, producer.batch():
-            for domain, ids, delay in tasks:
+            for (domain, lane), ids, delay in tasks:
                 # The destination rides along so its throttle is asked before anything is claimed.
                 celery_app.send_task(
-                    DELIVER_TASK, args=[ids], kwargs={"domain": domain}, producer=producer, countdown=delay or None
+                    DELIVER_TASK,
+                    args=[ids],
+                    kwargs=task_kwargs(domain, lane),
+                    producer=producer,
+                    countdown=delay or None,
+                    queue=lane_queue(lane),
                 )
     except Exception:  # any broker error: the database keeps the truth and the sweep will retry
         log.exception("could not publish delivery tasks; the sweep will enqueue them later")
@@ -95,20 +144,25 @@ def _publish(tasks: list[tuple[str, list[str], float]]) -> bool:
 # meanwhile are published by the sweep once their enqueue lease runs out, as after any lost task.
 
 
-def _marker(domain: str) -> str:
-    return f"delivery-pending:{settings.POSTWERK_DELIVERY_PENDING_NAMESPACE}:{domain}"
+def _name(destination: Destination | str) -> str:
+    domain, lane = (destination, "") if isinstance(destination, str) else destination
+    return f"{domain}:{lane}" if lane else domain
 
 
-def _active(domain: str) -> str:
-    return f"delivery-active:{settings.POSTWERK_DELIVERY_PENDING_NAMESPACE}:{domain}"
+def _marker(domain: Destination | str) -> str:
+    return f"delivery-pending:{settings.POSTWERK_DELIVERY_PENDING_NAMESPACE}:{_name(domain)}"
 
 
-def pending_claim(domains: list[str]) -> set[str]:
+def _active(domain: Destination | str) -> str:
+    return f"delivery-active:{settings.POSTWERK_DELIVERY_PENDING_NAMESPACE}:{_name(domain)}"
+
+
+def pending_claim(domains: list) -> set:
     """The destinations for which the caller is to publish a task: the ones whose marker it just set."""
     return pending_claim_busy(domains)[0]
 
 
-def pending_claim_busy(domains: list[str]) -> tuple[set[str], set[str]]:
+def pending_claim_busy(domains: list) -> tuple[set, set]:
     """(destinations whose marker the caller just set, so it publishes their task; destinations busy, whose
     task started within the last second or so), in one cache round trip for the lookups.
 
@@ -129,7 +183,7 @@ def pending_claim_busy(domains: list[str]) -> tuple[set[str], set[str]]:
     return claimed, {domain for key, domain in actives.items() if key in found}
 
 
-def pending_release(domains: Iterable[str]) -> None:
+def pending_release(domains: Iterable) -> None:
     """Clear destinations' markers: their task is being run (before its queue is read), or was never sent."""
     if settings.POSTWERK_DELIVERY_PENDING_TTL <= 0:
         return
@@ -142,7 +196,7 @@ def pending_release(domains: Iterable[str]) -> None:
         log.warning("could not clear delivery markers", exc_info=True)
 
 
-def pending_clear(domain: str) -> None:
+def pending_clear(domain: Destination | str) -> None:
     """A worker starts the destination's task: clear its marker, and note the destination busy for a second
     (see POSTWERK_DELIVERY_COALESCE)."""
     pending_release([domain])
@@ -153,9 +207,9 @@ def pending_clear(domain: str) -> None:
             log.warning("could not mark a destination busy", exc_info=True)
 
 
-def enqueue_after_commit(refs: list[tuple[str, str]]) -> None:
+def enqueue_after_commit(refs: list[Ref]) -> None:
     def publish() -> None:
-        collected: list[tuple[str, str]] | None = getattr(_collecting, "refs", None)
+        collected: list[Ref] | None = getattr(_collecting, "refs", None)
         if collected is not None:
             collected.extend(refs)
         else:
@@ -168,10 +222,10 @@ _collecting = threading.local()
 
 
 @contextmanager
-def enqueues_collected() -> Iterator[list[tuple[str, str]]]:
+def enqueues_collected() -> Iterator[list[Ref]]:
     """Inside this block (this thread), what enqueue_after_commit would publish at commit is added to the
     yielded list instead, still only once committed: for a caller that publishes it another way."""
-    refs: list[tuple[str, str]] = []
+    refs: list[Ref] = []
     _collecting.refs = refs
     try:
         yield refs
@@ -190,11 +244,11 @@ class BackgroundPublisher:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._refs: list[tuple[str, str]] = []
+        self._refs: list[Ref] = []
         self._busy = False
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
 
-    def submit(self, refs: list[tuple[str, str]]) -> None:
+    def submit(self, refs: list[Ref]) -> None:
         if not refs:
             return
         with self._lock:

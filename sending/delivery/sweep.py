@@ -1,6 +1,7 @@
 """The periodic sweep: the database, not the broker, decides what still needs delivering.
 
-It re-queues recipients left in `sending` by a worker that died (its lease ran out: delivery.worker_leases), and
+It re-queues recipients left in `sending` by a worker that died (its lease ran out: delivery.worker_leases), expires
+waiting mail past its delivery deadline, queues scheduled mail whose time has come (delivery.scheduled), and
 enqueues queued or deferred recipients whose time has come (retries, and fresh ones whose broker message was
 lost, once their enqueue lease ran out).
 """
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from mail.due import due_taken
 from sending.delivery.queueing import enqueue
+from sending.delivery.scheduled import deadlines_expire, scheduled_release_due
 from sending.delivery.worker_leases import leases_idle_delete
 from sending.models import Recipient, RecipientState, WorkerLease
 from sending.states import abandoned_requeued, due_requeued
@@ -33,15 +35,18 @@ class SweepReport:
 def sweep(now: datetime | None = None) -> SweepReport:
     now = now or timezone.now()
     rescued = abandoned_requeued(abandoned(now), at=now)
+    # Deadlines first, so nothing past its own is queued again; then scheduled mail whose time has come.
+    deadlines_expire(now)
+    scheduled_release_due(now)
     lease_until = now + timedelta(seconds=settings.POSTWERK_ENQUEUE_LEASE)
     refs = due_taken(
         Recipient.objects.filter(state__in=_DUE_STATES, next_attempt_at__lte=now),
-        fields=("id", "domain"),
+        fields=("id", "domain", "lane"),
         limit=SWEEP_LIMIT,
         lease=lambda ids: due_requeued(ids, lease_until=lease_until, at=now),
     )
     if refs:
-        enqueue([(str(pk), domain) for pk, domain in refs])
+        enqueue([(str(pk), domain, lane) for pk, domain, lane in refs])
     leases_idle_delete(now - timedelta(seconds=max(3600, 10 * settings.POSTWERK_WORKER_LEASE)))
     return SweepReport(rescued=rescued, enqueued=len(refs))
 

@@ -39,7 +39,7 @@ from django.utils import timezone
 
 from config.celery import app as celery_app
 from mail.smtp_client import Reply
-from sending.delivery.queueing import DELIVER_TASK
+from sending.delivery.queueing import DELIVER_TASK, lane_queue, task_kwargs
 from sending.delivery.slots import Slot, slot_release, slot_renew, slot_take
 from sending.models import DestinationState, Recipient, RecipientState, ThrottleRule
 from sending.states import claims_given_back
@@ -400,7 +400,7 @@ def throttle_for(domain: str, mx_hosts: list[str]) -> Throttle:
 # --- mail that may not go now -----------------------------------------------------------------------------
 
 
-def postpone(domain: str, recipient_ids: list, until: datetime | None, *, claimed: bool = False) -> int:
+def postpone(domain: str, recipient_ids: list, until: datetime | None, *, claimed: bool = False, lane: str = "") -> int:
     """Put recipients back to wait until `until` (now when None), not counted as an attempt, and schedule a
     delivery task for the destination then. `claimed`: they were claimed but never attempted (a back-off came
     first); the attempt and the `sent` event's sequence number the claim reserved are given back (the event is
@@ -414,27 +414,28 @@ def postpone(domain: str, recipient_ids: list, until: datetime | None, *, claime
             next_attempt_at=until, updated_at=now
         )
     if moved:
-        wake_schedule(domain, until)
+        wake_schedule(domain, until, lane)
     return moved
 
 
-_wakes: dict[str, float] = {}  # destination -> when the delivery task this process scheduled for it runs
+_wakes: dict[tuple[str, str], float] = {}  # destination -> when the delivery task this process scheduled for it runs
 
 
-def wake_schedule(domain: str, at: datetime) -> None:
+def wake_schedule(domain: str, at: datetime, lane: str = "") -> None:
     """A delivery task for the destination at `at` (one per destination and process at a time: it drains all
     that is queued there, so a burst of refused tasks does not turn into a burst of delayed ones)."""
     at_ts, now_ts = at.timestamp(), time.time()
     with _lock:
-        pending = _wakes.get(domain)
+        pending = _wakes.get((domain, lane))
         if pending is not None and now_ts < pending <= at_ts + 0.5:
             return
-        _wakes[domain] = at_ts
+        _wakes[(domain, lane)] = at_ts
     try:
         celery_app.send_task(
             DELIVER_TASK,
             args=[[]],
-            kwargs={"domain": domain},
+            kwargs=task_kwargs(domain, lane),
+            queue=lane_queue(lane),
             countdown=max(0.0, at_ts - now_ts) + random.uniform(0, 0.2),
         )
     except Exception:  # a broker error: the rows say when they are due and the sweep enqueues them then

@@ -27,12 +27,17 @@ def _live(now: datetime) -> Q:
     return Q(removed_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
 
 
-def suppressed_addresses(organization_id: int, addresses: Iterable[str]) -> dict[str, Suppression]:
-    """The live suppressions among `addresses`, keyed by lower-cased address. One query."""
+def suppressed_addresses(
+    organization_id: int, addresses: Iterable[str], stream_id: int | None = None
+) -> dict[str, Suppression]:
+    """The live suppressions among `addresses` that apply to mail on the stream `stream_id`: the organization-wide
+    ones (a hard bounce, a complaint) and the stream's own (an unsubscribe from that stream), keyed by lower-cased
+    address. One query."""
     wanted = {a.lower() for a in addresses}
     if not wanted:
         return {}
-    rows = Suppression.objects.filter(_live(timezone.now()), organization_id=organization_id, address__in=wanted)
+    scope = Q(stream__isnull=True) | Q(stream_id=stream_id) if stream_id is not None else Q(stream__isnull=True)
+    rows = Suppression.objects.filter(_live(timezone.now()), scope, organization_id=organization_id, address__in=wanted)
     return {s.address: s for s in rows}
 
 
@@ -49,8 +54,10 @@ def suppression_add(
     details: dict | None = None,
     source_message_id: uuid.UUID | None = None,
     created_by: str = "",
+    stream_id: int | None = None,
 ) -> tuple[Suppression, bool]:
-    """Suppress an address; (row, created). An existing live entry stays, unless the new one lasts longer."""
+    """Suppress an address; (row, created). An existing live entry stays, unless the new one lasts longer.
+    `stream_id`: for that stream's mail only (an unsubscribe from a newsletter); None: for every stream."""
     address, now = address.strip().lower(), timezone.now()
     expires = _expires(reason, now)
     for _ in range(3):  # a concurrent add of the same address wins the unique index: read it back
@@ -58,7 +65,9 @@ def suppression_add(
             with transaction.atomic():
                 current = (
                     Suppression.objects.select_for_update()
-                    .filter(organization_id=organization_id, address=address, removed_at__isnull=True)
+                    .filter(
+                        organization_id=organization_id, address=address, removed_at__isnull=True, stream_id=stream_id
+                    )
                     .first()
                 )
                 if current is not None and current.expires_at is not None and current.expires_at <= now:
@@ -81,6 +90,7 @@ def suppression_add(
                         created_by=created_by,
                         created_at=now,
                         expires_at=expires,
+                        stream_id=stream_id,
                     ),
                     True,
                 )

@@ -202,8 +202,13 @@ def tracked_copies(message: Message, recipients: list[Recipient], raw: bytes) ->
     domain = message.domain
     if domain is None:
         return None
-    unsubscribe = _unsubscribe_wanted(domain, message.tags)
-    if not (domain.track_opens or domain.track_clicks or unsubscribe):
+    stream = message.stream
+    # Broadcast mail always carries one-click unsubscribe (RFC 8058; Gmail and Yahoo require it of bulk senders);
+    # a stream's tracking defaults, where set, take the place of the domain's.
+    unsubscribe = _unsubscribe_wanted(domain, message.tags) or (stream is not None and stream.is_broadcast)
+    opens = domain.track_opens if stream is None or stream.track_opens is None else stream.track_opens
+    clicks = domain.track_clicks if stream is None or stream.track_clicks is None else stream.track_clicks
+    if not (opens or clicks or unsubscribe):
         return None
     base = tracking_base(domain)
     copies = {}
@@ -212,8 +217,8 @@ def tracked_copies(message: Message, recipients: list[Recipient], raw: bytes) ->
             copies[r.pk] = message_tracked(
                 raw,
                 smtputf8=message.smtputf8,
-                pixel=open_url(base, r.pk) if domain.track_opens else None,
-                link=(lambda url, pk=r.pk: click_url(base, pk, url)) if domain.track_clicks else None,
+                pixel=open_url(base, r.pk) if opens else None,
+                link=(lambda url, pk=r.pk: click_url(base, pk, url)) if clicks else None,
                 unsubscribe=unsubscribe_url(base, r.pk) if unsubscribe else None,
             )
     except Exception:  # MIME the email package cannot rebuild: deliver it untouched rather than not at all
@@ -284,8 +289,11 @@ def unsubscribe_recipient(token: str) -> Recipient:
 def unsubscribe_record(*, token: str, visitor: Visitor, method: str) -> Recipient:
     """Suppress the recipient's address for the organization; the first time is an `unsubscribed` event."""
     recipient = unsubscribe_recipient(token)
+    # An unsubscribe is from the stream the message came on: leaving a newsletter does not stop password resets.
+    stream_id = Message.objects.filter(pk=recipient.message_id).values_list("stream_id", flat=True).first()
     with transaction.atomic():
         _, created = suppression_add(
+            stream_id=stream_id,
             organization_id=recipient.organization_id,
             address=recipient.address,
             reason=Suppression.Reason.UNSUBSCRIBE,

@@ -32,7 +32,7 @@ from sending.domains.service import sender_domain
 from sending.errors import Refused, one_line
 from sending.feedback.suppressions import suppressed_addresses
 from sending.intake.submission import IdempotencyRecord, Prepared, messages_submit
-from sending.models import Domain, RecipientState, Suppression
+from sending.models import Domain, RecipientState, Stream, Suppression
 from sending.reputation.holds import holds_screen
 
 
@@ -45,6 +45,8 @@ class Caller:
     smtp_credential: SmtpCredential | None = None
     # The sender domains already looked up for this caller (an API request, or an SMTP session's credential).
     domains: dict[str, Domain | None] = field(default_factory=dict, repr=False)
+    # Its message streams by name, looked up once (sending.streams.options.caller_stream).
+    streams: dict[str, Stream | None] = field(default_factory=dict, repr=False)
 
     @property
     def via_smtp(self) -> bool:
@@ -105,9 +107,9 @@ def screen_and_store(prepared: Sequence[Prepared]) -> dict[int, Refused]:
         by_organization.setdefault(p.message.organization_id, []).append(n)
     for indexes in by_organization.values():
         organization = prepared[indexes[0]].message.organization
-        found = suppressed_addresses(organization.pk, (r.address for n in indexes for r in prepared[n].recipients))
+        found = _suppressed_by_stream(organization, [prepared[n] for n in indexes])
         for n in indexes:
-            _mark_suppressed([prepared[n]], found)
+            _mark_suppressed([prepared[n]], found[prepared[n].message.stream_id])
             try:
                 holds_screen(organization=organization, prepared=[prepared[n]])
             except Refused as exc:
@@ -165,9 +167,22 @@ def screen(organization: Organization, prepared: list[Prepared]) -> None:
     (sending.reputation.holds; raises Refused when the organization rejects instead of holding)."""
     if not prepared:
         return
-    found = suppressed_addresses(organization.pk, (r.address for p in prepared for r in p.recipients))
-    _mark_suppressed(prepared, found)
+    found = _suppressed_by_stream(organization, prepared)
+    for p in prepared:
+        _mark_suppressed([p], found[p.message.stream_id])
     holds_screen(organization=organization, prepared=prepared)
+
+
+def _suppressed_by_stream(organization: Organization, prepared: list[Prepared]) -> dict[int | None, dict]:
+    """The suppressions in force for each stream's messages (organization-wide ones and the stream's own): one
+    query per stream the messages are on, usually one."""
+    by_stream: dict[int | None, list[Prepared]] = {}
+    for p in prepared:
+        by_stream.setdefault(p.message.stream_id, []).append(p)
+    return {
+        stream_id: suppressed_addresses(organization.pk, (r.address for p in group for r in p.recipients), stream_id)
+        for stream_id, group in by_stream.items()
+    }
 
 
 def _mark_suppressed(prepared: list[Prepared], found: dict[str, Suppression]) -> None:

@@ -27,11 +27,14 @@ from sending.intake.accept import Caller, authorise, guard, prepare, screen_and_
 from sending.intake.submission import Prepared, prepared_rows
 from sending.models import Domain, Message, uuid7
 from sending.reputation.holds import smtp_sender_refusal
+from sending.streams.options import SendOptions, options_apply
 
 __all__ = ["Refused", "SmtpSubmission", "check_recipient", "check_sender", "smtp_message_prepare"]
 
-# Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4).
-STRIPPED_HEADERS = {"bcc", "return-path"}
+# Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4); X-Postwerk-Stream
+# is an instruction to Postwerk (the message stream), not part of the message.
+STREAM_HEADER = "X-Postwerk-Stream"
+STRIPPED_HEADERS = {"bcc", "return-path", STREAM_HEADER.lower()}
 
 
 def smtp_caller(credential: SmtpCredential) -> Caller:
@@ -160,7 +163,7 @@ class SmtpSubmission:
             by = settings.POSTWERK_HOSTNAME
             raw = received_header(self.trace, by=by, queue_id=str(message_pk), when=now, smtputf8=self.smtputf8) + raw
         head = raw.partition(b"\r\n\r\n")[0]
-        return prepared_rows(
+        prepared = prepared_rows(
             organization=caller.organization,
             domain=domain,
             message_pk=message_pk,
@@ -173,6 +176,12 @@ class SmtpSubmission:
             smtp_credential=caller.smtp_credential,
             now=now,
         )
+        # The message's own X-Postwerk-Stream header, else the credential's stream, else `transactional`.
+        named = raw_header(headers, STREAM_HEADER)
+        stream = " ".join(named.split()) if named is not None else caller.smtp_credential.stream
+        field = STREAM_HEADER if named is not None else "stream"
+        options_apply(prepared, caller, SendOptions(stream=stream or None, stream_field=field))
+        return prepared
 
 
 def _subject(headers: EmailMessage) -> str:

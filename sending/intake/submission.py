@@ -29,6 +29,7 @@ from sending.models import (
     uuid7,
 )
 from sending.states import events_insert, recipient_event_row
+from sending.streams.options import SendOptions, options_apply
 
 if TYPE_CHECKING:
     from sending.intake.accept import Caller
@@ -77,6 +78,7 @@ class ApiSubmission:
 
     draft: Draft
     report_suppressed: bool = False
+    options: SendOptions = field(default_factory=SendOptions)
 
     def sender_domains(self) -> list[str]:
         return [self.draft.sender.domain]
@@ -91,6 +93,7 @@ class ApiSubmission:
                 "The request has invalid fields.", code="invalid", fields=field_errors(exc.field, str(exc))
             ) from exc
         prepared.report_suppressed = self.report_suppressed
+        options_apply(prepared, caller, self.options)
         return prepared
 
 
@@ -181,10 +184,16 @@ def prepared_rows(
     return Prepared(message=message, recipients=rows, tags=list(dict.fromkeys(tags or [])))
 
 
-_FIRST_EVENT = {RecipientState.SUPPRESSED: EventType.SUPPRESSED, RecipientState.HELD: EventType.HELD}
+_FIRST_EVENT = {
+    RecipientState.SUPPRESSED: EventType.SUPPRESSED,
+    RecipientState.HELD: EventType.HELD,
+    RecipientState.SCHEDULED: EventType.SCHEDULED,
+}
 
 
 def _event_details(prepared: Prepared, r: Recipient) -> dict:
+    if r.state == RecipientState.SCHEDULED and prepared.message.send_at is not None:
+        return {"address": r.address, "send_at": prepared.message.send_at.isoformat()}
     if r.state == RecipientState.HELD and prepared.hold is not None:
         return {"address": r.address, **prepared.hold}
     suppression = prepared.suppressed.get(r.address)
@@ -223,7 +232,9 @@ def messages_submit(
                     response=idempotency.response,
                 )
             _insert_all(organization, prepared, messages, recipients)
-            enqueue_after_commit([(str(r.id), r.domain) for r in recipients if r.state == RecipientState.QUEUED])
+            enqueue_after_commit(
+                [(str(r.id), r.domain, r.lane) for r in recipients if r.state == RecipientState.QUEUED]
+            )
     except IntegrityError as exc:
         if (
             idempotency is not None

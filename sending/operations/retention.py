@@ -39,7 +39,13 @@ from sending.observability.metrics import uuid7_floor
 # knew, a window count or a back-off to double, no longer matters.
 THROTTLE_IDLE = timedelta(days=1)
 
-ACTIVE_STATES = (RecipientState.QUEUED, RecipientState.SENDING, RecipientState.DEFERRED, RecipientState.HELD)
+ACTIVE_STATES = (
+    RecipientState.QUEUED,
+    RecipientState.SENDING,
+    RecipientState.DEFERRED,
+    RecipientState.HELD,
+    RecipientState.SCHEDULED,  # waiting for its send_at: never purged before it went out
+)
 
 
 @dataclass

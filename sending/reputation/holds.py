@@ -67,6 +67,7 @@ def message_scopes(message: Message) -> list[tuple[str, int]]:
         (ReputationScope.DOMAIN, message.domain_id),
         (ReputationScope.API_KEY, message.api_key_id),
         (ReputationScope.SMTP_CREDENTIAL, message.smtp_credential_id),
+        (ReputationScope.STREAM, message.stream_id),
     ):
         if scope_id is not None:
             scopes.append((scope, scope_id))
@@ -89,6 +90,8 @@ def _paused_message(scope: str) -> str:
 # Per process: organizations whose send limit refused mail, until their window reopens, so an SMTP client
 # that rejects hears 451 at MAIL FROM instead of after sending the whole message.
 _full_until: dict[int, datetime] = {}
+# Recipients that would go out (now, or at their scheduled time): what holds and send limits look at.
+_GOING = (RecipientState.QUEUED, RecipientState.SCHEDULED)
 
 
 def holds_screen(*, organization: Organization, prepared: list[Prepared], now: datetime | None = None) -> None:
@@ -105,11 +108,20 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
                     raise SendingRefused("sending_paused", _paused_message(hold["scope"]), PAUSED_RETRY_AFTER)
                 holds[n] = hold
     # Only messages that would go out count against the limit (not held, not wholly suppressed).
-    counted = [
-        n
-        for n, p in enumerate(prepared)
-        if n not in holds and any(r.state == RecipientState.QUEUED for r in p.recipients)
-    ]
+    counted = [n for n, p in enumerate(prepared) if n not in holds and any(r.state in _GOING for r in p.recipients)]
+    # A stream's own limits first: what they hold does not count against the organization's.
+    over_stream = send_limits.stream_limit_holds([(n, prepared[n].message) for n in counted], now)
+    if over_stream:
+        if reject:
+            hold = next(iter(over_stream.values()))
+            raise SendingRefused(
+                "send_limit_exceeded",
+                f"Over the {hold['period']}ly send limit of {hold['limit']} messages of stream {hold['stream']};"
+                " retry when the window reopens.",
+                max(1, int((datetime.fromisoformat(hold["window_end"]) - now).total_seconds()) + 1),
+            )
+        holds.update(over_stream)
+        counted = [n for n in counted if n not in over_stream]
     admission = send_limits.messages_admit(organization=organization, count=len(counted), now=now)
     if admission.over:
         window = admission.window
@@ -133,7 +145,7 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
     for n, hold in holds.items():
         prepared[n].hold = hold
         for r in prepared[n].recipients:
-            if r.state == RecipientState.QUEUED:
+            if r.state in _GOING:  # scheduled mail held loses its time: released, it goes at once
                 r.state, r.held_reason, r.held_at = RecipientState.HELD, hold["reason"], r.created_at
 
 
@@ -252,7 +264,7 @@ def _release(qs: QuerySet[Recipient], *, actor: str) -> int:
             if not rows:
                 return total
             held_released(rows, actor=actor, at=now, lease_until=lease_until)
-            enqueue_after_commit([(str(row.id), row.domain) for row in rows])
+            enqueue_after_commit([(str(row.id), row.domain, row.lane) for row in rows])
         total += len(rows)
 
 

@@ -35,6 +35,7 @@ from sending.models import (
     ReputationScope,
     ReputationSnapshot,
     ReputationState,
+    Stream,
 )
 from sending.states import organization_event
 
@@ -43,7 +44,8 @@ State = ReputationState
 THRESHOLD_FIELDS = ("bounce_warning", "bounce_pause", "complaint_warning", "complaint_pause")
 # Only keys and credentials carry an organization's own (stricter) thresholds: the organization and domain
 # scopes protect the platform's shared IPs, so only operators change theirs.
-BREAKER_SCOPES = (Scope.API_KEY, Scope.SMTP_CREDENTIAL)
+# A message stream is one too (#23): a broadcast stream's complaint rate may pause it while transactional mail goes on.
+BREAKER_SCOPES = (Scope.API_KEY, Scope.SMTP_CREDENTIAL, Scope.STREAM)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ def _scope_filter(scope: str, scope_id: int) -> Q:
         Scope.DOMAIN: Q(message__domain_id=scope_id),
         Scope.API_KEY: Q(message__api_key_id=scope_id),
         Scope.SMTP_CREDENTIAL: Q(message__smtp_credential_id=scope_id),
+        Scope.STREAM: Q(message__stream_id=scope_id),
     }[scope]
 
 
@@ -119,6 +122,9 @@ def _scope_keys(organization_id: int) -> list[tuple[str, int]]:
         for pk in SmtpCredential.objects.filter(organization_id=organization_id, revoked_at__isnull=True).values_list(
             "pk", flat=True
         )
+    ]
+    keys += [
+        (Scope.STREAM, pk) for pk in Stream.objects.filter(organization_id=organization_id).values_list("pk", flat=True)
     ]
     return keys
 
@@ -151,6 +157,8 @@ def _attach_names(organization_id: int, rows: list[Reputation]) -> None:
         names[(Scope.API_KEY, pk)] = name
     for pk, name in SmtpCredential.objects.filter(organization_id=organization_id).values_list("pk", "username"):
         names[(Scope.SMTP_CREDENTIAL, pk)] = name
+    for pk, name in Stream.objects.filter(organization_id=organization_id).values_list("pk", "name"):
+        names[(Scope.STREAM, pk)] = f"stream {name}"
     for row in rows:
         row.scope_name = names.get((row.scope, row.scope_id), "")  # type: ignore[attr-defined]
 

@@ -24,7 +24,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Organization
-from sending.models import EventType, SendCounter
+from sending.models import EventType, Message, SendCounter
 from sending.states import organization_event
 
 Period = SendCounter.Period
@@ -169,3 +169,42 @@ def window_end(organization: Organization, now: datetime | None = None) -> datet
     """When the earliest limited window reopens (for Retry-After), or None when unlimited."""
     windows = windows_for(organization, now or timezone.now())
     return min((w.end for w in windows), default=None)
+
+
+# --- a message stream's own limits (#23) ----------------------------------------------------------------------
+
+
+def stream_limit_holds(messages: list[tuple[int, Message]], now: datetime) -> dict[int, dict]:
+    """Which of these (index, message) pairs are over their stream's own hourly or daily limit, by index, with the
+    hold's details. A stream's use is counted from its stored messages (one indexed count per limited stream and
+    window), so unlike the organization's counter two requests at the same moment may together pass it by what
+    they submit at once; streams without limits cost nothing."""
+    by_stream: dict[int, list[tuple[int, Message]]] = {}
+    for n, message in messages:
+        stream = message.stream
+        if stream is not None and (stream.hourly_limit or stream.daily_limit):
+            by_stream.setdefault(stream.pk, []).append((n, message))
+    holds: dict[int, dict] = {}
+    for group in by_stream.values():
+        stream = group[0][1].stream
+        assert stream is not None
+        hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        for period, limit, start, end in (
+            (Period.HOUR, stream.hourly_limit, hour, hour + timedelta(hours=1)),
+            (Period.DAY, stream.daily_limit, hour.replace(hour=0), hour.replace(hour=0) + timedelta(days=1)),
+        ):
+            if not limit:
+                continue
+            used = Message.objects.filter(stream=stream, created_at__gte=start).count()
+            for n, _ in group[max(0, limit - used) :]:
+                holds.setdefault(
+                    n,
+                    {
+                        "reason": "send_limit",
+                        "stream": stream.name,
+                        "period": period,
+                        "limit": limit,
+                        "window_end": end.isoformat(),
+                    },
+                )
+    return holds

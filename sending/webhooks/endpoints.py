@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts.models import Organization
 from mail.crypto import decrypt, encrypt
 from mail.errors import PostwerkError
-from sending.models import Event, EventType, WebhookDelivery, WebhookEndpoint
+from sending.models import Event, EventType, Stream, WebhookDelivery, WebhookEndpoint
 from sending.states import organization_event
 from sending.webhooks.signing import secret_new
 from sending.webhooks.transport import TargetRefused, addresses_checked, target_parse
@@ -42,11 +42,28 @@ def event_types_check(types: list[str]) -> list[str]:
     return list(dict.fromkeys(types))
 
 
+def streams_check(organization_id: int, names: list[str]) -> list[str]:
+    """Stream names an endpoint filters on: each one the organization's."""
+    names = [n.strip().lower() for n in names]
+    known = set(Stream.objects.filter(organization_id=organization_id, name__in=names).values_list("name", flat=True))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise EndpointError("streams", f"Unknown streams: {', '.join(unknown)}.")
+    return list(dict.fromkeys(names))
+
+
 def webhook_endpoint_create(
-    *, organization: Organization, url: str, event_types: list[str], description: str = "", enabled: bool = True
+    *,
+    organization: Organization,
+    url: str,
+    event_types: list[str],
+    description: str = "",
+    enabled: bool = True,
+    streams: list[str] | None = None,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (the only time the secret is returned)."""
     url, event_types = url_check(url), event_types_check(event_types)
+    streams = streams_check(organization.pk, streams or [])
     secret = secret_new()
     with transaction.atomic():
         # Only events after this one are the endpoint's: it does not receive the organization's history.
@@ -55,6 +72,7 @@ def webhook_endpoint_create(
             organization=organization,
             url=url,
             event_types=event_types,
+            streams=streams,
             description=description,
             enabled=enabled,
             secret_encrypted=encrypt(secret.encode()),
@@ -69,6 +87,8 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> 
         endpoint.url = url_check(str(changes["url"]))
     if "event_types" in changes:
         endpoint.event_types = event_types_check(list(changes["event_types"]))  # type: ignore[call-overload]
+    if "streams" in changes:
+        endpoint.streams = streams_check(endpoint.organization_id, list(changes["streams"]))  # type: ignore[call-overload]
     if "description" in changes:
         endpoint.description = str(changes["description"])
     if "enabled" in changes:

@@ -20,6 +20,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from sending.models import Event, WebhookCursor, WebhookDelivery, WebhookEndpoint
+from sending.streams.service import TRANSACTIONAL
 
 WINDOW = 5000
 # Far longer than any transaction that writes events.
@@ -51,27 +52,32 @@ def _cursor() -> WebhookCursor:
 def _window(now: datetime) -> tuple[int, bool]:
     with transaction.atomic():
         cursor = _cursor()
-        rows = list(
-            Event.objects.filter(id__gt=cursor.position)
+        # The stream of each event's message, for endpoints that filter by stream (None: an event of no message;
+        # mail from before streams existed is `transactional`).
+        rows = [
+            (pk, org, kind, (stream or TRANSACTIONAL) if message_id is not None else None)
+            for pk, org, kind, message_id, stream in Event.objects.filter(id__gt=cursor.position)
             .order_by("id")
-            .values_list("id", "organization_id", "type")[:WINDOW]
-        )
+            .values_list("id", "organization_id", "type", "message_id", "message__stream__name")[:WINDOW]
+        ]
         if not rows:
             return 0, False
         wanted: dict[int, list[WebhookEndpoint]] = defaultdict(list)
-        for endpoint in WebhookEndpoint.objects.filter(
-            enabled=True, organization_id__in={org for _, org, _ in rows}
-        ).only("id", "organization_id", "event_types", "start_event_id"):
+        for endpoint in WebhookEndpoint.objects.filter(enabled=True, organization_id__in={row[1] for row in rows}).only(
+            "id", "organization_id", "event_types", "streams", "start_event_id"
+        ):
             wanted[endpoint.organization_id].append(endpoint)
         deliveries = [
             WebhookDelivery(endpoint_id=e.pk, organization_id=org, event_id=pk, next_attempt_at=now, created_at=now)
-            for pk, org, kind in rows
+            for pk, org, kind, stream in rows
             for e in wanted.get(org, ())
-            if pk > e.start_event_id and (not e.event_types or kind in e.event_types)
+            if pk > e.start_event_id
+            and (not e.event_types or kind in e.event_types)
+            and (not e.streams or stream is None or stream in e.streams)
         ]
         if deliveries:
             WebhookDelivery.objects.bulk_create(deliveries, batch_size=1000, ignore_conflicts=True)
-        position, gap_at, gap_since = _advance(cursor, [pk for pk, _, _ in rows], now)
+        position, gap_at, gap_since = _advance(cursor, [row[0] for row in rows], now)
         moved = position != cursor.position
         cursor.position, cursor.gap_at, cursor.gap_since = position, gap_at, gap_since
         cursor.save()

@@ -52,6 +52,9 @@ ACTIONS = [
     ("post", "held_cancel", [], {}, ADMINS),
     ("get", "reputation", [], None, EVERYONE),
     ("post", "reputation_thresholds", ["reputation"], {}, ADMINS),
+    ("get", "streams", [], None, EVERYONE),
+    ("post", "stream_add", [], {"name": "letters"}, ADMINS),
+    ("post", "scheduled_cancel", ["message"], {}, SENDING),
 ]
 # What an allowed POST answers when it is not the usual redirect after success: 201 for a page created to show
 # a secret or link once, 200 for a page that asks for more (held_cancel without its confirmation) or shows a link.

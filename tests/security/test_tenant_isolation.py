@@ -30,6 +30,7 @@ from sending.models import (
     Reputation,
     ReputationScope,
     ReputationState,
+    Stream,
     Suppression,
     WebhookDelivery,
     WebhookEndpoint,
@@ -152,6 +153,7 @@ def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-un
         "invitation": invitation,
         "capture": capture,
         "dkim_keys": DkimKey.objects.filter(domain=domain).count(),
+        "stream": Stream.objects.get(organization=org, name="transactional"),
     }
 
 
@@ -177,6 +179,9 @@ def assert_globex_untouched(b: dict[str, Any]) -> None:
         b["endpoint"].url,
     )
     assert WebhookDelivery.objects.get(pk=b["delivery"].pk).attempts == 0
+    assert b["message"].recipients.get().state != "cancelled"  # the cancel endpoints answered 404
+    stream = Stream.objects.get(pk=b["stream"].pk)
+    assert (stream.description, stream.track_opens) == (b["stream"].description, b["stream"].track_opens)
     assert SmtpCredential.objects.get(pk=b["credential"].pk).revoked_at is None
     assert ApiKey.objects.get(pk=b["api_key"].pk).revoked_at is None
     assert Membership.objects.get(pk=b["membership"].pk).role == "owner"
@@ -209,6 +214,7 @@ def api_ids(b: dict[str, Any]) -> dict[str, Any]:
         "job_id": b["job"].pk,
         "credential_id": b["credential"].pk,
         "reputation_id": b["reputation"].pk,
+        "stream_id": b["stream"].pk,
     }
 
 

@@ -1,0 +1,257 @@
+"""Message streams (#23): every organization's `transactional` stream, broadcast streams, the `stream` field on the
+send API and X-Postwerk-Stream over SMTP (stripped before delivery, checked as raw bytes at the MX)."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from urllib.parse import urlsplit
+
+import pytest
+from django.test import Client
+
+from accounts.services import organization_get_or_create, smtp_credential_create
+from sending.feedback.suppressions import suppression_add
+from sending.models import Message, Recipient, Stream, Suppression, WebhookDelivery
+from sending.smtp.server import Listener, SmtpServer
+from sending.webhooks.fanout import webhook_fanout
+from tests.conftest import add_mx_domain, deliver_queued, publish_dkim
+from tests.servers import make_self_signed
+from tests.test_smtp_submission import logged_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def body(**extra):
+    return {"from": "hello@acme.example", "to": ["jane@dest.example"], "subject": "Hi", "text": "Hello", **extra}
+
+
+@pytest.fixture
+def submission(settings, tmp_path, domain):
+    settings.POSTWERK_SMTP_TLS_CERT, settings.POSTWERK_SMTP_TLS_KEY = make_self_signed(
+        tmp_path, "smtp.postwerk.example"
+    )
+    server = SmtpServer([Listener("submission", "127.0.0.1", 0, False)]).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dest(zone, mx, domain):
+    publish_dkim(zone, domain)
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    return mx("127.0.0.2")
+
+
+def test_every_organization_has_its_transactional_stream(db):
+    org, _ = organization_get_or_create(name="Streams Inc")
+    (stream,) = Stream.objects.filter(organization=org)
+    assert (stream.name, stream.kind) == ("transactional", "transactional")
+
+
+def test_streams_api_lists_creates_gets_and_updates(api, organization):
+    listed = api.get("/api/v1/streams").json()
+    assert [s["name"] for s in listed] == ["transactional"]
+    created = api.post("/api/v1/streams", {"name": "newsletter", "kind": "broadcast"}, format="json")
+    assert created.status_code == 201, created.json()
+    stream = created.json()
+    assert (stream["name"], stream["kind"]) == ("newsletter", "broadcast")
+    again = api.post("/api/v1/streams", {"name": "newsletter", "kind": "broadcast"}, format="json")
+    assert again.status_code == 400 and list(again.json()["fields"]) == ["name"]
+    second_transactional = api.post("/api/v1/streams", {"name": "other", "kind": "transactional"}, format="json")
+    assert second_transactional.status_code == 400 and list(second_transactional.json()["fields"]) == ["kind"]
+    changed = api.patch(f"/api/v1/streams/{stream['id']}", {"track_opens": True, "hourly_limit": 10}, format="json")
+    assert changed.status_code == 200, changed.json()
+    got = api.get(f"/api/v1/streams/{stream['id']}").json()
+    assert (got["track_opens"], got["hourly_limit"], got["name"]) == (True, 10, "newsletter")
+
+
+def test_a_stream_of_another_organization_is_404(api):
+    other, _ = organization_get_or_create(name="Other")
+    theirs = Stream.objects.get(organization=other)
+    assert api.get(f"/api/v1/streams/{theirs.pk}").status_code == 404
+    response = api.post("/api/v1/messages", body(stream="transactional"), format="json")
+    assert response.status_code == 202
+
+
+def test_send_names_its_stream_and_an_unknown_one_is_400_naming_the_field(api, organization):
+    response = api.post("/api/v1/messages", body(stream="nope"), format="json")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["stream"]
+    assert Message.objects.count() == 0
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    accepted = api.post("/api/v1/messages", body(stream="news"), format="json")
+    assert accepted.status_code == 202, accepted.json()
+    assert accepted.json()["stream"] == "news"
+    message = Message.objects.get()
+    assert message.stream.name == "news"
+    assert Recipient.objects.get().lane == "broadcast"
+    default = api.post("/api/v1/messages", body(), format="json").json()
+    assert default["stream"] == "transactional"
+
+
+def test_batch_items_name_their_own_stream(api, organization):
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    response = api.post(
+        "/api/v1/messages/batch", {"messages": [body(stream="news"), body(stream="missing"), body()]}, format="json"
+    )
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [202, 400, 202]
+    assert list(results[1]["fields"]) == ["stream"]
+    assert [r["stream"] for r in (results[0], results[2])] == ["news", "transactional"]
+
+
+def test_smtp_stream_header_chooses_the_stream_and_is_stripped_before_delivery(submission, organization, dest):
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    client = logged_in(submission, (credential.username, password))
+    raw = (
+        "From: App <app@acme.example>\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: news\r\n"
+        "List-Unsubscribe: <https://acme.example/u/1>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        "Subject: Hi\r\n\r\nHello Jane\r\n"
+    )
+    client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    client.quit()
+    assert Message.objects.get().stream.name == "news"
+    assert deliver_queued() == 1
+    (received,) = dest.messages
+    assert b"x-postwerk-stream" not in received.data.lower()
+    assert b"\r\nList-Unsubscribe: <https://acme.example/u/1>\r\n" in received.data
+
+
+def test_smtp_unknown_stream_header_is_550_and_nothing_is_stored(submission, organization):
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    client = logged_in(submission, (credential.username, password))
+    raw = "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: nope\r\nSubject: Hi\r\n\r\nHi\r\n"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error.startswith(b"5.7.1 No message stream named 'nope'")
+    assert Message.objects.count() == 0
+
+
+def test_smtp_credential_stream_applies_without_header(submission, organization, dest):
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    credential, password = smtp_credential_create(organization=organization, name="bulk")
+    credential.stream = "news"
+    credential.save(update_fields=["stream"])
+    client = logged_in(submission, (credential.username, password))
+    client.sendmail("app@acme.example", ["jane@dest.example"], "From: app@acme.example\r\nSubject: Hi\r\n\r\nHi\r\n")
+    client.quit()
+    assert Message.objects.get().stream.name == "news"
+
+
+HTML = '<html><body><p>News</p><a href="https://acme.example/x">read</a></body></html>'
+
+
+def test_broadcast_mail_gets_one_click_list_unsubscribe_at_the_mx(api, organization, dest, settings):
+    settings.POSTWERK_TRACKING_SCHEME = "https"
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    api.post("/api/v1/messages", body(stream="news", html=HTML), format="json")
+    api.post("/api/v1/messages", body(), format="json")
+    assert deliver_queued() == 2
+    broadcast, transactional = sorted(dest.messages, key=lambda m: b"List-Unsubscribe:" not in m.data)
+    head = broadcast.data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    assert re.search(rb"\r\nList-Unsubscribe: <https://mta\.postwerk\.example/t/u/[^>\s]+>\r\n", head), head
+    assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in head
+    assert b"List-Unsubscribe" not in transactional.data
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"List-Unsubscribe": "<mailto:leave@acme.example>"}, "List-Unsubscribe"),
+        ({"List-Unsubscribe": "<http://acme.example/u>"}, "List-Unsubscribe"),
+        ({"List-Unsubscribe": "<https://acme.example/u>"}, "List-Unsubscribe-Post"),
+        ({"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}, "List-Unsubscribe-Post"),
+    ],
+)
+def test_broadcast_with_its_own_invalid_list_unsubscribe_is_400_naming_the_header(api, organization, headers, field):
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    response = api.post("/api/v1/messages", body(stream="news", headers=headers), format="json")
+    assert response.status_code == 400, response.json()
+    assert list(response.json()["fields"]["headers"]) == [field]
+    assert Message.objects.count() == 0
+
+
+def test_smtp_broadcast_with_invalid_list_unsubscribe_is_550(submission, organization):
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    client = logged_in(submission, (credential.username, password))
+    raw = (
+        "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: news\r\n"
+        "List-Unsubscribe: <mailto:x@acme.example>\r\nSubject: Hi\r\n\r\nHi\r\n"
+    )
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error.startswith(b"5.7.1 Broadcast mail needs an https URL in List-Unsubscribe")
+    assert Message.objects.count() == 0
+
+
+def test_an_unsubscribe_from_a_broadcast_does_not_stop_transactional_mail_a_hard_bounce_does(
+    api, organization, dest, settings
+):
+    settings.POSTWERK_TRACKING_SCHEME = "https"
+    news = Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    api.post("/api/v1/messages", body(stream="news"), format="json")
+    assert deliver_queued() == 1
+    url = re.search(rb"List-Unsubscribe: <(https://[^>]+)>", dest.messages[0].data).group(1).decode()
+    response = Client().post(
+        urlsplit(url).path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200
+    suppression = Suppression.objects.get()
+    assert (suppression.reason, suppression.stream_id) == ("unsubscribe", news.pk)
+
+    again = api.post("/api/v1/messages", body(stream="news"), format="json").json()
+    assert again["recipients"][0]["status"] == "suppressed"
+    reset = api.post("/api/v1/messages", body(subject="Password reset"), format="json").json()
+    assert reset["recipients"][0]["status"] == "queued"
+
+    suppression_add(organization_id=organization.pk, address="jane@dest.example", reason="hard_bounce")
+    bounced = api.post("/api/v1/messages", body(subject="Password reset"), format="json").json()
+    assert bounced["recipients"][0]["status"] == "suppressed"
+
+
+def test_webhook_endpoint_filtered_by_stream_gets_only_that_streams_events(api, organization, settings):
+    settings.POSTWERK_WEBHOOK_ALLOW_PRIVATE = True
+    Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    created = api.post("/api/v1/webhooks", {"url": "https://127.0.0.9/x", "streams": ["news"]}, format="json").json()
+    assert created["streams"] == ["news"]
+    bad = api.post("/api/v1/webhooks", {"url": "https://127.0.0.9/y", "streams": ["nope"]}, format="json")
+    assert bad.status_code == 400 and list(bad.json()["fields"]) == ["streams"]
+    news = api.post("/api/v1/messages", body(stream="news"), format="json").json()
+    api.post("/api/v1/messages", body(), format="json")
+    webhook_fanout()
+    events = WebhookDelivery.objects.filter(endpoint_id=created["id"]).values_list("event__message_id", flat=True)
+    assert [str(m) for m in events] == [news["id"]]
+
+
+def test_a_streams_own_send_limit_holds_its_mail_not_the_other_streams(api, organization):
+    Stream.objects.create(organization=organization, name="news", kind="broadcast", hourly_limit=1)
+    first = api.post("/api/v1/messages", body(stream="news"), format="json").json()
+    second = api.post("/api/v1/messages", body(stream="news"), format="json").json()
+    other = api.post("/api/v1/messages", body(), format="json").json()
+    assert [first["status"], second["status"], other["status"]] == ["queued", "held", "queued"]
+    held = Recipient.objects.get(message_id=second["id"])
+    assert held.held_reason == "send_limit"
+    assert held.events.get(type="held").details["stream"] == "news"
+
+
+def test_a_stream_is_a_reputation_scope_of_its_own(api, organization):
+    from sending.reputation.rates import reputations_for
+
+    news = Stream.objects.create(organization=organization, name="news", kind="broadcast")
+    scopes = {(r.scope, r.scope_id): r.scope_name for r in reputations_for(organization.pk)}
+    assert scopes[("stream", news.pk)] == "stream news"
+    reputation = next(r for r in reputations_for(organization.pk) if r.scope == "stream" and r.scope_id == news.pk)
+    reputation.state = "paused"
+    reputation.save()
+    from sending.reputation.rates import paused_scopes_clear
+
+    paused_scopes_clear()
+    held = api.post("/api/v1/messages", body(stream="news"), format="json").json()
+    transactional = api.post("/api/v1/messages", body(), format="json").json()
+    assert (held["status"], transactional["status"]) == ("held", "queued")
+    paused_scopes_clear()
