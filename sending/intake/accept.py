@@ -89,6 +89,7 @@ def prepare(caller: Caller, submission: Submission | Refused) -> Prepared | Refu
     if isinstance(submission, Refused):
         return submission
     try:
+        stream_authorise(caller, getattr(submission, "stream", None))
         domains = [guard(caller, authorise(caller, name), name) for name in submission.sender_domains()]
         return submission.compose(caller, domains[0])
     except Refused as refused:
@@ -138,9 +139,29 @@ def authorise(caller: Caller, domain_name: str, *, what: str = "From") -> Domain
     return domain
 
 
+def stream_authorise(caller: Caller, stream: str | None) -> None:
+    """1. An API key limited to some streams (ApiKey.allowed_streams) sends only into those. A submission names
+    its stream with an optional `stream` attribute; one without a stream is not limited here."""
+    key = caller.api_key
+    if stream is None or key is None or not key.allowed_streams or stream in key.allowed_streams:
+        return
+    raise Refused(
+        f"This API key may not send into the stream {stream!r}.",
+        code="stream_not_allowed",
+        http_status=403,
+        fields={"stream": [f"One of {', '.join(key.allowed_streams)}."]},
+        smtp_reply=f"550 5.7.1 Stream {stream} is not allowed for this credential",
+    )
+
+
 def _caller_domain(caller: Caller, domain_name: str) -> Domain | None:
     domain = sender_domain(caller.organization, domain_name)
-    if domain is None or caller.smtp_credential is None:
+    if domain is None:
+        return None
+    if caller.api_key is not None and caller.api_key.allowed_domains:
+        # A key limited to some sender domains (by name) answers like a domain that is not the organization's.
+        return domain if domain.name in caller.api_key.allowed_domains else None
+    if caller.smtp_credential is None:
         return domain
     allowed = {d.pk for d in caller.smtp_credential.allowed_domains.all()}
     return None if allowed and domain.pk not in allowed else domain
