@@ -22,7 +22,6 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
-
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Invitation, Membership, SmtpCredential
