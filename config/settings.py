@@ -621,3 +621,10 @@ CELERY_BEAT_SCHEDULE["retention-purge"] = {"task": "sending.tasks.retention_purg
 POSTWERK_OVERLOAD_QUEUE_DEPTH = env.int("POSTWERK_OVERLOAD_QUEUE_DEPTH", default=20000)
 POSTWERK_OVERLOAD_RETRY_AFTER = env.int("POSTWERK_OVERLOAD_RETRY_AFTER", default=30)
 MIDDLEWARE.insert(1, "sending.reputation.overload.OverloadMiddleware")
+
+# First run: `manage.py provision --owner EMAIL` prints a one-time sign-in link under this address, valid this
+# many seconds (used once; only its hash is stored).
+POSTWERK_DASHBOARD_URL = env.str(
+    "POSTWERK_DASHBOARD_URL", default=f"http://127.0.0.1:{env.str('POSTWERK_HTTP_PORT', default='8000')}"
+).rstrip("/")
+POSTWERK_SIGN_IN_LINK_TTL = env.int("POSTWERK_SIGN_IN_LINK_TTL", default=3600)

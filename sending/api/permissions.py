@@ -36,6 +36,7 @@ class ScopeRequired(IsAuthenticated):
             raise ApiError(
                 403, "This endpoint declares no scope; it is refused to every key.", code="scope_not_declared"
             )
+        scope = Scope(scope).value  # the plain string, in messages and bodies
         if not isinstance(api_key, ApiKey):
             raise ApiError(403, "Only API keys may call this endpoint.", code="forbidden")
         if not key_allows(api_key.scopes, scope):

@@ -21,6 +21,7 @@ from sending.webhooks.endpoints import (
     webhook_endpoint_rotate_secret,
     webhook_endpoint_update,
 )
+from sending.webhooks.manage import webhook_endpoint_delete
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
@@ -175,7 +176,7 @@ class WebhookDetailView(APIView):
 
     @extend_schema(responses={204: None}, summary="Delete a webhook endpoint and its delivery log")
     def delete(self, request: Request, endpoint_id: str) -> Response:
-        _endpoint(request, endpoint_id).delete()
+        webhook_endpoint_delete(endpoint=_endpoint(request, endpoint_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -60,6 +60,7 @@ NOT_TENANT_SCOPED = {
     "metrics",  # Prometheus text, platform-wide counters with no organization data (operators' scrape)
     "invite/<str:token>/",  # the token is the capability (only its hash is stored); no organization id in the URL
     "invite/<str:token>/signup",
+    "signin/<str:token>",  # the one-time sign-in link: the token is the capability (only its hash is stored)
 }
 # Operators' pages (staff only): test_operator_pages_are_staff_only.
 OPERATOR_PREFIX = "ops/"
