@@ -102,6 +102,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Organization: {organization.name}")
         for domain in domains:
             self.stdout.write(f"Domain: {domain.name}")
+        if not owner and not organization.memberships.filter(role="owner").exists():
+            self.stdout.write(f"{organization.name} has no owner yet: run again with --owner EMAIL to sign in.")
         if owner:
             self.stdout.write(f"Owner: {owner['email']}{' (new user)' if owner['user_created'] else ''}")
             self.stdout.write(f"Sign-in link (works once, for a limited time): {owner['sign_in_link']}")
