@@ -29,9 +29,9 @@ class ApiKeySerializer(serializers.ModelSerializer):
     streams = serializers.ListField(source="allowed_streams", child=serializers.CharField(), read_only=True)
     networks = serializers.ListField(source="allowed_networks", child=serializers.CharField(), read_only=True)
     scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True, read_only=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
-    old_secret_valid_until = serializers.DateTimeField(source="previous_valid_until", read_only=True)
+    old_secret_valid_until = serializers.DateTimeField(source="previous_valid_until", allow_null=True, read_only=True)
 
     class Meta:
         model = ApiKey
