@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
-from accounts.models import ApiKey, Membership, Organization, SmtpCredential
+from accounts.audit import audit_record
+from accounts.models import ApiKey, AuditEntry, Membership, Organization, SmtpCredential
 
 
 class MembershipFormSet(BaseInlineFormSet):
@@ -28,13 +29,64 @@ class OrganizationAdmin(admin.ModelAdmin):
     search_fields = ["name"]
     inlines = [MembershipInline]
 
+    def save_formset(self, request, form, formset, change):  # type: ignore[no-untyped-def]
+        """Memberships changed here are changes by a person too: into the organization's audit log (the
+        operator and their address come from the request, accounts.audit)."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        before = {m.pk: m.role for m in Membership.objects.filter(organization=form.instance)}
+        super().save_formset(request, form, formset, change)
+        for membership in formset.new_objects:
+            audit_record(
+                organization=form.instance,
+                action="member.added",
+                target=membership,
+                target_label=membership.user.get_username(),
+                changes={"role": membership.role},
+            )
+        for membership, _ in formset.changed_objects:
+            if before.get(membership.pk) != membership.role:
+                audit_record(
+                    organization=form.instance,
+                    action="member.role_changed",
+                    target=membership,
+                    target_label=membership.user.get_username(),
+                    changes={"role": [before.get(membership.pk), membership.role]},
+                )
+        for membership in formset.deleted_objects:
+            audit_record(
+                organization=form.instance,
+                action="member.removed",
+                target_label=membership.user.get_username(),
+                changes={"role": before.get(membership.pk, membership.role)},
+            )
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["name", "organization", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name",
+        "organization",
+        "prefix",
+        "scopes",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["organization"]
     search_fields = ["name", "prefix", "organization__name"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+    readonly_fields = [
+        "prefix",
+        "key_hash",
+        "previous_key_hash",
+        "previous_valid_until",
+        "rotated_at",
+        "created_by",
+        "member_bound",
+        "created_at",
+        "last_used_at",
+    ]
 
 
 @admin.register(SmtpCredential)
@@ -44,3 +96,21 @@ class SmtpCredentialAdmin(admin.ModelAdmin):
     search_fields = ["name", "username", "organization__name"]
     readonly_fields = ["username", "password_hash", "created_at", "last_used_at"]
     filter_horizontal = ["allowed_domains"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the log is written by the services, never edited."""
+
+    list_display = ["created_at", "organization", "actor", "ip", "action", "target"]
+    list_filter = ["action", "actor_type", "organization"]
+    search_fields = ["actor", "target", "action", "organization__name"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False

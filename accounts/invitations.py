@@ -19,6 +19,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.models import Invitation, Membership
 from accounts.secrets import hash_secret
 from mail.errors import PostwerkError
@@ -111,6 +112,13 @@ def invitation_create(*, actor: Membership, email: str, role: str, link: LinkBui
             invited_by=actor.user,
             expires_at=timezone.now() + INVITATION_TTL,
         )
+        audit_record(
+            organization=actor.organization_id,
+            action="invitation.created",
+            target=invitation,
+            target_label=email,
+            changes={"email": email, "role": role},
+        )
     # Mail goes out after the commit: a failed send leaves a pending invitation the inviter can resend.
     return _send(invitation, link(token))
 
@@ -136,7 +144,14 @@ def invitation_revoke(*, actor: Membership, invitation: Invitation) -> Invitatio
         raise InvitationError("No such invitation.")
     if invitation.accepted_at is None and invitation.revoked_at is None:
         invitation.revoked_at = timezone.now()
-        invitation.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            invitation.save(update_fields=["revoked_at"])
+            audit_record(
+                organization=invitation.organization_id,
+                action="invitation.revoked",
+                target=invitation,
+                target_label=invitation.email,
+            )
     return invitation
 
 
@@ -163,4 +178,11 @@ def invitation_accept(*, token: str, user) -> Membership:  # type: ignore[no-unt
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user
     invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(
+        organization=invitation.organization_id,
+        action="member.joined",
+        target=membership,
+        target_label=user.get_username(),
+        changes={"role": invitation.role, "invitation": invitation.email},
+    )
     return membership

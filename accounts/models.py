@@ -44,8 +44,16 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
+def full_scopes() -> list[str]:
+    """Keys made before scopes existed, and keys an operator makes with `provision`, may do everything."""
+    return ["full"]
+
+
 class ApiKey(models.Model):
-    """A send-API key. Only a SHA-256 of the secret is kept: 256 random bits need no slow hash."""
+    """An API key. Only a SHA-256 of the secret is kept: 256 random bits need no slow hash.
+
+    What it may do is its `scopes` (accounts.scopes), narrowed by its optional limits (sender domains, streams,
+    client networks, expiry) and, for a key a member made, by that member's current role (accounts.scopes)."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=200)
@@ -59,6 +67,24 @@ class ApiKey(models.Model):
     # Mail sent with a sandbox key runs the whole accept path and is stored, but delivery hands it to the built-in
     # capture (sending.delivery.sandbox), never to an MX. Set at creation, never changed.
     sandbox = models.BooleanField(default=False)
+    scopes = models.JSONField(default=full_scopes, help_text="accounts.scopes.Scope values; 'full' is every one")
+    # Sender domain names (the organization's Domain rows' names) and stream names; empty means any. Names, not
+    # foreign keys: a deleted domain must not silently widen a key to "any domain".
+    allowed_domains = models.JSONField(default=list, blank=True)
+    allowed_streams = models.JSONField(default=list, blank=True)
+    # CIDR strings; empty means any client address.
+    allowed_networks = models.JSONField(default=list, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # The member who made it: the key never has more rights than that member's role has now. A key made by an
+    # operator (provision, the admin) or before roles applied to keys has none, and `member_bound` False.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    member_bound = models.BooleanField(default=False)
+    # Rotation: the secret before the last rotation keeps working until `previous_valid_until`.
+    previous_key_hash = models.CharField(max_length=64, blank=True)
+    previous_valid_until = models.DateTimeField(null=True, blank=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="apikey_name_unique")]
@@ -122,3 +148,53 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} to {self.organization} ({self.role})"
+
+
+class AuditEntry(models.Model):
+    """One change a person or a key made to an organization: who, when, from where, what and how it changed.
+    Written only by accounts.audit.audit_record, from the services that make the change."""
+
+    class ActorType(models.TextChoices):
+        USER = "user"  # a person in the dashboard or the admin
+        API_KEY = "api_key"
+        SYSTEM = "system"  # a management command or a task: an operator at the console, or Postwerk itself
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_entries")
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor_type = models.CharField(max_length=8, choices=ActorType.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # What the actor was called then (a username, "key name (prefix)", a command): kept when the row it names goes.
+    actor = models.CharField(max_length=200)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=64, help_text="e.g. api_key.created, domain.dkim_rotated")
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target = models.CharField(max_length=300, blank=True, help_text="the target's name at the time")
+    # {"field": [before, after]} for updates; the new object's fields for a creation; counts for bulk actions.
+    changes = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-id"], name="audit_org_newest"),
+            models.Index(fields=["organization", "action", "-id"], name="audit_org_action"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}"
+
+
+class SignInLink(models.Model):
+    """A one-time sign-in link (manage.py provision --owner): used once, expiring, only a hash of it kept."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"sign-in link for {self.user} ({'used' if self.used_at else 'unused'})"

@@ -9,9 +9,10 @@ import secrets
 API_KEY_PREFIX = "pwk"
 
 
-def generate_api_key() -> tuple[str, str, str]:
-    """Return (full key, public prefix, hash). The full key is shown once and never stored."""
-    prefix = secrets.token_hex(4)
+def generate_api_key(prefix: str | None = None) -> tuple[str, str, str]:
+    """Return (full key, public prefix, hash). The full key is shown once and never stored. A rotation keeps
+    the key's prefix (the key stays recognisable in lists and logs) and draws a new secret part."""
+    prefix = prefix or secrets.token_hex(4)
     key = f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     return key, prefix, hash_secret(key)
 

@@ -88,6 +88,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     # Sends a person with two-factor to the code page, and one whose organization requires it to enrolment.
     "dashboard.two_factor_gate.TwoFactorMiddleware",
+    # Who is acting, for the audit log (accounts.audit): the session's user and the client address.
+    "accounts.audit.AuditActorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -399,7 +401,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["sending.api.permissions.ScopeRequired"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["sending.api.parsers.JSONParser"],
@@ -705,3 +707,10 @@ POSTWERK_TLSRPT_ORGANIZATION = env.str("POSTWERK_TLSRPT_ORGANIZATION", default="
 POSTWERK_TLSRPT_CONTACT = env.str("POSTWERK_TLSRPT_CONTACT", default="")
 POSTWERK_TLSRPT_TIMEOUT = env.float("POSTWERK_TLSRPT_TIMEOUT", default=30.0)
 CELERY_BEAT_SCHEDULE["tls-reports"] = {"task": "sending.tasks.tls_reports_send", "schedule": 3600.0}
+
+# First run: `manage.py provision --owner EMAIL` prints a one-time sign-in link under this address, valid this
+# many seconds (used once; only its hash is stored).
+POSTWERK_DASHBOARD_URL = env.str(
+    "POSTWERK_DASHBOARD_URL", default=f"http://127.0.0.1:{env.str('POSTWERK_HTTP_PORT', default='8000')}"
+).rstrip("/")
+POSTWERK_SIGN_IN_LINK_TTL = env.int("POSTWERK_SIGN_IN_LINK_TTL", default=3600)

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
 from accounts.models import ApiKey, Membership, Organization, SmtpCredential
+from accounts.scopes import Scope
 from mail.addresses import AddressError, parse_mailbox
 from sending.domains.service import DomainError, normalize_domain
 from sending.models import DkimKey, Domain, EventType, RecipientState, Suppression
@@ -103,10 +104,38 @@ class ApiKeyForm(forms.Form):
         help_text="Mail sent with it runs the whole path and is stored, but goes to the built-in capture instead of "
         "the recipients (see the README's sandbox test addresses).",
     )
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[Scope.SEND],
+        help_text="What the key may do; “full” is everything. Never more than your role allows.",
+    )
+    allowed_domains = forms.ModelMultipleChoiceField(
+        queryset=Domain.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Limit to sender domains",
+        help_text="None ticked: every domain of the organization.",
+    )
+    allowed_networks = forms.CharField(
+        required=False,
+        label="Limit to networks",
+        help_text="CIDR networks separated by commas or spaces, e.g. 203.0.113.0/24. Empty: any address.",
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Empty: never (UTC).",
+    )
 
     def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.organization = organization
+        self.fields["allowed_domains"].queryset = Domain.objects.filter(organization=organization).order_by("name")  # type: ignore[attr-defined]
+
+    def clean_allowed_networks(self) -> list[str]:
+        return [n for n in self.cleaned_data["allowed_networks"].replace(",", " ").split() if n]
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

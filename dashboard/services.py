@@ -9,6 +9,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from accounts.audit import audit_record
 from accounts.models import Membership
 from mail.errors import PostwerkError
 
@@ -61,7 +62,15 @@ def membership_add(*, actor: Membership, identifier: str, role: str) -> tuple[Me
         user = user_model.objects.create_user(username=identifier.lower(), email=identifier.lower(), password=password)
     if Membership.objects.filter(organization_id=actor.organization_id, user=user).exists():
         raise MembershipError(f"{user.get_username()} is already a member.")
-    return Membership.objects.create(organization_id=actor.organization_id, user=user, role=role), password
+    membership = Membership.objects.create(organization_id=actor.organization_id, user=user, role=role)
+    audit_record(
+        organization=actor.organization_id,
+        action="member.added",
+        target=membership,
+        target_label=user.get_username(),
+        changes={"role": role, "new_account": password is not None},
+    )
+    return membership, password
 
 
 @transaction.atomic
@@ -71,8 +80,16 @@ def membership_change_role(*, actor: Membership, membership: Membership, role: s
     _assert_may_manage(actor, role)
     if role != Role.OWNER:
         _assert_not_last_owner(membership)
-    membership.role = role
+    before, membership.role = membership.role, role
     membership.save(update_fields=["role"])
+    if before != role:
+        audit_record(
+            organization=membership.organization_id,
+            action="member.role_changed",
+            target=membership,
+            target_label=membership.user.get_username(),
+            changes={"role": [before, role]},
+        )
     return membership
 
 
@@ -81,4 +98,11 @@ def membership_remove(*, actor: Membership, membership: Membership) -> None:
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     _assert_may_manage(actor, membership.role)
     _assert_not_last_owner(membership)
+    audit_record(
+        organization=membership.organization_id,
+        action="member.removed",
+        target=membership,
+        target_label=membership.user.get_username(),
+        changes={"role": membership.role},
+    )
     membership.delete()

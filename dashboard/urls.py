@@ -1,6 +1,7 @@
 from django.urls import path
 
 from dashboard.views import (
+    audit,
     auth,
     domains,
     held,
@@ -25,6 +26,7 @@ org = "o/<int:org_id>/"
 
 urlpatterns = [
     path("", auth.home, name="home"),
+    path("signin/<str:token>", auth.sign_in_link, name="sign_in_link"),
     path("login/", auth.login, name="login"),
     path("logout/", auth.logout, name="logout"),
     path("account/password/", auth.password_change, name="password_change"),
@@ -82,6 +84,7 @@ urlpatterns = [
     path(f"{org}streams/", streams.streams, name="streams"),
     path(f"{org}streams/add", streams.stream_add, name="stream_add"),
     path(f"{org}scheduled/<uuid:message_id>/cancel", streams.scheduled_cancel, name="scheduled_cancel"),
+    path(f"{org}audit/", audit.audit_log, name="audit"),
     path(f"{org}held/", held.held_list, name="held"),
     path(f"{org}held/release", held.held_release_view, name="held_release"),
     path(f"{org}held/cancel", held.held_cancel_view, name="held_cancel"),

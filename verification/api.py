@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organization
+from accounts.scopes import Scope
 from sending.public import ApiError
 from verification.models import VerificationJob
 from verification.services import (
@@ -93,6 +94,8 @@ def _job(request: Request, job_id: uuid.UUID) -> VerificationJob:
 
 
 class VerificationsView(APIView):
+    required_scope = Scope.VERIFICATIONS
+
     @extend_schema(
         request=VerificationRequestSerializer,
         responses={200: dict, 202: dict},
@@ -114,6 +117,8 @@ class VerificationsView(APIView):
 
 
 class VerificationDetailView(APIView):
+    required_scope = Scope.VERIFICATIONS
+
     @extend_schema(responses={200: dict}, summary="A verification's status, progress and counts per result")
     def get(self, request: Request, job_id: uuid.UUID) -> Response:
         job = _job(request, job_id)
@@ -121,6 +126,8 @@ class VerificationDetailView(APIView):
 
 
 class VerificationResultsJsonView(APIView):
+    required_scope = Scope.VERIFICATIONS
+
     @extend_schema(
         responses={200: dict},
         operation_id="v1_verifications_results_json",
@@ -143,6 +150,7 @@ class CsvRenderer(BaseRenderer):
 
 
 class VerificationResultsCsvView(APIView):
+    required_scope = Scope.VERIFICATIONS
     renderer_classes = [JSONRenderer, CsvRenderer]
 
     def handle_exception(self, exc):  # type: ignore[no-untyped-def]

@@ -7,8 +7,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.utils import timezone
 
 from accounts.models import ApiKey, SmtpCredential
+from accounts.scopes import ScopeError
 from accounts.services import api_key_create, api_key_revoke, smtp_credential_create, smtp_credential_revoke
 from dashboard.access import org_view
 from dashboard.forms import ApiKeyForm, SmtpCredentialForm
@@ -57,6 +59,7 @@ def _page(
             "new_key": new_key,
             "new_credential": new_credential,
             "connection": connection_settings(request),
+            "now": timezone.now(),
         },
         status=status,
     )
@@ -72,9 +75,22 @@ def api_key_new(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST, organization=request.organization)
     if not form.is_valid():
         return _page(request, key_form=form, status=400)
-    api_key, secret = api_key_create(
-        organization=request.organization, name=form.cleaned_data["name"], sandbox=form.cleaned_data["sandbox"]
-    )
+    data = form.cleaned_data
+    try:
+        api_key, secret = api_key_create(
+            organization=request.organization,
+            name=data["name"],
+            scopes=data["scopes"],
+            domains=[d.name for d in data["allowed_domains"]],
+            networks=data["allowed_networks"],
+            expires_at=data["expires_at"],
+            created_by=request.user,
+            sandbox=data["sandbox"],
+        )
+    except ScopeError as exc:
+        field = {"domains": "allowed_domains", "networks": "allowed_networks"}.get(exc.field, exc.field)
+        form.add_error(field if field in form.fields else None, str(exc))
+        return _page(request, key_form=form, status=400)
     return _page(request, new_key=(api_key, secret), status=201)
 
 

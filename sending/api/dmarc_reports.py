@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.scoping import owned_or_404
 from sending.feedback.dmarc_overview import dmarc_overview
@@ -17,6 +18,8 @@ MAX_DAYS = 366
 
 
 class DomainDmarcReportsView(APIView):
+    required_scope = Scope.DOMAINS
+
     @extend_schema(
         parameters=[OpenApiParameter("days", int, description=f"how far back, 1 to {MAX_DAYS} (default 30)")],
         responses={200: dict},

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.scoping import owned_or_404
 from sending.domains.platform_names import PlatformNamesNotSet, platform_name_problems, platform_names_message
@@ -123,6 +124,8 @@ def _domain(request: Request, domain_id: int) -> Domain:
 
 
 class DomainsView(APIView):
+    required_scope = Scope.DOMAINS
+
     @extend_schema(responses={200: DomainSerializer(many=True)}, summary="List sender domains")
     def get(self, request: Request) -> Response:
         domains = Domain.objects.filter(organization=request.user.organization).order_by("name")
@@ -155,6 +158,8 @@ class DomainsView(APIView):
 
 
 class DomainDetailView(APIView):
+    required_scope = Scope.DOMAINS
+
     @extend_schema(responses={200: DomainDetailSerializer}, summary="A domain, its records and check results")
     def get(self, request: Request, domain_id: int) -> Response:
         return Response(DomainDetailSerializer(_domain(request, domain_id)).data)
@@ -169,6 +174,8 @@ class DomainDetailView(APIView):
 
 
 class DomainVerifyView(APIView):
+    required_scope = Scope.DOMAINS
+
     @extend_schema(request=None, responses={200: DomainDetailSerializer}, summary="Check the domain's DNS now")
     def post(self, request: Request, domain_id: int) -> Response:
         domain = _domain(request, domain_id)
@@ -178,6 +185,8 @@ class DomainVerifyView(APIView):
 
 
 class DomainRotateDkimView(APIView):
+    required_scope = Scope.DOMAINS
+
     @extend_schema(request=RotateSerializer, responses={201: DkimKeySerializer}, summary="Start a DKIM key rotation")
     def post(self, request: Request, domain_id: int) -> Response:
         serializer = RotateSerializer(data=request.data or {})

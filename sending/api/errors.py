@@ -13,17 +13,12 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from sending.api.exceptions import ApiError
 from sending.errors import Refused
 
 log = logging.getLogger(__name__)
 
-
-class ApiError(exceptions.APIException):
-    """An error with its own status, message and optional field errors."""
-
-    def __init__(self, status_code: int, message: str, fields: dict | None = None, code: str = "error") -> None:
-        super().__init__(message)
-        self.status_code, self.message, self.fields, self.error_code = status_code, message, fields, code
+__all__ = ["ApiError", "NotFoundView", "error_body", "exception_handler"]
 
 
 def error_body(message: str, *, code: str, fields: dict | None = None) -> dict:
@@ -35,7 +30,8 @@ def error_body(message: str, *, code: str, fields: dict | None = None) -> dict:
 
 def exception_handler(exc, context):  # type: ignore[no-untyped-def]
     if isinstance(exc, ApiError):
-        return Response(error_body(exc.message, code=exc.error_code, fields=exc.fields), status=exc.status_code)
+        body = error_body(exc.message, code=exc.error_code, fields=exc.fields) | exc.extra
+        return Response(body, status=exc.status_code)
     if isinstance(exc, Refused):  # the accept pipeline's refusals, each with its own status
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return Response(

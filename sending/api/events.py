@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
 from sending.api.params import datetime_param
@@ -71,6 +72,7 @@ def _message(raw: str | None) -> uuid.UUID | None:
 
 
 class EventsView(APIView):
+    required_scope = Scope.MESSAGES_READ
     pagination_class = EventPagination  # the schema shows the list answer as the cursor page it is
 
     @extend_schema(parameters=FILTERS, responses={200: EventOutSerializer(many=True)}, summary="List events")
@@ -91,6 +93,8 @@ class EventsView(APIView):
 
 
 class EventDetailView(APIView):
+    required_scope = Scope.MESSAGES_READ
+
     @extend_schema(responses={200: EventOutSerializer}, summary="One event")
     def get(self, request: Request, event_id: int) -> Response:
         event = event_list(organization=request.user.organization).filter(pk=event_id).first()

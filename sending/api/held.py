@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
 from sending.api.params import datetime_param
@@ -118,6 +119,7 @@ def _actor(request: Request) -> str:
 
 
 class HeldView(APIView):
+    required_scope = Scope.REPUTATION
     pagination_class = HeldPagination  # the schema shows the list answer as the cursor page it is
 
     @extend_schema(
@@ -134,6 +136,8 @@ class HeldView(APIView):
 
 
 class HeldReleaseView(APIView):
+    required_scope = Scope.REPUTATION
+
     @extend_schema(
         request=HeldActionSerializer,
         responses={200: _COUNT},
@@ -150,6 +154,8 @@ class HeldReleaseView(APIView):
 
 
 class HeldCancelView(APIView):
+    required_scope = Scope.REPUTATION
+
     @extend_schema(request=HeldActionSerializer, responses={200: _COUNT}, summary="Cancel held mail by filter")
     def post(self, request: Request) -> Response:
         body = HeldActionSerializer(data=request.data)

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
 from sending.models import InboundMessage
@@ -44,6 +45,8 @@ class InboundPagination(CursorPagination):
 
 
 class InboundView(APIView):
+    required_scope = Scope.MESSAGES_READ
+
     pagination_class = InboundPagination
 
     @extend_schema(

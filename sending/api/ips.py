@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.reputation.ip_status import ip_statuses
 
 
@@ -45,6 +46,8 @@ class IpSerializer(serializers.Serializer):
 
 
 class IpsView(APIView):
+    required_scope = Scope.REPUTATION
+
     @extend_schema(
         responses={200: inline_serializer("IpList", {"ips": IpSerializer(many=True)})},
         summary="The sending IPs your mail leaves from: warm-up, today's use and allowance, provider states",

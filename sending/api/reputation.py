@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.scoping import owned_or_404
 from sending.models import BlocklistListing, Reputation, ReputationSnapshot
@@ -154,6 +155,8 @@ def _one(request: Request, reputation: Reputation) -> Response:
 
 
 class ReputationView(APIView):
+    required_scope = Scope.REPUTATION
+
     @extend_schema(
         responses={
             200: inline_serializer(
@@ -183,6 +186,8 @@ class ResumeSerializer(serializers.Serializer):
 
 
 class ReputationResumeView(APIView):
+    required_scope = Scope.REPUTATION
+
     @extend_schema(
         request=ResumeSerializer,
         responses={200: ReputationSerializer},
@@ -203,6 +208,8 @@ class ReputationResumeView(APIView):
 
 
 class ReputationThresholdsView(APIView):
+    required_scope = Scope.REPUTATION
+
     @extend_schema(
         request=ThresholdsSerializer,
         responses={200: ReputationSerializer},

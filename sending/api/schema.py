@@ -13,13 +13,18 @@ ERROR_SCHEMA = {
             "additionalProperties": True,
             "description": "For bad input: each wrong field (nested for lists and objects) with its problems.",
         },
+        "required_scope": {
+            "type": "string",
+            "description": "403 missing_scope or role_forbids: the scope this endpoint needs (accounts.scopes)",
+        },
     },
     "required": ["error", "message"],
 }
 DESCRIPTIONS = {
     400: "Bad input; `fields` names each wrong field",
     401: "Missing, invalid or revoked API key",
-    403: "Not allowed for this organization (e.g. a From domain it does not own or has not verified)",
+    403: "Not allowed: the key lacks the endpoint's scope (`required_scope`), its member's role or its network "
+    "forbids it, or the organization may not (e.g. a From domain it does not own or has not verified)",
     404: "No such object in this organization",
     409: "Conflicts with the object's current state",
     413: "Over POSTWERK_MAX_MESSAGE_SIZE",
@@ -28,8 +33,8 @@ DESCRIPTIONS = {
     429: "Over the key's rate limit, paused or over a send limit; see Retry-After",
     503: "The database could not be reached; nothing was done, try again",
 }
-# Every operation: input checks, authentication, the rate limit and a database outage.
-COMMON = frozenset({400, 401, 429, 503})
+# Every operation: input checks, authentication, scopes, the rate limit and a database outage.
+COMMON = frozenset({400, 401, 403, 429, 503})
 # What particular views raise beyond the common set (ApiError in sending/api/*.py).
 EXTRA: dict[tuple[str, str], frozenset[int]] = {
     ("post", "/api/v1/messages"): frozenset({403, 413, 422}),
@@ -40,6 +45,7 @@ EXTRA: dict[tuple[str, str], frozenset[int]] = {
     ("put", "/api/v1/reputation/{reputation_id}/thresholds"): frozenset({403}),
     ("patch", "/api/v1/reputation/{reputation_id}/thresholds"): frozenset({403}),
     ("post", "/api/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay"): frozenset({409}),
+    ("post", "/api/v1/api-keys/{key_id}/rotate"): frozenset({409}),
 }
 
 

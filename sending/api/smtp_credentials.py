@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import SmtpCredential
+from accounts.scopes import Scope
 from accounts.services import smtp_credential_create, smtp_credential_revoke
 from sending.api.errors import ApiError
 from sending.api.scoping import owned_or_404
@@ -53,6 +54,8 @@ class SmtpCredentialCreatedSerializer(SmtpCredentialSerializer):
 
 
 class SmtpCredentialsView(APIView):
+    required_scope = Scope.KEYS
+
     @extend_schema(responses={200: SmtpCredentialSerializer(many=True)}, summary="List SMTP credentials")
     def get(self, request: Request) -> Response:
         credentials = SmtpCredential.objects.filter(organization=request.user.organization).prefetch_related(
@@ -99,6 +102,8 @@ class SmtpCredentialsView(APIView):
 
 
 class SmtpCredentialDetailView(APIView):
+    required_scope = Scope.KEYS
+
     def _get(self, request: Request, credential_id: int) -> SmtpCredential:
         return owned_or_404(SmtpCredential, request.user.organization, "SMTP credential", pk=credential_id)
 

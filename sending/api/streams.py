@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.scoping import owned_or_404
 from sending.models import Stream
 from sending.streams.service import UPDATABLE, stream_create, stream_update
@@ -50,6 +51,8 @@ class StreamUpdateSerializer(serializers.Serializer):
 
 
 class StreamsView(APIView):
+    required_scope = Scope.STREAMS
+
     @extend_schema(responses={200: StreamSerializer(many=True)}, summary="List message streams")
     def get(self, request: Request) -> Response:
         streams = Stream.objects.filter(organization=request.user.organization).order_by("created_at", "id")
@@ -64,6 +67,8 @@ class StreamsView(APIView):
 
 
 class StreamDetailView(APIView):
+    required_scope = Scope.STREAMS
+
     def _get(self, request: Request, stream_id: int) -> Stream:
         return owned_or_404(Stream, request.user.organization, "stream", pk=stream_id)
 

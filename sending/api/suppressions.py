@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from mail.addresses import AddressError, parse_mailbox
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
@@ -101,6 +102,7 @@ FILTERS = [
 
 
 class SuppressionsView(APIView):
+    required_scope = Scope.SUPPRESSIONS
     pagination_class = SuppressionPagination  # the schema shows the list answer as the cursor page it is
 
     @extend_schema(parameters=FILTERS, responses={200: SuppressionSerializer(many=True)}, summary="List suppressions")
@@ -125,6 +127,8 @@ class SuppressionsView(APIView):
 
 
 class SuppressionDetailView(APIView):
+    required_scope = Scope.SUPPRESSIONS
+
     @extend_schema(responses={204: None}, summary="Lift a suppression (the entry is kept, marked removed)")
     def delete(self, request: Request, address: str) -> Response:
         if not suppression_remove(
@@ -135,6 +139,8 @@ class SuppressionDetailView(APIView):
 
 
 class SuppressionExportView(APIView):
+    required_scope = Scope.SUPPRESSIONS
+
     @extend_schema(parameters=FILTERS, responses={(200, "text/csv"): str}, summary="Export suppressions as CSV")
     def get(self, request: Request) -> HttpResponse:
         rows = _filtered(request).order_by("created_at").iterator(chunk_size=2000)
@@ -144,6 +150,7 @@ class SuppressionExportView(APIView):
 
 
 class SuppressionImportView(APIView):
+    required_scope = Scope.SUPPRESSIONS
     parser_classes = [CsvParser, JSONParser]
 
     @extend_schema(

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.scoping import owned_or_404
 from sending.domains.platform_names import tracking_host_problem
 from sending.feedback.tracking import domain_tracking_update, tracking_base
@@ -46,6 +47,8 @@ def _domain(request: Request, domain_id: int) -> Domain:
 
 
 class DomainTrackingView(APIView):
+    required_scope = Scope.DOMAINS
+
     @extend_schema(responses={200: dict}, summary="A domain's tracking settings")
     def get(self, request: Request, domain_id: int) -> Response:
         return Response(_body(_domain(request, domain_id)))

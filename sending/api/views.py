@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api import idempotency
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
@@ -121,6 +122,7 @@ class MessagePagination(CursorPagination):
 
 
 class MessagesView(APIView):
+    required_scope = {"GET": Scope.MESSAGES_READ, "POST": Scope.SEND}
     pagination_class = MessagePagination  # the schema shows the list answer as the cursor page it is
 
     @extend_schema(
@@ -179,6 +181,8 @@ class BatchSerializer(serializers.Serializer):
 
 
 class MessageBatchView(APIView):
+    required_scope = Scope.SEND
+
     @extend_schema(request=BatchSerializer, responses={200: dict}, summary="Send up to 500 messages in one request")
     def post(self, request: Request) -> Response:
         limit = settings.POSTWERK_BATCH_MAX_MESSAGES
@@ -224,6 +228,8 @@ def _item_error(refused: Refused) -> dict:
 
 
 class MessageDetailView(APIView):
+    required_scope = Scope.MESSAGES_READ
+
     @extend_schema(
         parameters=[OpenApiParameter("message_id", str, OpenApiParameter.PATH)],
         responses={200: MessageDetailSerializer},
@@ -238,6 +244,8 @@ class MessageDetailView(APIView):
 
 
 class MessageCancelView(APIView):
+    required_scope = Scope.SEND
+
     @extend_schema(
         parameters=[OpenApiParameter("message_id", str, OpenApiParameter.PATH)],
         request=None,

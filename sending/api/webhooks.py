@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
 from sending.api.scoping import owned_or_404
@@ -20,6 +21,7 @@ from sending.webhooks.endpoints import (
     webhook_endpoint_rotate_secret,
     webhook_endpoint_update,
 )
+from sending.webhooks.manage import webhook_endpoint_delete
 
 
 class WebhookEndpointSerializer(serializers.ModelSerializer):
@@ -131,6 +133,8 @@ def _invalid(exc: EndpointError) -> ApiError:
 
 
 class WebhooksView(APIView):
+    required_scope = Scope.WEBHOOKS
+
     @extend_schema(responses={200: WebhookEndpointSerializer(many=True)}, summary="List webhook endpoints")
     def get(self, request: Request) -> Response:
         endpoints = WebhookEndpoint.objects.filter(organization=request.user.organization).order_by("created_at")
@@ -155,6 +159,8 @@ class WebhooksView(APIView):
 
 
 class WebhookDetailView(APIView):
+    required_scope = Scope.WEBHOOKS
+
     @extend_schema(responses={200: WebhookEndpointSerializer}, summary="A webhook endpoint")
     def get(self, request: Request, endpoint_id: str) -> Response:
         return Response(WebhookEndpointSerializer(_endpoint(request, endpoint_id)).data)
@@ -177,11 +183,13 @@ class WebhookDetailView(APIView):
 
     @extend_schema(responses={204: None}, summary="Delete a webhook endpoint and its delivery log")
     def delete(self, request: Request, endpoint_id: str) -> Response:
-        _endpoint(request, endpoint_id).delete()
+        webhook_endpoint_delete(endpoint=_endpoint(request, endpoint_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class WebhookRotateSecretView(APIView):
+    required_scope = Scope.WEBHOOKS
+
     @extend_schema(request=RotateSecretSerializer, responses={200: dict}, summary="Rotate the signing secret")
     def post(self, request: Request, endpoint_id: str) -> Response:
         endpoint = _endpoint(request, endpoint_id)
@@ -193,6 +201,8 @@ class WebhookRotateSecretView(APIView):
 
 
 class WebhookTestView(APIView):
+    required_scope = Scope.WEBHOOKS
+
     @extend_schema(
         request=TestSendSerializer,
         responses={200: WebhookAttemptSerializer},
@@ -215,6 +225,7 @@ class DeliveryPagination(CursorPagination):
 
 
 class WebhookDeliveriesView(APIView):
+    required_scope = Scope.WEBHOOKS
     pagination_class = DeliveryPagination  # the schema shows the list answer as the cursor page it is
 
     @extend_schema(
@@ -257,12 +268,16 @@ def _delivery(request: Request, endpoint_id: str, delivery_id: str) -> WebhookDe
 
 
 class WebhookDeliveryDetailView(APIView):
+    required_scope = Scope.WEBHOOKS
+
     @extend_schema(responses={200: WebhookDeliveryDetailSerializer}, summary="A delivery and each attempt")
     def get(self, request: Request, endpoint_id: str, delivery_id: str) -> Response:
         return Response(WebhookDeliveryDetailSerializer(_delivery(request, endpoint_id, delivery_id)).data)
 
 
 class WebhookDeliveryReplayView(APIView):
+    required_scope = Scope.WEBHOOKS
+
     @extend_schema(request=None, responses={202: WebhookDeliverySerializer}, summary="Send a delivery again now")
     def post(self, request: Request, endpoint_id: str, delivery_id: str) -> Response:
         delivery = _delivery(request, endpoint_id, delivery_id)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.models import Organization
 from mail.addresses import domain_matches
 from mail.crypto import encrypt
@@ -50,6 +51,12 @@ def domain_get_or_create(
         domain = Domain.objects.create(
             organization=organization, name=ascii_name, return_path_subdomain=_label(return_path_subdomain)
         )
+        audit_record(
+            organization=organization,
+            action="domain.created",
+            target=domain,
+            changes={"name": ascii_name, "ed25519": ed25519, "return_path_subdomain": domain.return_path_subdomain},
+        )
     live = DkimKey.objects.filter(domain=domain).exclude(state=DkimKey.State.RETIRED)
     if not live.filter(algorithm=DkimKey.Algorithm.RSA).exists():
         dkim_key_create(domain=domain)
@@ -88,7 +95,14 @@ def domain_rotate_dkim(*, domain: Domain, algorithm: str = DkimKey.Algorithm.RSA
     """Start a rotation: a new pending key. The old key keeps signing until the new record verifies."""
     Domain.objects.select_for_update().filter(pk=domain.pk).first()
     DkimKey.objects.filter(domain=domain, algorithm=algorithm, state=DkimKey.State.PENDING).delete()
-    return dkim_key_create(domain=domain, algorithm=algorithm)
+    key = dkim_key_create(domain=domain, algorithm=algorithm)
+    audit_record(
+        organization=domain.organization_id,
+        action="domain.dkim_rotated",
+        target=domain,
+        changes={"selector": key.selector, "algorithm": algorithm},
+    )
+    return key
 
 
 class DomainInUse(DomainError):
@@ -101,6 +115,7 @@ def domain_delete(*, domain: Domain) -> None:
     waiting = Recipient.objects.filter(message__domain=domain).exclude(state__in=FINAL_STATES)
     if waiting.exists():
         raise DomainInUse(f"{domain.name} still has messages waiting for delivery; delete it once they have left.")
+    audit_record(organization=domain.organization_id, action="domain.deleted", target=domain)
     domain.delete()
 
 

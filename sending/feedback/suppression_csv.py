@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from accounts.audit import audit_record
 from mail.addresses import AddressError, parse_mailbox
 from sending.feedback.suppressions import suppression_add
 from sending.models import Suppression
@@ -66,8 +67,13 @@ def suppressions_import(*, organization_id: int, text: str, created_by: str) -> 
             result.errors.append((line, f"unknown reason {reason!r}"))
             continue
         _, created = suppression_add(
-            organization_id=organization_id, address=address, reason=reason, created_by=created_by
+            organization_id=organization_id, address=address, reason=reason, created_by=created_by, audit=False
         )
         result.added += created
         result.existing += not created
+    audit_record(
+        organization=organization_id,
+        action="suppression.imported",
+        changes={"added": result.added, "existing": result.existing, "errors": len(result.errors)},
+    )
     return result

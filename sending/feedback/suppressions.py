@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from sending.models import Event, EventType, Suppression
 
 Reason = Suppression.Reason
@@ -55,9 +56,12 @@ def suppression_add(
     source_message_id: uuid.UUID | None = None,
     created_by: str = "",
     stream_id: int | None = None,
+    audit: bool = True,
 ) -> tuple[Suppression, bool]:
     """Suppress an address; (row, created). An existing live entry stays, unless the new one lasts longer.
-    `stream_id`: for that stream's mail only (an unsubscribe from a newsletter); None: for every stream."""
+    `stream_id`: for that stream's mail only (an unsubscribe from a newsletter); None: for every stream. One a
+    person or key adds by hand (`created_by` set) goes into the audit log unless `audit` is False (an import
+    records itself once)."""
     address, now = address.strip().lower(), timezone.now()
     expires = _expires(reason, now)
     for _ in range(3):  # a concurrent add of the same address wins the unique index: read it back
@@ -80,20 +84,26 @@ def suppression_add(
                         current.source_message_id = source_message_id or current.source_message_id
                         current.save(update_fields=["reason", "expires_at", "details", "source_message"])
                     return current, False
-                return (
-                    Suppression.objects.create(
-                        organization_id=organization_id,
-                        address=address,
-                        reason=reason,
-                        details=details or {},
-                        source_message_id=source_message_id,
-                        created_by=created_by,
-                        created_at=now,
-                        expires_at=expires,
-                        stream_id=stream_id,
-                    ),
-                    True,
+                row = Suppression.objects.create(
+                    organization_id=organization_id,
+                    address=address,
+                    reason=reason,
+                    details=details or {},
+                    source_message_id=source_message_id,
+                    created_by=created_by,
+                    created_at=now,
+                    expires_at=expires,
+                    stream_id=stream_id,
                 )
+                if created_by and audit:
+                    audit_record(
+                        organization=organization_id,
+                        action="suppression.added",
+                        target=row,
+                        target_label=address,
+                        changes={"reason": reason},
+                    )
+                return row, True
         except IntegrityError:
             continue
     raise RuntimeError(f"could not record the suppression of {address}")
@@ -101,11 +111,25 @@ def suppression_add(
 
 def suppression_remove(*, organization_id: int, address: str, removed_by: str) -> bool:
     """Lift a suppression; the row is kept with who removed it and when. False if there was none."""
-    return bool(
-        Suppression.objects.filter(
-            organization_id=organization_id, address=address.strip().lower(), removed_at__isnull=True
-        ).update(removed_at=timezone.now(), removed_by=removed_by[:200])
-    )
+    address = address.strip().lower()
+    with transaction.atomic():
+        rows = list(
+            Suppression.objects.select_for_update().filter(
+                organization_id=organization_id, address=address, removed_at__isnull=True
+            )
+        )
+        Suppression.objects.filter(pk__in=[r.pk for r in rows]).update(
+            removed_at=timezone.now(), removed_by=removed_by[:200]
+        )
+        for row in rows:
+            audit_record(
+                organization=organization_id,
+                action="suppression.lifted",
+                target=row,
+                target_label=address,
+                changes={"reason": row.reason},
+            )
+    return bool(rows)
 
 
 def suppressions_expire() -> int:

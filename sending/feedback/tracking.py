@@ -42,6 +42,7 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record, diff
 from mail import wire_policy
 from mail.dns import resolver
 from mail.errors import PostwerkError
@@ -330,6 +331,8 @@ def domain_tracking_update(
     unsubscribe_tags: list[str] | None = None,
 ) -> Domain:
     """Change what a domain tracks and check its tracking CNAME again (a failed lookup changes nothing)."""
+    fields = ("track_opens", "track_clicks", "unsubscribe_tags")
+    before = {f: getattr(domain, f) for f in fields}
     if opens is not None:
         domain.track_opens = opens
     if clicks is not None:
@@ -339,5 +342,11 @@ def domain_tracking_update(
     seen = tracking_host_check(domain)
     if seen is not None:
         domain.tracking_host_ok = seen
-    domain.save(update_fields=["track_opens", "track_clicks", "unsubscribe_tags", "tracking_host_ok"])
+    with transaction.atomic():
+        domain.save(update_fields=["track_opens", "track_clicks", "unsubscribe_tags", "tracking_host_ok"])
+        changes = diff(before, {f: getattr(domain, f) for f in fields})
+        if changes:
+            audit_record(
+                organization=domain.organization_id, action="domain.tracking_changed", target=domain, changes=changes
+            )
     return domain

@@ -91,6 +91,7 @@ def prepare(caller: Caller, submission: Submission | Refused) -> Prepared | Refu
     if isinstance(submission, Refused):
         return submission
     try:
+        stream_authorise(caller, _submitted_stream(submission))
         domains = [guard(caller, authorise(caller, name), name) for name in submission.sender_domains()]
         return submission.compose(caller, domains[0])
     except Refused as refused:
@@ -140,9 +141,35 @@ def authorise(caller: Caller, domain_name: str, *, what: str = "From") -> Domain
     return domain
 
 
+def _submitted_stream(submission: Submission) -> str:
+    """The stream a submission asks for (its send options), `transactional` when it names none."""
+    options = getattr(submission, "options", None)
+    return getattr(options, "stream", None) or "transactional"
+
+
+def stream_authorise(caller: Caller, stream: str | None) -> None:
+    """1. An API key limited to some streams (ApiKey.allowed_streams) sends only into those; mail naming no
+    stream goes on `transactional`, so it needs that one."""
+    key = caller.api_key
+    if stream is None or key is None or not key.allowed_streams or stream in key.allowed_streams:
+        return
+    raise Refused(
+        f"This API key may not send into the stream {stream!r}.",
+        code="stream_not_allowed",
+        http_status=403,
+        fields={"stream": [f"One of {', '.join(key.allowed_streams)}."]},
+        smtp_reply=f"550 5.7.1 Stream {stream} is not allowed for this credential",
+    )
+
+
 def _caller_domain(caller: Caller, domain_name: str) -> Domain | None:
     domain = sender_domain(caller.organization, domain_name)
-    if domain is None or caller.smtp_credential is None:
+    if domain is None:
+        return None
+    if caller.api_key is not None and caller.api_key.allowed_domains:
+        # A key limited to some sender domains (by name) answers like a domain that is not the organization's.
+        return domain if domain.name in caller.api_key.allowed_domains else None
+    if caller.smtp_credential is None:
         return domain
     allowed = {d.pk for d in caller.smtp_credential.allowed_domains.all()}
     return None if allowed and domain.pk not in allowed else domain

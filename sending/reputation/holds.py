@@ -15,7 +15,7 @@ still paused stays held on release: only resuming the scope lets it go.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.models import Organization
 from mail.due import skip_locked_supported
 from sending.delivery.queueing import enqueue_after_commit
@@ -236,7 +237,9 @@ def held_release(organization_id: int, f: HeldFilter, *, actor: str, dry_run: bo
     qs = _releasable(organization_id, held_queryset(organization_id, f))
     if dry_run:
         return qs.count()
-    return _release(qs, actor=actor)
+    released = _release(qs, actor=actor)
+    audit_record(organization=organization_id, action="held.released", changes=_held_audit(f, released))
+    return released
 
 
 def held_cancel(organization_id: int, f: HeldFilter, *, actor: str, dry_run: bool = False) -> int:
@@ -244,7 +247,15 @@ def held_cancel(organization_id: int, f: HeldFilter, *, actor: str, dry_run: boo
     qs = held_queryset(organization_id, f)
     if dry_run:
         return qs.count()
-    return _cancel(qs, actor=actor, reason="cancelled")
+    cancelled = _cancel(qs, actor=actor, reason="cancelled")
+    audit_record(organization=organization_id, action="held.cancelled", changes=_held_audit(f, cancelled))
+    return cancelled
+
+
+def _held_audit(f: HeldFilter, count: int) -> dict:
+    """The filter used (the fields that were set) and how many recipients it moved."""
+    used = {k: v for k, v in asdict(f).items() if v not in (None, "")}
+    return {"filter": used, "recipients": count}
 
 
 def _claim_batch(qs: QuerySet[Recipient]) -> list[Locked]:

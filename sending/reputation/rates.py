@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from accounts.audit import audit_record, diff
 from accounts.models import ApiKey, Organization, SmtpCredential
 from mail.errors import PostwerkError
 from sending.models import (
@@ -358,6 +359,13 @@ def reputation_resume(
         current.bounce_rate = current.complaint_rate = 0.0
         current.save()
         _record_change(current, previous, actor=actor, reason=reason, event_type=EventType.REPUTATION_RESUMED, now=now)
+        audit_record(
+            organization=current.organization_id,
+            action="reputation.resumed",
+            target=current,
+            target_label=f"{current.scope} {current.scope_id}",
+            changes={"state": [previous, current.state], "reason": reason},
+        )
     _copy(current, reputation)
     paused_scopes_clear()
     return reputation
@@ -372,6 +380,13 @@ def reputation_pause(reputation: Reputation, *, actor: str, reason: str, now: da
         current.state, current.changed_at, current.reason = State.PAUSED, now, f"paused by {actor}: {reason}"
         current.save(update_fields=["state", "changed_at", "reason"])
         _record_change(current, previous, actor=actor, reason=reason, event_type=EventType.REPUTATION_PAUSED, now=now)
+        audit_record(
+            organization=current.organization_id,
+            action="reputation.paused",
+            target=current,
+            target_label=f"{current.scope} {current.scope_id}",
+            changes={"state": [previous, current.state], "reason": reason},
+        )
     _copy(current, reputation)
     paused_scopes_clear()
     return reputation
@@ -392,6 +407,7 @@ def reputation_thresholds_set(reputation: Reputation, *, values: dict[str, float
             raise ThresholdError(name, "A rate between 0 (exclusive) and 1, e.g. 0.02 for 2%.")
         if not staff and value > getattr(platform, name):
             raise ThresholdError(name, f"May only be stricter than the platform's {getattr(platform, name)}.")
+    before = {name: getattr(reputation, name) for name in THRESHOLD_FIELDS}
     for name, value in values.items():
         setattr(reputation, name, value)
     in_force = thresholds_for(reputation)
@@ -400,7 +416,17 @@ def reputation_thresholds_set(reputation: Reputation, *, values: dict[str, float
             raise ThresholdError(
                 f"{kind}_warning", f"Must not be above {kind}_pause ({getattr(in_force, f'{kind}_pause')})."
             )
-    reputation.save(update_fields=list(THRESHOLD_FIELDS))
+    with transaction.atomic():
+        reputation.save(update_fields=list(THRESHOLD_FIELDS))
+        changes = diff(before, {name: getattr(reputation, name) for name in THRESHOLD_FIELDS})
+        if changes:
+            audit_record(
+                organization=reputation.organization_id,
+                action="reputation.thresholds_changed",
+                target=reputation,
+                target_label=f"{reputation.scope} {reputation.scope_id}",
+                changes=changes,
+            )
     return reputation
 
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from accounts.audit import audit_record, diff
 from accounts.models import Organization
 from mail.crypto import decrypt, encrypt
 from mail.errors import PostwerkError
@@ -78,11 +79,20 @@ def webhook_endpoint_create(
             secret_encrypted=encrypt(secret.encode()),
             start_event_id=start,
         )
+        audit_record(
+            organization=organization,
+            action="webhook.created",
+            target=endpoint,
+            target_label=url,
+            changes={"url": url, "event_types": event_types, "description": description, "enabled": enabled},
+        )
     return endpoint, secret
 
 
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> WebhookEndpoint:
     """Change url, event_types, description or enabled. Enabling again forgets the failure history."""
+    fields = ("url", "event_types", "description", "enabled")
+    before = {f: getattr(endpoint, f) for f in fields}
     if "url" in changes:
         endpoint.url = url_check(str(changes["url"]))
     if "event_types" in changes:
@@ -99,7 +109,17 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> 
             endpoint.disabled_at, endpoint.disabled_reason = timezone.now(), "disabled by the organization"
         endpoint.enabled = enabled
     endpoint.updated_at = timezone.now()
-    endpoint.save()
+    with transaction.atomic():
+        endpoint.save()
+        changed = diff(before, {f: getattr(endpoint, f) for f in fields})
+        if changed:
+            audit_record(
+                organization=endpoint.organization_id,
+                action="webhook.updated",
+                target=endpoint,
+                target_label=endpoint.url,
+                changes=changed,
+            )
     return endpoint
 
 
@@ -114,7 +134,15 @@ def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, overlap: int | 
         endpoint.previous_secret_encrypted, endpoint.previous_secret_expires_at = "", None
     endpoint.secret_encrypted = encrypt(secret.encode())
     endpoint.updated_at = now
-    endpoint.save()
+    with transaction.atomic():
+        endpoint.save()
+        audit_record(
+            organization=endpoint.organization_id,
+            action="webhook.secret_rotated",
+            target=endpoint,
+            target_label=endpoint.url,
+            changes={"old_secret_valid_until": endpoint.previous_secret_expires_at},
+        )
     return secret
 
 

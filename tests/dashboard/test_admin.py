@@ -168,3 +168,21 @@ def test_an_organization_cannot_be_saved_without_an_owner(superuser_client):
 def test_the_admin_spells_webhook_deliveries(superuser_client):
     index = superuser_client.get(reverse("admin:index")).content.decode()
     assert "Webhook deliveries" in index and "Webhook deliverys" not in index
+
+
+def test_memberships_changed_in_the_admin_are_audited(superuser_client):
+    from accounts.models import AuditEntry
+
+    dev = get_user_model().objects.create_user("dev", "dev@acme.example", "pw")
+    boss = get_user_model().objects.create_user("boss", "boss@acme.example", "pw")
+    add = reverse("admin:accounts_organization_add")
+    response = superuser_client.post(
+        add, membership_form("Audited", (dev.pk, "developer"), (boss.pk, "owner")), REMOTE_ADDR="192.0.2.77"
+    )
+    assert response.status_code == 302
+    org = Organization.objects.get(name="Audited")
+    entries = AuditEntry.objects.filter(organization=org, action="member.added").order_by("target")
+    assert [(e.target, e.changes["role"], e.actor_type, e.ip) for e in entries] == [
+        ("boss", "owner", "user", "192.0.2.77"),
+        ("dev", "developer", "user", "192.0.2.77"),
+    ]

@@ -723,3 +723,33 @@ def test_an_owner_follows_an_ips_warm_up_and_a_providers_suspension(ui, owner, o
     assert "Microsoft (Outlook.com, Hotmail, Microsoft 365): suspended" in table
     assert "other 1/20" in table
     ui.shot("40-sending-ips")
+
+
+def test_first_run_sign_in_link_lands_in_the_dashboard(ui, settings, live_server):
+    """`provision --owner` prints a one-time link; opening it and pressing Sign in lands on the organization's
+    overview, signed in as its owner; the link is then used up."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.POSTWERK_DASHBOARD_URL = live_server.url
+    out = StringIO()
+    call_command("provision", "--org", "Firstrun", "--owner", "first@people.example", "--no-api-key", stdout=out)
+    link = re.search(r"Sign-in link \(works once, for a limited time\): (\S+)", out.getvalue()).group(1)
+    assert link.startswith(live_server.url + "/signin/")
+
+    ui.page.goto(link)
+    ui.page.get_by_role("heading", name="Sign in to Postwerk").wait_for()
+    ui.shot("50-first-run-sign-in-link")
+    ui.page.get_by_role("button", name="Sign in as first@people.example").click()
+    ui.page.get_by_role("heading", name="Overview").wait_for()
+    assert "Set a password" in ui.page.locator(".flash").inner_text()
+    ui.shot("51-first-run-overview")
+
+    ui.nav("Audit log")
+    ui.page.get_by_role("cell", name="manage.py provision").first.wait_for()
+    assert "member.added" in ui.page.locator("table.audit").inner_text()
+    ui.shot("52-audit-log")
+
+    ui.go(link.removeprefix(live_server.url), status=404)
+    ui.page.get_by_role("heading", name="This sign-in link is not valid any more").wait_for()

@@ -36,7 +36,7 @@ ACTIONS = [
     ("post", "suppression_remove", [], {"address": "held@dest.example"}, SENDING),
     ("post", "suppressions_import", [], {"text": "y@dest.example"}, SENDING),
     ("get", "keys", [], None, ADMINS),
-    ("post", "api_key_create", [], {"name": "new"}, ADMINS),
+    ("post", "api_key_create", [], {"name": "new", "scopes": ["send"]}, ADMINS),
     ("post", "api_key_revoke", ["api_key"], {}, ADMINS),
     ("post", "smtp_credential_create", [], {"name": "new"}, ADMINS),
     ("post", "smtp_credential_revoke", ["credential"], {}, ADMINS),

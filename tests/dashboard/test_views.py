@@ -357,7 +357,7 @@ def test_suppressions_import_and_export_csv(owner_client, organization):
 
 
 def test_api_key_secret_is_shown_once_works_and_revoking_stops_it(owner_client, organization, domain):
-    response = owner_client.post(url("api_key_create", organization), {"name": "billing"})
+    response = owner_client.post(url("api_key_create", organization), {"name": "billing", "scopes": ["domains"]})
     assert response.status_code == 201
     assert response["Cache-Control"].count("no-store") == 1
     secret = response.context["new_key"][1]
@@ -373,7 +373,10 @@ def test_api_key_secret_is_shown_once_works_and_revoking_stops_it(owner_client, 
     response = owner_client.post(url("api_key_revoke", organization, key.pk), follow=True)
     assert b"revoked" in response.content
     assert api.get("/api/v1/domains").status_code == 401
-    assert owner_client.post(url("api_key_create", organization), {"name": "billing"}).status_code == 400
+    assert (
+        owner_client.post(url("api_key_create", organization), {"name": "billing", "scopes": ["domains"]}).status_code
+        == 400
+    )
 
 
 def test_smtp_credential_create_limits_and_revoke(owner_client, organization, domain):

@@ -74,6 +74,8 @@ def existing(api_key, domain, settings) -> dict[str, str]:  # type: ignore[no-un
                 202,
             )["id"],
             "credential_id": made("/api/v1/smtp-credentials", {"name": "app"})["id"],
+            # Not the fuzzing key itself: a generated DELETE would revoke it and leave the rest 401s.
+            "key_id": made("/api/v1/api-keys", {"name": "fuzzed", "scopes": ["send"]})["id"],
             "address": made("/api/v1/suppressions", {"address": "gone@dest.example", "reason": "manual"})["address"],
             "job_id": made("/api/v1/verifications", {"addresses": ["a@dest.example", "b@dest.example"]}, 202)["id"],
         }
@@ -107,7 +109,7 @@ def test_api_conforms_to_its_schema(case, api_key, existing):
 def test_every_operation_documents_its_json_errors():
     for path, operations in schema.raw_schema["paths"].items():
         for method, operation in operations.items():
-            for code in ("400", "401", "429", "503", *(("404",) if "{" in path else ())):
+            for code in ("400", "401", "403", "429", "503", *(("404",) if "{" in path else ())):
                 content = operation["responses"][code]["content"]["application/json"]
                 assert content["schema"] == {"$ref": "#/components/schemas/Error"}, (method, path, code)
     listed = schema.raw_schema["paths"]["/api/v1/messages"]["get"]["responses"]["200"]["content"]

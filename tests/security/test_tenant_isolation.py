@@ -4,6 +4,10 @@
 The URL patterns are enumerated from the project's URLconf, so a new endpoint whose URL names an id this test
 does not know how to fill in fails here until it is added to `API_IDS`/`DASHBOARD_IDS`, and a new top-level
 route fails until it is classified below.
+
+Scopes are checked over the same enumeration: every API route must declare `required_scope` for each of its
+methods (sending.api.permissions), a key lacking that scope gets 403 naming it, a key holding only that scope
+is let through, and a key whose member was demoted to viewer may read but not change.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Invitation, Membership, SmtpCredential
+from accounts.scopes import Scope, role_allows
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
+from sending.api.permissions import required_scope
 from sending.feedback.suppressions import suppression_add
 from sending.models import (
     CapturedMessage,
@@ -62,6 +69,7 @@ NOT_TENANT_SCOPED = {
     # OpenID Connect sign-in (404 unless configured): no organization in the URL.
     "oidc/authenticate/",
     "oidc/callback/",
+    "signin/<str:token>",  # the one-time sign-in link: the token is the capability (only its hash is stored)
 }
 # Operators' pages (staff only): test_operator_pages_are_staff_only.
 OPERATOR_PREFIX = "ops/"
@@ -183,7 +191,8 @@ def assert_globex_untouched(b: dict[str, Any]) -> None:
     stream = Stream.objects.get(pk=b["stream"].pk)
     assert (stream.description, stream.track_opens) == (b["stream"].description, b["stream"].track_opens)
     assert SmtpCredential.objects.get(pk=b["credential"].pk).revoked_at is None
-    assert ApiKey.objects.get(pk=b["api_key"].pk).revoked_at is None
+    api_key = ApiKey.objects.get(pk=b["api_key"].pk)
+    assert (api_key.revoked_at, api_key.key_hash) == (None, b["api_key"].key_hash)
     assert Membership.objects.get(pk=b["membership"].pk).role == "owner"
     assert VerificationJob.objects.filter(pk=b["job"].pk).exists()
     assert Reputation.objects.get(pk=b["reputation"].pk).state == ReputationState.PAUSED
@@ -215,12 +224,96 @@ def api_ids(b: dict[str, Any]) -> dict[str, Any]:
         "credential_id": b["credential"].pk,
         "reputation_id": b["reputation"].pk,
         "stream_id": b["stream"].pk,
+        "key_id": b["api_key"].pk,
     }
 
 
 def view_methods(pattern: URLPattern) -> list[str]:
     view_class = pattern.callback.view_class  # type: ignore[attr-defined]
     return [m for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)]
+
+
+def api_routes() -> list[tuple[str, URLPattern]]:
+    """Every API route but the JSON 404 catch-all (it has no methods: it answers 404 to everything)."""
+    found = [(route, p) for route, p in routes("api/v1/") if view_methods(p)]
+    assert len(found) >= 30
+    return found
+
+
+def test_every_api_route_declares_a_scope_for_each_method():
+    undeclared = [
+        (route, method.upper())
+        for route, pattern in api_routes()
+        for method in view_methods(pattern)
+        if required_scope(pattern.callback.view_class, method) not in Scope.values  # type: ignore[attr-defined]
+    ]
+    assert not undeclared, f"declare `required_scope` (accounts.scopes.Scope) on these API views: {undeclared}"
+
+
+def _client(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+def _each_route_and_method(b: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    ids = api_ids(b)
+    for route, pattern in api_routes():
+        for method in view_methods(pattern):
+            scope = required_scope(pattern.callback.view_class, method)  # type: ignore[attr-defined]
+            yield fill(route, ids), method, scope
+
+
+def test_every_api_route_refuses_a_key_without_its_scope(organization, globex):
+    """The scope is checked before anything else (before the id is looked up, before the body is read): a key
+    with every scope but the one needed gets 403 naming it; a key with only that scope gets past the check."""
+    checked = 0
+    keys: dict[str, tuple[str, str]] = {}
+    for url, method, scope in _each_route_and_method(globex):
+        if scope not in keys:
+            others = [s for s in Scope.values if s not in (scope, Scope.FULL)]
+            _, without = api_key_create(organization=organization, name=f"without-{scope}", scopes=others)
+            _, only = api_key_create(organization=organization, name=f"only-{scope}", scopes=[scope])
+            keys[scope] = (without, only)
+        without, only = keys[scope]
+        refused = getattr(_client(without), method)(url, {}, format="json")
+        assert refused.status_code == 403, (method.upper(), url, refused.status_code, refused.content)
+        body = refused.json()
+        assert (body["error"], body["required_scope"]) == ("missing_scope", scope), (method.upper(), url, body)
+        allowed = getattr(_client(only), method)(url, {}, format="json")
+        assert allowed.status_code != 403 or allowed.json()["error"] not in ("missing_scope", "role_forbids"), (
+            method.upper(),
+            url,
+            allowed.content,
+        )
+        checked += 1
+    assert checked >= 40
+    assert_globex_untouched(globex)
+
+
+def test_a_key_never_has_more_rights_than_its_member_has_now(organization, globex, make_user_b):
+    """A key an owner made with `full` follows the owner's role: demoted to viewer, the key still reads what a
+    viewer may read but changes nothing, and reads no secrets; removed, it can do nothing."""
+    owner = make_user_b("acme-key-maker")
+    membership = Membership.objects.create(organization=organization, user=owner, role="owner")
+    _, secret = api_key_create(organization=organization, name="member-key", scopes=["full"], created_by=owner)
+    client = _client(secret)
+    membership.role = "viewer"
+    membership.save()
+    checked = 0
+    for url, method, scope in _each_route_and_method(globex):
+        response = getattr(client, method)(url, {}, format="json")
+        if role_allows("viewer", scope, write=method != "get"):
+            assert response.status_code != 403, (method.upper(), url, response.content)
+        else:
+            assert response.status_code == 403, (method.upper(), url, response.status_code, response.content)
+            assert response.json()["error"] == "role_forbids" and response.json()["required_scope"] == scope
+            checked += 1
+    assert checked >= 25
+    membership.delete()
+    response = client.get("/api/v1/messages")
+    assert response.status_code == 403 and response.json()["error"] == "role_forbids", response.content
+    assert_globex_untouched(globex)
 
 
 def test_every_api_endpoint_answers_404_for_another_organizations_ids(api, globex):

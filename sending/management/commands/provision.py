@@ -1,4 +1,5 @@
-"""`manage.py provision`: create (or reuse) an organization, its sender domain and an API key, for scripts."""
+"""`manage.py provision`: create (or reuse) an organization, its sender domain and an API key, for scripts; with
+`--owner EMAIL`, make that person its owner and print a one-time sign-in link to the dashboard."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.audit import Actor, acting_as
+from accounts.first_run import FirstRunError, owner_attach, sign_in_link_create, sign_in_link_url
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
 from sending.domains.platform_names import PlatformNamesNotSet, require_platform_names
 from sending.domains.service import DomainError, dns_records, domain_get_or_create
@@ -29,8 +32,18 @@ class Command(BaseCommand):
         )
         parser.add_argument("--verify", action="store_true", help="Check each domain's DNS now and report it")
         parser.add_argument("--json", action="store_true", help="Print the result as JSON")
+        parser.add_argument(
+            "--owner",
+            metavar="EMAIL",
+            help="Make this person an owner (creating the user if needed) and print a one-time sign-in link",
+        )
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+        # Everything this command changes is in the audit log as done at the console.
+        with acting_as(Actor.system("manage.py provision")):
+            self._handle(options)
+
+    def _handle(self, options):  # type: ignore[no-untyped-def]
         if options["domain"]:
             # Refused before anything is created: records pointing at this machine's name would be published by
             # the owner and then fail Postwerk's own checks.
@@ -39,6 +52,17 @@ class Command(BaseCommand):
             except PlatformNamesNotSet as exc:
                 raise CommandError(str(exc)) from exc
         organization, _ = organization_get_or_create(name=options["org"])
+        owner = None
+        if options["owner"]:
+            try:
+                user, _, user_created = owner_attach(organization=organization, email=options["owner"])
+            except FirstRunError as exc:
+                raise CommandError(str(exc)) from exc
+            owner = {
+                "email": user.email,
+                "user_created": user_created,
+                "sign_in_link": sign_in_link_url(sign_in_link_create(user=user, organization=organization)),
+            }
         domains = []
         for name in options["domain"]:
             try:
@@ -78,12 +102,19 @@ class Command(BaseCommand):
             result["checks"] = checks
         if smtp:
             result.update(smtp)
+        if owner:
+            result["owner"] = owner
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return
         self.stdout.write(f"Organization: {organization.name}")
         for domain in domains:
             self.stdout.write(f"Domain: {domain.name}")
+        if not owner and not organization.memberships.filter(role="owner").exists():
+            self.stdout.write(f"{organization.name} has no owner yet: run again with --owner EMAIL to sign in.")
+        if owner:
+            self.stdout.write(f"Owner: {owner['email']}{' (new user)' if owner['user_created'] else ''}")
+            self.stdout.write(f"Sign-in link (works once, for a limited time): {owner['sign_in_link']}")
         if api_key:
             kind = "Sandbox API key" if options["sandbox"] else "API key"
             self.stdout.write(f"{kind} (shown once): {api_key}")
