@@ -11,6 +11,7 @@ from rest_framework import serializers
 from mail.addresses import AddressError, Mailbox, parse_mailbox
 from sending.intake.composer import Attachment, Draft, HeaderError, check_header, has_line_break
 from sending.models import Event, Message, Recipient
+from sending.templating.compose import TemplateRef
 
 
 class AddressListField(serializers.ListField):
@@ -91,9 +92,23 @@ def _missing_parts(data: dict) -> dict[str, list[str]]:
     errors = {}
     if not any(data.get(kind) for kind in ("to", "cc", "bcc")):
         errors["to"] = ["At least one recipient (to, cc or bcc) is required."]
-    if not (data.get("text") or data.get("html")):
+    if not (data.get("text") or data.get("html") or data.get("template") not in (None, "")):
         errors["text"] = ["A text or html body is required."]
     return errors
+
+
+class TemplateRefField(serializers.Field):
+    """A template's id (a number) or alias (a string)."""
+
+    def to_internal_value(self, data: object) -> str | int:
+        if isinstance(data, bool) or not isinstance(data, int | str) or data == "":
+            raise serializers.ValidationError("A template id (a number) or alias (a string).")
+        if isinstance(data, str) and (len(data) > 100 or not data.isprintable()):
+            raise serializers.ValidationError("An alias is at most 100 printable characters.")
+        return data
+
+    def to_representation(self, value: object) -> object:
+        return value
 
 
 class SendMessageSerializer(serializers.Serializer):
@@ -127,6 +142,14 @@ class SendMessageSerializer(serializers.Serializer):
     )
     metadata = KeyedDictField(
         child=serializers.CharField(allow_blank=True, max_length=1000), max_key_length=100, required=False, default=dict
+    )
+    template = TemplateRefField(
+        required=False,
+        default=None,
+        help_text="A template's id or alias: subject, html and text are rendered from it with `model`",
+    )
+    model = serializers.DictField(
+        required=False, default=None, help_text="The template's variables (any JSON object); each message its own"
     )
 
     def get_fields(self):  # type: ignore[no-untyped-def]
@@ -166,6 +189,12 @@ class SendMessageSerializer(serializers.Serializer):
         limit = settings.POSTWERK_MAX_RECIPIENTS
         if len(recipients) > limit:
             errors["to"] = [f"At most {limit} recipients (to, cc and bcc together); got {len(recipients)}."]
+        if attrs["template"] is not None:
+            for name in ("subject", "html", "text"):
+                if attrs[name]:
+                    errors[name] = ["Not with a template: the template gives it."]
+        elif attrs["model"] is not None:
+            errors["model"] = ["A model is only used with a template."]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -188,6 +217,13 @@ class SendMessageSerializer(serializers.Serializer):
             tags=data["tags"],
             metadata=data["metadata"],
         )
+
+    @staticmethod
+    def template_ref(data: dict) -> TemplateRef | None:
+        """The template and model of validated data, if the message names a template."""
+        if data["template"] is None:
+            return None
+        return TemplateRef(template=data["template"], model=data["model"] or {})
 
 
 class AcceptedRecipientSerializer(serializers.Serializer):

@@ -48,7 +48,11 @@ def _submission(data: object, serializer: SendMessageSerializer) -> ApiSubmissio
     """Validate one message's fields (raises ValidationError). A batch passes one serializer for all its items:
     DRF's fields are built once per request instead of once per message."""
     validated = serializer.run_validation(data)
-    return ApiSubmission(serializer.to_draft(validated), validated.get("report_suppressed", False))
+    return ApiSubmission(
+        serializer.to_draft(validated),
+        validated.get("report_suppressed", False),
+        template=serializer.template_ref(validated),
+    )
 
 
 def _accept(

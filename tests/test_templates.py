@@ -1,0 +1,175 @@
+"""Templates: sending with `template` and `model` (one message, a personalised batch), checked as the raw bytes
+the recipient's MX receives; and the refusals, each a 400 naming its field."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+
+import pytest
+
+from sending.models import Message, Template
+from sending.templating.service import template_create
+from tests.conftest import add_mx_domain, deliver_queued
+
+pytestmark = pytest.mark.django_db
+
+LAYOUT_HTML = (
+    "<html><head><style>p.note { color: #336699; } .brand { font-weight: bold; }</style></head>"
+    '<body><div class="brand">Acme</div>{{ content }}<p class="note">Sent to {{ email }}</p></body></html>'
+)
+WELCOME_HTML = (
+    "<h1>Welcome, {{ name }}!</h1>\n"
+    "{% if items %}<ul>{% for item in items %}<li>{{ item.title }}: {{ item.qty }}</li>{% endfor %}</ul>{% endif %}\n"
+    '<p>Start at <a href="{{ url }}">your dashboard</a>.</p>{% include "signature" %}'
+)
+
+
+@pytest.fixture
+def templates(organization):
+    layout = template_create(organization=organization, kind="layout", alias="brand", name="Brand", html=LAYOUT_HTML)
+    template_create(
+        organization=organization, kind="partial", alias="signature", name="Signature", html="<p>-- The {{ team }}</p>"
+    )
+    welcome = template_create(
+        organization=organization,
+        alias="welcome",
+        name="Welcome",
+        subject="Welcome, {{ name }}",
+        html=WELCOME_HTML,
+        layout=layout,
+    )
+    strict = template_create(
+        organization=organization, alias="code", name="Login code", subject="Code", text="{{ code }}", strict=True
+    )
+    return {"welcome": welcome, "layout": layout, "strict": strict}
+
+
+def send(api, **fields):
+    body = {"from": "Acme <hello@acme.example>", "to": ["Jane <jane@dest.example>"], **fields}
+    return api.post("/api/v1/messages", body, format="json")
+
+
+MODEL = {
+    "name": "Jane <3",
+    "email": "jane@dest.example",
+    "url": "https://acme.example/d?a=1&b=2",
+    "team": "Acme team",
+    "items": [{"title": "Widget", "qty": 2}, {"title": "Gadget", "qty": 1}],
+}
+
+
+def test_template_is_rendered_into_the_message_the_mx_receives(api, zone, mx, domain, templates):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    response = send(api, template="welcome", model=MODEL)
+    assert response.status_code == 202, response.json()
+    assert deliver_queued() == 1
+    raw = sink.messages[0].data
+
+    # The headers Postwerk writes: the rendered subject on one line, as is (ASCII needs no encoding).
+    assert b"\r\nSubject: Welcome, Jane <3\r\n" in raw
+    assert b"\r\nFrom: Acme <hello@acme.example>\r\n" in raw
+    assert b"\r\nTo: Jane <jane@dest.example>\r\n" in raw
+    assert b'\r\nContent-Type: multipart/alternative;\r\n boundary="' in raw
+    boundary = re.search(rb'boundary="([^"]+)"', raw).group(1)
+    parts = raw.split(b"--" + boundary)
+    assert len(parts) == 4 and parts[3] == b"--\r\n"
+
+    # The text part, made from the final HTML (layout and all) since the template has none: links written out.
+    assert parts[1] == (
+        b'\r\nContent-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\n\r\n'
+        b"Acme\r\n\r\n"
+        b"Welcome, Jane <3!\r\n\r\n"
+        b"  * Widget: 2\r\n"
+        b"  * Gadget: 1\r\n\r\n"
+        b"Start at [your dashboard](https://acme.example/d?a=1&b=2).\r\n\r\n"
+        b"-- The Acme team\r\n\r\n"
+        b"Sent to jane@dest.example\r\n\r\n"
+    )
+    # The HTML part: the layout around the content, model values escaped, the loop and the partial rendered, and
+    # the CSS moved from <style> into style attributes (quoted-printable: the inliner writes long lines).
+    assert parts[2] == (
+        b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
+        b"MIME-Version: 1.0\r\n\r\n"
+        b'<html><head></head><body><div class=3D"brand" style=3D"font-weight: bold;">Ac=\r\n'
+        b"me</div><h1>Welcome, Jane &lt;3!</h1>\r\n"
+        b"<ul><li>Widget: 2</li><li>Gadget: 1</li></ul>\r\n"
+        b'<p>Start at <a href=3D"https://acme.example/d?a=3D1&amp;b=3D2">your dashboard=\r\n'
+        b'</a>.</p><p>-- The Acme team</p><p class=3D"note" style=3D"color: #336699;">S=\r\n'
+        b"ent to jane@dest.example</p></body></html>\r\n\r\n"
+    )
+
+
+def test_batch_sends_each_recipient_its_own_message(api, zone, mx, domain, templates):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    messages = [
+        {
+            "from": "hello@acme.example",
+            "to": [f"user{i}@dest.example"],
+            "template": templates["welcome"].pk,
+            "model": {**MODEL, "name": f"User {i}", "email": f"user{i}@dest.example"},
+        }
+        for i in range(500)
+    ]
+    response = api.post("/api/v1/messages/batch", {"messages": messages}, format="json")
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 500
+    subjects = {bytes(m.raw).split(b"\r\nSubject: ")[1].split(b"\r\n")[0] for m in Message.objects.all()}
+    assert subjects == {f"Welcome, User {i}".encode() for i in range(500)}
+    assert deliver_queued() == 500
+    received = {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=policy.default) for m in sink.messages}
+    html = received["user7@dest.example"].get_body(("html",)).get_content()
+    assert "<h1>Welcome, User 7!</h1>" in html
+    assert 'style="color: #336699;">Sent to user7@dest.example</p>' in html
+
+
+def test_unknown_template_or_alias_is_a_400_naming_template(api, templates):
+    for ref in ("nope", 999999):
+        response = send(api, template=ref, model={})
+        assert response.status_code == 400
+        body = response.json()
+        assert body["error"] == "unknown_template"
+        assert body["fields"] == {"template": [f"No template with the id or alias {ref!r}."]}
+    assert not Message.objects.exists()
+
+
+def test_strict_template_refuses_a_model_without_its_variable(api, templates):
+    response = send(api, template="code", model={"other": 1})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "template_model"
+    assert body["fields"] == {"model": {"code": ["Required by the template."]}}
+    assert send(api, template="code", model={"code": "123456"}).status_code == 202
+
+
+def test_render_over_the_limits_is_a_400_naming_template(api, organization, settings):
+    settings.POSTWERK_TEMPLATE_MAX_OUTPUT = 1000
+    template_create(organization=organization, alias="big", name="Big", text="{% for i in n %}{{ filler }}{% endfor %}")
+    response = send(api, template="big", model={"n": list(range(100)), "filler": "x" * 50})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "template_limit"
+    assert body["fields"] == {
+        "template": ["The template could not be rendered (text): The text part is longer than 1000 characters."]
+    }
+
+
+def test_template_excludes_body_fields_and_model_needs_a_template(api, templates):
+    response = send(api, template="welcome", model=MODEL, html="<p>x</p>", subject="s")
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "html": ["Not with a template: the template gives it."],
+        "subject": ["Not with a template: the template gives it."],
+    }
+    response = send(api, text="hello", model={"a": 1})
+    assert response.json()["fields"] == {"model": ["A model is only used with a template."]}
+
+
+def test_layout_or_partial_cannot_be_sent(api, templates):
+    response = send(api, template="brand", model={})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"template": ["brand is a layout template; send a standard one."]}
+    assert Template.objects.count() == 4
