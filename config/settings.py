@@ -483,6 +483,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "EventTypeEnum": "sending.models.EventType",
     "WebhookDeliveryStateEnum": "sending.models.WebhookDelivery.State",
     "ReputationStateEnum": "sending.models.ReputationState",
+    "TemplateKindEnum": "sending.models.TemplateKind",
 }
 
 # --- Dashboard --------------------------------------------------------------------------------------------

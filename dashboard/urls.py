@@ -12,6 +12,7 @@ from dashboard.views import (
     reputation,
     secrets,
     suppressions,
+    templates,
     webhooks,
 )
 
@@ -45,6 +46,17 @@ urlpatterns = [
     path(f"{org}keys/api/<int:key_id>/revoke", secrets.api_key_cancel, name="api_key_revoke"),
     path(f"{org}keys/smtp", secrets.smtp_credential_new, name="smtp_credential_create"),
     path(f"{org}keys/smtp/<int:credential_id>/revoke", secrets.smtp_credential_cancel, name="smtp_credential_revoke"),
+    path(f"{org}templates/", templates.templates, name="templates"),
+    path(f"{org}templates/new", templates.template_new, name="template_new"),
+    path(f"{org}templates/preview", templates.template_preview, name="template_preview"),
+    path(f"{org}templates/preview/html", templates.template_preview_html, name="template_preview_html"),
+    path(f"{org}templates/<int:template_id>/", templates.template_edit, name="template"),
+    path(f"{org}templates/<int:template_id>/delete", templates.template_remove, name="template_delete"),
+    path(
+        f"{org}templates/<int:template_id>/versions/<int:number>/restore",
+        templates.template_restore_version,
+        name="template_restore",
+    ),
     path(f"{org}webhooks/", webhooks.webhooks, name="webhooks"),
     path(f"{org}webhooks/add", webhooks.webhook_new, name="webhook_add"),
     path(f"{org}webhooks/<uuid:endpoint_id>/", webhooks.webhook_detail, name="webhook"),

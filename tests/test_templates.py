@@ -173,3 +173,143 @@ def test_layout_or_partial_cannot_be_sent(api, templates):
     assert response.status_code == 400
     assert response.json()["fields"] == {"template": ["brand is a layout template; send a standard one."]}
     assert Template.objects.count() == 4
+
+
+# --- the templates API ----------------------------------------------------------------------------------------
+
+
+def test_create_update_versions_restore_and_send_uses_the_active_version(api, organization):
+    created = api.post(
+        "/api/v1/templates",
+        {"alias": "reset", "name": "Reset", "subject": "Reset, {{ name }}", "text": "Code {{ code }}"},
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert {
+        k: body[k] for k in ("alias", "kind", "version", "name", "subject", "html", "text", "layout", "strict")
+    } == {
+        "alias": "reset",
+        "kind": "standard",
+        "version": 1,
+        "name": "Reset",
+        "subject": "Reset, {{ name }}",
+        "html": "",
+        "text": "Code {{ code }}",
+        "layout": None,
+        "strict": False,
+    }
+    changed = api.patch(f"/api/v1/templates/{body['id']}", {"text": "Your code: {{ code }}"}, format="json")
+    assert changed.json()["version"] == 2 and changed.json()["subject"] == "Reset, {{ name }}"
+    versions = api.get("/api/v1/templates/reset/versions").json()
+    assert [(v["number"], v["text"]) for v in versions] == [(2, "Your code: {{ code }}"), (1, "Code {{ code }}")]
+
+    assert send(api, template="reset", model={"name": "Jo", "code": "1"}).status_code == 202
+    assert bytes(Message.objects.get().raw).endswith(b"\r\n\r\nYour code: 1\r\n")
+
+    restored = api.post("/api/v1/templates/reset/versions/1/restore")
+    assert restored.status_code == 200 and restored.json()["version"] == 3
+    assert restored.json()["text"] == "Code {{ code }}"
+    assert send(api, template=body["id"], model={"name": "Jo", "code": "2"}).status_code == 202
+    assert bytes(Message.objects.order_by("-created_at").first().raw).endswith(b"\r\n\r\nCode 2\r\n")
+    assert api.post("/api/v1/templates/reset/versions/9/restore").status_code == 404
+
+
+def test_templates_are_scoped_to_the_callers_organization(api, organization):
+    from accounts.services import organization_get_or_create
+
+    other, _ = organization_get_or_create(name="Other")
+    theirs = template_create(organization=other, alias="theirs", name="Theirs", text="secret")
+    template_create(organization=organization, alias="mine", name="Mine", text="hi")
+    assert [t["alias"] for t in api.get("/api/v1/templates").json()] == ["mine"]
+    for url in (f"/api/v1/templates/{theirs.pk}", "/api/v1/templates/theirs", "/api/v1/templates/theirs/versions"):
+        assert api.get(url).status_code == 404
+    assert api.delete(f"/api/v1/templates/{theirs.pk}").status_code == 404
+    response = send(api, template=theirs.pk, model={})
+    assert response.status_code == 400 and response.json()["error"] == "unknown_template"
+    # Same alias in two organizations is fine.
+    assert (
+        api.post("/api/v1/templates", {"alias": "theirs", "name": "x", "text": "y"}, format="json").status_code == 201
+    )
+
+
+def test_bad_template_input_names_the_field(api, organization):
+    cases = [
+        ({"alias": "a", "name": "A", "html": "<p>{% if x %}</p>"}, "html", "Line 1: Unexpected end of template."),
+        ({"alias": "a b", "name": "A", "text": "x"}, "alias", None),
+        ({"alias": "a", "name": "A", "text": "x", "layout": "nope"}, "layout", "No layout 'nope'."),
+        ({"alias": "a", "name": "A"}, "html", "A template needs html or text."),
+        ({"alias": "l", "kind": "layout", "name": "L", "html": "<div></div>"}, "html", None),
+    ]
+    for body, field, message in cases:
+        response = api.post("/api/v1/templates", body, format="json")
+        assert response.status_code == 400, body
+        assert list(response.json()["fields"]) == [field], response.json()
+        if message:
+            assert response.json()["fields"][field][0].startswith(message), response.json()
+    api.post("/api/v1/templates", {"alias": "a", "name": "A", "text": "x"}, format="json")
+    duplicate = api.post("/api/v1/templates", {"alias": "a", "name": "B", "text": "y"}, format="json")
+    assert duplicate.status_code == 409 and list(duplicate.json()["fields"]) == ["alias"]
+
+
+def test_a_layout_in_use_cannot_be_deleted(api, templates):
+    response = api.delete("/api/v1/templates/brand")
+    assert response.status_code == 409
+    assert response.json()["fields"] == {"layout": ["The layout is used by welcome."]}
+    assert api.delete("/api/v1/templates/welcome").status_code == 204
+    assert api.delete("/api/v1/templates/brand").status_code == 204
+    assert api.get("/api/v1/templates/welcome").status_code == 404
+
+
+def test_validate_reports_syntax_errors_with_lines_and_missing_variables(api, templates):
+    broken = api.post(
+        "/api/v1/templates/validate",
+        {"subject": "Hi {{ name", "html": "<p>ok</p>\n<p>{% for x in %}</p>", "test_model": {}},
+        format="json",
+    )
+    assert broken.status_code == 200
+    assert broken.json() == {
+        "valid": False,
+        "errors": [
+            {"part": "subject", "kind": "syntax", "line": 1,
+             "message": "unexpected end of template, expected 'end of print statement'."},
+            {"part": "html", "kind": "syntax", "line": 2,
+             "message": "Expected an expression, got 'end of statement block'"},
+        ],
+        "missing_variables": [],
+        "rendered": None,
+    }  # fmt: skip
+    report = api.post(
+        "/api/v1/templates/validate",
+        {
+            "subject": "Hi {{ name }}",
+            "html": "<p>{{ user.first }} {{ user.last }}</p>{% include 'signature' %}",
+            "layout": "brand",
+            "test_model": {"user": {"first": "Jo"}},
+        },
+        format="json",
+    ).json()
+    assert report["valid"] is True
+    assert report["missing_variables"] == ["name", "user.last", "team", "email"]
+    assert report["rendered"]["subject"] == "Hi"
+    assert '<p>Jo </p><p>-- The </p><p class="note" style="color: #336699;">Sent to </p>' in report["rendered"]["html"]
+    strict = api.post(
+        "/api/v1/templates/validate", {"text": "{{ code }}", "strict": True, "test_model": {}}, format="json"
+    ).json()
+    assert strict["valid"] is False
+    assert strict["errors"] == [
+        {"part": "model", "kind": "missing", "line": None, "message": "The model has no 'code'."}
+    ]
+
+
+def test_the_schema_documents_the_templates_api(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    assert {
+        "/api/v1/templates",
+        "/api/v1/templates/validate",
+        "/api/v1/templates/{ref}",
+        "/api/v1/templates/{ref}/versions",
+        "/api/v1/templates/{ref}/versions/{number}/restore",
+    } <= set(schema["paths"])
+    send_fields = schema["components"]["schemas"]["SendMessage"]["properties"]
+    assert {"template", "model"} <= set(send_fields)

@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mail.addresses import AddressError, Mailbox, parse_mailbox
@@ -97,6 +98,7 @@ def _missing_parts(data: dict) -> dict[str, list[str]]:
     return errors
 
 
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
 class TemplateRefField(serializers.Field):
     """A template's id (a number) or alias (a string)."""
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from sending.api import domains, events, suppressions, tracking, views, webhooks
+from sending.api import domains, events, suppressions, templates, tracking, views, webhooks
 from sending.api import held as held_api
 from sending.api import reputation as reputation_api
 
@@ -22,6 +22,15 @@ urlpatterns = [
     path("messages", views.MessagesView.as_view(), name="messages"),
     path("messages/batch", views.MessageBatchView.as_view(), name="messages-batch"),
     path("messages/<uuid:message_id>", views.MessageDetailView.as_view(), name="message-detail"),
+    path("templates", templates.TemplatesView.as_view(), name="templates"),
+    path("templates/validate", templates.TemplateValidateView.as_view(), name="templates-validate"),
+    path("templates/<str:ref>", templates.TemplateDetailView.as_view(), name="template-detail"),
+    path("templates/<str:ref>/versions", templates.TemplateVersionsView.as_view(), name="template-versions"),
+    path(
+        "templates/<str:ref>/versions/<int:number>/restore",
+        templates.TemplateRestoreView.as_view(),
+        name="template-restore",
+    ),
     path("domains", domains.DomainsView.as_view(), name="domains"),
     path("domains/<int:domain_id>", domains.DomainDetailView.as_view(), name="domain-detail"),
     path("domains/<int:domain_id>/verify", domains.DomainVerifyView.as_view(), name="domain-verify"),

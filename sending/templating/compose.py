@@ -12,13 +12,11 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-
 from accounts.models import Organization
 from sending.errors import Refused
 from sending.models import TemplateKind
 from sending.templating import render
-from sending.templating.service import Loaded, partials_of, template_find, template_load
+from sending.templating.service import Loaded, partials_of, render_limits, template_find, template_load
 
 if TYPE_CHECKING:  # the intake builds on this room, not the other way round
     from sending.intake.composer import Draft
@@ -60,12 +58,6 @@ class TemplateLookup:
         return template_load(template, partials=self.memo["partials"])
 
 
-def limits() -> render.Limits:
-    return render.Limits(
-        timeout=settings.POSTWERK_TEMPLATE_RENDER_TIMEOUT, max_output=settings.POSTWERK_TEMPLATE_MAX_OUTPUT
-    )
-
-
 def draft_render(draft: Draft, ref: TemplateRef, lookup: TemplateLookup) -> Draft:
     """`draft` with the template's subject, HTML and text rendered with `ref.model`. Raises Refused."""
     loaded = lookup.get(ref.template)
@@ -76,7 +68,7 @@ def draft_render(draft: Draft, ref: TemplateRef, lookup: TemplateLookup) -> Draf
             layout=loaded.layout,
             partials=loaded.partials,
             strict=loaded.version.strict,
-            limits=limits(),
+            limits=render_limits(),
         )
     except render.RenderError as exc:
         if exc.kind == "missing":

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -44,6 +45,13 @@ class Loaded:
     source: render.Source
     layout: render.Source | None
     partials: dict[str, render.Source] = field(default_factory=dict)
+
+
+def render_limits() -> render.Limits:
+    """The render limits of the settings (POSTWERK_TEMPLATE_RENDER_TIMEOUT, POSTWERK_TEMPLATE_MAX_OUTPUT)."""
+    return render.Limits(
+        timeout=settings.POSTWERK_TEMPLATE_RENDER_TIMEOUT, max_output=settings.POSTWERK_TEMPLATE_MAX_OUTPUT
+    )
 
 
 def source_of(version: TemplateVersion) -> render.Source:
@@ -85,6 +93,32 @@ def template_load(template: Template, *, partials: dict[str, render.Source] | No
     if partials is None:
         partials = partials_of(template.organization)
     return Loaded(template, version, source_of(version), layout, partials)
+
+
+def template_preview(
+    *, organization: Organization, source: render.Source, layout: Any, strict: bool, model: dict
+) -> dict:
+    """Render sources that are not stored (yet) with a test model, as the API's validate endpoint and the
+    dashboard's live preview answer: {valid, errors, missing_variables, rendered}. Raises TemplateInputError for
+    an unknown layout."""
+    layout_source = None
+    if layout not in (None, ""):
+        found = template_find(organization, layout)
+        if found is None or found.kind != TemplateKind.LAYOUT or found.active_version is None:
+            raise TemplateInputError("layout", f"No layout {layout!r}.")
+        layout_source = source_of(found.active_version)
+    report = render.validate(
+        source, model, layout=layout_source, partials=partials_of(organization), strict=strict, limits=render_limits()
+    )
+    rendered = report.rendered
+    return {
+        "valid": report.valid,
+        "errors": [e.as_dict() for e in report.errors],
+        "missing_variables": report.missing,
+        "rendered": None
+        if rendered is None
+        else {"subject": rendered.subject, "html": rendered.html, "text": rendered.text},
+    }
 
 
 def versions_of(template: Template) -> list[TemplateVersion]:
@@ -164,9 +198,11 @@ _DEFAULTS = {"name": "", "subject": "", "html": "", "text": "", "layout": None, 
 def _clean_alias(alias: Any) -> str | None:
     if alias in (None, ""):
         return None
-    if not isinstance(alias, str) or not ALIAS.fullmatch(alias) or alias.isdigit():
+    if not isinstance(alias, str) or not ALIAS.fullmatch(alias) or alias.isdigit() or alias == "validate":
         raise TemplateInputError(
-            "alias", "Letters, digits, '_', '.' and '-', at most 100, starting with a letter or digit, not all digits."
+            "alias",
+            "Letters, digits, '_', '.' and '-', at most 100, starting with a letter or digit; not all digits, "
+            "not 'validate'.",
         )
     return alias
 
