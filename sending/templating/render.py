@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import textwrap
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -192,13 +193,16 @@ _STR_METHODS_REFUSED = frozenset({"format", "format_map"})  # a format spec such
 class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
 
-    def __init__(self, *, html: bool, strict: bool) -> None:
+    def __init__(self, *, html: bool, strict: bool, derived: bool = False) -> None:
         super().__init__(
             autoescape=html,
             undefined=_Strict if strict else _Lenient,
-            loader=_PartialLoader(html=html),
+            loader=_PartialLoader(html=html, derived=derived),
             cache_size=0,  # templates are compiled and cached by source in _compiled(): no name-keyed cache
             auto_reload=False,
+            # A text template made from HTML (text_source) has its block tags alone on their lines: drop those lines.
+            trim_blocks=derived,
+            lstrip_blocks=derived,
         )
         self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items() if name != "format"}
         self.filters["_pw_iter"] = _guarded_iter
@@ -277,20 +281,32 @@ class _PartialLoader(BaseLoader):
     """{% include "alias" %} finds the organization's partial by alias among those the render was given: its HTML
     in an HTML part, its text (or, without one, its HTML) elsewhere."""
 
-    def __init__(self, *, html: bool) -> None:
-        self.html = html
+    def __init__(self, *, html: bool, derived: bool = False) -> None:
+        self.html, self.derived = html, derived
 
     def load(self, environment: Any, name: str, globals: Any = None) -> JinjaTemplate:  # noqa: A002 - base's name
         partial = _partials.get().get(name)
         if partial is None:
             raise TemplateNotFound(name, f"No partial template with the alias {name!r}.")
-        source = partial.html if self.html else (partial.text or partial.html)
+        if self.html:
+            source = partial.html
+        elif self.derived:  # the text made from a template's HTML includes the text made from the partial's
+            source = partial.text or text_source(partial.html)  # type: ignore[assignment]
+            if source is None:
+                raise _Underivable(name)
+        else:
+            source = partial.text or partial.html
         return _compiled(environment, source)
+
+
+class _Underivable(Exception):  # noqa: N818 - internal: fall back to converting each rendered HTML
+    pass
 
 
 _ENVIRONMENTS = {
     (html, strict): _Sandbox(html=html, strict=strict) for html in (True, False) for strict in (True, False)
 }
+_DERIVED = {strict: _Sandbox(html=False, strict=strict, derived=True) for strict in (True, False)}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -341,22 +357,25 @@ def _render(
             if layout is not None and layout.html:
                 wrapped = {**model, "content": Markup(html)}  # noqa: S704 - rendered and escaped by the sandbox
                 html = _part("layout.html", layout.html, wrapped, html=True, strict=strict)
-            html = inline_css(html)
+            html = short_lines_html(inline_css(html))
         text = None
         if source.text:
             text = _part("text", source.text, model, html=False, strict=strict)
             if layout is not None and layout.text:
                 text = _part("layout.text", layout.text, {**model, "content": text}, html=False, strict=strict)
         elif html is not None:
-            text = html_to_text(html)
+            text = _derived_text(source, model, layout=layout, strict=strict)
+            if text is None:
+                text = html_to_text(html)
+            text = short_lines_text(text)
         return Rendered(subject=subject, html=html, text=text)
     finally:
         _partials.reset(partials_token)
         _budget.reset(budget_token)
 
 
-def _part(part: str, source: str, model: Mapping[str, Any], *, html: bool, strict: bool) -> str:
-    environment = _ENVIRONMENTS[(html, strict)]
+def _part(part: str, source: str, model: Mapping[str, Any], *, html: bool, strict: bool, derived: bool = False) -> str:
+    environment = _DERIVED[strict] if derived else _ENVIRONMENTS[(html, strict)]
     try:
         template = _compiled(environment, source)
     except TemplateSyntaxError as exc:
@@ -378,6 +397,8 @@ def _part(part: str, source: str, model: Mapping[str, Any], *, html: bool, stric
         ) from exc
     except TemplateSyntaxError as exc:  # in an included partial
         raise RenderError(exc.message or str(exc), part=part, kind="syntax", line=exc.lineno) from exc
+    except _Underivable:
+        raise
     except (RecursionError, MemoryError) as exc:
         raise RenderError("The template recurses or grows too deep.", part=part, kind="limit") from exc
     except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
@@ -412,6 +433,145 @@ def _variable_path(model: Mapping[str, Any], obj: Any, name: str | None) -> str:
 
     where = find(model, "")
     return f"{where}.{name}" if where else str(name)
+
+
+# --- the text part made from the HTML ----------------------------------------------------------------------------
+#
+# Converting each rendered HTML to text costs several times the render itself (inscriptis lays out every table),
+# and a batch renders one template for hundreds of models. So the conversion is done once per template: its HTML
+# *source* is converted with each Jinja tag standing in as a placeholder word, the tags are put back, and each
+# message renders that text template, as cheaply as any. A block tag between table rows (a loop over rows) would
+# be moved out of the table by the HTML parser, so it goes in a row (or cell) of its own, and the line it ends up
+# alone on is dropped by trim_blocks. When a tag is lost or the statements come out of their order (a structure
+# this cannot follow) or a partial cannot be converted, each rendered HTML is converted instead: slower, never wrong.
+
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_PLACEHOLDER = re.compile(r"pwjtag(\d+)x")
+_BETWEEN_ROWS = re.compile(r"(?:<(?:table|tbody|thead|tfoot)\b[^>]*>|</(?:tr|thead|tbody|tfoot)\s*>)\s*$", re.I)
+_IN_ROW = re.compile(r"(?:<tr\b[^>]*>|</t[dh]\s*>)\s*$", re.I)
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@functools.lru_cache(maxsize=512)
+def text_source(html: str) -> str | None:
+    """A text template made from an HTML template, or None when it cannot be made faithfully."""
+    if _PLACEHOLDER.search(html):
+        return None
+    tags: list[str] = []
+    out: list[str] = []
+    position = 0
+    for match in _JINJA_TAG.finditer(html):
+        out.append(html[position : match.start()])
+        token = f"pwjtag{len(tags)}x"
+        tags.append(match.group(0))
+        if match.group(0).startswith("{%"):
+            before = "".join(out[-4:])
+            if _BETWEEN_ROWS.search(before):
+                token = f"<tr><td>{token}</td></tr>"
+            elif _IN_ROW.search(before):
+                token = f"<td>{token}</td>"
+        out.append(token)
+        position = match.end()
+    out.append(html[position:])
+    text = get_text("".join(out), _TEXT_CONFIG)
+    found = [int(n) for n in _PLACEHOLDER.findall(text)]
+    blocks = [n for n in found if not tags[n].startswith("{{")]
+    # Every tag once, and the statements in their order (a link's URL may come after its text: `[text](url)`).
+    if sorted(found) != list(range(len(tags))) or blocks != sorted(blocks):
+        return None
+    text = "\n".join(line.rstrip() for line in text.splitlines()).strip() + "\n"
+    return _PLACEHOLDER.sub(lambda m: tags[int(m.group(1))], text)
+
+
+def _tidy(text: str) -> str:
+    return _BLANK_LINES.sub("\n\n", "\n".join(line.rstrip() for line in text.splitlines()).strip()) + "\n"
+
+
+def _derived_text(source: Source, model: Mapping[str, Any], *, layout: Source | None, strict: bool) -> str | None:
+    body = text_source(source.html)
+    outer = text_source(layout.html) if layout is not None and layout.html else ""
+    if body is None or outer is None:
+        return None
+    try:
+        text = _part("html", body, model, html=False, strict=strict, derived=True)
+        if outer:
+            text = _part("layout.html", outer, {**model, "content": text}, html=False, strict=strict, derived=True)
+    except RenderError as exc:
+        if isinstance(exc.__cause__, _Underivable):
+            return None
+        raise
+    return _tidy(text)
+
+
+# --- lines short enough to send as they are ------------------------------------------------------------------------
+#
+# A body line over 78 characters makes the composer hand the message to the email package for quoted-printable,
+# which costs about a hundred times its direct path (sending.intake.composer); the CSS inliner writes the whole
+# document on one line. So the HTML is broken at whitespace, which HTML collapses anyway: between words, and
+# between a tag's attributes (never inside a quoted value). Not where whitespace is kept (<pre>, <textarea>,
+# CSS white-space), and a run without whitespace longer than a line (a long URL) stays as it is. The text part
+# made from the HTML is wrapped at words, as plain-text mail is (RFC 5322 §2.1.1's 78 characters).
+
+_WIDTH = 76
+_HTML_TOKENS = re.compile(r"<!--.*?-->|<[^>]*>|[^<]+", re.S)
+_TAG_PARTS = re.compile(r"""\s+|(?:[^\s"']|"[^"]*"|'[^']*')+""")  # an attribute with its quoted value is one
+_BLOCK_TAG = re.compile(r"</?(?:p|div|table|tbody|thead|tfoot|tr|td|th|h[1-6]|ul|ol|li|br|hr|head|body|html)\b", re.I)
+_KEEPS_WHITESPACE = re.compile(r"<pre\b|<textarea\b|white-space", re.I)
+
+
+def short_lines_html(html: str) -> str:
+    if all(len(line) <= _WIDTH for line in html.splitlines()) or _KEEPS_WHITESPACE.search(html):
+        return html
+    out: list[str] = []
+    column = 0
+    last_break: tuple[int, bool] | None = None  # (index in out, whether that piece is whitespace to replace)
+    for match in _HTML_TOKENS.finditer(html):
+        token = match.group(0)
+        if token.startswith("<!--"):
+            parts = [token]
+        elif token.startswith("<"):
+            if _BLOCK_TAG.match(token) or (out and _BLOCK_TAG.match(out[-1])):
+                last_break = (len(out), False)  # beside a block's tag whitespace is not rendered
+            parts = _TAG_PARTS.findall(token)
+        else:
+            parts = re.findall(r"\s+|\S+", token)
+        for part in parts:
+            if "\n" in part:
+                out.append(part)
+                column, last_break = len(part) - part.rfind("\n") - 1, None
+                continue
+            if part.isspace():
+                last_break = (len(out), True)
+            out.append(part)
+            column += len(part)
+            if column > _WIDTH and last_break is not None:
+                index, replace = last_break
+                if replace:
+                    out[index] = "\n"
+                else:
+                    out.insert(index, "\n")
+                column = sum(len(piece) for piece in out[index + 1 :])
+                last_break = None
+    return "".join(out)
+
+
+def short_lines_text(text: str) -> str:
+    lines = []
+    for line in text.split("\n"):
+        if len(line) <= _WIDTH:
+            lines.append(line)
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        lines.append(
+            textwrap.fill(
+                line,
+                width=_WIDTH,
+                subsequent_indent=" " * indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(lines)
 
 
 def inline_css(html: str) -> str:
