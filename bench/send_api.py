@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--messages", type=int, default=2000, help="messages to send (one recipient each)")
     p.add_argument("--clients", type=int, default=4, help="concurrent HTTP client threads")
     p.add_argument("--batch", type=int, default=100, help="messages per batch request; 0 = single endpoint")
+    p.add_argument(
+        "--template",
+        action="store_true",
+        help="send with a stored template (layout, CSS to inline, a loop, a partial; text part generated from the "
+        "HTML) and a model per message, instead of subject and text",
+    )
     add_common_args(p, fronts=(WEB,), broker_url="redis://127.0.0.1:6379/13")
     args = p.parse_args(argv)
     check_common_args(p, args, "messages", "clients")
@@ -79,6 +85,13 @@ def build_requests(args: argparse.Namespace) -> list[tuple[str, bytes, int]]:
     body = text_body(args.body_size)
 
     def message(i: int) -> dict:
+        if args.template:
+            return {
+                "from": f"Bench Shop <orders@{SENDER_DOMAIN}>",
+                "to": [f"user{i}@d{i % args.domains}.{SENDER_DOMAIN}"],
+                "template": "bench-shipped",
+                "model": template_model(i),
+            }
         return {
             "from": f"Bench Shop <orders@{SENDER_DOMAIN}>",
             "to": [f"user{i}@d{i % args.domains}.{SENDER_DOMAIN}"],
@@ -95,6 +108,48 @@ def build_requests(args: argparse.Namespace) -> list[tuple[str, bytes, int]]:
             items = [message(i) for i in range(start, min(args.messages, start + args.batch))]
             out.append(("/api/v1/messages/batch", json.dumps({"messages": items}).encode(), len(items)))
     return out
+
+
+# --template: a shipping notice as a shop would keep it, about 2 KB of HTML once rendered.
+BENCH_LAYOUT = {
+    "alias": "bench-layout",
+    "kind": "layout",
+    "name": "Bench layout",
+    "html": (
+        "<html><head><style>body { font-family: sans-serif; } .brand { color: #224488; font-weight: bold; } "
+        "td { padding: 4px 8px; border-bottom: 1px solid #ddd; } .footer { color: #888; font-size: 12px; }"
+        '</style></head><body><table width="600"><tr><td class="brand">Bench Shop</td></tr>'
+        '<tr><td>{{ content }}</td></tr><tr><td class="footer">Bench Shop, 1 Main Street. '
+        "You get this mail because you ordered at bench.example.</td></tr></table></body></html>"
+    ),
+}
+BENCH_PARTIAL = {
+    "alias": "bench-help",
+    "kind": "partial",
+    "name": "Help",
+    "html": "<p>Questions? Reply to this mail.</p>",
+}
+BENCH_TEMPLATE = {
+    "alias": "bench-shipped",
+    "name": "Shipped",
+    "layout": "bench-layout",
+    "subject": "Your order #{{ order }} has shipped",
+    "html": (
+        "<h1>Hello {{ name }},</h1><p>Your order <b>#{{ order }}</b> is on its way.</p>"
+        "<table>{% for item in items %}<tr><td>{{ item.title }}</td><td>{{ item.qty }}</td>"
+        "<td>{{ item.price }}</td></tr>{% endfor %}</table>"
+        "<p>Track it at <a href=\"{{ tracking_url }}\">{{ tracking_url }}</a>.</p>{% include 'bench-help' %}"
+    ),
+}
+
+
+def template_model(i: int) -> dict:
+    return {
+        "name": f"Customer {i}",
+        "order": 100000 + i,
+        "tracking_url": f"https://track.bench.example/p/{i:08d}",
+        "items": [{"title": f"Item {k}", "qty": k + 1, "price": f"{(k + 1) * 9.5:.2f} EUR"} for k in range(5)],
+    }
 
 
 @dataclass
@@ -173,10 +228,22 @@ class Bench(BaseBench):
         deadline = time.monotonic() + 90
         self.wait_web(web, deadline)
         self.wait_workers(workers, deadline)
+        if a.template:
+            self.create_templates()
         log(
             f"gunicorn on 127.0.0.1:{self.web_port} ({a.web_workers}x{a.web_threads}), "
             f"{a.workers} celery worker(s) -P {a.pool} -c {a.concurrency}"
         )
+
+    def create_templates(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=30)
+        for body in (BENCH_LAYOUT, BENCH_PARTIAL, BENCH_TEMPLATE):
+            conn.request("POST", "/api/v1/templates", body=json.dumps(body).encode(), headers=self.headers())
+            resp = conn.getresponse()
+            payload = resp.read()
+            if resp.status != 201:
+                raise RuntimeError(f"creating template {body['alias']}: HTTP {resp.status} {payload[:300]!r}")
+        conn.close()
 
     # ..... load
 
@@ -323,6 +390,7 @@ class Bench(BaseBench):
                 "pool": a.pool,
                 "web": f"{a.web_workers}x{a.web_threads} gthread",
                 "body_bytes": a.body_size,
+                "template": a.template,
                 "settings": a.settings,
                 **backend_config(a),
                 "cpus": os.cpu_count(),
@@ -350,6 +418,8 @@ def print_report(r: dict, out=sys.stdout) -> None:  # type: ignore[no-untyped-de
     say = sayer(out)
     c, api = r["config"], r["api"]
     mode = f"batch {c['batch']}" if c["batch"] else "single-message endpoint"
+    if c.get("template"):
+        mode += ", template + model per message"
     say()
     say(
         f"Postwerk send benchmark: {c['messages']} messages x {c['body_bytes']} B to {c['domains']} domains, "

@@ -196,6 +196,9 @@ POSTWERK_SMTP_COMMAND_TIMEOUT = env.float("POSTWERK_SMTP_COMMAND_TIMEOUT", defau
 POSTWERK_MAX_MESSAGE_SIZE = env.int("POSTWERK_MAX_MESSAGE_SIZE", default=25 * 1024 * 1024)
 POSTWERK_MAX_RECIPIENTS = env.int("POSTWERK_MAX_RECIPIENTS", default=50)
 POSTWERK_BATCH_MAX_MESSAGES = env.int("POSTWERK_BATCH_MAX_MESSAGES", default=500)
+# Templates (sending.templating.render): a render's time for the whole message, and its output per part.
+POSTWERK_TEMPLATE_RENDER_TIMEOUT = env.float("POSTWERK_TEMPLATE_RENDER_TIMEOUT", default=1.0)
+POSTWERK_TEMPLATE_MAX_OUTPUT = env.int("POSTWERK_TEMPLATE_MAX_OUTPUT", default=1_000_000)
 
 # Seconds between delivery attempts after a temporary failure; the last step repeats until the age limit.
 POSTWERK_RETRY_SCHEDULE = [
@@ -490,6 +493,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "EventTypeEnum": "sending.models.EventType",
     "WebhookDeliveryStateEnum": "sending.models.WebhookDelivery.State",
     "ReputationStateEnum": "sending.models.ReputationState",
+    "TemplateKindEnum": "sending.models.TemplateKind",
 }
 
 # --- Dashboard --------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
@@ -9,7 +11,7 @@ from accounts.models import ApiKey, Membership, Organization, SmtpCredential
 from accounts.scopes import Scope
 from mail.addresses import AddressError, parse_mailbox
 from sending.domains.service import DomainError, normalize_domain
-from sending.models import DkimKey, Domain, EventType, RecipientState, Suppression
+from sending.models import DkimKey, Domain, EventType, RecipientState, Suppression, TemplateKind
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
@@ -348,3 +350,58 @@ class HeldActionForm(forms.Form):
 class StreamAddForm(forms.Form):
     name = forms.CharField(max_length=64, help_text="Lower-case letters, digits, '-' or '_': what `stream` names.")
     description = forms.CharField(max_length=200, required=False)
+
+
+class TemplateForm(forms.Form):
+    """A template's fields as the editor shows them; `test_model` is only for the preview, never stored."""
+
+    alias = forms.CharField(max_length=100, required=False, help_text="How the API names it (besides its id).")
+    name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=TemplateKind.choices, initial=TemplateKind.STANDARD)
+    subject = forms.CharField(required=False, max_length=2000, strip=False)
+    html = forms.CharField(
+        required=False, strip=False, label="HTML", widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false"})
+    )
+    text = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="Leave empty to have it made from the HTML.",
+    )
+    layout = forms.ChoiceField(required=False, choices=[("", "No layout")])
+    strict = forms.BooleanField(required=False, label="Strict: refuse a model that lacks a variable")
+    test_model = forms.CharField(
+        required=False,
+        label="Test model (JSON)",
+        initial="{}",
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="The variables the preview renders with.",
+    )
+
+    def __init__(self, *args, layouts=(), editing: bool = False, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["layout"].choices = [("", "No layout")] + [(str(t.pk), str(t)) for t in layouts]
+        if editing:
+            self.fields["kind"].disabled = True
+
+    def clean_test_model(self) -> dict:
+        raw = self.cleaned_data.get("test_model") or "{}"
+        try:
+            model = json.loads(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not JSON: {exc}") from exc
+        if not isinstance(model, dict):
+            raise forms.ValidationError('A JSON object, such as {"name": "Jane"}.')
+        return model
+
+    def template_values(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "alias": data["alias"] or None,
+            "name": data["name"],
+            "subject": data["subject"],
+            "html": data["html"],
+            "text": data["text"],
+            "layout": int(data["layout"]) if data["layout"] else None,
+            "strict": data["strict"],
+        }

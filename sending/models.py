@@ -1102,3 +1102,58 @@ class IpProviderState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.address or 'default'} -> {self.provider}: {self.action} until {self.until:%Y-%m-%d %H:%M}"
+
+
+# --- Templates ----------------------------------------------------------------------------------------------
+
+
+class TemplateKind(models.TextChoices):
+    STANDARD = "standard"  # a message: subject, HTML and text
+    LAYOUT = "layout"  # wraps a standard template's HTML and text where it says {{ content }}
+    PARTIAL = "partial"  # a snippet other templates include by alias: {% include "footer" %}
+
+
+class Template(models.Model):
+    """A message template of an organization, addressed by id or alias. What it says lives in its versions: every
+    change is a new TemplateVersion and `active_version` is the one sending uses (sending.templating)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="templates")
+    # Optional; unique within the organization when set (a partial's alias is what {% include %} names).
+    alias = models.CharField(max_length=100, null=True, blank=True)
+    kind = models.CharField(max_length=10, choices=TemplateKind.choices, default=TemplateKind.STANDARD)
+    active_version = models.ForeignKey(
+        "TemplateVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "alias"], name="template_alias_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.alias or f"template {self.pk}"
+
+
+class TemplateVersion(models.Model):
+    """One saved state of a template. Never changed after it is written; restoring an old one writes a copy."""
+
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=200)
+    subject = models.TextField(blank=True)
+    html = models.TextField(blank=True)
+    text = models.TextField(blank=True)
+    # A layout template (kind layout) of the same organization; its deletion is refused while an active version
+    # uses it, and leaves older versions without a layout.
+    layout = models.ForeignKey(Template, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Strict: a send whose model lacks a variable the template uses is refused (400 naming it), not rendered empty.
+    strict = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["template", "number"], name="template_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.template} v{self.number}"

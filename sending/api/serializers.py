@@ -7,12 +7,14 @@ import binascii
 from datetime import datetime
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mail.addresses import AddressError, Mailbox, parse_mailbox
 from sending.intake.composer import Attachment, Draft, HeaderError, check_header, has_line_break
 from sending.models import Event, Message, Recipient
 from sending.streams.options import NORMAL, PRIORITIES, SendOptions, send_at_problem
+from sending.templating.compose import TemplateRef
 
 
 class AddressListField(serializers.ListField):
@@ -93,9 +95,24 @@ def _missing_parts(data: dict) -> dict[str, list[str]]:
     errors = {}
     if not any(data.get(kind) for kind in ("to", "cc", "bcc")):
         errors["to"] = ["At least one recipient (to, cc or bcc) is required."]
-    if not (data.get("text") or data.get("html")):
+    if not (data.get("text") or data.get("html") or data.get("template") not in (None, "")):
         errors["text"] = ["A text or html body is required."]
     return errors
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}]})
+class TemplateRefField(serializers.Field):
+    """A template's id (a number) or alias (a string)."""
+
+    def to_internal_value(self, data: object) -> str | int:
+        if isinstance(data, bool) or not isinstance(data, int | str) or data == "":
+            raise serializers.ValidationError("A template id (a number) or alias (a string).")
+        if isinstance(data, str) and (len(data) > 100 or not data.isprintable()):
+            raise serializers.ValidationError("An alias is at most 100 printable characters.")
+        return data
+
+    def to_representation(self, value: object) -> object:
+        return value
 
 
 class SendMessageSerializer(serializers.Serializer):
@@ -149,6 +166,14 @@ class SendMessageSerializer(serializers.Serializer):
         help_text="Seconds: a recipient not delivered by then becomes `expired` (retries stop).",
     )
     priority = serializers.ChoiceField(choices=PRIORITIES, default=NORMAL)
+    template = TemplateRefField(
+        required=False,
+        default=None,
+        help_text="A template's id or alias: subject, html and text are rendered from it with `model`",
+    )
+    model = serializers.DictField(
+        required=False, default=None, help_text="The template's variables (any JSON object); each message its own"
+    )
 
     def get_fields(self):  # type: ignore[no-untyped-def]
         fields = super().get_fields()
@@ -193,6 +218,12 @@ class SendMessageSerializer(serializers.Serializer):
         limit = settings.POSTWERK_MAX_RECIPIENTS
         if len(recipients) > limit:
             errors["to"] = [f"At most {limit} recipients (to, cc and bcc together); got {len(recipients)}."]
+        if attrs["template"] is not None:
+            for name in ("subject", "html", "text"):
+                if attrs[name]:
+                    errors[name] = ["Not with a template: the template gives it."]
+        elif attrs["model"] is not None:
+            errors["model"] = ["A model is only used with a template."]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -224,6 +255,13 @@ class SendMessageSerializer(serializers.Serializer):
             tags=data["tags"],
             metadata=data["metadata"],
         )
+
+    @staticmethod
+    def template_ref(data: dict) -> TemplateRef | None:
+        """The template and model of validated data, if the message names a template."""
+        if data["template"] is None:
+            return None
+        return TemplateRef(template=data["template"], model=data["model"] or {})
 
 
 class AcceptedRecipientSerializer(serializers.Serializer):

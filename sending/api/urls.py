@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from sending.api import dmarc_reports, domains, events, streams, suppressions, tracking, views, webhooks
+from sending.api import dmarc_reports, domains, events, streams, suppressions, templates, tracking, views, webhooks
 from sending.api import held as held_api
 from sending.api import inbound as inbound_api
 from sending.api import ips as ips_api
@@ -29,6 +29,15 @@ urlpatterns = [
     path("messages/<uuid:message_id>/cancel", views.MessageCancelView.as_view(), name="message-cancel"),
     path("streams", streams.StreamsView.as_view(), name="streams"),
     path("streams/<int:stream_id>", streams.StreamDetailView.as_view(), name="stream-detail"),
+    path("templates", templates.TemplatesView.as_view(), name="templates"),
+    path("templates/validate", templates.TemplateValidateView.as_view(), name="templates-validate"),
+    path("templates/<str:ref>", templates.TemplateDetailView.as_view(), name="template-detail"),
+    path("templates/<str:ref>/versions", templates.TemplateVersionsView.as_view(), name="template-versions"),
+    path(
+        "templates/<str:ref>/versions/<int:number>/restore",
+        templates.TemplateRestoreView.as_view(),
+        name="template-restore",
+    ),
     path("domains", domains.DomainsView.as_view(), name="domains"),
     path("domains/<int:domain_id>", domains.DomainDetailView.as_view(), name="domain-detail"),
     path("domains/<int:domain_id>/verify", domains.DomainVerifyView.as_view(), name="domain-verify"),

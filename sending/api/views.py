@@ -51,7 +51,10 @@ def _submission(data: object, serializer: SendMessageSerializer) -> ApiSubmissio
     DRF's fields are built once per request instead of once per message."""
     validated = serializer.run_validation(data)
     return ApiSubmission(
-        serializer.to_draft(validated), validated.get("report_suppressed", False), serializer.to_options(validated)
+        serializer.to_draft(validated),
+        validated.get("report_suppressed", False),
+        serializer.to_options(validated),
+        template=serializer.template_ref(validated),
     )
 
 

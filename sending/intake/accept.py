@@ -3,6 +3,8 @@
     1. authorise     the caller (API key or SMTP credential) may send as the From domain    403 / 550 5.7.1
     2. guard         the domain may send now: verified, and DMARC would not reject the mail   403 / 550 5.7.1
     3. compose       the API's fields built into MIME, or a submitted message normalised      400, 413 / 55x
+                     (a message naming a template is first rendered with its model:
+                     sending.templating.compose; 400 naming `template` or `model`)
     4. screen        suppressed recipients marked, then mail of a paused scope or over the     429 / 451 4.7.1
                      send limit held (or refused, when the organization rejects)
     5. store         messages, recipients, tags and first events in one transaction
@@ -47,6 +49,8 @@ class Caller:
     domains: dict[str, Domain | None] = field(default_factory=dict, repr=False)
     # Its message streams by name, looked up once (sending.streams.options.caller_stream).
     streams: dict[str, Stream | None] = field(default_factory=dict, repr=False)
+    # The templates (and partials) already loaded for this caller: a batch looks each up once.
+    templates: dict[object, object] = field(default_factory=dict, repr=False)
 
     @property
     def via_smtp(self) -> bool:
@@ -86,8 +90,8 @@ def accept(
 
 
 def prepare(caller: Caller, submission: Submission | Refused) -> Prepared | Refused:
-    """Steps 1-3 for one message: authorise, guard, compose. No query but the memoised domain lookups, so the SMTP
-    server runs it on its event loop."""
+    """Steps 1-3 for one message: authorise, guard, compose. No query but the memoised domain lookups (and, for
+    an API message with a template, the memoised template lookups), so the SMTP server runs it on its event loop."""
     if isinstance(submission, Refused):
         return submission
     try:

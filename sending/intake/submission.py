@@ -30,6 +30,7 @@ from sending.models import (
 )
 from sending.states import events_insert, recipient_event_row
 from sending.streams.options import SendOptions, options_apply
+from sending.templating.compose import TemplateLookup, TemplateRef, draft_render
 
 if TYPE_CHECKING:
     from sending.intake.accept import Caller
@@ -79,14 +80,19 @@ class ApiSubmission:
     draft: Draft
     report_suppressed: bool = False
     options: SendOptions = field(default_factory=SendOptions)
+    # A template and model to render into the draft's subject, HTML and text (sending.templating.compose).
+    template: TemplateRef | None = None
 
     def sender_domains(self) -> list[str]:
         return [self.draft.sender.domain]
 
     def compose(self, caller: Caller, domain: Domain) -> Prepared:
+        draft = self.draft
+        if self.template is not None:  # render first: the message is built from what the template makes
+            draft = draft_render(draft, self.template, TemplateLookup(caller.organization, caller.templates))
         try:
             prepared = message_prepare(
-                organization=caller.organization, api_key=caller.api_key, domain=domain, draft=self.draft
+                organization=caller.organization, api_key=caller.api_key, domain=domain, draft=draft
             )
         except HeaderError as exc:  # a value the serializer let through but the built header would not keep
             raise Refused(

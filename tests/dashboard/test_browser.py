@@ -753,3 +753,57 @@ def test_first_run_sign_in_link_lands_in_the_dashboard(ui, settings, live_server
 
     ui.go(link.removeprefix(live_server.url), status=404)
     ui.page.get_by_role("heading", name="This sign-in link is not valid any more").wait_for()
+
+
+def test_template_editor_previews_html_and_text_as_you_type_then_saves_versions(ui, owner, organization):
+    from sending.models import Template
+    from sending.templating.service import template_create
+
+    template_create(
+        organization=organization,
+        kind="layout",
+        alias="brand",
+        name="Brand",
+        html="<html><head><style>.brand { color: #112233; }</style></head>"
+        '<body><p class="brand">Acme</p>{{ content }}</body></html>',
+    )
+    ui.login("owner")
+    ui.nav("Templates")
+    ui.page.get_by_role("link", name="New template").click()
+    ui.page.get_by_label("Alias").fill("welcome")
+    ui.page.get_by_label("Name").fill("Welcome")
+    ui.page.get_by_label("Subject").fill("Hello {{ name }}")
+    ui.page.get_by_label("Layout").select_option(label="brand")
+    ui.page.get_by_label("Test model (JSON)").fill('{"name": "Jane", "items": ["a", "b"]}')
+    ui.page.get_by_label("HTML").fill("<h1>Hi {{ name }}</h1><ul>{% for i in items %}<li>{{ i }}</li>{% endfor %}</ul>")
+
+    # The preview follows the typing: subject, the generated text, and the HTML (layout, CSS inlined) in its frame.
+    expect(ui.page.locator("#preview-subject")).to_have_text("Hello Jane")
+    expect(ui.page.locator("#preview-text")).to_have_text("Acme\n\nHi Jane\n\n  * a\n  * b\n")
+    frame = ui.page.frame_locator("#preview-html")
+    expect(frame.locator("h1")).to_have_text("Hi Jane")
+    expect(frame.locator("p.brand")).to_have_attribute("style", "color: #112233;")
+    ui.shot("30-template-editor-preview")
+
+    # A syntax error is reported with its line; a variable the test model lacks is named.
+    ui.page.get_by_label("HTML").fill("<h1>Hi {{ name }}</h1>\n{% for i in %}")
+    expect(ui.page.locator("#preview-errors")).to_have_text(
+        "html, line 2: Expected an expression, got 'end of statement block'"
+    )
+    ui.page.get_by_label("HTML").fill("<h1>Hi {{ name }} {{ surname }}</h1>")
+    expect(ui.page.locator("#preview-missing")).to_have_text("The test model lacks: surname")
+    expect(frame.locator("h1")).to_have_text("Hi Jane ")
+
+    ui.page.get_by_role("button", name="Create template").click()
+    ui.page.get_by_role("heading", name="Template welcome version 1").wait_for()
+    ui.page.get_by_label("Subject").fill("Welcome {{ name }}")
+    ui.page.get_by_role("button", name="Save as a new version").click()
+    ui.page.get_by_text("Saved as version 2.").wait_for()
+    ui.page.get_by_role("button", name="Restore version 1").click()
+    ui.page.get_by_text("Version 1 restored as version 3.").wait_for()
+    template = Template.objects.get(alias="welcome")
+    assert template.active_version.number == 3
+    assert template.active_version.subject == "Hello {{ name }}"
+    ui.shot("31-template-versions")
+    ui.nav("Templates")
+    assert "welcome" in ui.page.locator("table").inner_text()

@@ -39,9 +39,11 @@ from sending.models import (
     ReputationState,
     Stream,
     Suppression,
+    Template,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from sending.templating.service import template_create
 from sending.webhooks.endpoints import webhook_endpoint_create
 from tests.conftest import verified_domain
 from verification.models import VerificationJob
@@ -123,6 +125,7 @@ def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-un
     endpoint, _ = webhook_endpoint_create(organization=org, url="https://127.0.0.9/globex-hook", event_types=[])
     delivery = WebhookDelivery.objects.create(endpoint=endpoint, organization=org, event=event)
     credential, _ = smtp_credential_create(organization=org, name="globex-smtp")
+    template = template_create(organization=org, alias="globex-welcome", name="Globex welcome", text="globex.example")
     job = VerificationJob.objects.create(organization=org, total=1, created_at=timezone.now())
     membership = Membership.objects.create(organization=org, user=make_user_b("globex-owner"), role="owner")
     reputation = Reputation.objects.create(
@@ -160,6 +163,7 @@ def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-un
         "reputation": reputation,
         "invitation": invitation,
         "capture": capture,
+        "template": template,
         "dkim_keys": DkimKey.objects.filter(domain=domain).count(),
         "stream": Stream.objects.get(organization=org, name="transactional"),
     }
@@ -197,6 +201,7 @@ def assert_globex_untouched(b: dict[str, Any]) -> None:
     assert VerificationJob.objects.filter(pk=b["job"].pk).exists()
     assert Reputation.objects.get(pk=b["reputation"].pk).state == ReputationState.PAUSED
     assert Invitation.objects.get(pk=b["invitation"].pk).revoked_at is None
+    assert Template.objects.get(pk=b["template"].pk).active_version.number == 1
 
 
 def test_every_route_is_classified():
@@ -225,6 +230,8 @@ def api_ids(b: dict[str, Any]) -> dict[str, Any]:
         "reputation_id": b["reputation"].pk,
         "stream_id": b["stream"].pk,
         "key_id": b["api_key"].pk,
+        "ref": b["template"].pk,
+        "number": 1,
     }
 
 
@@ -376,6 +383,8 @@ def dashboard_ids(b: dict[str, Any]) -> dict[str, Any]:
         "invitation_id": b["invitation"].pk,
         "reputation_id": b["reputation"].pk,
         "capture_id": b["capture"].pk,
+        "template_id": b["template"].pk,
+        "number": 1,
     }
 
 

@@ -46,4 +46,39 @@
     var question = form.getAttribute && form.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { event.preventDefault(); }
   });
+
+  // The template editor's live preview: after a pause in typing, the form goes to the preview endpoint (subject,
+  // text, errors, missing variables as JSON) and, through the Preview button, to the sandboxed HTML frame.
+  var editor = document.getElementById("template-form");
+  if (editor && editor.getAttribute("data-preview")) {
+    var timer = null;
+    var previewButton = document.getElementById("preview-button");
+    var show = function (id, text) { var el = document.getElementById(id); if (el) { el.textContent = text; } };
+    var refresh = function () {
+      var body = new FormData(editor);
+      fetch(editor.getAttribute("data-preview"), { method: "POST", body: body, credentials: "same-origin",
+                                                    headers: { "X-Requested-With": "fetch" } })
+        .then(function (response) { return response.json(); })
+        .then(function (report) {
+          var list = document.getElementById("preview-errors");
+          list.textContent = "";
+          report.errors.forEach(function (e) {
+            var item = document.createElement("li");
+            item.textContent = e.part + (e.line ? ", line " + e.line : "") + ": " + e.message;
+            list.appendChild(item);
+          });
+          show("preview-missing", report.missing_variables.length
+            ? "The test model lacks: " + report.missing_variables.join(", ") : "");
+          show("preview-subject", report.rendered ? report.rendered.subject : "");
+          show("preview-text", report.rendered ? (report.rendered.text || "") : "");
+          show("preview-status", report.valid ? "Rendered" : "Not rendered: " + report.errors.length + " error(s)");
+          if (previewButton && report.rendered) { editor.requestSubmit(previewButton); }
+        })
+        .catch(function () { show("preview-status", "The preview could not be loaded."); });
+    };
+    var later = function () { clearTimeout(timer); timer = setTimeout(refresh, 300); };
+    editor.addEventListener("input", later);
+    editor.addEventListener("change", later);
+    refresh();
+  }
 })();
