@@ -381,9 +381,8 @@ def print_report(args: argparse.Namespace, results: dict[str, list[dict]], summa
         )
         if n == 0:
             say("  |" + "|".join("-" * (w + 2) for w in widths) + "|")
-    say(
-        "  (API latency: per request, a batch or one message; CPU and RSS: the system under test, load generators and sink excluded,"
-    )
+    say("  (API latency: per request, a batch or one message; CPU and RSS: the system under test, load generators")
+    say("   and sink excluded,")
     say("   PostgreSQL and Redis CPU included, their memory not; RSS summed over the processes, shared pages counted")
     say("   in each; the bare loop's CPU and RSS are smtp-source's and smtp-sink's)")
     say()
