@@ -20,6 +20,7 @@ from sending.delivery.queueing import (
     enqueues_collected,
     pending_claim,
     pending_clear,
+    shared_publisher,
 )
 from sending.delivery.sweep import sweep
 from sending.models import Recipient, RecipientState
@@ -126,6 +127,7 @@ def _send_one(api, address: str) -> None:  # type: ignore[no-untyped-def]
     body = {"from": "hello@acme.example", "to": [address], "subject": "Hi", "text": "Hello"}
     response = api.post("/api/v1/messages", body, format="json")
     assert response.status_code == 202, response.content
+    shared_publisher().wait()  # the API publishes from a thread; these tests look at what each request published
 
 
 def _run(tasks: list[tuple[list[str], str | None]]) -> int:
