@@ -33,8 +33,10 @@ def delivery_queue(settings) -> Iterator:  # type: ignore[type-arg]
     settings.POSTWERK_DELIVERY_BATCH = 2
     with deliver.app.connection_for_read() as connection:
         queue = connection.SimpleQueue("delivery")
+        shared_publisher().wait()  # an earlier test's API requests may still be publishing
         queue.clear()  # whatever an earlier test left behind
         yield queue
+        shared_publisher().wait()
         queue.clear()
         queue.close()
 
