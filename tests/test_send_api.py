@@ -51,8 +51,12 @@ def test_accepts_message_and_commits_recipients(api):
 @pytest.mark.django_db(transaction=True)
 def test_one_message_is_one_transaction_from_key_lookup_to_stored_rows(api, monkeypatch):
     """Every statement of a send request runs inside its one transaction, committed once (#21): no read commits
-    on its own, and the rows, events and idempotency record go in together."""
+    on its own, and the rows, events and idempotency record go in together. (PostgreSQL: SQLite keeps its reads
+    out of the transaction, whose BEGIN IMMEDIATE takes its one write lock.)"""
     from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("PostgreSQL: on SQLite the reads stay outside the write transaction (sending/api/views.py)")
 
     outside, commits = [], []
     real_commit = connection.commit
@@ -78,8 +82,14 @@ def test_one_message_is_one_transaction_from_key_lookup_to_stored_rows(api, monk
 
 @pytest.mark.django_db(transaction=True)
 def test_a_refused_request_rolls_back_what_it_wrote(api, organization, monkeypatch):
-    """A refusal answers 4xx and commits nothing of the request, not even the key's last-used time."""
+    """A refusal answers 4xx and commits nothing of the request, not even the key's last-used time (PostgreSQL,
+    where the whole request is one transaction)."""
+    from django.db import connection
+
     from accounts.models import ApiKey
+
+    if connection.vendor == "sqlite":
+        pytest.skip("PostgreSQL: on SQLite the reads and the key's last-used time stay outside the transaction")
 
     ApiKey.objects.update(last_used_at=None)
     response = send(api, payload(**{"from": "someone@not-ours.example"}))
