@@ -102,6 +102,21 @@ def _add_infra_args(p: argparse.ArgumentParser, *, broker_url: str, front: str) 
         default="config.settings",
         help="DJANGO_SETTINGS_MODULE for every process (for what-if runs; must be importable, e.g. from PYTHONPATH)",
     )
+    p.add_argument(
+        "--api-rate-limit",
+        type=int,
+        default=None,
+        help="POSTWERK_API_RATE_LIMIT (requests per second per API key, 0 = none) for every process; default: "
+        "Postwerk's own default",
+    )
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable (POSTWERK_..., CELERY_...) for every process the benchmark starts; repeatable "
+        "(the environment the benchmark itself runs in is not passed on: every run starts from the same settings)",
+    )
     p.add_argument("--timeout", type=float, default=0, help="seconds to wait for delivery (0 = auto)")
     p.add_argument(
         "--stall",
@@ -148,6 +163,24 @@ def check_common_args(p: argparse.ArgumentParser, args: argparse.Namespace, *mor
         p.error(f"{listed} must be at least 1")
     if not args.embedded and not urlsplit(args.database_url).scheme.startswith("postgres"):
         p.error("--database-url must be a PostgreSQL URL")
+    try:
+        bench_settings(args)
+    except ValueError as exc:
+        p.error(str(exc))
+
+
+def bench_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given on the command line (--api-rate-limit, --setting NAME=VALUE), as environment variables
+    for every process a benchmark starts: web, SMTP server, Celery workers and manage.py alike."""
+    out: dict[str, str] = {}
+    for item in getattr(args, "setting", None) or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--setting wants NAME=VALUE, not {item!r}")
+        out[name.strip()] = value
+    if getattr(args, "api_rate_limit", None) is not None:
+        out["POSTWERK_API_RATE_LIMIT"] = str(args.api_rate_limit)
+    return out
 
 
 def backend_config(args: argparse.Namespace) -> dict:
@@ -157,6 +190,7 @@ def backend_config(args: argparse.Namespace) -> dict:
         "broker": "filesystem (embedded)" if args.embedded else "redis",
         "embedded": args.embedded,
         "sink": args.sink,
+        "env": bench_settings(args),
     }
 
 
@@ -526,6 +560,7 @@ class BaseBench:
             PYTHONUNBUFFERED="1",
             PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         )
+        env.update(bench_settings(self.args))
         if getattr(self.args, "embedded", False):
             # No DATABASE_URL, no CELERY_BROKER_URL: SQLite and the filesystem broker under POSTWERK_DATA_DIR.
             for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL"):

@@ -7,9 +7,14 @@ checked):
 
 - postfix: smtp-source (20 sessions) -> a private Postfix instance -> smtp-sink        (bench/postfix_relay.py)
 - api:     a concurrent client -> POST /api/v1/messages/batch -> Postwerk -> smtp-sink   (bench/send_api.py)
+- api-single: 16 clients, one message per POST /api/v1/messages -> Postwerk -> smtp-sink (send_api.py --batch 0)
 - smtp:    smtp-source (20 sessions) -> Postwerk's submission listener -> smtp-sink       (bench/smtp_ingest.py)
 - bare:    smtp-source -> smtp-sink, what the tools alone do (reference for the others) (postfix_relay.py --mta none)
-- with --embedded also api-embedded and smtp-embedded: the same on SQLite + the filesystem broker.
+- with --embedded also api-embedded, api-single-embedded and smtp-embedded: the same on SQLite + the filesystem
+  broker.
+
+The settings of a run (--api-rate-limit, --setting NAME=VALUE, worker counts) are given to every process each
+benchmark starts; the environment this script runs in is not (each run starts from the same settings).
 
 Every benchmark runs in its own process with --json and starts (and stops) everything it needs; Postwerk runs
 on PostgreSQL + Redis, which must be running (the bench database and Redis db numbers are flushed). A Postwerk
@@ -48,12 +53,21 @@ BENCH = Path(__file__).resolve().parent
 PATHS: dict[str, tuple[str, str, list[str], bool]] = {
     "postfix": ("Postfix relay", "postfix_relay.py", [], False),
     "api": ("Postwerk API", "send_api.py", [], True),
+    # One message per POST /api/v1/messages, the way transactional applications send (issue #21).
+    "api-single": ("Postwerk API, one message per request", "send_api.py", ["--batch", "0"], True),
     "smtp": ("Postwerk SMTP", "smtp_ingest.py", ["--driver", "smtp-source"], True),
     "bare": ("bare smtp-source -> smtp-sink", "postfix_relay.py", ["--mta", "none"], False),
     "api-embedded": ("Postwerk API, embedded", "send_api.py", ["--embedded"], True),
+    "api-single-embedded": (
+        "Postwerk API, one message per request, embedded",
+        "send_api.py",
+        ["--batch", "0", "--embedded"],
+        True,
+    ),
     "smtp-embedded": ("Postwerk SMTP, embedded", "smtp_ingest.py", ["--driver", "smtp-source", "--embedded"], True),
 }
-RATIOS = (("api", "postfix"), ("smtp", "postfix"), ("api-embedded", "postfix"), ("smtp-embedded", "postfix"))
+RATIOS = tuple((path, "postfix") for path in PATHS if PATHS[path][3])
+EMBEDDED = [path for path in PATHS if path.endswith("-embedded")]
 # Load generators, sinks and this machinery: not part of the system under test.
 NOT_SUT = {DRIVER, OTHER, "bench driver clients", "smtp-source", "smtp-sink", "sink"}
 CODE_DIRS = ("sending", "accounts", "config")  # the Postwerk code a run measures
@@ -66,14 +80,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--messages", type=int, default=20000, help="messages per path and run (2 KB, one recipient)")
     p.add_argument("--runs", type=int, default=3, help="runs; each runs every path once")
-    p.add_argument("--paths", default="postfix,api,smtp,bare", help=f"comma-separated, of: {', '.join(PATHS)}")
-    p.add_argument("--embedded", action="store_true", help="add api-embedded and smtp-embedded (SQLite, filesystem)")
+    p.add_argument(
+        "--paths", default="postfix,api,api-single,smtp,bare", help=f"comma-separated, of: {', '.join(PATHS)}"
+    )
+    p.add_argument("--embedded", action="store_true", help=f"add {', '.join(EMBEDDED)} (SQLite, filesystem)")
     p.add_argument("--domains", type=int, default=20, help="recipient domains")
     p.add_argument("--body-size", type=int, default=2048, help="bytes of body per message")
     p.add_argument("--sessions", type=int, default=20, help="smtp-source sessions (SMTP paths)")
     p.add_argument("--smtp-processes", type=int, default=1, help="smtpserver processes sharing the port (SMTP paths)")
     p.add_argument("--clients", type=int, default=4, help="API client threads")
     p.add_argument("--batch", type=int, default=500, help="messages per batch request (0 = POST /api/v1/messages)")
+    p.add_argument("--single-clients", type=int, default=16, help="API client threads of the api-single paths")
+    p.add_argument(
+        "--api-rate-limit",
+        type=int,
+        default=0,
+        help="POSTWERK_API_RATE_LIMIT of every Postwerk process (requests/s per key; 0 = none: the runs measure "
+        "the pipeline, not the limit)",
+    )
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for every Postwerk process of every path (repeatable)",
+    )
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--web-threads", type=int, default=4, help="gunicorn threads per worker")
     p.add_argument("--workers", type=int, default=2, help="Celery worker processes")
@@ -97,12 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.path_list = [x.strip() for x in args.paths.split(",") if x.strip()]
     if args.embedded:
-        args.path_list += [x for x in ("api-embedded", "smtp-embedded") if x not in args.path_list]
+        args.path_list += [x for x in EMBEDDED if x not in args.path_list]
     unknown = [x for x in args.path_list if x not in PATHS]
     if unknown:
         p.error(f"unknown path(s) {unknown}; known: {', '.join(PATHS)}")
-    if min(args.messages, args.runs, args.domains, args.sessions, args.clients) < 1:
-        p.error("--messages, --runs, --domains, --sessions and --clients must be at least 1")
+    if min(args.messages, args.runs, args.domains, args.sessions, args.clients, args.single_clients) < 1:
+        p.error("--messages, --runs, --domains, --sessions, --clients and --single-clients must be at least 1")
     if args.sessions < args.domains:
         p.error("--sessions must be at least --domains (smtp-source: one process per recipient domain)")
     return args
@@ -118,12 +149,17 @@ def command(args: argparse.Namespace, path: str, run: int = 1) -> list[str]:
     if postwerk:
         argv += ["--sink", "smtp-sink", "--dkim-sample", str(args.dkim_sample), "--workers", str(args.workers)]
         argv += ["--concurrency", str(args.concurrency), "--pool", args.pool]
+        argv += ["--api-rate-limit", str(args.api_rate_limit)]
+        argv += [f"--setting={item}" for item in args.setting]
         if not path.endswith("embedded"):
             argv += ["--database-url", args.database_url] if args.database_url else []
             argv += ["--broker-url", args.broker_url] if args.broker_url else []
         if args.profile:
             argv += ["--profile", str(Path(args.profile) / f"{path}-{run}")]
-    if script == "send_api.py":
+    if script == "send_api.py" and "--batch" in fixed:  # api-single: its own client count, batch fixed at 0
+        argv += ["--clients", str(args.single_clients)]
+        argv += ["--web-workers", str(args.web_workers), "--web-threads", str(args.web_threads)]
+    elif script == "send_api.py":
         argv += ["--clients", str(args.clients), "--batch", str(args.batch)]
         argv += ["--web-workers", str(args.web_workers), "--web-threads", str(args.web_threads)]
     else:
@@ -314,7 +350,9 @@ def print_report(args: argparse.Namespace, results: dict[str, list[dict]], summa
     say(f"  command: {args.command}")
     say(
         f"  Postwerk: PostgreSQL + Redis; celery {args.workers} x -P {args.pool} -c {args.concurrency}; API: "
-        f"{args.clients} clients, batch {args.batch}, gunicorn {args.web_workers}x{args.web_threads}; SMTP: "
+        f"{args.clients} clients, batch {args.batch} (api-single: {args.single_clients} clients, one message per "
+        f"request), gunicorn {args.web_workers}x{args.web_threads}, API rate limit "
+        f"{args.api_rate_limit or 'none'}{''.join('; ' + s for s in args.setting)}; SMTP: "
         f"smtp-source {args.sessions} sessions, trusted network, smtpserver x{args.smtp_processes}"
     )
     say(f"  Postfix: private instance, default queue fsync, relayhost = the sink; smtp-source {args.sessions} sessions")
@@ -329,7 +367,7 @@ def print_report(args: argparse.Namespace, results: dict[str, list[dict]], summa
             return spread([f[key] * scale if f[key] is not None else None for f in runs], fmt)
 
         has_lat = bool(runs and runs[0]["latency_p50_ms"])
-        lat = f"{col('latency_p50_ms', '{:.1f}', 1e-3)} / {col('latency_p99_ms', '{:.1f}', 1e-3)} s" if has_lat else "-"
+        lat = f"{col('latency_p50_ms')} / {col('latency_p99_ms')} ms" if has_lat else "-"
         lag = f"{col('lag_p50_s', '{:.1f}')} / {col('lag_p99_s', '{:.1f}')} s" if runs and runs[0]["lag_p50_s"] else "-"
         label = s["label"] + ("" if s["runs_ok"] == s["runs"] else f" [{s['runs_ok']}/{s['runs']} ok]")
         rows.append([label, col("accepted_per_s"), col("delivered_per_s"), lat, lag,
@@ -343,7 +381,8 @@ def print_report(args: argparse.Namespace, results: dict[str, list[dict]], summa
         )
         if n == 0:
             say("  |" + "|".join("-" * (w + 2) for w in widths) + "|")
-    say("  (API latency: per batch request; CPU and RSS: the system under test, load generators and sink excluded,")
+    say("  (API latency: per request, a batch or one message; CPU and RSS: the system under test, load generators")
+    say("   and sink excluded,")
     say("   PostgreSQL and Redis CPU included, their memory not; RSS summed over the processes, shared pages counted")
     say("   in each; the bare loop's CPU and RSS are smtp-source's and smtp-sink's)")
     say()

@@ -330,8 +330,11 @@ POSTWERK_SEND_LIMIT_DAILY = env.int("POSTWERK_SEND_LIMIT_DAILY", default=0)
 POSTWERK_LIMIT_ACTION = env.str("POSTWERK_LIMIT_ACTION", default="hold")
 if POSTWERK_LIMIT_ACTION not in ("hold", "reject"):
     raise ImproperlyConfigured("POSTWERK_LIMIT_ACTION: hold or reject")
-# API requests per second per key when the key sets none; 0 = unlimited.
-POSTWERK_API_RATE_LIMIT = env.int("POSTWERK_API_RATE_LIMIT", default=100)
+# API requests per second per key when the key sets none; 0 = unlimited. A guard against a runaway client, not a
+# send limit (those are POSTWERK_SEND_LIMIT_*): an application sending one message per request sends at most this
+# many messages a second with one key, so the default is above what one Postwerk host accepts that way (100 capped
+# single-message sending at a fifth of the platform's speed, silently for the sender, issue #21).
+POSTWERK_API_RATE_LIMIT = env.int("POSTWERK_API_RATE_LIMIT", default=1000)
 
 # --- Celery ---------------------------------------------------------------------------------------------
 

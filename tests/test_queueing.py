@@ -20,6 +20,7 @@ from sending.delivery.queueing import (
     enqueues_collected,
     pending_claim,
     pending_clear,
+    shared_publisher,
 )
 from sending.delivery.sweep import sweep
 from sending.models import Recipient, RecipientState
@@ -32,8 +33,10 @@ def delivery_queue(settings) -> Iterator:  # type: ignore[type-arg]
     settings.POSTWERK_DELIVERY_BATCH = 2
     with deliver.app.connection_for_read() as connection:
         queue = connection.SimpleQueue("delivery")
+        shared_publisher().wait()  # an earlier test's API requests may still be publishing
         queue.clear()  # whatever an earlier test left behind
         yield queue
+        shared_publisher().wait()
         queue.clear()
         queue.close()
 
@@ -126,6 +129,7 @@ def _send_one(api, address: str) -> None:  # type: ignore[no-untyped-def]
     body = {"from": "hello@acme.example", "to": [address], "subject": "Hi", "text": "Hello"}
     response = api.post("/api/v1/messages", body, format="json")
     assert response.status_code == 202, response.content
+    shared_publisher().wait()  # the API publishes from a thread; these tests look at what each request published
 
 
 def _run(tasks: list[tuple[list[str], str | None]]) -> int:

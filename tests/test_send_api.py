@@ -9,7 +9,7 @@ from email import policy
 import pytest
 
 from accounts.services import api_key_create, api_key_revoke, organization_get_or_create
-from sending.models import Event, EventType, Message, Recipient, RecipientState
+from sending.models import Event, EventType, IdempotencyKey, Message, Recipient, RecipientState
 from tests.conftest import verified_domain
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +46,56 @@ def test_accepts_message_and_commits_recipients(api):
     assert parsed["Bcc"] is None and b"carol@other.example" not in bytes(message.raw)
     assert parsed["Message-ID"] == body["message_id"]
     assert parsed["Date"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_message_is_one_transaction_from_key_lookup_to_stored_rows(api, monkeypatch):
+    """Every statement of a send request runs inside its one transaction, committed once (#21): no read commits
+    on its own, and the rows, events and idempotency record go in together. (PostgreSQL: SQLite keeps its reads
+    out of the transaction, whose BEGIN IMMEDIATE takes its one write lock.)"""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("PostgreSQL: on SQLite the reads stay outside the write transaction (sending/api/views.py)")
+
+    outside, commits = [], []
+    real_commit = connection.commit
+    monkeypatch.setattr(connection, "commit", lambda: (commits.append(1), real_commit())[1])
+
+    def watch(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if not connection.in_atomic_block and not sql.startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE opens it
+            outside.append(sql)
+        return execute(sql, params, many, context)
+
+    send(api, payload(to=["warm@dest.example"]))  # the key's last-used time is written once a minute: not here
+    commits.clear()
+    with connection.execute_wrapper(watch):
+        response = send(api, payload(), HTTP_IDEMPOTENCY_KEY="order-1")
+    assert response.status_code == 202, response.json()
+    assert outside == []
+    assert commits == [1]
+    message = Message.objects.get(pk=response.json()["id"])
+    assert Recipient.objects.filter(message=message).count() == 1
+    assert Event.objects.filter(message=message, type=EventType.QUEUED).count() == 1
+    assert IdempotencyKey.objects.filter(key="order-1").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_request_rolls_back_what_it_wrote(api, organization, monkeypatch):
+    """A refusal answers 4xx and commits nothing of the request, not even the key's last-used time (PostgreSQL,
+    where the whole request is one transaction)."""
+    from django.db import connection
+
+    from accounts.models import ApiKey
+
+    if connection.vendor == "sqlite":
+        pytest.skip("PostgreSQL: on SQLite the reads and the key's last-used time stay outside the transaction")
+
+    ApiKey.objects.update(last_used_at=None)
+    response = send(api, payload(**{"from": "someone@not-ours.example"}))
+    assert response.status_code == 403, response.json()
+    assert not Message.objects.exists()
+    assert ApiKey.objects.get(organization=organization).last_used_at is None
 
 
 def test_non_ascii_names_subject_and_body_are_encoded(api):

@@ -28,6 +28,20 @@ def error_body(message: str, *, code: str, fields: dict | None = None) -> dict:
     return body
 
 
+UNAVAILABLE = error_body(
+    "The database could not store the request; nothing was accepted. Try again later.", code="unavailable"
+)
+UNAVAILABLE_RETRY_AFTER = "30"
+
+
+def unavailable_response(exc: DatabaseError) -> JsonResponse:
+    """The 503 for a database error outside DRF's handling (the request's own BEGIN or COMMIT failed)."""
+    log.exception("database error in the API", exc_info=exc)
+    response = JsonResponse(UNAVAILABLE, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = UNAVAILABLE_RETRY_AFTER
+    return response
+
+
 def exception_handler(exc, context):  # type: ignore[no-untyped-def]
     if isinstance(exc, ApiError):
         body = error_body(exc.message, code=exc.error_code, fields=exc.fields) | exc.extra
@@ -54,12 +68,8 @@ def exception_handler(exc, context):  # type: ignore[no-untyped-def]
     if isinstance(exc, DatabaseError):
         # The database is down or cannot write (a full disk): a temporary condition, and nothing was committed.
         log.exception("database error in the API", exc_info=exc)
-        unavailable = Response(
-            error_body("The database could not store the request; nothing was accepted. Try again later.",
-                       code="unavailable"),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )  # fmt: skip
-        unavailable["Retry-After"] = "30"
+        unavailable = Response(UNAVAILABLE, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        unavailable["Retry-After"] = UNAVAILABLE_RETRY_AFTER
         return unavailable
     # An unexpected error: the client still gets JSON, never a traceback page.
     log.exception("unhandled API error", exc_info=exc)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.http import HttpRequest, HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -13,7 +16,7 @@ from rest_framework.views import APIView
 
 from accounts.scopes import Scope
 from sending.api import idempotency
-from sending.api.errors import ApiError
+from sending.api.errors import ApiError, unavailable_response
 from sending.api.pagination import CursorPagination
 from sending.api.params import datetime_param
 from sending.api.serializers import (
@@ -23,6 +26,7 @@ from sending.api.serializers import (
     SendMessageSerializer,
 )
 from sending.delivery.scheduled import message_cancel
+from sending.delivery.queueing import enqueues_collected, shared_publisher
 from sending.errors import Refused
 from sending.intake.accept import Caller, accept
 from sending.intake.submission import ApiSubmission, DuplicateRequest, IdempotencyRecord, Prepared
@@ -44,6 +48,19 @@ def _check_body_size(request: Request, limit: int) -> None:
             f"The request body is {length} bytes; messages are limited to {limit} bytes.",
             code="too_large",
         )
+
+
+_serializers = threading.local()
+
+
+def _message_serializer() -> SendMessageSerializer:
+    """This thread's SendMessageSerializer: DRF builds a serializer's fields (deep copies of the declared ones)
+    per instance, a good part of a one-message request's CPU; validating keeps no state on the instance, so one per
+    thread serves every request (settings are read at validation time)."""
+    serializer = getattr(_serializers, "send", None)
+    if serializer is None:
+        serializer = _serializers.send = SendMessageSerializer()
+    return serializer
 
 
 def _submission(data: object, serializer: SendMessageSerializer) -> ApiSubmission:
@@ -117,6 +134,35 @@ def _replay(request: Request) -> Response | None:
     return Response(stored.response, status=stored.status_code) if stored else None
 
 
+class OneTransactionPost:
+    """A send request (POST) runs in ONE database transaction, from the API key lookup to the stored rows: its
+    reads (key, sender domain, suppressions, Idempotency-Key) and its writes (messages, recipients, events, the
+    idempotency record, a send-limit count) commit together, once, before the 202 leaves. Each read outside a
+    transaction would be a transaction of its own (PostgreSQL counts and flushes them one by one).
+
+    A refusal (any answer but 2xx) rolls back whatever the request wrote (the key's last-used time, a send-limit
+    count it took); a failed BEGIN or COMMIT is a 503 with nothing accepted, never a 202. The delivery tasks of
+    what committed are handed to the process's publisher (sending.delivery.queueing.shared_publisher); should the
+    process die before it publishes them, the sweep does once their enqueue lease runs out."""
+
+    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
+        if request.method != "POST" or connection.vendor == "sqlite":
+            # SQLite (the embedded default) opens every transaction with BEGIN IMMEDIATE, its one write lock: held
+            # for a whole request it would serialize the requests' MIME building too. Its reads cost no round trip
+            # and no flush, so there the store's own transaction stays the only one.
+            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        try:
+            with enqueues_collected() as committed, transaction.atomic():
+                response = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+                if not 200 <= response.status_code < 300:
+                    transaction.set_rollback(True)
+        except DatabaseError as exc:
+            return unavailable_response(exc)
+        # Committed: the delivery tasks go out from the process's publisher thread, batched with other requests'.
+        shared_publisher().submit(committed)
+        return response
+
+
 class MessagePagination(CursorPagination):
     page_size = 50
     max_page_size = 500
@@ -124,7 +170,7 @@ class MessagePagination(CursorPagination):
     ordering = "-created_at"
 
 
-class MessagesView(APIView):
+class MessagesView(OneTransactionPost, APIView):
     required_scope = {"GET": Scope.MESSAGES_READ, "POST": Scope.SEND}
     pagination_class = MessagePagination  # the schema shows the list answer as the cursor page it is
 
@@ -139,7 +185,7 @@ class MessagesView(APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        submission = _submission(request.data, SendMessageSerializer())
+        submission = _submission(request.data, _message_serializer())
         results = _accept(request, [submission], status.HTTP_202_ACCEPTED, lambda results: _accepted(results[0]))
         if isinstance(results, Response):
             return results
@@ -183,7 +229,7 @@ class BatchSerializer(serializers.Serializer):
     messages = SendMessageSerializer(many=True)
 
 
-class MessageBatchView(APIView):
+class MessageBatchView(OneTransactionPost, APIView):
     required_scope = Scope.SEND
 
     @extend_schema(request=BatchSerializer, responses={200: dict}, summary="Send up to 500 messages in one request")
@@ -198,7 +244,7 @@ class MessageBatchView(APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        serializer = SendMessageSerializer()
+        serializer = _message_serializer()
         submissions = [_item_submission(item, serializer) for item in items]
         results = _accept(request, submissions, status.HTTP_200_OK, _batch_answer)
         if isinstance(results, Response):

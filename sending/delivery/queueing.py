@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -270,3 +272,24 @@ class BackgroundPublisher:
     def shutdown(self) -> None:
         """Publish what was handed over, then stop."""
         self._thread.shutdown(wait=True)
+
+    def wait(self) -> None:
+        """Until everything handed over so far is published (tests; a process about to stop)."""
+        self._thread.submit(lambda: None).result()
+
+
+_shared: tuple[int, BackgroundPublisher] | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_publisher() -> BackgroundPublisher:
+    """This process's publisher for the send API: every request thread hands its committed recipients to it, so
+    the 202 does not wait for the broker and concurrent requests' tasks go out in one round (as the SMTP server's
+    group commit does). Made after a fork (gunicorn's workers), never inherited; at exit it publishes what it
+    still holds."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] != os.getpid():
+            _shared = (os.getpid(), BackgroundPublisher())
+            atexit.register(_shared[1].shutdown)
+        return _shared[1]

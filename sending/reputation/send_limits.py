@@ -5,10 +5,14 @@ returns the new counts; what does not fit is given back at once (a second statem
 counter therefore holds the messages admitted in the window, and concurrent requests can never admit more than
 the limit between them: each computes its share from the count its own atomic increment returned.
 
-It runs in its own short transaction before the message transaction, so a request that fails after it (a
-database error, a duplicate Idempotency-Key) leaves a slight over-count for the rest of the window. That is
-accepted: the alternative, counting inside the message transaction, would hold the counter row's lock for the
-whole insert and serialize an organization's submissions.
+For the send API it runs inside the request's one transaction (sending/api/views.OneTransactionPost, #21): a
+refused or failed request rolls its count back with everything else, and the counter row's lock is held from
+the upsert until the request commits. An organization WITH a limit therefore has its concurrent requests wait on
+that row for one another's insert and commit; before, the count was its own transaction, whose lock was held
+until its own commit's disk flush, nearly as long, and each request paid two write commits instead of one.
+Without a limit (the default) there is no statement and no lock. The SMTP group commit still counts in its own
+short transaction before the group's, so a group that fails after it leaves a slight over-count for the rest of
+the window.
 
 Unlimited (the default: POSTWERK_SEND_LIMIT_HOURLY and _DAILY are 0) costs nothing: no statement at all.
 """
