@@ -25,8 +25,8 @@ from sending.api.serializers import (
     MessageSummarySerializer,
     SendMessageSerializer,
 )
-from sending.delivery.scheduled import message_cancel
 from sending.delivery.queueing import enqueues_collected, shared_publisher
+from sending.delivery.scheduled import message_cancel
 from sending.errors import Refused
 from sending.intake.accept import Caller, accept
 from sending.intake.submission import ApiSubmission, DuplicateRequest, IdempotencyRecord, Prepared

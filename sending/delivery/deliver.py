@@ -22,8 +22,8 @@ from mail.bulk import commit_without_flush
 from mail.dkim_sign import SigningKey, dkim_sign_all
 from mail.dns import Route, RouteStatus, mx_route
 from mail.smtp_client import Reply, SessionLost, SmtpSession, open_to_route
-from mail.tls_policy.decide import DestinationTls
 from mail.thread_group_commit import ThreadGroupCommit
+from mail.tls_policy.decide import DestinationTls
 from mail.trace_headers import feedback_id, with_feedback_id
 from sending.delivery.claiming import claim, claim_queued
 from sending.delivery.egress import HOST, Choice, Ip, choose, message_stream
