@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
 from django.forms.models import BaseInlineFormSet
 
@@ -21,6 +23,34 @@ class MembershipInline(admin.TabularInline):
     formset = MembershipFormSet
     extra = 1  # a new organization's first member, to be its owner
     autocomplete_fields = ["user"]
+
+
+def sole_ownerships(users: object) -> list[str]:
+    """Why these users may not be deleted: each organization whose only owner is one of them. Deleting the user
+    would delete that membership with it and leave the organization with nobody to manage it."""
+    owned = Membership.objects.filter(user__in=users, role=Membership.Role.OWNER).select_related("organization", "user")
+    refusals = []
+    for membership in owned:
+        others = Membership.objects.filter(organization=membership.organization_id, role=Membership.Role.OWNER)
+        if not others.exclude(user__in=users).exists():
+            refusals.append(
+                f"{membership.user} is the only owner of the organization {membership.organization.name}: "
+                "make another member its owner first"
+            )
+    return refusals
+
+
+class PostwerkUserAdmin(UserAdmin):
+    """Django's user admin, except that it will not delete an organization's last owner."""
+
+    def get_deleted_objects(self, objs, request):  # type: ignore[no-untyped-def]
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Anything in `protected` makes the admin refuse the deletion and list the reasons.
+        return deleted, counts, perms_needed, [*protected, *sole_ownerships(list(objs))]
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), PostwerkUserAdmin)
 
 
 @admin.register(Organization)

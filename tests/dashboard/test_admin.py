@@ -165,6 +165,27 @@ def test_an_organization_cannot_be_saved_without_an_owner(superuser_client):
     assert owned.memberships.filter(role="owner").exists()
 
 
+def test_the_admin_will_not_delete_an_organizations_only_owner(superuser_client):
+    boss = get_user_model().objects.create_user("boss", "boss@acme.example", "pw")
+    acme = Organization.objects.create(name="Acme")
+    Membership.objects.create(organization=acme, user=boss, role=Membership.Role.OWNER)
+    delete = reverse("admin:auth_user_delete", args=[boss.pk])
+
+    page = superuser_client.get(delete).content.decode()
+    refused = superuser_client.post(delete, {"post": "yes"})
+
+    assert "boss is the only owner of the organization Acme: make another member its owner first" in page
+    assert refused.status_code == 200  # the refusal page again, nothing deleted
+    assert get_user_model().objects.filter(pk=boss.pk).exists()
+    assert acme.memberships.filter(user=boss, role="owner").exists()
+
+    # With a second owner the first may go.
+    other = get_user_model().objects.create_user("other", "other@acme.example", "pw")
+    Membership.objects.create(organization=acme, user=other, role=Membership.Role.OWNER)
+    assert superuser_client.post(delete, {"post": "yes"}).status_code == 302
+    assert not get_user_model().objects.filter(pk=boss.pk).exists()
+
+
 def test_the_admin_spells_webhook_deliveries(superuser_client):
     index = superuser_client.get(reverse("admin:index")).content.decode()
     assert "Webhook deliveries" in index and "Webhook deliverys" not in index
