@@ -28,7 +28,7 @@ from sending.domains.checks.dmarc import (
     dmarc_alignment,
     domain_name,
     lookup_dmarc,
-    organizational_domain,
+    walked_org_of,
 )
 
 
@@ -177,17 +177,9 @@ def _dmarc(from_domain: str, dkim_results: tuple[DkimResult, ...], spf_result: s
     record: DmarcRecord | None = found.record if found.status == "found" else None
     if record is None:
         return "none", "none"
-    orgs = {from_domain: found.org_domain}
-
-    def org_of(name: str) -> str:
-        name = domain_name(name)
-        if name not in orgs:
-            orgs[name] = lookup_dmarc(name).org_domain or organizational_domain(name)
-        return orgs[name]
-
     passing = [sig.domain for sig in dkim_results if sig.result == "pass"]
     spf_passing = spf_domain if spf_result == "pass" and spf_domain else None
-    alignment = dmarc_alignment(from_domain, passing, spf_passing, record, org_of=org_of)
+    alignment = dmarc_alignment(from_domain, passing, spf_passing, record, org_of=walked_org_of(found))
     exists = True if record.found_at == from_domain or not record.np else _exists(from_domain)
     policy = applied_policy(from_domain, record, domain_exists=exists)
     return ("pass" if alignment.dkim_aligned or alignment.spf_aligned else "fail"), policy

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from sending.delivery.pools import visible_pools
 from sending.delivery.shaping import providers
 from sending.models import BlocklistListing, IpDailyUse, IpPool, IpProviderState, Recipient, SendingIp
-from sending.reputation.rates import Numbers, judge, platform_thresholds
+from sending.reputation.rates import Numbers, judge, platform_thresholds, window_numbers
 
 
 @dataclass
@@ -42,21 +42,7 @@ def ip_numbers(address: str, *, since: datetime) -> Numbers:
     window = Recipient.objects.filter(sending_ip=address, finished_at__gte=since).order_by("-finished_at")[
         : settings.POSTWERK_REPUTATION_WINDOW
     ]
-    totals = window.aggregate(
-        total=Count("pk"),
-        hard=Count("pk", filter=Q(bounce_kind="hard")),
-        bounced=Count("pk", filter=~Q(bounce_kind="")),
-        complaints=Count("pk", filter=Q(complained_at__isnull=False)),
-    )
-    total, hard, complaints = totals["total"] or 0, totals["hard"] or 0, totals["complaints"] or 0
-    delivered = total - (totals["bounced"] or 0)
-    return Numbers(
-        deliveries=total,
-        hard_bounces=hard,
-        complaints=complaints,
-        bounce_rate=hard / total if total else 0.0,
-        complaint_rate=complaints / delivered if delivered else 0.0,
-    )
+    return window_numbers(window)
 
 
 def ip_statuses(organization_id: int | None = None, now: datetime | None = None) -> list[IpStatus]:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts.audit import audit_record, diff
@@ -184,6 +184,12 @@ def scope_numbers(organization_id: int, scope: str, scope_id: int, *, since: dat
         .filter(_scope_filter(scope, scope_id))
         .order_by("-finished_at")[: settings.POSTWERK_REPUTATION_WINDOW]
     )
+    return window_numbers(window)
+
+
+def window_numbers(window: QuerySet[Recipient]) -> Numbers:
+    """Hard-bounce and complaint rates of a window of finished recipients (a sliced, ordered queryset), in one
+    aggregate query. Complaints are counted against delivered mail only."""
     totals = window.aggregate(
         total=Count("pk"),
         hard=Count("pk", filter=Q(bounce_kind="hard")),

@@ -288,6 +288,21 @@ def lookup_dmarc(domain: str) -> DmarcLookup:
     )
 
 
+def walked_org_of(found: DmarcLookup) -> Callable[[str], str]:
+    """The organizational domain of a name by the RFC 9989 tree walk, as receivers following it find it, walked
+    once per name (the From domain's comes with `found`); the public suffix list when DNS does not answer."""
+    # The walk started at the first _dmarc name it checked: that name's organizational domain is already known.
+    orgs = {found.checked[0].removeprefix("_dmarc."): found.org_domain} if found.checked and found.org_domain else {}
+
+    def org_of(name: str) -> str:
+        name = domain_name(name)
+        if name not in orgs:
+            orgs[name] = lookup_dmarc(name).org_domain or organizational_domain(name)
+        return orgs[name]
+
+    return org_of
+
+
 @dataclass(frozen=True)
 class Alignment:
     dkim_aligned: bool
@@ -389,16 +404,7 @@ def check_dmarc(
     record = found.record
     dkim_domains = [domain] if spec.dkim_keys and dkim_ok is not False else []
     return_path = spec.return_path_host if return_path_spf_ok is not False else None
-    orgs = {domain: found.org_domain}
-
-    def org_of(name: str) -> str:
-        # The same tree walk receivers following RFC 9989 make; the list when DNS does not answer.
-        name = domain_name(name)
-        if name not in orgs:
-            orgs[name] = lookup_dmarc(name).org_domain or organizational_domain(name)
-        return orgs[name]
-
-    alignment = dmarc_alignment(domain, dkim_domains, return_path, record, org_of=org_of)
+    alignment = dmarc_alignment(domain, dkim_domains, return_path, record, org_of=walked_org_of(found))
     ours = dmarc_recommendation(spec.dmarc_rua).split("rua=", 1)[1].lower()
     details.update(
         tags=record.tags,
