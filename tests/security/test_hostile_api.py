@@ -20,6 +20,7 @@ import pytest
 
 from sending.api.serializers import AttachmentSerializer, SendMessageSerializer
 from sending.models import Event, Message, Recipient
+from sending.templating.service import template_create
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +66,25 @@ def base(**overrides: object) -> dict:
     return body
 
 
+def templated(**overrides: object) -> dict:
+    """A message from the `greeting` template (subject and text from the model), instead of subject and text."""
+    body = base(**{"template": "greeting", "model": {"name": "Jane"}, **overrides})
+    del body["subject"], body["text"]
+    return body
+
+
+@pytest.fixture(autouse=True)
+def greeting(organization):  # type: ignore[no-untyped-def]
+    return template_create(
+        organization=organization,
+        alias="greeting",
+        name="Greeting",
+        subject="Hello {{ name }}",
+        html="",
+        text="Hello {{ name }}, your order is on its way.",
+    )
+
+
 def attachment(**fields: str) -> dict:
     return {"filename": "a.txt", "content_type": "text/plain", "content": "eA==", **fields}
 
@@ -93,6 +113,17 @@ PLACEMENTS: dict[str, tuple[str, Callable[[str], dict]]] = {
     "attachments.filename": ("attachments", lambda v: base(attachments=[attachment(filename=f"a{v}.txt")])),
     "attachments.content_type": ("attachments", lambda v: base(attachments=[attachment(content_type=f"text/x{v}")])),
     "attachments.content": ("attachments", lambda v: base(attachments=[attachment(content=f"eA=={v}")])),
+    # The fields that choose how a message is sent: every hostile value is an unknown name or not a value of the
+    # field's type.
+    "stream": ("stream", lambda v: base(stream=f"transactional{v}")),
+    "priority": ("priority", lambda v: base(priority=f"high{v}")),
+    "send_at": ("send_at", lambda v: base(send_at=f"2030-01-01T00:00:00Z{v}")),
+    "deliver_within": ("deliver_within", lambda v: base(deliver_within=f"60{v}")),
+    "template": ("template", lambda v: templated(template=f"greeting{v}")),
+    # A model's values are rendered into the subject and the body: a header must never come out of them.
+    "model.key": ("model", lambda v: templated(model={"name": "Jane", f"k{v}": "1"})),
+    # Refused values are named as the rendered field they would have broken (`subject`).
+    "model.value": ("subject", lambda v: templated(model={"name": f"Jane{v}"})),
     "attachments.content_id": (
         "attachments",
         lambda v: base(html="<img src=cid:x>", attachments=[attachment(content=PNG, content_id=f"x{v}")]),
@@ -120,6 +151,15 @@ ACCEPTED: dict[str, set[int]] = {
     "attachments.content_type": {0, 1, 2, 8, 15},
     "attachments.content": {0, 1, 2, 15},
     "attachments.content_id": {0, 1, 2, 15},
+    # Surrounding whitespace is trimmed from a name or number (so "transactional\r" is transactional): harmless, as
+    # neither value is ever written into the message.
+    "stream": {0, 1, 2, 15},
+    "priority": set(),
+    "send_at": set(),
+    "deliver_within": {0, 1, 2, 15},
+    "template": set(),
+    "model.key": set(range(len(HOSTILE))),  # keys the template does not use change nothing
+    "model.value": set(range(len(HOSTILE))) - {7, 8, 9, 10},
 }
 
 
@@ -139,7 +179,8 @@ def post(api, url: str, body: object):  # type: ignore[no-untyped-def]
 
 
 def assert_refused(answer: dict, field: str, case: str) -> None:
-    assert answer["error"] == "invalid", (case, answer)
+    # A template name with a control character is refused by the field, a printable unknown one by the lookup.
+    assert answer["error"] in ({"invalid", "unknown_template"} if field == "template" else {"invalid"}), (case, answer)
     assert field in answer.get("fields", {}), (case, answer)
 
 
