@@ -85,7 +85,7 @@ def build_requests(args: argparse.Namespace) -> list[tuple[str, bytes, int]]:
     body = text_body(args.body_size)
 
     def message(i: int) -> dict:
-        if args.template:
+        if getattr(args, "template", False):  # benches built on this one (stream_priority) have no --template
             return {
                 "from": f"Bench Shop <orders@{SENDER_DOMAIN}>",
                 "to": [f"user{i}@d{i % args.domains}.{SENDER_DOMAIN}"],
@@ -228,7 +228,7 @@ class Bench(BaseBench):
         deadline = time.monotonic() + 90
         self.wait_web(web, deadline)
         self.wait_workers(workers, deadline)
-        if a.template:
+        if getattr(a, "template", False):
             self.create_templates()
         log(
             f"gunicorn on 127.0.0.1:{self.web_port} ({a.web_workers}x{a.web_threads}), "
@@ -390,7 +390,7 @@ class Bench(BaseBench):
                 "pool": a.pool,
                 "web": f"{a.web_workers}x{a.web_threads} gthread",
                 "body_bytes": a.body_size,
-                "template": a.template,
+                "template": getattr(a, "template", False),
                 "settings": a.settings,
                 **backend_config(a),
                 "cpus": os.cpu_count(),
