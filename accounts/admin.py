@@ -92,8 +92,45 @@ class OrganizationAdmin(admin.ModelAdmin):
             )
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """An operator's edits of an organization's secrets in the admin go to its audit log like any other change
+    (the services record theirs; the admin saves the model directly). Who and from where: the actor middleware."""
+
+    audit_name = ""  # the action's prefix: api_key, smtp_credential
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        # JSON fields show up in changed_data when only their spelling changed: keep the real changes.
+        changes = {}
+        for name in form.changed_data:
+            before, after = _plain(form.initial.get(name)), _plain(form.cleaned_data.get(name))
+            if before != after:
+                changes[name] = [before, after]
+        super().save_model(request, obj, form, change)
+        verb = "changed_in_admin" if change else "created_in_admin"
+        audit_record(organization=obj.organization_id, action=f"{self.audit_name}.{verb}", target=obj, changes=changes)
+
+    def delete_model(self, request, obj):  # type: ignore[no-untyped-def]
+        audit_record(
+            organization=obj.organization_id,
+            action=f"{self.audit_name}.deleted_in_admin",
+            target=obj,
+            target_label=str(obj),
+        )
+        super().delete_model(request, obj)
+
+
+def _plain(value: object) -> object:
+    """A form value as JSON can keep it (model instances and querysets by their string)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(AuditedAdmin):
+    audit_name = "api_key"
     list_display = [
         "name",
         "organization",
@@ -120,7 +157,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(SmtpCredential)
-class SmtpCredentialAdmin(admin.ModelAdmin):
+class SmtpCredentialAdmin(AuditedAdmin):
+    audit_name = "smtp_credential"
+
     list_display = ["name", "organization", "username", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["organization"]
     search_fields = ["name", "username", "organization__name"]

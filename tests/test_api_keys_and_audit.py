@@ -6,6 +6,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -201,6 +203,45 @@ def test_changes_by_a_key_are_recorded_with_the_key_and_address(organization, do
     assert (first.actor_type, first.actor, first.ip) == ("api_key", f"API key ops ({key.prefix}…)", "192.0.2.10")
     assert first.changes["scopes"] == ["send"] and "key_hash" not in first.changes
     assert Suppression.objects.get(address="x@dest.example").removed_at is not None
+
+
+def test_streams_and_templates_changed_by_a_key_are_recorded(organization):
+    key, secret = api_key_create(organization=organization, name="builder", scopes=["streams", "templates"])
+    client = client_for(secret)
+    stream = client.post("/api/v1/streams", {"name": "news", "kind": "broadcast"}, format="json").json()
+    client.patch(f"/api/v1/streams/{stream['id']}", {"description": "Monthly"}, format="json")
+    body = {"alias": "welcome", "name": "Welcome", "subject": "Hi {{ name }}", "text": "Hello {{ name }}"}
+    assert client.post("/api/v1/templates", body, format="json").status_code == 201
+    client.patch("/api/v1/templates/welcome", {"subject": "Hello {{ name }}"}, format="json")
+    client.post("/api/v1/templates/welcome/versions/1/restore", {}, format="json")
+    client.delete("/api/v1/templates/welcome")
+
+    entries = AuditEntry.objects.filter(organization=organization, api_key=key).order_by("id")
+    assert [(e.action, e.changes) for e in entries] == [
+        ("stream.created", {"name": "news", "kind": "broadcast"}),
+        ("stream.updated", {"description": ["", "Monthly"]}),
+        ("template.created", {"alias": "welcome", "kind": "standard", "name": "Welcome"}),
+        ("template.updated", {"fields": ["subject"], "alias": ["welcome", "welcome"]}),
+        ("template.restored", {"version": 1}),
+        ("template.deleted", {}),
+    ]
+
+
+def test_an_operators_admin_edit_of_a_key_is_recorded(organization):
+    key, _ = api_key_create(organization=organization, name="ops")
+    operator = get_user_model().objects.create_superuser("root", "root@ops.example", "pw")
+    client = Client(REMOTE_ADDR="192.0.2.20")
+    client.force_login(operator)
+    change = reverse("admin:accounts_apikey_change", args=[key.pk])
+    form = {"name": "ops-renamed", "organization": str(organization.pk), "scopes": '["full"]'}
+    form |= {"allowed_domains": "[]", "allowed_streams": "[]", "allowed_networks": "[]", "member_bound": ""}
+
+    response = client.post(change, form)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    entry = AuditEntry.objects.get(organization=organization, action="api_key.changed_in_admin")
+    assert (entry.actor_type, entry.user_id, entry.ip) == ("user", operator.pk, "192.0.2.20")
+    assert entry.changes == {"name": ["ops", "ops-renamed"]}
 
 
 def test_audit_log_api_filters_and_pages_by_cursor(organization, domain):

@@ -12,6 +12,7 @@ import re
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from accounts.models import Organization
 from sending.errors import Refused
 from sending.models import Stream
@@ -86,9 +87,13 @@ def stream_create(
         raise StreamInvalid(errors)
     try:
         with transaction.atomic():
-            return Stream.objects.create(
+            stream = Stream.objects.create(
                 organization=organization, name=name, kind=kind, description=description, **settings
             )
+            audit_record(
+                organization=organization, action="stream.created", target=stream, changes={"name": name, "kind": kind}
+            )
+            return stream
     except IntegrityError as exc:
         raise StreamInvalid({"name": [f"A stream named {name!r} exists already."]}) from exc
 
@@ -98,9 +103,14 @@ UPDATABLE = ("description", "track_opens", "track_clicks", "hourly_limit", "dail
 
 
 def stream_update(*, stream: Stream, **changes: object) -> Stream:
+    changed = {}
     for field, value in changes.items():
-        if field in UPDATABLE:
+        if field in UPDATABLE and getattr(stream, field) != value:
+            changed[field] = [getattr(stream, field), value]
             setattr(stream, field, value)
     stream.updated_at = timezone.now()
-    stream.save(update_fields=[*UPDATABLE, "updated_at"])
+    with transaction.atomic():
+        stream.save(update_fields=[*UPDATABLE, "updated_at"])
+        if changed:
+            audit_record(organization=stream.organization_id, action="stream.updated", target=stream, changes=changed)
     return stream

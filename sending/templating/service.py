@@ -18,6 +18,7 @@ from django.utils import timezone
 from jinja2 import meta
 from jinja2.exceptions import TemplateSyntaxError
 
+from accounts.audit import audit_record
 from accounts.models import Organization
 from mail.errors import PostwerkError
 from sending.models import Template, TemplateKind, TemplateVersion
@@ -139,6 +140,12 @@ def template_create(*, organization: Organization, kind: str = TemplateKind.STAN
         with transaction.atomic():
             template = Template.objects.create(organization=organization, alias=alias, kind=kind)
             _version_add(template, content)
+            audit_record(
+                organization=organization,
+                action="template.created",
+                target=template,
+                changes={"alias": alias, "kind": kind, "name": content.get("name", "")},
+            )
     except IntegrityError as exc:
         raise TemplateInputError("alias", f"The alias {alias!r} is already used.", status=409) from exc
     return template
@@ -159,6 +166,12 @@ def template_update(*, template: Template, **changes: Any) -> Template:
             locked = Template.objects.select_for_update().get(pk=template.pk)
             locked.alias = alias
             _version_add(locked, content)
+            audit_record(
+                organization=locked.organization_id,
+                action="template.updated",
+                target=locked,
+                changes={"fields": sorted(changes), "alias": [template.alias, alias]},
+            )
     except IntegrityError as exc:
         raise TemplateInputError("alias", f"The alias {alias!r} is already used.", status=409) from exc
     return locked
@@ -175,6 +188,9 @@ def template_restore(*, template: Template, number: int) -> Template:
     with transaction.atomic():
         locked = Template.objects.select_for_update().get(pk=template.pk)
         _version_add(locked, content)
+        audit_record(
+            organization=locked.organization_id, action="template.restored", target=locked, changes={"version": number}
+        )
     return locked
 
 
@@ -186,6 +202,12 @@ def template_delete(*, template: Template) -> None:
         if names:
             raise TemplateInputError("layout", f"The layout is used by {', '.join(names)}.", status=409)
     with transaction.atomic():
+        audit_record(
+            organization=template.organization_id,
+            action="template.deleted",
+            target=template,
+            target_label=str(template),
+        )
         Template.objects.filter(pk=template.pk).update(active_version=None)
         template.delete()
 
