@@ -81,6 +81,11 @@ def draft_render(draft: Draft, ref: TemplateRef, lookup: TemplateLookup) -> Draf
         where = f" ({exc.part}, line {exc.line})" if exc.line else f" ({exc.part})"
         code = "template_limit" if exc.kind == "limit" else "template_render"
         raise _refused(code, f"The template could not be rendered{where}: {exc.message}", "template") from exc
+    if "\x00" in rendered.subject + (rendered.html or "") + (rendered.text or ""):
+        # A NUL may be neither stored (PostgreSQL text) nor sent (RFC 5321 §4.1.1.4), and the model put it there.
+        raise _refused(
+            "template_render", "The rendered message contains a NUL character: remove it from the model.", "model"
+        )
     return dataclasses.replace(draft, subject=rendered.subject, html=rendered.html or None, text=rendered.text or None)
 
 

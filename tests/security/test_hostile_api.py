@@ -122,7 +122,6 @@ PLACEMENTS: dict[str, tuple[str, Callable[[str], dict]]] = {
     "template": ("template", lambda v: templated(template=f"greeting{v}")),
     # A model's values are rendered into the subject and the body: a header must never come out of them.
     "model.key": ("model", lambda v: templated(model={"name": "Jane", f"k{v}": "1"})),
-    # Refused values are named as the rendered field they would have broken (`subject`).
     "model.value": ("subject", lambda v: templated(model={"name": f"Jane{v}"})),
     "attachments.content_id": (
         "attachments",
@@ -159,7 +158,8 @@ ACCEPTED: dict[str, set[int]] = {
     "deliver_within": {0, 1, 2, 15},
     "template": set(),
     "model.key": set(range(len(HOSTILE))),  # keys the template does not use change nothing
-    "model.value": set(range(len(HOSTILE))) - {7, 8, 9, 10},
+    # Line breaks that would split the rendered subject are refused naming `subject`; a NUL naming `model`.
+    "model.value": set(range(len(HOSTILE))) - {7, 8, 9, 10, 16, 17},
 }
 
 
@@ -179,6 +179,9 @@ def post(api, url: str, body: object):  # type: ignore[no-untyped-def]
 
 
 def assert_refused(answer: dict, field: str, case: str) -> None:
+    if answer.get("error") == "template_render":  # a NUL a model put into the rendered message
+        assert list(answer["fields"]) == ["model"] and "\\x00" in case, (case, answer)  # the value's repr
+        return
     # A template name with a control character is refused by the field, a printable unknown one by the lookup.
     assert answer["error"] in ({"invalid", "unknown_template"} if field == "template" else {"invalid"}), (case, answer)
     assert field in answer.get("fields", {}), (case, answer)
