@@ -40,6 +40,24 @@ def _free_port_on_all(hosts: list[str]) -> int:
     raise RuntimeError("no common free port on the loopback MX addresses")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_database_sessions(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Before pytest-django drops the PostgreSQL test database: end the sessions that background threads of this
+    process still hold (the web publisher's and the delivery group commit's threads keep their connections), or
+    DROP DATABASE fails with "is being accessed by other users" and the run ends in an error."""
+    yield
+    with django_db_blocker.unblock():
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+
 @pytest.fixture(scope="session")
 def dns_server() -> Iterator[DnsServer]:
     with DnsServer() as server:
