@@ -98,7 +98,35 @@ class SuppressionImportForm(forms.Form):
         return data
 
 
-class ApiKeyForm(forms.Form):
+class SenderLimitsForm(forms.Form):
+    """The limits an API key and an SMTP credential share: sender domains of the organization and client networks."""
+
+    domains_label = "Limit to sender domains"
+    allowed_domains = forms.ModelMultipleChoiceField(
+        queryset=Domain.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every domain of the organization.",
+    )
+    allowed_networks = forms.CharField(
+        required=False,
+        label="Limit to networks",
+        help_text="CIDR networks separated by commas or spaces, e.g. 203.0.113.0/24. Empty: any address.",
+    )
+
+    def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+        domains = self.fields["allowed_domains"]
+        domains.label = self.domains_label
+        domains.queryset = Domain.objects.filter(organization=organization).order_by("name")  # type: ignore[attr-defined]
+
+    def clean_allowed_networks(self) -> list[str]:
+        return [n for n in self.cleaned_data["allowed_networks"].replace(",", " ").split() if n]
+
+
+class ApiKeyForm(SenderLimitsForm):
+    field_order = ["name", "sandbox", "scopes", "allowed_domains", "allowed_networks", "expires_at"]
     name = forms.CharField(max_length=200, label="Key name", help_text="Where it is used, e.g. “billing-app”.")
     sandbox = forms.BooleanField(
         required=False,
@@ -112,32 +140,12 @@ class ApiKeyForm(forms.Form):
         initial=[Scope.SEND],
         help_text="What the key may do; “full” is everything. Never more than your role allows.",
     )
-    allowed_domains = forms.ModelMultipleChoiceField(
-        queryset=Domain.objects.none(),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        label="Limit to sender domains",
-        help_text="None ticked: every domain of the organization.",
-    )
-    allowed_networks = forms.CharField(
-        required=False,
-        label="Limit to networks",
-        help_text="CIDR networks separated by commas or spaces, e.g. 203.0.113.0/24. Empty: any address.",
-    )
     expires_at = forms.DateTimeField(
         required=False,
         label="Expires",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text="Empty: never (UTC).",
     )
-
-    def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.organization = organization
-        self.fields["allowed_domains"].queryset = Domain.objects.filter(organization=organization).order_by("name")  # type: ignore[attr-defined]
-
-    def clean_allowed_networks(self) -> list[str]:
-        return [n for n in self.cleaned_data["allowed_networks"].replace(",", " ").split() if n]
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
@@ -146,20 +154,10 @@ class ApiKeyForm(forms.Form):
         return name
 
 
-class SmtpCredentialForm(forms.Form):
+class SmtpCredentialForm(SenderLimitsForm):
     name = forms.CharField(max_length=200, label="Credential name")
-    allowed_domains = forms.ModelMultipleChoiceField(
-        queryset=Domain.objects.none(),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        label="Limit to domains",
-        help_text="None ticked: every domain of the organization.",
-    )
-    allowed_networks = forms.CharField(
-        required=False,
-        label="Limit to networks",
-        help_text="CIDR networks separated by commas or spaces, e.g. 203.0.113.0/24. Empty: any address.",
-    )
+    domains_label = "Limit to domains"
+    field_order = ["name", "allowed_domains", "allowed_networks", "sandbox"]
     sandbox = forms.BooleanField(
         required=False,
         label="Sandbox credential",
@@ -168,19 +166,11 @@ class SmtpCredentialForm(forms.Form):
         "the recipients (see the README's sandbox test addresses).",
     )
 
-    def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.organization = organization
-        self.fields["allowed_domains"].queryset = Domain.objects.filter(organization=organization).order_by("name")
-
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         if SmtpCredential.objects.filter(organization=self.organization, name=name).exists():
             raise forms.ValidationError("A credential with this name exists.")
         return name
-
-    def clean_allowed_networks(self) -> list[str]:
-        return [n for n in self.cleaned_data["allowed_networks"].replace(",", " ").split() if n]
 
 
 class MemberAddForm(forms.Form):
