@@ -22,6 +22,7 @@ INVALID_EMAIL_REQUEST = 300
 SENDER_SIGNATURE_NOT_FOUND = 400
 SENDER_SIGNATURE_NOT_CONFIRMED = 401
 INVALID_JSON = 402
+JSON_REQUIRED = 409
 INACTIVE_RECIPIENT = 406
 TOO_MANY_BATCH_MESSAGES = 410
 RATE_LIMIT_EXCEEDED = 429
@@ -78,7 +79,9 @@ def exception_error(exc: Exception) -> PostmarkError | None:
         return token_refused(exc.message)
     if isinstance(exc, exceptions.PermissionDenied):
         return token_refused(str(exc.detail))
-    if isinstance(exc, exceptions.ParseError | exceptions.UnsupportedMediaType):
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return PostmarkError(422, JSON_REQUIRED, "JSON required: send the body with Content-Type: application/json.")
+    if isinstance(exc, exceptions.ParseError):
         return PostmarkError(422, INVALID_JSON, "Received invalid JSON input.")
     if isinstance(exc, Refused):
         return refused_error(exc)

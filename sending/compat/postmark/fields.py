@@ -172,7 +172,7 @@ def invalid_message(fields: object, addresses: dict[str, list[str]]) -> str:
     address out of it and reports that recipient `invalid`)."""
     if not isinstance(fields, dict) or not fields:
         return "Invalid email request."
-    if "text" in fields and "to" not in fields and len(fields) <= 2 and "html" not in fields:
+    if "text" in fields and "body is required" in _first_problem(fields["text"]):
         return "Provide either email TextBody or HtmlBody or both."
     for field, problems in fields.items():
         name = POSTMARK_NAMES.get(str(field), str(field))

@@ -61,7 +61,8 @@ def _not_found(what: str) -> Response:
 def _bodies(raw: bytes) -> tuple[str, str]:
     parsed = BytesParser(policy=policy.default).parsebytes(raw)
     text, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
-    return (text.get_content() if text else ""), (html.get_content() if html else "")
+    # The stored message has CRLF line ends (RFC 5322); the caller gave, and gets back, plain newlines.
+    return tuple(part.get_content().replace("\r\n", "\n") if part else "" for part in (text, html))  # type: ignore[return-value]
 
 
 def _people(recipients: list[Recipient], kind: str) -> list[dict]:
