@@ -131,7 +131,10 @@ def test_templates_single_and_batch_render_each_model(postmark, dest, welcome):
     )
     assert single["ErrorCode"] == 0
     by_id = postmark.emails.send_with_template(
-        TemplateId=welcome.pk, TemplateModel={"name": "Ann", "team": "Acme"}, From="hello@acme.example", To="ann@dest.example"
+        TemplateId=welcome.pk,
+        TemplateModel={"name": "Ann", "team": "Acme"},
+        From="hello@acme.example",
+        To="ann@dest.example",
     )
     assert by_id["ErrorCode"] == 0
     batch = postmark.emails.send_template_batch(

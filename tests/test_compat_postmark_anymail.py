@@ -114,7 +114,11 @@ def test_anymail_templates_and_batch_with_merge_data(live_server, api_key, dest,
     }
     assert deliver_queued() == 3
     texts = sorted(re.search(rb"Hello \w+, from the Acme team\.", m.data).group(0) for m in dest.messages)
-    assert texts == [b"Hello Bob, from the Acme team.", b"Hello Jane, from the Acme team.", b"Hello Jane, from the Acme team."]
+    assert texts == [
+        b"Hello Bob, from the Acme team.",
+        b"Hello Jane, from the Acme team.",
+        b"Hello Jane, from the Acme team.",
+    ]
     subjects = sorted(re.search(rb"\r\nSubject: ([^\r]*)\r\n", m.data).group(1) for m in dest.messages)
     assert subjects == [b"Welcome, Bob", b"Welcome, Jane", b"Welcome, Jane"]
 

@@ -35,7 +35,12 @@ POSTMARK_EVENT_TYPES = frozenset(
     }
 )
 # Postmark's bounce types: (Type, TypeCode, Name, Description).
-HARD = ("HardBounce", 1, "Hard bounce", "The server was unable to deliver your message (ex: unknown user, mailbox not found).")
+HARD = (
+    "HardBounce",
+    1,
+    "Hard bounce",
+    "The server was unable to deliver your message (ex: unknown user, mailbox not found).",
+)
 SOFT = ("SoftBounce", 4096, "Soft bounce", "Unable to temporarily deliver this message.")
 TRANSIENT = ("Transient", 2, "Message delayed", "The server could not temporarily deliver your message; it is retried.")
 SPAM = ("SpamComplaint", 512, "Spam complaint", "The subscriber explicitly marked this email as spam.")

@@ -88,7 +88,7 @@ def _headers(value: object) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, list) or not all(isinstance(h, dict) for h in value):
-        raise PostmarkInvalid("Invalid 'Headers': a list of {\"Name\", \"Value\"} objects is expected.")
+        raise PostmarkInvalid('Invalid \'Headers\': a list of {"Name", "Value"} objects is expected.')
     headers: dict[str, str] = {}
     for header in value:
         name, header_value = header.get("Name"), header.get("Value", "")

@@ -22,19 +22,14 @@ from sending.compat.postmark.views import PostmarkView, error_response
 from sending.models import Event, EventType, Message, Recipient, RecipientState, Suppression
 from sending.webhooks.postmark import bounce_record, events_for_postmark, postmark_payload, postmark_stream
 
-# Postmark's message status for Postwerk's recipient states (a message's worst-off recipient decides).
-_STATUS = {
-    RecipientState.QUEUED: "Queued",
-    RecipientState.SCHEDULED: "Queued",
-    RecipientState.HELD: "Queued",
-    RecipientState.SENDING: "Queued",
-    RecipientState.DEFERRED: "Queued",
-    RecipientState.DELIVERED: "Sent",
-    RecipientState.BOUNCED: "Sent",
-    RecipientState.FAILED: "Failed",
-    RecipientState.EXPIRED: "Failed",
-    RecipientState.SUPPRESSED: "Failed",
-    RecipientState.CANCELLED: "Failed",
+# Recipients still on their way: Postmark's message status is `Queued` while one is; then `Sent` when one went
+# out (delivered, or bounced after it was sent), else `Failed`.
+_WAITING = {
+    RecipientState.QUEUED,
+    RecipientState.SCHEDULED,
+    RecipientState.HELD,
+    RecipientState.SENDING,
+    RecipientState.DEFERRED,
 }
 _EVENT_TYPES = {
     EventType.DELIVERED: "Delivered",
@@ -73,9 +68,9 @@ def message_details(message: Message, events: list[Event]) -> dict:
     recipients = list(message.recipients.all())
     text, html = _bodies(bytes(message.raw))
     states = {r.state for r in recipients}
-    status = next((_STATUS[s] for s in (RecipientState.QUEUED, RecipientState.SCHEDULED, RecipientState.HELD,
-                                        RecipientState.SENDING, RecipientState.DEFERRED) if s in states), None)  # fmt: skip
-    if status is None:
+    if states & _WAITING:
+        status = "Queued"
+    else:
         status = "Sent" if states & {RecipientState.DELIVERED, RecipientState.BOUNCED} else "Failed"
     by_recipient = {r.pk: r.address for r in recipients}
     return {
@@ -122,7 +117,9 @@ class OutboundMessageDetailsView(PostmarkView):
         message = Message.objects.filter(organization=organization, pk=pk).select_related("stream").first()
         if message is None:
             return _not_found("message")
-        events = list(events_for_postmark(Event.objects.filter(organization=organization, message=message)).order_by("id"))
+        events = list(
+            events_for_postmark(Event.objects.filter(organization=organization, message=message)).order_by("id")
+        )
         return Response(message_details(message, events))
 
 
@@ -171,7 +168,9 @@ class BouncesView(PostmarkView):
         params = request.query_params
         kinds = params.get("type")
         qs = Event.objects.filter(organization=request.user.organization)
-        qs = qs.filter(_BOUNCE_TYPES[kinds] if kinds in _BOUNCE_TYPES else Q(type__in=[EventType.BOUNCED, EventType.COMPLAINED]))
+        qs = qs.filter(
+            _BOUNCE_TYPES[kinds] if kinds in _BOUNCE_TYPES else Q(type__in=[EventType.BOUNCED, EventType.COMPLAINED])
+        )
         if params.get("emailFilter"):
             qs = qs.filter(recipient__address__icontains=params["emailFilter"])
         if params.get("tag"):

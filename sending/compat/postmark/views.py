@@ -38,7 +38,9 @@ from sending.intake.submission import ApiSubmission, Prepared
 from sending.models import RecipientState
 
 HEADER = "HTTP_X_POSTMARK_SERVER_TOKEN"
-INACTIVE_NOTE = "Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual suppression."
+INACTIVE_NOTE = (
+    "Inactive recipients are ones that have generated a hard bounce, a spam complaint, or a manual suppression."
+)
 
 
 class PostmarkTokenAuthentication(ApiKeyAuthentication):
@@ -94,7 +96,9 @@ def _answer(result: Prepared | Refused, translated: Translated | None, given: ob
             f"Found inactive addresses: {found}. {INACTIVE_NOTE}",
         }
     if inactive:
-        message = f"Message OK, but will not deliver to these inactive addresses: {', '.join(inactive)}. {INACTIVE_NOTE}"
+        message = (
+            f"Message OK, but will not deliver to these inactive addresses: {', '.join(inactive)}. {INACTIVE_NOTE}"
+        )
     elif any(r.state == RecipientState.HELD for r in recipients):
         message = "Message accepted, but delivery may be delayed."
     else:

@@ -26,9 +26,7 @@ def _status(message: AnymailMessage) -> dict:
     return {
         "status": sorted(status.status or []),
         "message_id": status.message_id if isinstance(status.message_id, str) else None,
-        "recipients": {
-            addr: {"status": s.status, "message_id": s.message_id} for addr, s in status.recipients.items()
-        },
+        "recipients": {addr: {"status": s.status, "message_id": s.message_id} for addr, s in status.recipients.items()},
     }
 
 
