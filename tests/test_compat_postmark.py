@@ -17,8 +17,7 @@ from accounts.scopes import Scope
 from accounts.services import api_key_create
 from sending.feedback.suppressions import suppression_add
 from sending.models import Message, Recipient, RecipientState, Suppression
-from sending.templating.service import template_create
-from tests.conftest import add_mx_domain, deliver_queued
+from tests.conftest import deliver_queued
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,25 +25,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def postmark(live_server, api_key) -> PostmarkClient:
     return PostmarkClient(server_token=api_key, root_api_url=live_server.url + "/")
-
-
-@pytest.fixture
-def dest(zone, mx):
-    sink = mx("127.0.0.2")
-    add_mx_domain(zone, "dest.example", "127.0.0.2")
-    return sink
-
-
-@pytest.fixture
-def welcome(organization):
-    return template_create(
-        organization=organization,
-        alias="welcome",
-        name="Welcome",
-        subject="Welcome, {{ name }}",
-        text="Hello {{ name }}, from the {{ team }} team.",
-        strict=True,
-    )
 
 
 def raw_for(sink, address: str) -> bytes:

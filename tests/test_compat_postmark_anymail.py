@@ -22,9 +22,8 @@ from sending.feedback.suppressions import suppression_add
 from sending.feedback.tracking import click_url, open_url, unsubscribe_url
 from sending.models import Message, Recipient, Suppression
 from sending.states import complaint_recorded
-from sending.templating.service import template_create
-from tests.conftest import add_mx_domain, deliver_queued
-from tests.servers.anymail_app.app import PNG
+from tests.conftest import _free_port_on_all, deliver_queued
+from tests.servers.anymail_app import PNG
 from tests.test_webhooks import run_webhooks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,25 +48,6 @@ def anymail_send(live_server, api_key: str, case: str) -> dict:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def dest(zone, mx):
-    sink = mx("127.0.0.2")
-    add_mx_domain(zone, "dest.example", "127.0.0.2")
-    return sink
-
-
-@pytest.fixture
-def welcome(organization):
-    return template_create(
-        organization=organization,
-        alias="welcome",
-        name="Welcome",
-        subject="Welcome, {{ name }}",
-        text="Hello {{ name }}, from the {{ team }} team.",
-        strict=True,
-    )
 
 
 def test_anymail_sends_attachments_inline_images_tags_and_metadata(live_server, api_key, dest):
@@ -147,8 +127,6 @@ def anymail_webhooks(live_server, api_key, tmp_path):
     """anymail's webhook URLs served by the application on loopback; yields (url, events file)."""
     events = tmp_path / "events.jsonl"
     events.touch()
-    from tests.conftest import _free_port_on_all
-
     port = _free_port_on_all(["127.0.0.1"])
     env = app_env(live_server, api_key, ANYMAIL_WEBHOOK_SECRET="hook:s3cret")
     process = subprocess.Popen(  # noqa: S603 - our own test application

@@ -18,7 +18,7 @@ from anymail.exceptions import AnymailAPIError  # noqa: E402
 from anymail.message import AnymailMessage  # noqa: E402
 from anymail.signals import tracking  # noqa: E402
 
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+from tests.servers.anymail_app import PNG  # noqa: E402
 
 
 def _status(message: AnymailMessage) -> dict:
