@@ -161,7 +161,8 @@ def delivery_attempt(delivery: WebhookDelivery, token: uuid.UUID) -> WebhookAtte
         return None
     payload = _payload(delivery)
     if payload is None:
-        _update(delivery, token, state=State.CANCELLED, last_error="the event no longer exists")
+        # Deleted, or (an endpoint switched to Postmark's JSON after the fan-out) an event Postmark has no body for.
+        _update(delivery, token, state=State.CANCELLED, last_error="the event no longer exists in this format")
         return None
     started = timezone.now()
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
