@@ -241,3 +241,40 @@ def test_partly_suppressed_is_sent_to_the_rest_and_says_which_are_inactive(postm
         "ManualSuppression",
         "Customer",
     )
+
+
+def test_postmarks_fields_become_the_send_apis():
+    from sending.compat.postmark.fields import postwerk_message, split_addresses
+
+    assert split_addresses('"Doe, Jane" <jane@x.example>, bob@x.example,, (a, comment) c@x.example') == [
+        '"Doe, Jane" <jane@x.example>',
+        "bob@x.example",
+        "(a, comment) c@x.example",
+    ]
+    translated = postwerk_message(
+        {
+            "From": "a@acme.example",
+            "To": "b@x.example",
+            "Subject": "",
+            "Headers": [{"Name": "X-A", "Value": "1"}],
+            "Attachments": [{"Name": "l.png", "Content": "eA==", "ContentType": "image/png", "ContentID": "cid:l@x"}],
+            "Metadata": {"n": 4, "ok": True, "s": "x"},
+            "MessageStream": "outbound",
+            "Tag": "",
+            "TrackOpens": True,
+            "TemplateAlias": "ignored on /email",
+        },
+        template=False,
+    )
+    assert translated.message == {
+        "from": ["a@acme.example"],
+        "to": ["b@x.example"],
+        "subject": "",
+        "headers": {"X-A": "1"},
+        "attachments": [{"filename": "l.png", "content": "eA==", "content_type": "image/png", "content_id": "l@x"}],
+        "metadata": {"n": "4", "ok": "true", "s": "x"},
+        "stream": "transactional",
+    }
+    templated = postwerk_message({"From": "a@acme.example", "TemplateId": 7, "Subject": ""}, template=True)
+    assert (templated.message["template"], templated.message["model"]) == (7, {})
+    assert "subject" not in templated.message
