@@ -63,7 +63,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != self.keyword.lower() or not token.strip():
             raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
-        api_key = _key_for(token.strip())
+        return self.token_authenticate(request, token.strip())
+
+    def token_authenticate(self, request, token: str):  # type: ignore[no-untyped-def]
+        """The caller of an API key given in any header (the compatible APIs carry it in their own)."""
+        api_key = _key_for(token)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         if api_key.expires_at is not None and api_key.expires_at <= timezone.now():

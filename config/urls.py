@@ -10,6 +10,8 @@ urlpatterns = [
     path("metrics", metrics_view.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
+    # Postmark's API at Postmark's own paths (sending.compat.postmark): a Postmark client needs only a new base URL.
+    path("", include("sending.compat.postmark.urls")),
     # Open pixels, click redirects and one-click unsubscribe (sending.feedback.tracking), linked from tracked mail.
     path("t/", include("sending.feedback.tracking_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

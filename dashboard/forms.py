@@ -201,6 +201,16 @@ class WebhookEndpointForm(forms.Form):
         help_text="None ticked: every event type.",
     )
     description = forms.CharField(max_length=200, required=False, label="Description")
+    payload_format = forms.ChoiceField(
+        choices=[("postwerk", "Postwerk"), ("postmark", "Postmark (for receivers written for Postmark's webhooks)")],
+        initial="postwerk",
+        required=False,
+        label="Payload format",
+        help_text="Postmark: delivery, bounce, spam complaint, open, click and subscription events in Postmark's JSON.",
+    )
+
+    def clean_payload_format(self) -> str:
+        return self.cleaned_data.get("payload_format") or "postwerk"
 
 
 class WebhookTestForm(forms.Form):

@@ -590,6 +590,12 @@ class WebhookEndpoint(models.Model):
     enabled = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=300, blank=True)
+
+    class PayloadFormat(models.TextChoices):
+        POSTWERK = "postwerk"
+        POSTMARK = "postmark"  # Postmark's webhook JSON (sending.webhooks.postmark), for receivers made for Postmark
+
+    payload_format = models.CharField(max_length=8, choices=PayloadFormat.choices, default=PayloadFormat.POSTWERK)
     # Fernet tokens (POSTWERK_ENCRYPTION_KEY): the signature needs the secret itself, so it cannot be hashed.
     secret_encrypted = models.TextField()
     # After a rotation the old secret also signs until this time, so receivers can switch without a gap.

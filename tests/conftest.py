@@ -177,3 +177,26 @@ def deliver_queued() -> int:
 
     ids = [str(pk) for pk in Recipient.objects.filter(state=RecipientState.QUEUED).values_list("id", flat=True)]
     return deliver(ids) if ids else 0
+
+
+@pytest.fixture
+def dest(zone: DnsServer, mx: Callable[..., SmtpSink]) -> SmtpSink:
+    """The recipients' domain dest.example, its MX a sink on 127.0.0.2 (the compatible APIs' tests)."""
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    return sink
+
+
+@pytest.fixture
+def welcome(organization):  # type: ignore[no-untyped-def]
+    """A strict `welcome` template: subject and text from the model's name and team."""
+    from sending.templating.service import template_create
+
+    return template_create(
+        organization=organization,
+        alias="welcome",
+        name="Welcome",
+        subject="Welcome, {{ name }}",
+        text="Hello {{ name }}, from the {{ team }} team.",
+        strict=True,
+    )

@@ -39,6 +39,7 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
             "description",
             "event_types",
             "streams",
+            "payload_format",
             "enabled",
             "disabled_at",
             "disabled_reason",
@@ -70,6 +71,12 @@ class WebhookEndpointInputSerializer(serializers.Serializer):
     )
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     enabled = serializers.BooleanField(required=False, default=True)
+    payload_format = serializers.ChoiceField(
+        choices=WebhookEndpoint.PayloadFormat.choices,
+        required=False,
+        default=WebhookEndpoint.PayloadFormat.POSTWERK,
+        help_text="`postmark`: Postmark's webhook JSON, for receivers written for Postmark",
+    )
 
 
 class RotateSecretSerializer(serializers.Serializer):

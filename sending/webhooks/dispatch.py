@@ -27,6 +27,7 @@ from sending.events import event_payload, events_for_payload
 from sending.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint, uuid7
 from sending.webhooks import transport
 from sending.webhooks.endpoints import signing_secrets, webhook_endpoint_disable
+from sending.webhooks.postmark import events_for_postmark, postmark_payload
 from sending.webhooks.signing import EVENT_ID_HEADER, SIGNATURE_HEADER, signature_header
 
 # Published by name (config/celery.py); the task is sending.webhooks.tasks.deliver.
@@ -145,6 +146,9 @@ def _update(delivery: WebhookDelivery, token: uuid.UUID, **fields: object) -> No
 def _payload(delivery: WebhookDelivery) -> dict | None:
     if delivery.event_id is None:
         return delivery.payload
+    if delivery.endpoint.payload_format == WebhookEndpoint.PayloadFormat.POSTMARK:
+        event = events_for_postmark(Event.objects.filter(pk=delivery.event_id)).first()
+        return postmark_payload(event) if event is not None else None
     event = events_for_payload(Event.objects.filter(pk=delivery.event_id)).first()
     return event_payload(event) if event is not None else None
 
@@ -157,7 +161,8 @@ def delivery_attempt(delivery: WebhookDelivery, token: uuid.UUID) -> WebhookAtte
         return None
     payload = _payload(delivery)
     if payload is None:
-        _update(delivery, token, state=State.CANCELLED, last_error="the event no longer exists")
+        # Deleted, or (an endpoint switched to Postmark's JSON after the fan-out) an event Postmark has no body for.
+        _update(delivery, token, state=State.CANCELLED, last_error="the event no longer exists in this format")
         return None
     started = timezone.now()
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
@@ -165,8 +170,9 @@ def delivery_attempt(delivery: WebhookDelivery, token: uuid.UUID) -> WebhookAtte
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         SIGNATURE_HEADER: signature_header(body, signing_secrets(endpoint, started)),
-        EVENT_ID_HEADER: str(payload["id"]),
-        "Postwerk-Event-Type": str(payload["type"]),
+        # A Postmark-shaped body has neither key: its event is the delivery's, its type the RecordType.
+        EVENT_ID_HEADER: str(payload.get("id", delivery.event_id)),
+        "Postwerk-Event-Type": str(payload.get("type", payload.get("RecordType"))),
         "Postwerk-Delivery-Id": str(delivery.pk),
         "Postwerk-Attempt": str(delivery.attempts + 1),
     }

@@ -43,6 +43,12 @@ def event_types_check(types: list[str]) -> list[str]:
     return list(dict.fromkeys(types))
 
 
+def payload_format_check(value: str) -> str:
+    if value not in WebhookEndpoint.PayloadFormat.values:
+        raise EndpointError("payload_format", f"One of {', '.join(WebhookEndpoint.PayloadFormat.values)}.")
+    return value
+
+
 def streams_check(organization_id: int, names: list[str]) -> list[str]:
     """Stream names an endpoint filters on: each one the organization's."""
     names = [n.strip().lower() for n in names]
@@ -61,9 +67,11 @@ def webhook_endpoint_create(
     description: str = "",
     enabled: bool = True,
     streams: list[str] | None = None,
+    payload_format: str = WebhookEndpoint.PayloadFormat.POSTWERK,
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (the only time the secret is returned)."""
     url, event_types = url_check(url), event_types_check(event_types)
+    payload_format = payload_format_check(payload_format)
     streams = streams_check(organization.pk, streams or [])
     secret = secret_new()
     with transaction.atomic():
@@ -76,6 +84,7 @@ def webhook_endpoint_create(
             streams=streams,
             description=description,
             enabled=enabled,
+            payload_format=payload_format,
             secret_encrypted=encrypt(secret.encode()),
             start_event_id=start,
         )
@@ -84,14 +93,20 @@ def webhook_endpoint_create(
             action="webhook.created",
             target=endpoint,
             target_label=url,
-            changes={"url": url, "event_types": event_types, "description": description, "enabled": enabled},
+            changes={
+                "url": url,
+                "event_types": event_types,
+                "description": description,
+                "enabled": enabled,
+                "payload_format": payload_format,
+            },
         )
     return endpoint, secret
 
 
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> WebhookEndpoint:
     """Change url, event_types, description or enabled. Enabling again forgets the failure history."""
-    fields = ("url", "event_types", "description", "enabled")
+    fields = ("url", "event_types", "description", "enabled", "payload_format")
     before = {f: getattr(endpoint, f) for f in fields}
     if "url" in changes:
         endpoint.url = url_check(str(changes["url"]))
@@ -101,6 +116,8 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes: object) -> 
         endpoint.streams = streams_check(endpoint.organization_id, list(changes["streams"]))  # type: ignore[call-overload]
     if "description" in changes:
         endpoint.description = str(changes["description"])
+    if "payload_format" in changes:
+        endpoint.payload_format = payload_format_check(str(changes["payload_format"]))
     if "enabled" in changes:
         enabled = bool(changes["enabled"])
         if enabled and not endpoint.enabled:

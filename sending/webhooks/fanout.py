@@ -21,6 +21,10 @@ from django.utils import timezone
 
 from sending.models import Event, WebhookCursor, WebhookDelivery, WebhookEndpoint
 from sending.streams.service import TRANSACTIONAL
+from sending.webhooks.postmark import POSTMARK_EVENT_TYPES
+
+# An endpoint taking Postmark's JSON gets only the events Postmark has.
+POSTMARK = WebhookEndpoint.PayloadFormat.POSTMARK
 
 WINDOW = 5000
 # Far longer than any transaction that writes events.
@@ -64,7 +68,7 @@ def _window(now: datetime) -> tuple[int, bool]:
             return 0, False
         wanted: dict[int, list[WebhookEndpoint]] = defaultdict(list)
         for endpoint in WebhookEndpoint.objects.filter(enabled=True, organization_id__in={row[1] for row in rows}).only(
-            "id", "organization_id", "event_types", "streams", "start_event_id"
+            "id", "organization_id", "event_types", "streams", "start_event_id", "payload_format"
         ):
             wanted[endpoint.organization_id].append(endpoint)
         deliveries = [
@@ -74,6 +78,7 @@ def _window(now: datetime) -> tuple[int, bool]:
             if pk > e.start_event_id
             and (not e.event_types or kind in e.event_types)
             and (not e.streams or stream is None or stream in e.streams)
+            and (e.payload_format != POSTMARK or kind in POSTMARK_EVENT_TYPES)
         ]
         if deliveries:
             WebhookDelivery.objects.bulk_create(deliveries, batch_size=1000, ignore_conflicts=True)

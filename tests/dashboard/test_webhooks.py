@@ -123,6 +123,16 @@ def test_create_with_every_event_type_when_none_ticked(owner_client, organizatio
     assert owner_client.post(url("webhook_add", organization), {"url": receiver.url()}).status_code == 201
     assert WebhookEndpoint.objects.get().event_types == []
     assert b"every event" in owner_client.get(url("webhooks", organization)).content
+    assert WebhookEndpoint.objects.get().payload_format == "postwerk"
+
+
+def test_create_with_postmarks_payload_format(owner_client, organization, receiver):
+    data = {"url": receiver.url(), "payload_format": "postmark"}
+    assert owner_client.post(url("webhook_add", organization), data).status_code == 201
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.payload_format == "postmark"
+    detail = owner_client.get(url("webhook", organization, endpoint.pk)).content.decode()
+    assert "<dt>Payload format</dt><dd>Postmark</dd>" in detail
 
 
 @pytest.mark.parametrize(
@@ -131,6 +141,7 @@ def test_create_with_every_event_type_when_none_ticked(owner_client, organizatio
         ({"url": ""}, b"This field is required"),
         ({"url": "ftp://example.com/x"}, b"must be http(s)"),
         ({"url": "http://127.0.0.1/x", "event_types": ["nope"]}, b"Select a valid choice"),
+        ({"url": "http://127.0.0.1/x", "payload_format": "sendgrid"}, b"Select a valid choice"),
     ],
 )
 def test_create_refuses_bad_input(owner_client, organization, data, error):

@@ -404,3 +404,65 @@ def test_overlong_idempotency_key_is_400_naming_it(api):
     response = api.post("/api/v1/messages", base(), format="json", HTTP_IDEMPOTENCY_KEY="k" * 10_000)
     assert response.status_code == 400 and "Idempotency-Key" in response.json()["fields"]
     assert counts() == before
+
+
+# --- the Postmark-compatible endpoints (sending.compat.postmark) ----------------------------------------------
+
+POSTMARK_PLACEMENTS: dict[str, Callable[[object], dict]] = {
+    "From": lambda v: {"From": f"Acme{v} <hello@acme.example>"},
+    "To": lambda v: {"To": f"Jane{v} <jane@dest.example>"},
+    "Cc": lambda v: {"Cc": v},
+    "Bcc": lambda v: {"Bcc": v},
+    "ReplyTo": lambda v: {"ReplyTo": f"x{v}@acme.example"},
+    "Subject": lambda v: {"Subject": f"Hi{v}"},
+    "TextBody": lambda v: {"TextBody": v},
+    "HtmlBody": lambda v: {"HtmlBody": v},
+    "Headers.Name": lambda v: {"Headers": [{"Name": f"X-A{v}", "Value": "x"}]},
+    "Headers.Value": lambda v: {"Headers": [{"Name": "X-A", "Value": v}]},
+    "Headers.shape": lambda v: {"Headers": v},
+    "Attachments.Name": lambda v: {"Attachments": [{"Name": v, "Content": "eA==", "ContentType": "text/plain"}]},
+    "Attachments.ContentType": lambda v: {"Attachments": [{"Name": "a", "Content": "eA==", "ContentType": v}]},
+    "Attachments.ContentID": lambda v: {"Attachments": [{"Name": "a", "Content": "eA==", "ContentID": v}]},
+    "Attachments.Content": lambda v: {"Attachments": [{"Name": "a", "Content": v}]},
+    "Tag": lambda v: {"Tag": v},
+    "Metadata": lambda v: {"Metadata": {"k": v}},
+    "Metadata.key": lambda v: {"Metadata": {v if isinstance(v, str) else "k": "x"}},
+    "MessageStream": lambda v: {"MessageStream": v},
+}
+POSTMARK_ODD_VALUES = [*HOSTILE, "x" * 100_000, 7, 1.5, True, None, [], {}, ["x"], {"a": "b"}]
+
+
+def _postmark_post(client, path: str, body: object):  # type: ignore[no-untyped-def]
+    return client.post(path, json.dumps(body), content_type="application/json")
+
+
+def test_postmark_endpoints_answer_every_hostile_value_with_postmarks_json_never_a_500(api_key, domain):
+    """Each placement gets every odd value in one batch (each item answered on its own), and every value of the
+    wrong JSON type alone at /email."""
+    from django.test import Client
+
+    client = Client(HTTP_X_POSTMARK_SERVER_TOKEN=api_key)
+    message = {"From": "hello@acme.example", "To": "jane@dest.example", "Subject": "Hi", "TextBody": "Hello"}
+    for placement, make in POSTMARK_PLACEMENTS.items():
+        bodies = [{**message, **make(value)} for value in POSTMARK_ODD_VALUES]
+        batch = _postmark_post(client, "/email/batch", [*bodies, message])
+        assert batch.status_code == 200, (placement, batch.content)
+        answers = batch.json()
+        assert len(answers) == len(bodies) + 1 and answers[-1]["ErrorCode"] == 0, (placement, answers[-1])
+        for value, answer in zip(POSTMARK_ODD_VALUES, answers, strict=False):
+            assert isinstance(answer["ErrorCode"], int) and isinstance(answer["Message"], str), (placement, value)
+        for value in POSTMARK_ODD_VALUES[len(HOSTILE) :]:
+            response = _postmark_post(client, "/email", {**message, **make(value)})
+            assert response.status_code in (200, 422), (placement, value, response.status_code, response.content)
+            assert isinstance(response.json()["ErrorCode"], int), (placement, value, response.content)
+    for stored in Message.objects.all():
+        parsed = email.message_from_bytes(bytes(stored.raw), policy=policy.SMTP)
+        assert parsed.get_all("Bcc") is None
+        assert [a.addr_spec for a in parsed["To"].addresses] == ["jane@dest.example"]
+    for body in ("not json", "[", json.dumps([1, "x", None]), json.dumps("x"), json.dumps(None)):
+        for path in ("/email", "/email/batch", "/email/withTemplate", "/email/batchWithTemplates"):
+            response = client.post(path, body, content_type="application/json")
+            assert response.status_code in (200, 422), (path, body, response.content)
+            answer = response.json()
+            items = answer if isinstance(answer, list) else [answer]
+            assert all(isinstance(a["ErrorCode"], int) and a["ErrorCode"] != 0 for a in items), (path, body, answer)

@@ -208,8 +208,8 @@ def test_every_route_is_classified():
     known = ("api/v1/", "t/", "admin/", "o/<int:org_id>/", OPERATOR_PREFIX)
     unclassified = [
         route
-        for route, _ in walk(get_resolver().url_patterns)
-        if not route.startswith(known) and route not in NOT_TENANT_SCOPED
+        for route, pattern in walk(get_resolver().url_patterns)
+        if not route.startswith(known) and route not in NOT_TENANT_SCOPED and not _postmark(pattern)
     ]
     assert not unclassified, f"classify these routes in the tenant-isolation test: {unclassified}"
 
@@ -478,3 +478,52 @@ def test_admin_is_for_operators_only(acme_owner, globex, make_user_b):
     staff.force_login(make_user_b("new-operator", is_staff=True))
     for url in admin_urls(globex)[1:]:
         assert staff.get(url).status_code == 403, url
+
+
+# --- the Postmark-compatible API (sending.compat.postmark) ---------------------------------------------------
+
+
+def _postmark(pattern: URLPattern) -> bool:
+    return (pattern.name or "").startswith("postmark-")
+
+
+def postmark_routes(b: dict[str, Any]) -> list[tuple[str, list[str], str]]:
+    """(URL filled with Globex's ids, methods, scope) of every Postmark route."""
+    ids = {"message_id": b["message"].pk, "bounce_id": b["event"].pk, "stream": "outbound"}
+    found = []
+    for route, pattern in walk(get_resolver().url_patterns):
+        if _postmark(pattern):
+            view_class = pattern.callback.view_class  # type: ignore[attr-defined]
+            url = "/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(ids[m.group(1)]), route).strip("^$")
+            url = url.replace("/?", "")
+            methods = view_methods(pattern)
+            found.append((url, methods, required_scope(view_class, methods[0])))
+    assert len(found) >= 8
+    return found
+
+
+def test_postmark_routes_declare_a_scope_and_refuse_a_key_without_it_as_postmark_does(organization, globex):
+    for url, methods, scope in postmark_routes(globex):
+        assert scope in Scope.values, url
+        others = [s for s in Scope.values if s not in (scope, Scope.FULL)]
+        _, without = api_key_create(organization=organization, name=f"pm-without-{scope}-{url}", scopes=others)
+        for method in methods:
+            response = getattr(Client(HTTP_X_POSTMARK_SERVER_TOKEN=without), method)(url, {}, "application/json")
+            assert response.status_code == 401, (method, url, response.content)
+            assert response.json()["ErrorCode"] == 10
+    assert_globex_untouched(globex)
+
+
+def test_postmark_reads_never_show_another_organizations_data(organization, globex, zone):
+    verified_domain(zone, organization, "acme.example")
+    _, secret = api_key_create(organization=organization, name="acme-pm")
+    client = Client(HTTP_X_POSTMARK_SERVER_TOKEN=secret)
+    for url, methods, _ in postmark_routes(globex):
+        if "get" not in methods:
+            continue
+        response = client.get(url)
+        text = response.content.decode()
+        assert not any(marker in text for marker in GLOBEX_MARKERS), (url, text)
+        if "/messages/outbound/" in url or re.search(r"/bounces/\d", url):
+            assert (response.status_code, response.json().get("ErrorCode")) == (422, 701), (url, text)
+    assert_globex_untouched(globex)
