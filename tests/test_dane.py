@@ -168,3 +168,88 @@ def test_dane_takes_precedence_over_mta_sts(api, domain, mx, signed, pki, settin
         server.stop()
     assert len(sink.messages) == 1
     assert attempt().details["tls_policy"]["policy"] == "dane"
+
+
+# --- authenticated denial with NSEC3 (RFC 5155) and NSEC (RFC 4035 §5.4) ------------------------------------
+
+
+@pytest.fixture
+def signed_nsec3(zone, settings):
+    """The same zone, denied with NSEC3 (a salt and a few extra iterations, as many signers still use). With its
+    eight other hosts, the three records of a closest-encloser proof for the MX's TLSA name are three different
+    ones, so leaving one out leaves only that part unproven."""
+    settings.POSTWERK_DNSSEC_TRUST_ANCHORS = [zone.sign_zone(DOMAIN, nsec3=True, salt=b"\xab\xcd", iterations=5)]
+    add_mx_domain(zone, DOMAIN, "127.0.0.2")
+    for i in range(8):
+        zone.add(f"host{i}.{DOMAIN}", "A", "127.0.0.9")
+    return zone
+
+
+def test_nsec3_closest_encloser_proof_makes_a_missing_tlsa_record_secure(signed_nsec3, pki):
+    signed_nsec3.add(TLSA_NAME, "TLSA", f"3 1 1 {spki_sha256(pki['leaf'])}")
+    assert dnssec.lookup(TLSA_NAME, "TLSA").security is dnssec.Security.SECURE
+    # NXDOMAIN: _25._tcp.mx9 does not exist; its closest encloser is the apex, proven by three NSEC3 records.
+    response = dnssec.query(dns_name(f"_25._tcp.mx9.{DOMAIN}"), 52)
+    assert sorted(r.rdtype for r in response.authority if r.rdtype in (50, 47)) == [50, 50, 50]
+    missing = dnssec.lookup(f"_25._tcp.mx9.{DOMAIN}", "TLSA")
+    assert (missing.security, missing.rrset) == (dnssec.Security.SECURE, None)
+    # NODATA: the MX host exists without TLSA; its own NSEC3 says so.
+    nodata = dnssec.lookup(MX, "TLSA")
+    assert (nodata.security, nodata.rrset) == (dnssec.Security.SECURE, None)
+    # An empty non-terminal (_tcp.mx1 exists only because _25._tcp.mx1 does) has its own NSEC3 too.
+    assert dnssec.lookup(f"_tcp.{MX}", "TXT").security is dnssec.Security.SECURE
+
+
+@pytest.mark.parametrize("left_out", ["closest-encloser", "next-closer", "wildcard"])
+def test_an_nsec3_denial_missing_a_part_of_its_proof_is_bogus(signed_nsec3, left_out):
+    signed_nsec3.omit_proof.add(left_out)
+    answer = dnssec.lookup(TLSA_NAME, "TLSA")
+    assert answer.security is dnssec.Security.BOGUS
+    expected = {
+        # Without mx1's own NSEC3 the apex is the closest encloser proven, and mx1 (which exists) is not covered.
+        "closest-encloser": f"no NSEC3 record covers {MX}., the next closer name",
+        "next-closer": f"no NSEC3 record covers _tcp.{MX}., the next closer name",
+        "wildcard": f"no NSEC3 record proves that *.{MX}. does not exist",
+    }[left_out]
+    assert expected in answer.detail
+
+
+def test_an_unproven_nsec3_denial_of_tlsa_defers_and_never_downgrades(api, domain, mx, signed_nsec3):
+    sink = mx("127.0.0.2")
+    signed_nsec3.omit_proof.add("next-closer")
+    send(api)
+    deliver_queued()
+    assert sink.messages == []
+    recipient = Recipient.objects.get()
+    assert recipient.state == RecipientState.DEFERRED
+    assert "next closer name" in recipient.last_text
+    assert attempt().details["tls_policy"]["failure"] == "dnssec-invalid"
+
+
+def test_a_proven_nsec3_denial_of_tlsa_delivers_opportunistically(api, domain, mx, signed_nsec3):
+    sink = mx("127.0.0.2")
+    send(api)
+    deliver_queued()
+    assert [m.tls for m in sink.messages] == [False]
+    assert attempt().details["tls_policy"]["policy"] == "opportunistic"
+
+
+def test_nsec3_with_too_many_iterations_is_insecure(zone, settings):
+    settings.POSTWERK_DNSSEC_TRUST_ANCHORS = [zone.sign_zone(DOMAIN, nsec3=True, iterations=151)]
+    add_mx_domain(zone, DOMAIN, "127.0.0.2")
+    answer = dnssec.lookup(TLSA_NAME, "TLSA")
+    assert answer.security is dnssec.Security.INSECURE
+    assert "too many iterations" in answer.detail
+
+
+def test_an_nsec_denial_without_its_wildcard_proof_is_bogus(signed):
+    signed.omit_proof.add("wildcard")
+    answer = dnssec.lookup(f"_25._tcp.mx9.{DOMAIN}", "TLSA")
+    assert answer.security is dnssec.Security.BOGUS
+    assert f"*.{DOMAIN}. does not exist" in answer.detail
+
+
+def dns_name(text: str):
+    import dns.name
+
+    return dns.name.from_text(text)
