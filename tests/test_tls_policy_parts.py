@@ -29,6 +29,7 @@ def nsec3(owner_of: str, zone: str, types: str) -> dns.rrset.RRset:
 
 def test_nsec3_nodata_proof_needs_the_matching_hash_without_the_type():
     qname = dns.name.from_text("_25._tcp.mx.example.")
+
     def verdict(record: dns.rrset.RRset) -> Security:
         return _nsec3_denies([record], qname, dns.rdatatype.TLSA, False).security
 
