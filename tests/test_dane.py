@@ -247,3 +247,18 @@ def dns_name(text: str):
     import dns.name
 
     return dns.name.from_text(text)
+
+
+@pytest.mark.parametrize("denial", ["signed", "signed_nsec3"])
+def test_a_tlsa_answer_from_a_wildcard_is_secure_only_with_proof_that_no_closer_name_exists(denial, request, pki):
+    zone = request.getfixturevalue(denial)
+    zone.add(f"*._tcp.{MX}", "TLSA", f"3 1 1 {spki_sha256(pki['leaf'])}")
+    answer = dnssec.lookup(TLSA_NAME, "TLSA")  # _25._tcp.mx1 has no records of its own: the wildcard's answer
+    assert (answer.security, str(answer.rrset.name)) == (dnssec.Security.SECURE, f"{TLSA_NAME}.")
+
+    dnssec.clear_caches()
+    zone.omit_proof.add("wildcard-expansion")  # a wildcard's records replayed without the denial of the name
+    answer = dnssec.lookup(TLSA_NAME, "TLSA")
+    assert answer.security is dnssec.Security.BOGUS
+    # The wildcard is *._tcp.mx1, so the next closer name is the TLSA name itself.
+    assert answer.detail == f"{TLSA_NAME}. was answered from a wildcard without proof that {TLSA_NAME}. does not exist"

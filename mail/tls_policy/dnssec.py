@@ -12,10 +12,11 @@ validly signed and prove it: NSEC as RFC 4035 §5.4 says (the name covered and n
 or the name's own NSEC without the type), NSEC3 with RFC 5155 §8's closest-encloser proof (an NSEC3 matching the
 closest encloser, one covering the next closer name and one covering the wildcard at the closest encloser; or the
 name's own NSEC3 without the type). Signed records that do not prove the denial make it bogus, never insecure.
-NSEC3 with more than NSEC3_MAX_ITERATIONS extra iterations, or only unknown hash algorithms, is insecure (RFC 9276
-§3.2, RFC 5155 §8.1), as is an NXDOMAIN whose next closer name falls in an opt-out span (RFC 5155 §6). Without any
-proof it is insecure, except under a trust anchor below the root (a zone the operator says is signed), where it is
-bogus.
+An answer expanded from a wildcard is secure only with the proof that no closer name exists (RFC 4035 §5.3.4,
+RFC 5155 §8.8). NSEC3 with more than NSEC3_MAX_ITERATIONS extra iterations, or only unknown hash algorithms, is
+insecure (RFC 9276 §3.2, RFC 5155 §8.1), as is an NXDOMAIN whose next closer name falls in an opt-out span (RFC 5155
+§6). Without any proof it is insecure, except under a trust anchor below the root (a zone the operator says is
+signed), where it is bogus.
 """
 
 from __future__ import annotations
@@ -180,7 +181,10 @@ def validate_response(response: dns.message.Message, qname: dns.name.Name, qtype
         return denied
     result = Answer(Security.SECURE, target, ttl=target.ttl)
     for rrset in data:
-        checked = _validate_rrset(rrset, _sigs_for(response.answer, rrset.name, rrset.rdtype))
+        sigs = _sigs_for(response.answer, rrset.name, rrset.rdtype)
+        checked = _validate_rrset(rrset, sigs)
+        if checked.security is Security.SECURE and sigs is not None:
+            checked = _worst(checked, _expansion_proven(response, rrset.name, sigs))
         result = _worst(result, checked)
     return Answer(result.security, target, result.detail, min(result.ttl, target.ttl))
 
@@ -275,6 +279,29 @@ def _zone_keys(zone: dns.name.Name) -> Answer:
 
 
 # --- denial of existence (RFC 4035 §5.4, RFC 5155 §8) ----------------------------------------------------
+
+
+def _expansion_proven(response: dns.message.Message, name: dns.name.Name, sigs: dns.rrset.RRset) -> Answer:
+    """An answer its signature says was expanded from a wildcard (RRSIG labels fewer than the name's) needs
+    proof that no closer name exists, or it could be a wildcard's records replayed over a name that has its own:
+    an NSEC covering the name (RFC 4035 §5.3.4) or an NSEC3 covering the next closer name (RFC 5155 §8.8)."""
+    labels = min(sig.labels for sig in sigs)  # type: ignore[attr-defined]
+    depth = len(name.labels) - 1  # without the root label
+    if labels >= depth or name.labels[0] == b"*":
+        return Answer(Security.SECURE)
+    next_closer = dns.name.Name(name.labels[-(labels + 2) :])
+    for proof in (r for r in response.authority if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3)):
+        checked = _validate_rrset(proof, _sigs_for(response.authority, proof.name, proof.rdtype))
+        if checked.security is not Security.SECURE:
+            continue
+        if proof.rdtype == dns.rdatatype.NSEC:
+            if any(_covers(proof.name, rdata.next, name) for rdata in proof):  # type: ignore[attr-defined]
+                return Answer(Security.SECURE)
+        elif _Nsec3Chain([proof]).covering(next_closer) is not None:
+            return Answer(Security.SECURE)
+    return Answer(
+        Security.BOGUS, detail=f"{name} was answered from a wildcard without proof that {next_closer} does not exist"
+    )
 
 
 def _has_type(windows: object, rdtype: int) -> bool:

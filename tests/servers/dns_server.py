@@ -11,7 +11,9 @@ fresh key (dnspython's dnssec module). Queries with the DO bit then get RRSIGs
 with each answer, the zone's DNSKEY set, and NSEC records (or, with ``nsec3=True``,
 NSEC3 records: RFC 5155's closest-encloser proof) proving NXDOMAIN and NODATA;
 :meth:`DnsServer.tamper` makes the signatures of one name/type invalid and
-``omit_proof`` leaves parts of a denial out (an unproven denial).
+``omit_proof`` leaves parts of a denial out (an unproven denial). A ``*.<name>``
+record answers for the names that do not exist below it (RFC 4592), with the
+proof that no closer name exists (``omit_proof`` "wildcard-expansion" leaves it out).
 """
 
 from __future__ import annotations
@@ -358,14 +360,26 @@ class DnsServer:
         return list(proofs.values())
 
     def _sign_response(self, response: dns.message.Message, qname: dns.name.Name) -> None:
+        wildcards = getattr(response, "postwerk_wildcards", {})
         for section in (response.answer, response.authority):
             for rrset in list(section):
                 if rrset.rdtype == dns.rdatatype.RRSIG:
                     continue
-                sigs = self._signatures(rrset)
+                source = wildcards.get(rrset.name)
+                sigs = self._signatures(source if source is not None else rrset)
                 if sigs is not None:
-                    section.append(sigs)
+                    section.append(dns.rrset.from_rdata_list(rrset.name, sigs.ttl, list(sigs)))
         zone = self._zone_of(qname)
+        if zone is not None and wildcards and "wildcard-expansion" not in self.omit_proof:
+            # RFC 4035 §3.1.3.3, RFC 5155 §7.2.6: proof that no closer name matched the query.
+            for name in wildcards:
+                encloser = self._closest_encloser(name, zone)
+                if zone in self._nsec3_params:
+                    proof = self._nsec3(dns.name.Name(name.labels[-len(encloser.labels) - 1 :]), zone)
+                else:
+                    proof = self._nsec(name, zone)
+                response.authority.append(proof)
+                response.authority.append(self._signatures(proof))
         negative = response.rcode() == dns.rcode.NXDOMAIN or not any(
             r.name == qname or r.rdtype == dns.rdatatype.CNAME for r in response.answer
         )
@@ -472,6 +486,8 @@ class DnsServer:
         seen: set[dns.name.Name] = set()
         for _ in range(_MAX_CNAME_CHAIN):
             node = self._data.get(name)
+            if node is None and self._expand_wildcard(response, name, qtype):
+                return
             if node is None:
                 if not self._exists(name):
                     # RFC 6604: after a CNAME chain the rcode describes the
@@ -497,6 +513,20 @@ class DnsServer:
             if name in seen:
                 return
         # Chain too long: hand back what we have and let the client give up.
+
+    def _expand_wildcard(self, response: dns.message.Message, name: dns.name.Name, qtype: int) -> bool:
+        """RFC 4592: a name that does not exist takes the records of `*.<closest encloser>` of the type asked (only
+        in signed zones, where tests need it; remembered on the response so the signatures are the wildcard's)."""
+        zone = self._zone_of(name)
+        if zone is None or self._exists(name) or qtype == dns.rdatatype.ANY:
+            return False
+        wildcard = dns.name.Name((b"*", *self._closest_encloser(name, zone).labels))
+        rrset = self._data.get(wildcard, {}).get(dns.rdatatype.RdataType.make(qtype))
+        if rrset is None:
+            return False
+        response.answer.append(self._owned_by(rrset, name))
+        response.postwerk_wildcards = {name: rrset}  # type: ignore[attr-defined]
+        return True
 
     @staticmethod
     def _owned_by(rrset: dns.rrset.RRset, name: dns.name.Name) -> dns.rrset.RRset:
