@@ -433,10 +433,29 @@ class IpPoolAdmin(admin.ModelAdmin):
 
 @admin.register(SendingIp)
 class SendingIpAdmin(admin.ModelAdmin):
-    list_display = ["address", "ehlo_name", "pool", "enabled", "warmup_started", "schedule", "dns_ok", "dns_detail"]
-    list_filter = ["enabled", "dns_ok", "pool"]
+    list_display = [
+        "address",
+        "ehlo_name",
+        "pool",
+        "enabled",
+        "warmup_started",
+        "schedule",
+        "dns_ok",
+        "reputation_state",
+        "dns_detail",
+    ]
+    list_filter = ["enabled", "dns_ok", "reputation_state", "pool"]
     search_fields = ["address", "ehlo_name", "pool__name"]
-    readonly_fields = ["dns_ok", "dns_detail", "dns_checked_at"]
+    # A paused IP is resumed with `manage.py ips resume` (an event and an audit entry), not by editing the row.
+    readonly_fields = [
+        "dns_ok",
+        "dns_detail",
+        "dns_checked_at",
+        "reputation_state",
+        "reputation_reason",
+        "reputation_changed_at",
+        "reputation_since",
+    ]
 
     def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
         # Forward-confirmed reverse DNS checked on every save, shown in the list; saving is not refused, so an

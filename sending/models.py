@@ -365,6 +365,10 @@ class EventType(models.TextChoices):
     WEBHOOK_DISABLED = "webhook.disabled"
     IP_SUSPENDED = "ip.suspended"
     IP_SLOWED = "ip.slowed"
+    IP_REPUTATION_OK = "ip.reputation_ok"
+    IP_REPUTATION_WARNING = "ip.reputation_warning"
+    IP_REPUTATION_PAUSED = "ip.reputation_paused"
+    IP_REPUTATION_RESUMED = "ip.reputation_resumed"
 
 
 class Event(models.Model):
@@ -1061,6 +1065,12 @@ class SendingIp(models.Model):
     dns_ok = models.BooleanField(null=True, blank=True)
     dns_detail = models.CharField(max_length=300, blank=True)
     dns_checked_at = models.DateTimeField(null=True, blank=True)
+    # Its own reputation (sending.reputation.ip_reputation): a paused IP is passed over until an operator resumes
+    # it; its rates count outcomes from reputation_since on (the last resume), within the usual window.
+    reputation_state = models.CharField(max_length=10, choices=ReputationState.choices, default=ReputationState.OK)
+    reputation_reason = models.CharField(max_length=300, blank=True)
+    reputation_changed_at = models.DateTimeField(null=True, blank=True)
+    reputation_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

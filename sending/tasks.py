@@ -73,12 +73,14 @@ def retention_purge() -> dict[str, int]:
 def reputation_recompute() -> dict[str, int]:
     """Recompute the reputation of organizations with outcomes since about the last run (twice the interval,
     so a late or skipped run loses nothing)."""
+    from sending.reputation import ip_reputation
     from sending.reputation import rates as reputation
 
     since = timezone.now() - timedelta(seconds=2 * settings.POSTWERK_REPUTATION_INTERVAL)
     organizations = reputation.organizations_with_recent_outcomes(since)
     changed = sum(len(reputation.reputation_recompute(org)) for org in organizations)
-    return {"organizations": len(organizations), "changed": changed}
+    ips_changed = len(ip_reputation.ip_reputation_recompute())
+    return {"organizations": len(organizations), "changed": changed, "ips_changed": ips_changed}
 
 
 @shared_task(name="sending.tasks.held_maintenance")

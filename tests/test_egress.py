@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.services import api_key_create, organization_get_or_create
 from mail.providers import OTHER, ProviderDataError, load
+from sending import tasks
 from sending.delivery import egress, shaping, throttling
 from sending.delivery.deliver import deliver
 from sending.delivery.pools import EgressError, ip_add, ip_dns_check, pool_create, schedule_create
@@ -25,6 +26,7 @@ from sending.models import (
     IpProviderState,
     Recipient,
     RecipientState,
+    SendingIp,
     Suppression,
 )
 from sending.reputation.blocklists import sending_ips
@@ -520,3 +522,96 @@ def test_a_delivery_loop_keeps_its_ip_and_its_session(api, zone, mx, organizatio
 
     assert len(set(peers(sink))) == 1  # one of the two, not alternating
     assert len({m.session_id for m in sink.messages}) == 1
+
+
+# --- each IP's own reputation -------------------------------------------------------------------------------
+
+
+def refuse(sink, *addresses: str) -> None:
+    for address in addresses:
+        sink.rcpt_replies[address] = f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+
+
+def test_an_ip_whose_bounce_rate_reaches_the_pause_threshold_stops_sending_until_an_operator_resumes_it(
+    api, zone, mx, organization, settings
+):
+    from accounts.models import AuditEntry
+    from sending.reputation.ip_reputation import ip_reputation_recompute
+
+    settings.POSTWERK_REPUTATION_MIN_DELIVERIES = 4
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, DEST, "127.0.0.2")
+    pool = pool_create(name="acme", organization=organization)
+    add_ip(zone, pool, IP1, "out1.postwerk-ips.example")
+    refuse(sink, f"user2@{DEST}", f"user3@{DEST}")  # (user0 stays deliverable: the later sends go to it)
+    deliver(send(api, 4), domain=DEST)  # two delivered, two hard bounces, all from IP1
+    assert Recipient.objects.filter(sending_ip=IP1, bounce_kind="hard").count() == 2
+
+    (changed,) = ip_reputation_recompute()
+    assert (changed.address, changed.reputation_state) == (IP1, "paused")
+    assert changed.reputation_reason == "bounce rate 50.00% reached 10.00%"
+    event = Event.objects.get(type=EventType.IP_REPUTATION_PAUSED)
+    assert event.organization_id == organization.pk
+    assert (event.details["address"], event.details["bounce_rate"], event.details["deliveries"]) == (IP1, 0.5, 4)
+    assert ip_reputation_recompute() == []  # no second event: paused stays paused
+
+    # Its mail moves to the pool's other IP, loop after loop (pools take turns: IP1 would come up half the time).
+    add_ip(zone, pool, IP2, "out2.postwerk-ips.example")
+    sink.messages.clear()
+    for _ in range(3):
+        deliver(send(api, 1, domain=DEST), domain=DEST)
+    assert peers(sink) == [IP2, IP2, IP2]
+
+    # With no other IP, it waits (deferred, not attempted), and nothing reaches the MX.
+    SendingIp.objects.filter(address=IP2).update(enabled=False)
+    egress.pools_forget()
+    sink.messages.clear()
+    deliver(send(api, 1, domain=DEST), domain=DEST)
+    assert sink.messages == []
+    waiting = Recipient.objects.get(state=RecipientState.DEFERRED)
+    assert waiting.attempts == 0
+    assert Event.objects.filter(recipient=waiting, type=EventType.DEFERRED).get().details["reason"] == "waiting_for_ip"
+
+    ips = {ip["address"]: ip for ip in api.get("/api/v1/ips").json()["ips"]}
+    assert ips[IP1]["reputation"]["state"] == "paused"
+    assert ips[IP1]["reputation"]["why"] == "bounce rate 50.00% reached 10.00%"
+
+    call_command("ips", "resume", IP1, "--reason", "list cleaned")
+    resumed = Event.objects.get(type=EventType.IP_REPUTATION_RESUMED)
+    assert (resumed.organization_id, resumed.details["reason"], resumed.details["previous_state"]) == (
+        organization.pk,
+        "list cleaned",
+        "paused",
+    )
+    entry = AuditEntry.objects.get(action="sending_ip.resumed")
+    assert (entry.organization_id, entry.target) == (organization.pk, IP1)
+    # Counted from the resume on: the old bounces cannot pause it again at once.
+    assert ip_reputation_recompute() == []
+    Recipient.objects.filter(state=RecipientState.DEFERRED).update(state=RecipientState.QUEUED)
+    deliver([], domain=DEST)
+    assert peers(sink) == [IP1]
+
+
+def test_an_ip_whose_bounce_rate_reaches_the_warning_threshold_warns_and_keeps_sending(
+    api, zone, mx, organization, settings
+):
+    from sending.reputation.ip_reputation import ip_reputation_recompute
+
+    settings.POSTWERK_REPUTATION_MIN_DELIVERIES = 4
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, DEST, "127.0.0.2")
+    pool = pool_create(name="acme", is_default=True)  # a shared pool: every organization hears of it
+    add_ip(zone, pool, IP1, "out1.postwerk-ips.example")
+    globex, _ = organization_get_or_create(name="Globex")
+    refuse(sink, f"user11@{DEST}")
+    deliver(send(api, 12), domain=DEST)  # one hard bounce in twelve: 8.3%, over 5%, under 10%
+
+    # Beat's recompute judges the IPs with the organizations' scopes (the organization warns too, and sends on).
+    assert tasks.reputation_recompute()["ips_changed"] == 1
+    assert SendingIp.objects.get(address=IP1).reputation_state == "warning"
+    assert ip_reputation_recompute() == []
+    warned = Event.objects.filter(type=EventType.IP_REPUTATION_WARNING)
+    assert sorted(e.organization_id for e in warned) == sorted([organization.pk, globex.pk])
+    sink.messages.clear()
+    deliver(send(api, 1, domain=DEST), domain=DEST)
+    assert peers(sink) == [IP1]

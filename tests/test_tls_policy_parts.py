@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mail.tls_policy import dane, tlsrpt
-from mail.tls_policy.dnssec import _proof_holds, parse_anchor
+from mail.tls_policy.dnssec import Security, _nsec3_denies, parse_anchor
 from mail.tls_policy.results import Failure, certificate_failure
 from tests.security.pki import make_ca, make_leaf
 
@@ -29,9 +29,13 @@ def nsec3(owner_of: str, zone: str, types: str) -> dns.rrset.RRset:
 
 def test_nsec3_nodata_proof_needs_the_matching_hash_without_the_type():
     qname = dns.name.from_text("_25._tcp.mx.example.")
-    assert _proof_holds(nsec3("_25._tcp.mx.example.", "example.", "A RRSIG"), qname, dns.rdatatype.TLSA, False)
-    assert not _proof_holds(nsec3("_25._tcp.mx.example.", "example.", "TLSA RRSIG"), qname, dns.rdatatype.TLSA, False)
-    assert not _proof_holds(nsec3("other.example.", "example.", "A"), qname, dns.rdatatype.TLSA, False)
+
+    def verdict(record: dns.rrset.RRset) -> Security:
+        return _nsec3_denies([record], qname, dns.rdatatype.TLSA, False).security
+
+    assert verdict(nsec3("_25._tcp.mx.example.", "example.", "A RRSIG")) is Security.SECURE
+    assert verdict(nsec3("_25._tcp.mx.example.", "example.", "TLSA RRSIG")) is Security.BOGUS
+    assert verdict(nsec3("other.example.", "example.", "A")) is Security.BOGUS
 
 
 def test_trust_anchor_parsing_accepts_ds_and_dnskey_with_optional_ttl_and_class():

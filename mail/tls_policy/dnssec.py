@@ -8,8 +8,15 @@ to fall back) or `error` (no answer at all). Queries go out with DO and CD set, 
 hands over even bogus data and this module reaches its own verdict.
 
 Denial of existence: an NXDOMAIN or NODATA answer is secure when the NSEC/NSEC3 records that come with it are
-validly signed and cover the name (the closest-encloser proof of NSEC3 is not checked). Without any proof it is
-insecure, except under a trust anchor below the root (a zone the operator says is signed), where it is bogus.
+validly signed and prove it: NSEC as RFC 4035 §5.4 says (the name covered and no wildcard at its closest encloser,
+or the name's own NSEC without the type), NSEC3 with RFC 5155 §8's closest-encloser proof (an NSEC3 matching the
+closest encloser, one covering the next closer name and one covering the wildcard at the closest encloser; or the
+name's own NSEC3 without the type). Signed records that do not prove the denial make it bogus, never insecure.
+An answer expanded from a wildcard is secure only with the proof that no closer name exists (RFC 4035 §5.3.4,
+RFC 5155 §8.8). NSEC3 with more than NSEC3_MAX_ITERATIONS extra iterations, or only unknown hash algorithms, is
+insecure (RFC 9276 §3.2, RFC 5155 §8.1), as is an NXDOMAIN whose next closer name falls in an opt-out span (RFC 5155
+§6). Without any proof it is insecure, except under a trust anchor below the root (a zone the operator says is
+signed), where it is bogus.
 """
 
 from __future__ import annotations
@@ -174,7 +181,10 @@ def validate_response(response: dns.message.Message, qname: dns.name.Name, qtype
         return denied
     result = Answer(Security.SECURE, target, ttl=target.ttl)
     for rrset in data:
-        checked = _validate_rrset(rrset, _sigs_for(response.answer, rrset.name, rrset.rdtype))
+        sigs = _sigs_for(response.answer, rrset.name, rrset.rdtype)
+        checked = _validate_rrset(rrset, sigs)
+        if checked.security is Security.SECURE and sigs is not None:
+            checked = _worst(checked, _expansion_proven(response, rrset.name, sigs))
         result = _worst(result, checked)
     return Answer(result.security, target, result.detail, min(result.ttl, target.ttl))
 
@@ -271,6 +281,29 @@ def _zone_keys(zone: dns.name.Name) -> Answer:
 # --- denial of existence (RFC 4035 §5.4, RFC 5155 §8) ----------------------------------------------------
 
 
+def _expansion_proven(response: dns.message.Message, name: dns.name.Name, sigs: dns.rrset.RRset) -> Answer:
+    """An answer its signature says was expanded from a wildcard (RRSIG labels fewer than the name's) needs
+    proof that no closer name exists, or it could be a wildcard's records replayed over a name that has its own:
+    an NSEC covering the name (RFC 4035 §5.3.4) or an NSEC3 covering the next closer name (RFC 5155 §8.8)."""
+    labels = min(sig.labels for sig in sigs)  # type: ignore[attr-defined]
+    depth = len(name.labels) - 1  # without the root label
+    if labels >= depth or name.labels[0] == b"*":
+        return Answer(Security.SECURE)
+    next_closer = dns.name.Name(name.labels[-(labels + 2) :])
+    for proof in (r for r in response.authority if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3)):
+        checked = _validate_rrset(proof, _sigs_for(response.authority, proof.name, proof.rdtype))
+        if checked.security is not Security.SECURE:
+            continue
+        if proof.rdtype == dns.rdatatype.NSEC:
+            if any(_covers(proof.name, rdata.next, name) for rdata in proof):  # type: ignore[attr-defined]
+                return Answer(Security.SECURE)
+        elif _Nsec3Chain([proof]).covering(next_closer) is not None:
+            return Answer(Security.SECURE)
+    return Answer(
+        Security.BOGUS, detail=f"{name} was answered from a wildcard without proof that {next_closer} does not exist"
+    )
+
+
 def _has_type(windows: object, rdtype: int) -> bool:
     for window, bitmap in windows:  # type: ignore[attr-defined]
         if window != rdtype // 256:
@@ -286,27 +319,134 @@ def _covers(owner: dns.name.Name, nxt: dns.name.Name, name: dns.name.Name) -> bo
     return name > owner or name < nxt  # the last NSEC of the zone wraps around to the apex
 
 
+# RFC 9276 §3.2: validators may treat NSEC3 with more extra iterations than this as insecure (BIND, Unbound: 150).
+NSEC3_MAX_ITERATIONS = 150
+
+
+@dataclass(frozen=True)
+class Verdict:
+    security: Security
+    detail: str = ""
+
+
 def _nsec3_hash_label(name: dns.name.Name, rdata: dns.rdata.Rdata) -> str:
     return dns.dnssec.nsec3_hash(name, rdata.salt, rdata.iterations, rdata.algorithm).lower()  # type: ignore[attr-defined]
 
 
-def _proof_holds(proof: dns.rrset.RRset, qname: dns.name.Name, qtype: int, nxdomain: bool) -> bool:
-    for rdata in proof:
-        if proof.rdtype == dns.rdatatype.NSEC:
-            if nxdomain and _covers(proof.name, rdata.next, qname):  # type: ignore[attr-defined]
-                return True
-            if not nxdomain and proof.name == qname and not _has_type(rdata.windows, qtype):  # type: ignore[attr-defined]
-                return True
-        else:  # NSEC3: owner is <hash>.<zone>
-            owner_hash = proof.name.labels[0].decode().lower()
-            wanted = _nsec3_hash_label(qname, rdata)
+def _wildcard(encloser: dns.name.Name) -> dns.name.Name:
+    return dns.name.Name((b"*", *encloser.labels))
+
+
+def _nsec_denies(proofs: list[dns.rrset.RRset], qname: dns.name.Name, qtype: int, nxdomain: bool) -> Verdict:
+    """RFC 4035 §5.4 with NSEC records (already validated)."""
+    records = [(proof.name, rdata) for proof in proofs for rdata in proof]
+    if not nxdomain:
+        for owner, rdata in records:
+            if owner == qname:
+                if _has_type(rdata.windows, qtype) or _has_type(rdata.windows, dns.rdatatype.CNAME):  # type: ignore[attr-defined]
+                    return Verdict(Security.BOGUS, f"the NSEC of {qname} says the type exists")
+                return Verdict(Security.SECURE)
+            if _covers(owner, rdata.next, qname) and rdata.next.is_subdomain(qname):  # type: ignore[attr-defined]
+                return Verdict(Security.SECURE)  # an empty non-terminal: names below it, no data at it
+        return Verdict(Security.BOGUS, f"no NSEC record is {qname}'s own")
+    covering = next(((o, r) for o, r in records if _covers(o, r.next, qname)), None)  # type: ignore[attr-defined]
+    if covering is None:
+        return Verdict(Security.BOGUS, f"no NSEC record covers {qname}")
+    owner, rdata = covering
+    # The closest encloser: the longest ancestor qname shares with either end of the covering NSEC.
+    common = max(qname.fullcompare(owner)[2], qname.fullcompare(rdata.next)[2])  # type: ignore[attr-defined]
+    wildcard = _wildcard(dns.name.Name(qname.labels[-common:]))
+    if not any(_covers(o, r.next, wildcard) for o, r in records):  # type: ignore[attr-defined]
+        return Verdict(Security.BOGUS, f"no NSEC record proves that {wildcard} does not exist")
+    return Verdict(Security.SECURE)
+
+
+class _Nsec3Chain:
+    """The NSEC3 records of one response, to ask which name's hash they match or cover (RFC 5155 §8.2, §8.3)."""
+
+    def __init__(self, proofs: list[dns.rrset.RRset]) -> None:
+        self.records = [
+            (proof.name.labels[0].decode().lower(), proof.name.parent(), rdata)
+            for proof in proofs
+            for rdata in proof
+            if rdata.algorithm == 1  # type: ignore[attr-defined]  # SHA-1, the only one defined
+        ]
+
+    def _hash(self, name: dns.name.Name, rdata: dns.rdata.Rdata) -> str:
+        return _nsec3_hash_label(name, rdata)
+
+    def matching(self, name: dns.name.Name) -> dns.rdata.Rdata | None:
+        for owner_hash, zone, rdata in self.records:
+            if name.is_subdomain(zone) and owner_hash == self._hash(name, rdata):
+                return rdata
+        return None
+
+    def covering(self, name: dns.name.Name) -> dns.rdata.Rdata | None:
+        for owner_hash, zone, rdata in self.records:
+            if not name.is_subdomain(zone):
+                continue
+            wanted = self._hash(name, rdata)
             nxt = base64.b32encode(rdata.next).decode().translate(_TO_B32HEX)  # type: ignore[attr-defined]
-            if not nxdomain and owner_hash == wanted and not _has_type(rdata.windows, qtype):  # type: ignore[attr-defined]
-                return True
-            if nxdomain or rdata.flags & 1:  # type: ignore[attr-defined]  # opt-out covers unsigned delegations
-                if (owner_hash < wanted < nxt) or (nxt <= owner_hash and (wanted > owner_hash or wanted < nxt)):
-                    return True
-    return False
+            if (owner_hash < wanted < nxt) or (nxt <= owner_hash and (wanted > owner_hash or wanted < nxt)):
+                return rdata
+        return None
+
+    def closest_encloser(self, qname: dns.name.Name) -> tuple[dns.name.Name, dns.rdata.Rdata] | Verdict:
+        """The closest encloser proof (RFC 5155 §8.3): the closest encloser and the NSEC3 covering the next
+        closer name, or why there is none."""
+        zones = {zone for _, zone, _ in self.records}
+        encloser = qname.parent()
+        while True:
+            found = self.matching(encloser)
+            if found is not None:
+                break
+            if encloser in zones or encloser == dns.name.root:
+                return Verdict(Security.BOGUS, f"no NSEC3 record matches a closest encloser of {qname}")
+            encloser = encloser.parent()
+        windows = found.windows  # type: ignore[attr-defined]
+        if _has_type(windows, dns.rdatatype.DNAME) or (
+            _has_type(windows, dns.rdatatype.NS) and not _has_type(windows, dns.rdatatype.SOA)
+        ):
+            return Verdict(Security.BOGUS, f"the closest encloser {encloser} of {qname} is a delegation or DNAME")
+        next_closer = dns.name.Name(qname.labels[-len(encloser.labels) - 1 :])
+        cover = self.covering(next_closer)
+        if cover is None:
+            return Verdict(Security.BOGUS, f"no NSEC3 record covers {next_closer}, the next closer name of {qname}")
+        return encloser, cover
+
+
+def _nsec3_denies(proofs: list[dns.rrset.RRset], qname: dns.name.Name, qtype: int, nxdomain: bool) -> Verdict:
+    """RFC 5155 §8 with NSEC3 records (already validated)."""
+    chain = _Nsec3Chain(proofs)
+    if not chain.records:
+        return Verdict(Security.INSECURE, f"the NSEC3 records for {qname} use only unknown hash algorithms")
+    if any(rdata.iterations > NSEC3_MAX_ITERATIONS for _, _, rdata in chain.records):  # type: ignore[attr-defined]
+        return Verdict(Security.INSECURE, f"the NSEC3 records for {qname} use too many iterations (RFC 9276)")
+    own = chain.matching(qname)
+    if nxdomain and own is not None:
+        return Verdict(Security.BOGUS, f"an NSEC3 record says {qname} exists, in an answer that it does not")
+    if not nxdomain and own is not None:  # §8.5, §8.6: the name's own NSEC3 without the type
+        if _has_type(own.windows, qtype) or _has_type(own.windows, dns.rdatatype.CNAME):  # type: ignore[attr-defined]
+            return Verdict(Security.BOGUS, f"the NSEC3 record of {qname} says the type exists")
+        return Verdict(Security.SECURE)
+    proof = chain.closest_encloser(qname)
+    if isinstance(proof, Verdict):
+        return proof
+    encloser, cover = proof
+    opt_out = bool(cover.flags & 1)  # type: ignore[attr-defined]
+    wildcard = _wildcard(encloser)
+    if not nxdomain:
+        if qtype == dns.rdatatype.DS and opt_out:  # §8.6: an unsigned delegation in an opt-out span
+            return Verdict(Security.SECURE)
+        matched = chain.matching(wildcard)  # §8.7: a wildcard that has no such type
+        if matched is None or _has_type(matched.windows, qtype):  # type: ignore[attr-defined]
+            return Verdict(Security.BOGUS, f"the NSEC3 records do not prove that {qname} has no such type")
+        return Verdict(Security.SECURE)
+    if chain.covering(wildcard) is None:  # §8.4
+        return Verdict(Security.BOGUS, f"no NSEC3 record proves that {wildcard} does not exist")
+    if opt_out:
+        return Verdict(Security.INSECURE, f"{qname} falls in an NSEC3 opt-out span (it may be an unsigned delegation)")
+    return Verdict(Security.SECURE)
 
 
 def _validate_denial(response: dns.message.Message, qname: dns.name.Name, qtype: int, *, nxdomain: bool) -> Answer:
@@ -321,7 +461,12 @@ def _validate_denial(response: dns.message.Message, qname: dns.name.Name, qtype:
     result = Answer(Security.SECURE, ttl=ttl)
     for proof in proofs:
         result = _worst(result, _validate_rrset(proof, _sigs_for(response.authority, proof.name, proof.rdtype)))
-    if result.security is Security.SECURE and not any(_proof_holds(p, qname, qtype, nxdomain) for p in proofs):
-        return Answer(Security.BOGUS, detail=f"the NSEC/NSEC3 records do not prove that {what} does not exist", ttl=ttl)
+    if result.security is Security.SECURE:
+        nsec3 = [p for p in proofs if p.rdtype == dns.rdatatype.NSEC3]
+        verdict = (
+            _nsec3_denies(nsec3, qname, qtype, nxdomain) if nsec3 else _nsec_denies(proofs, qname, qtype, nxdomain)
+        )
+        if verdict.security is not Security.SECURE:
+            return Answer(verdict.security, None, f"{what}: {verdict.detail}", ttl)
     detail = result.detail or f"{what} does not exist (signed proof)"
     return Answer(result.security, None, detail, min(ttl, result.ttl))

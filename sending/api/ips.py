@@ -42,7 +42,10 @@ class IpSerializer(serializers.Serializer):
     used_by_provider = serializers.DictField(child=serializers.IntegerField())
     provider_states = ProviderStateSerializer(many=True)
     listings = serializers.ListField(child=serializers.DictField())
-    reputation = serializers.DictField()
+    reputation = serializers.DictField(
+        help_text="state (ok, warning, paused: a paused IP sends nothing until an operator resumes it), why, "
+        "changed_at, and the IP's deliveries, hard_bounces, complaints, bounce_rate and complaint_rate"
+    )
 
 
 class IpsView(APIView):

@@ -1,18 +1,18 @@
 """Which sending IP a message leaves from: its pool, the IPs' warm-up allowances and what providers asked of them.
 
 The pool is the most specific one assigned (sender domain, then stream, then organization, then the shared default
-pool); with no pool at all mail leaves from the host's own address as before, and this costs nothing (the pool
-set is cached per process for POSTWERK_THROTTLE_CACHE_SECONDS). Within the pool, IPs take turns; an IP is passed
-over when its provider suspended it, when its rate towards the provider is spent this minute, or when its warm-up
-allowance for the provider is used up today. When no IP of the pool can take the message, a pool set to
-`overflow` lends it to a warm IP of another pool of the same organization; otherwise (or when none can) it waits
-in the queue, not attempted and not failed, until the earliest moment one of its IPs may send again (the next
-UTC day for a spent allowance).
+pool); with no pool at all mail leaves from the host's own address as before, and this costs nothing (the pool set
+is cached per process for POSTWERK_THROTTLE_CACHE_SECONDS). Within the pool, IPs take turns; an IP is left out when
+it is disabled or its own reputation paused it, and passed over when its provider suspended it, when its rate
+towards the provider is spent this minute, or when its warm-up allowance for the provider is used up today. When no
+IP of the pool can take the message, a pool set to `overflow` lends it to a warm IP of another pool of the same
+organization; otherwise (or when none can) it waits in the queue, not attempted and not failed, until the earliest
+moment one of its IPs may send again (the next UTC day for a spent allowance).
 
-Warm-up: day 1 is the IP's warmup_started (UTC); each day's allowance, per receiving provider (mail.providers;
-other destinations count together as `other`), is that day's volume of its schedule (its own, or
-POSTWERK_WARMUP_SCHEDULE). Past the schedule the IP is warm. Use is counted in IpDailyUse rows for every pool IP
-(a warm IP's too, for the dashboard), taken with a conditional UPDATE, so the allowance holds across workers.
+Warm-up: day 1 is the IP's warmup_started (UTC); each day's allowance, per receiving provider (mail.providers; other
+destinations count together as `other`), is that day's volume of its schedule (its own, or
+POSTWERK_WARMUP_SCHEDULE). Past the schedule the IP is warm. Use is counted in IpDailyUse rows for every pool IP (a
+warm IP's too, for the dashboard), taken with a conditional UPDATE, so the allowance holds across workers.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from mail.providers import Provider
 from sending.delivery.shaping import Admission, admit
-from sending.models import IpDailyUse, IpPool, SendingIp
+from sending.models import IpDailyUse, IpPool, ReputationState, SendingIp
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,9 @@ def _load() -> _Snapshot:
     for row in rows:
         owner = row.organization_id or (row.domain.organization_id if row.domain else None)
         pools[row.pk] = Pool(row.pk, row.name, owner, row.when_exhausted, [])
-    for ip in SendingIp.objects.filter(enabled=True).select_related("schedule").order_by("address"):
+    # An IP its own reputation paused (sending.reputation.ip_reputation) is left out like a disabled one.
+    ips = SendingIp.objects.filter(enabled=True).exclude(reputation_state=ReputationState.PAUSED)
+    for ip in ips.select_related("schedule").order_by("address"):
         volumes = tuple(ip.schedule.volumes) if ip.schedule else default_volumes
         pools[ip.pool_id].ips.append(Ip(ip.address, ip.ehlo_name, ip.pool_id, ip.warmup_started, volumes))
     snap = _Snapshot(time.monotonic() + settings.POSTWERK_THROTTLE_CACHE_SECONDS, {}, {}, {}, None, {})

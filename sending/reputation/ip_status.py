@@ -1,6 +1,7 @@
 """Each sending IP as operators and organizations see it: pool, warm-up day, today's use against the allowance per
 receiving provider, what providers asked of it (slowed, suspended), its blocklist listings, and its own
-reputation (bounce and complaint rates of the mail it sent, judged by the platform's thresholds)."""
+reputation (bounce and complaint rates of the mail it sent, judged by the platform's thresholds; the state is the
+last recompute's, sending.reputation.ip_reputation, so a paused IP shows paused until an operator resumes it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from django.utils import timezone
 
 from sending.delivery.pools import visible_pools
 from sending.delivery.shaping import providers
-from sending.models import BlocklistListing, IpDailyUse, IpPool, IpProviderState, Recipient, SendingIp
+from sending.models import (
+    BlocklistListing,
+    IpDailyUse,
+    IpPool,
+    IpProviderState,
+    Recipient,
+    SendingIp,
+)
 from sending.reputation.rates import Numbers, judge, platform_thresholds, window_numbers
 
 
@@ -85,8 +93,10 @@ def ip_statuses(organization_id: int | None = None, now: datetime | None = None)
             day = max(1, (today - ip.warmup_started).days + 1)
             if day > len(volumes):
                 day = None
-        numbers = ip_numbers(ip.address, since=since)
-        state, why = judge(numbers, thresholds)
+        numbers = ip_numbers(ip.address, since=max(since, ip.reputation_since) if ip.reputation_since else since)
+        # The state acted on is the last recompute's (a pause stands until an operator resumes the IP); the
+        # numbers are today's.
+        state, why = ip.reputation_state, ip.reputation_reason or judge(numbers, thresholds)[1]
         by_provider = use.get(ip.address, {})
         found.append(
             IpStatus(
@@ -107,6 +117,7 @@ def ip_statuses(organization_id: int | None = None, now: datetime | None = None)
                 reputation={
                     "state": state,
                     "why": why,
+                    "changed_at": ip.reputation_changed_at,
                     "deliveries": numbers.deliveries,
                     "hard_bounces": numbers.hard_bounces,
                     "complaints": numbers.complaints,

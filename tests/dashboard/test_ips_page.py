@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.services import organization_get_or_create
 from sending.delivery import egress
 from sending.delivery.pools import ip_add, pool_create, schedule_create
-from sending.models import IpDailyUse, IpProviderState
+from sending.models import IpDailyUse, IpProviderState, SendingIp
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +64,18 @@ def test_organization_sees_warmup_use_and_provider_states_of_its_ips_only(
     staff = as_user(make_user("operator", staff=True))
     everything = staff.get(reverse("dashboard:ops_ips")).content.decode()
     assert "127.0.0.21" in everything and "127.0.0.29" in everything
+
+
+def test_a_paused_ip_says_so_and_why(owner_client, organization):
+    ip = ip_add(
+        address="127.0.0.21",
+        ehlo_name="out1.postwerk-ips.example",
+        pool=pool_create(name="acme-dedicated", organization=organization),
+        check_dns=False,
+    )
+    SendingIp.objects.filter(pk=ip.pk).update(
+        reputation_state="paused", reputation_reason="bounce rate 12.00% reached 10.00%"
+    )
+    html = owner_client.get(reverse("dashboard:ips", args=[organization.pk])).content.decode()
+    assert '<span class="badge badge-paused" title="bounce rate 12.00% reached 10.00%">paused</span>' in html
+    assert "not used until an operator resumes it: bounce rate 12.00% reached 10.00%" in html

@@ -8,8 +8,12 @@ name so resolver error handling can be exercised against real sockets.
 
 DNSSEC: :meth:`DnsServer.sign_zone` signs everything at and below a name with a
 fresh key (dnspython's dnssec module). Queries with the DO bit then get RRSIGs
-with each answer, the zone's DNSKEY set, and NSEC records proving NXDOMAIN and
-NODATA; :meth:`DnsServer.tamper` makes the signatures of one name/type invalid.
+with each answer, the zone's DNSKEY set, and NSEC records (or, with ``nsec3=True``,
+NSEC3 records: RFC 5155's closest-encloser proof) proving NXDOMAIN and NODATA;
+:meth:`DnsServer.tamper` makes the signatures of one name/type invalid and
+``omit_proof`` leaves parts of a denial out (an unproven denial). A ``*.<name>``
+record answers for the names that do not exist below it (RFC 4592), with the
+proof that no closer name exists (``omit_proof`` "wildcard-expansion" leaves it out).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.NSEC
+import dns.rdtypes.ANY.NSEC3
 import dns.rdtypes.ANY.SOA
 import dns.rdtypes.ANY.TXT
 import dns.rrset
@@ -43,6 +48,8 @@ _MAX_CNAME_CHAIN = 16
 # Small enough that stop() returns quickly, large enough not to busy-loop.
 _POLL_INTERVAL = 0.1
 _TXT_CHUNK = 255
+_B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_B32HEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
 
 
 def _to_name(name: str | dns.name.Name) -> dns.name.Name:
@@ -96,6 +103,11 @@ class DnsServer:
         # Signed zones: origin -> (private key, DNSKEY rdata); names whose signatures are served broken.
         self._signed: dict[dns.name.Name, tuple[ec.EllipticCurvePrivateKey, dns.rdata.Rdata]] = {}
         self._tampered: set[tuple[dns.name.Name, dns.rdatatype.RdataType]] = set()
+        # Zones denied with NSEC3: origin -> (salt, iterations).
+        self._nsec3_params: dict[dns.name.Name, tuple[bytes, int]] = {}
+        # Parts of a denial to leave out: "closest-encloser", "next-closer", "wildcard" (NSEC3) or "wildcard"
+        # (NSEC): answers that are signed but do not prove what they deny.
+        self.omit_proof: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,13 +230,16 @@ class DnsServer:
             self._drop.clear()
             self._signed.clear()
             self._tampered.clear()
+            self._nsec3_params.clear()
+            self.omit_proof.clear()
             self.queries.clear()
 
     # ------------------------------------------------------------------ DNSSEC
 
-    def sign_zone(self, origin: str) -> str:
+    def sign_zone(self, origin: str, *, nsec3: bool = False, salt: bytes = b"", iterations: int = 0) -> str:
         """Sign ``origin`` and every name below it (ECDSA P-256, algorithm 13); returns the zone's DS record in
-        presentation format (``origin. DS ...``), to be configured as a trust anchor."""
+        presentation format (``origin. DS ...``), to be configured as a trust anchor. ``nsec3``: deny with NSEC3
+        (SHA-1, the given salt and extra iterations) instead of NSEC."""
         import dns.dnssec  # noqa: PLC0415 - only tests that sign need it
 
         zone = _to_name(origin)
@@ -232,6 +247,8 @@ class DnsServer:
         dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
         with self._lock:
             self._signed[zone] = (key, dnskey)
+            if nsec3:
+                self._nsec3_params[zone] = (salt, iterations)
             node = self._data.setdefault(zone, {})
             rrset = dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
             rrset.add(dnskey, 3600)
@@ -262,11 +279,19 @@ class DnsServer:
             rrsig = rrsig.replace(signature=bytes(broken))
         return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, [rrsig])
 
+    def _zone_names(self, zone: dns.name.Name) -> list[dns.name.Name]:
+        """Every name that exists in the zone, empty non-terminals included (RFC 5155 §7.1), in canonical order."""
+        names = {zone}
+        for owner in self._data:
+            while owner.is_subdomain(zone) and owner not in names:
+                names.add(owner)
+                owner = owner.parent()
+        return sorted(names)
+
     def _nsec(self, qname: dns.name.Name, zone: dns.name.Name) -> dns.rrset.RRset:
-        """The NSEC record at or before qname in the zone's canonical order (RFC 4034 §4, §6.1)."""
-        names = sorted(n for n in self._data if n.is_subdomain(zone))
-        if zone not in names:
-            names = sorted([zone, *names])
+        """The NSEC record at or before qname in the zone's canonical order (RFC 4034 §4, §6.1): a chain of the
+        names that hold data (empty non-terminals have none)."""
+        names = sorted({zone, *(n for n in self._data if n.is_subdomain(zone))})
         owner = max((n for n in names if n <= qname), default=names[-1])
         after = [n for n in names if n > owner]
         nxt = after[0] if after else zone
@@ -275,24 +300,97 @@ class DnsServer:
         rdata = dns.rdtypes.ANY.NSEC.NSEC(dns.rdataclass.IN, dns.rdatatype.NSEC, nxt, windows)
         return dns.rrset.from_rdata_list(owner, self.negative_ttl, [rdata])
 
+    def _closest_encloser(self, qname: dns.name.Name, zone: dns.name.Name) -> dns.name.Name:
+        names = set(self._zone_names(zone))
+        encloser = qname
+        while encloser not in names and encloser != zone:
+            encloser = encloser.parent()
+        return encloser
+
+    def _nsec_denial(self, qname: dns.name.Name, zone: dns.name.Name, nxdomain: bool) -> list[dns.rrset.RRset]:
+        """The NSEC covering (or matching) qname and, for NXDOMAIN, the one proving no wildcard (RFC 4035 §3.1.3.2)."""
+        proofs = [self._nsec(qname, zone)]
+        if nxdomain and "wildcard" not in self.omit_proof:
+            wildcard = self._nsec(dns.name.Name((b"*", *self._closest_encloser(qname, zone).labels)), zone)
+            if wildcard.name != proofs[0].name:
+                proofs.append(wildcard)
+        return proofs
+
+    def _nsec3_hash(self, name: dns.name.Name, zone: dns.name.Name) -> str:
+        import dns.dnssec  # noqa: PLC0415
+
+        salt, iterations = self._nsec3_params[zone]
+        return dns.dnssec.nsec3_hash(name, salt, iterations, 1).lower()
+
+    def _nsec3(self, name: dns.name.Name, zone: dns.name.Name) -> dns.rrset.RRset:
+        """The NSEC3 record matching name's hash, or the one covering it (RFC 5155 §7.2)."""
+        import base64  # noqa: PLC0415
+
+        salt, iterations = self._nsec3_params[zone]
+        chain = sorted((self._nsec3_hash(n, zone), n) for n in self._zone_names(zone))
+        wanted = self._nsec3_hash(name, zone)
+        index = max((i for i, (h, _) in enumerate(chain) if h <= wanted), default=len(chain) - 1)
+        owner_hash, owner = chain[index]
+        next_hash = chain[(index + 1) % len(chain)][0]
+        nxt = base64.b32decode(next_hash.upper().translate(str.maketrans(_B32HEX, _B32)))
+        types = [*self._data.get(owner, {}).keys(), dns.rdatatype.RRSIG] if owner in self._data else []
+        windows = dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes(sorted(set(types)))
+        rdata = dns.rdtypes.ANY.NSEC3.NSEC3(
+            dns.rdataclass.IN, dns.rdatatype.NSEC3, 1, 0, iterations, salt, nxt, windows
+        )
+        return dns.rrset.from_rdata_list(dns.name.Name((owner_hash.encode(), *zone.labels)), self.negative_ttl, [rdata])
+
+    def _nsec3_denial(self, qname: dns.name.Name, zone: dns.name.Name, nxdomain: bool) -> list[dns.rrset.RRset]:
+        """NODATA: the NSEC3 matching qname (RFC 5155 §7.2.3). NXDOMAIN: the closest-encloser proof, the NSEC3
+        matching the closest encloser and the one covering the next closer name (§7.2.1), and the one covering
+        the wildcard at the closest encloser (§7.2.2)."""
+        if not nxdomain:
+            return [self._nsec3(qname, zone)]
+        encloser = self._closest_encloser(qname, zone)
+        next_closer = dns.name.Name(qname.labels[-len(encloser.labels) - 1 :])
+        parts = {
+            "closest-encloser": encloser,
+            "next-closer": next_closer,
+            "wildcard": dns.name.Name((b"*", *encloser.labels)),
+        }
+        proofs = {self._nsec3(name, zone).name: self._nsec3(name, zone) for name in parts.values()}
+        # A record left out is left out even where it also proves another part (one NSEC3 can do two jobs).
+        for part in self.omit_proof & parts.keys():
+            proofs.pop(self._nsec3(parts[part], zone).name, None)
+        return list(proofs.values())
+
     def _sign_response(self, response: dns.message.Message, qname: dns.name.Name) -> None:
+        wildcards = getattr(response, "postwerk_wildcards", {})
         for section in (response.answer, response.authority):
             for rrset in list(section):
                 if rrset.rdtype == dns.rdatatype.RRSIG:
                     continue
-                sigs = self._signatures(rrset)
+                source = wildcards.get(rrset.name)
+                sigs = self._signatures(source if source is not None else rrset)
                 if sigs is not None:
-                    section.append(sigs)
+                    section.append(dns.rrset.from_rdata_list(rrset.name, sigs.ttl, list(sigs)))
         zone = self._zone_of(qname)
+        if zone is not None and wildcards and "wildcard-expansion" not in self.omit_proof:
+            # RFC 4035 §3.1.3.3, RFC 5155 §7.2.6: proof that no closer name matched the query.
+            for name in wildcards:
+                encloser = self._closest_encloser(name, zone)
+                if zone in self._nsec3_params:
+                    proof = self._nsec3(dns.name.Name(name.labels[-len(encloser.labels) - 1 :]), zone)
+                else:
+                    proof = self._nsec(name, zone)
+                response.authority.append(proof)
+                response.authority.append(self._signatures(proof))
         negative = response.rcode() == dns.rcode.NXDOMAIN or not any(
             r.name == qname or r.rdtype == dns.rdatatype.CNAME for r in response.answer
         )
         if zone is not None and negative and not response.answer:
-            nsec = self._nsec(qname, zone)
-            response.authority.append(nsec)
-            sigs = self._signatures(nsec)
-            assert sigs is not None
-            response.authority.append(sigs)
+            nxdomain = response.rcode() == dns.rcode.NXDOMAIN
+            deny = self._nsec3_denial if zone in self._nsec3_params else self._nsec_denial
+            for proof in deny(qname, zone, nxdomain):
+                response.authority.append(proof)
+                sigs = self._signatures(proof)
+                assert sigs is not None
+                response.authority.append(sigs)
 
     def servfail(self, name: str, rtype: str | None = None) -> None:
         """Answer SERVFAIL for ``name`` (only for ``rtype`` if given)."""
@@ -388,6 +486,8 @@ class DnsServer:
         seen: set[dns.name.Name] = set()
         for _ in range(_MAX_CNAME_CHAIN):
             node = self._data.get(name)
+            if node is None and self._expand_wildcard(response, name, qtype):
+                return
             if node is None:
                 if not self._exists(name):
                     # RFC 6604: after a CNAME chain the rcode describes the
@@ -413,6 +513,20 @@ class DnsServer:
             if name in seen:
                 return
         # Chain too long: hand back what we have and let the client give up.
+
+    def _expand_wildcard(self, response: dns.message.Message, name: dns.name.Name, qtype: int) -> bool:
+        """RFC 4592: a name that does not exist takes the records of `*.<closest encloser>` of the type asked (only
+        in signed zones, where tests need it; remembered on the response so the signatures are the wildcard's)."""
+        zone = self._zone_of(name)
+        if zone is None or self._exists(name) or qtype == dns.rdatatype.ANY:
+            return False
+        wildcard = dns.name.Name((b"*", *self._closest_encloser(name, zone).labels))
+        rrset = self._data.get(wildcard, {}).get(dns.rdatatype.RdataType.make(qtype))
+        if rrset is None:
+            return False
+        response.answer.append(self._owned_by(rrset, name))
+        response.postwerk_wildcards = {name: rrset}  # type: ignore[attr-defined]
+        return True
 
     @staticmethod
     def _owned_by(rrset: dns.rrset.RRset, name: dns.name.Name) -> dns.rrset.RRset:

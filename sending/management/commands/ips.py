@@ -9,6 +9,7 @@ manage.py ips add ADDRESS --ehlo NAME --pool NAME [--warmup-start YYYY-MM-DD|tod
 manage.py ips check ADDRESS          (forward-confirmed reverse DNS again)
 manage.py ips disable|enable|remove ADDRESS
 manage.py ips clear ADDRESS PROVIDER (lift a provider's slow-down or suspension)
+manage.py ips resume ADDRESS --reason TEXT (put an IP its own reputation paused back to work)
 manage.py ips providers              (the provider data in force: MX suffixes, limits, reply rules)
 """
 
@@ -34,9 +35,22 @@ from sending.delivery.pools import (
 )
 from sending.delivery.shaping import providers
 from sending.models import Domain, IpPool, SendingIp, WarmupSchedule
+from sending.reputation.ip_reputation import ip_reputation_resume
 from sending.reputation.ip_status import ip_statuses
 
-ACTIONS = ["list", "pool-add", "schedule-add", "add", "check", "disable", "enable", "remove", "clear", "providers"]
+ACTIONS = [
+    "list",
+    "pool-add",
+    "schedule-add",
+    "add",
+    "check",
+    "disable",
+    "enable",
+    "remove",
+    "clear",
+    "resume",
+    "providers",
+]
 
 
 class Command(BaseCommand):
@@ -55,6 +69,7 @@ class Command(BaseCommand):
         parser.add_argument("--pool", default="")
         parser.add_argument("--warmup-start", default="", help="day 1 of the warm-up (UTC), or 'today'; none: warm")
         parser.add_argument("--schedule", default="")
+        parser.add_argument("--reason", default="", help="resume: why (kept in the event and the audit log)")
         parser.add_argument("--no-dns-check", action="store_true", help="add it even if its reverse DNS is not right")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -161,6 +176,14 @@ class Command(BaseCommand):
     def do_clear(self, positional: list[str], options: dict) -> None:
         address, provider = self._need(positional, 2, "the address and the provider")[:2]
         self.stdout.write(f"{provider_state_clear(address, provider)} state(s) lifted")
+
+    def do_resume(self, positional: list[str], options: dict) -> None:
+        if not str(options["reason"]).strip():
+            raise CommandError("--reason: say why the IP may send again")
+        ip = ip_reputation_resume(self._ip(positional).address, actor="operator", reason=str(options["reason"]))
+        self.stdout.write(
+            f"{ip.address}: {ip.reputation_state} (counting from {ip.reputation_since:%Y-%m-%d %H:%M} UTC)"
+        )
 
     def do_providers(self, positional: list[str], options: dict) -> None:
         data = providers()
