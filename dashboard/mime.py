@@ -2,12 +2,17 @@
 values out.
 
 Python's email parser recurses once per MIME level and ends in RecursionError a few thousand levels down, so a
-message nested deeper than mail.mime_limits allows is shown by its headers only (read without descending)."""
+message nested deeper than mail.mime_limits allows is shown by its headers only (read without descending).
+
+The standard library's structured header classes raise on some hostile values (AttributeError for a group where
+an address list is expected, IndexError, HeaderParseError), so each header is shown parsed when it parses and as
+its raw text otherwise, and a body structure the parser cannot walk is shown by its headers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.errors import MessageError
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
@@ -41,11 +46,25 @@ def _content(part: EmailMessage | None) -> str | None:
         return payload.decode("utf-8", "replace")
 
 
-def _headers_only(raw: bytes) -> MessageParts:
+# What the standard library's header and MIME walking code raises on input it does not expect (see above).
+_PARSER_FAILURES = (MessageError, AttributeError, IndexError, LookupError, TypeError, ValueError)
+
+
+def _header_pairs(message: EmailMessage) -> list[tuple[str, str]]:
+    pairs = []
+    for name, value in message.raw_items():
+        try:
+            shown = str(message.policy.header_fetch_parse(name, value))
+        except _PARSER_FAILURES:
+            shown = str(value)
+        pairs.append((name, shown))
+    return pairs
+
+
+def _headers_only(raw: bytes, too_deep: bool = True) -> MessageParts:
     top = BytesHeaderParser(policy=policy.default).parsebytes(raw)
-    return MessageParts(
-        headers=[(name, str(value)) for name, value in top.items()], text=None, html=None, too_deep=True
-    )
+    assert isinstance(top, EmailMessage)
+    return MessageParts(headers=_header_pairs(top), text=None, html=None, too_deep=too_deep)
 
 
 def message_parts(raw: bytes) -> MessageParts:
@@ -56,12 +75,14 @@ def message_parts(raw: bytes) -> MessageParts:
         return _parts(raw)
     except RecursionError:  # a structure the byte scan did not see as deep (it is cheap to be sure)
         return _headers_only(raw)
+    except _PARSER_FAILURES:  # a MIME structure the parser cannot walk: its headers are still worth showing
+        return _headers_only(raw, too_deep=False)
 
 
 def _parts(raw: bytes) -> MessageParts:
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)
-    headers = [(name, str(value)) for name, value in message.items()]
+    headers = _header_pairs(message)
     attachments = []
     for part in message.walk():
         if part.is_multipart():

@@ -57,3 +57,16 @@ def test_a_very_long_header_line_and_nul_bytes():
     assert parse_report(raw).type
     message_parts(raw)
     assert from_addresses(parse_headers(raw)) == ["a@dest.example"]
+
+
+def test_a_header_the_standard_library_cannot_parse_is_shown_raw():
+    # Found by the fuzzer: the stdlib's address-list class raises AttributeError on a group ("Content-Type:" read
+    # as a group name) where it expects a mailbox. The dashboard shows the value as written instead.
+    raw = b"From: a@dest.example\r\nTo:Content-Type: multipart/report; boundary=x\r\nSubject: s\r\n\r\nbody\r\n"
+    parts = message_parts(raw)
+    assert parts.headers == [
+        ("From", "a@dest.example"),
+        ("To", "Content-Type: multipart/report; boundary=x"),
+        ("Subject", "s"),
+    ]
+    assert parts.text == "body\r\n"
