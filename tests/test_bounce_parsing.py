@@ -23,7 +23,7 @@ CORPUS = sorted(DATA.glob("*/*.eml"))
 SOURCES = ("postfix", "exim", "qmail", "sendmail", "exchange", "gmail", "yahoo", "postfix_old", "plain", "arf")
 SOURCES += ("autoreply", "malformed", "providers")
 # Written by real MTAs run from their Debian packages (generate_mtas.py).
-SOURCES += ("exim_mta", "opensmtpd_mta", "sendmail_mta", "dma_mta")
+SOURCES += ("exim_mta", "opensmtpd_mta", "sendmail_mta", "dma_mta", "courier_mta")
 
 
 def _expected(path: Path) -> dict:
@@ -417,6 +417,8 @@ def test_corpus_meets_the_issue_20_goals() -> None:
     [
         ("dma_mta/sender_domain_rejected", "sentence/text:sender_rejected"),
         ("opensmtpd_mta/connection_refused_expired", "dsn/expired(status:4.4.7)"),
+        # Courier gives up on a refused connection with Status 5.0.0 and "Network is down": no reply, so expiry
+        ("courier_mta/connection_refused_expired", "dsn/expired(text:network_error)"),
         ("sendmail_mta/mailbox_disabled", "dsn/status:5.2.1"),  # the Diagnostic-Code's, not Sendmail's 5.1.1
         ("providers/ses_bounce_suppressed", "ses-json/text:user_unknown"),
         ("providers/zoho_user_unknown", "address_lines/text:user_unknown"),

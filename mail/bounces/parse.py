@@ -221,6 +221,12 @@ def _effective_status(status: str, diagnostic: str) -> str:
 # our MAIL FROM", Sendmail's transcript): no recipient was named yet, so it is about our sender (RFC 5321 §3.3).
 _MAIL_FROM_RE = re.compile(r"(?:after|in reply to|like our|>>>)\s+MAIL\s+FROM", re.IGNORECASE)
 _TRANSIENT_REPLY = re.compile(r"^\s*4\d\d\b|(?<![\d.])4\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
+# A connection that failed before any reply (Courier "Network is down", "Connection refused", a timeout): never a
+# permanent failure by itself, so a failed recipient whose diagnostic holds only that is one the MTA gave up on.
+_CONNECTION_FAILURE = re.compile(
+    r"connection (?:refused|timed out|reset)|network is (?:down|unreachable)|no route to host|timed out",
+    re.IGNORECASE,
+)
 
 
 def _classify_dsn(action: str, status: str, diagnostic: str, *, at_mail_from: bool = False) -> Classification:
@@ -232,12 +238,21 @@ def _classify_dsn(action: str, status: str, diagnostic: str, *, at_mail_from: bo
         return Classification(classification.reason, Kind.SOFT, f"delayed({rule})")
     # A failure whose last reply was transient (a 4.x.x Status, or a Diagnostic-Code that starts 4xx under
     # Exim's 5.0.0): the MTA gave up after retrying until its queue lifetime ran out.
-    gave_up = action == "failed" and (status.startswith("4") or bool(_TRANSIENT_REPLY.search(diagnostic[:80])))
+    gave_up = action == "failed" and (
+        status.startswith("4")
+        or bool(_TRANSIENT_REPLY.search(diagnostic[:80]))
+        or (classification.reason == Reason.NETWORK_ERROR and _no_reply(diagnostic))
+    )
     if gave_up and classification.reason not in KEPT_ON_EXPIRY:
         return Classification(Reason.EXPIRED, Kind.SOFT, f"expired({rule})")
     if gave_up:
         return Classification(classification.reason, kind_for(classification.reason), f"expired-kept({rule})")
     return classification
+
+
+def _no_reply(diagnostic: str) -> bool:
+    """The diagnostic is a connection failure with no SMTP reply code in it."""
+    return bool(_CONNECTION_FAILURE.search(diagnostic[:500])) and not re.search(r"(?<![\d.])[245]\d\d\b", diagnostic)
 
 
 def _dedupe(report: Report) -> None:

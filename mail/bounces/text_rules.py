@@ -110,7 +110,7 @@ STRONG = _rules(
     ("network_error", r"connection (?:timed out|refused|reset|lost|closed)|timed out|no route to host"),
     (
         "network_error",
-        r"network error|network is unreachable|lost connection|loops back to myself|mail loop|too many hops",
+        r"network error|network is (?:unreachable|down)|lost connection|loops back to myself|mail loop|too many hops",
     ),
     ("network_error", r"name service error|temporary failure in name resolution|dns (?:error|failure|timeout)"),
     ("network_error", r"tls (?:handshake|negotiation) failed|unable to connect|could not connect"),

@@ -1,10 +1,11 @@
-"""Have real Exim, OpenSMTPD, Sendmail and the DragonFly Mail Agent (dma) write the notices in tests/data/bounces/.
+"""Have real Exim, OpenSMTPD, Sendmail, the DragonFly Mail Agent (dma) and Courier write the notices in
+tests/data/bounces/.
 
 Run as root on Debian (bookworm). Exim also needs `libidn12` installed (`apt-get install libidn12`, a library that
 conflicts with nothing): it re-executes itself with a cleared environment, so LD_LIBRARY_PATH cannot point it at
 an unpacked copy.
 
-    .venv/bin/python tests/data/bounces/generate_mtas.py [--mta exim,opensmtpd,sendmail,dma] [--work DIR]
+    .venv/bin/python tests/data/bounces/generate_mtas.py [--mta exim,opensmtpd,sendmail,dma,courier] [--work DIR]
 
 The MTAs conflict with the installed postfix as Debian packages, so they are never installed: `apt-get download`
 fetches the .debs into the work folder (default /tmp/postwerk-mtas), `dpkg -x` unpacks each into its own folder,
@@ -30,8 +31,12 @@ The generated files are checked in; nothing here runs in the test-suite. `--rela
 Not covered: Sendmail's queue runs did not retry here (its own deliveries, handed over with -odb, ran), so its
 corpus lacks the multi-recipient, too-large, rate-limit and expiry cases; dma retries a temporary failure for
 days and delivers one recipient per process, so it only has the permanent cases; OpenSMTPD's tarpit case
-outlasts its built-in 5-minute timeouts. Courier was not attempted (its daemons, compiled-in paths under
-/etc/courier and /var/lib/courier, and its own queue tools need much more than a private config).
+outlasts its built-in 5-minute timeouts.
+
+Courier 1.0.16 has its paths compiled in (/usr/lib/courier, /etc/courier, /var/lib/courier, /run/courier): in its
+namespace the unpacked /usr and a private /etc/courier are laid over the real ones as read-only overlays and its
+queue and run folders are private binds; courierd runs in the foreground and mail is handed to Courier's own
+sendmail inside that namespace (nsenter). It reports a refused or silent connection as "Network is down".
 """
 
 from __future__ import annotations
@@ -707,6 +712,10 @@ def write_label(eml: Path, case: str, warning: bool) -> None:
     label = expected(case, warning, named)
     if only:
         label["recipients"] = [r for r in label["recipients"] if r["address"] == only.group(1)]
+    for recipient in label["recipients"]:
+        if recipient["action"] == "delivered":  # as the DSN says: "relayed" where the far end gives no DSN (Courier)
+            said = re.search(rf"final-recipient: *rfc822; *{re.escape(recipient['address'])}\s+action: *(\w+)", text)
+            recipient["action"] = said.group(1) if said else "delivered"
     if warning and (eml.parent.name, case) in SILENT_WARNINGS:
         for recipient in label["recipients"]:
             recipient["reason"] = "other"
