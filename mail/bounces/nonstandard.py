@@ -326,14 +326,20 @@ def not_delivered_to(text: str) -> list[Found]:
     return [Found(address, _join(reason_lines)) for address in addresses]
 
 
-_AUTOMATICALLY_REJECTED = re.compile(rf"Your message to <?({_ADDR})>? was automatically rejected:?\s*(.*)", re.I)
+# Also a mailing list's refusal of a post (Mailman: "Your message to the x@lists mailing-list was rejected for the
+# following reasons:", the reasons in the next paragraph).
+_AUTOMATICALLY_REJECTED = re.compile(
+    rf"Your message to (?:the )?<?({_ADDR})>? (?:mailing[- ]list )?was (?:automatically )?rejected"
+    rf"(?:\s+for\s+the\s+following\s+reasons?)?:?\s*(.*)",
+    re.I | re.S,
+)
 
 
 def automatically_rejected(text: str) -> list[Found]:
     match = _AUTOMATICALLY_REJECTED.search(text)
     if not match:
         return []
-    rest = match.group(2).split("\n\n")[0]
+    rest = match.group(2).strip().split("\n\n")[0]
     return [Found(match.group(1), _join(_lines(rest)[:6]))]
 
 

@@ -146,9 +146,14 @@ def _parse(msg: Message) -> Report:
         report = Report(type=BOUNCE, subject=subject)
         notice_only = nonstandard.split_notice(notice)
         expiry = _expired_notice(notice_only)
-        for item in found:
-            report.recipients.append(_recipient(item, notice_only if len(found) == 1 else "", expiry))
         original = mime.attached_original(msg) or mime.inline_original(notice)
+        senders = _senders(msg, original, {})
+        refusal = _mail_from_refusal(notice_only)
+        for item in found:
+            if refusal:
+                item.diagnostic, item.rule = refusal, f"{item.rule}+mail-from"
+            one = notice_only if len(found) == 1 else ""
+            report.recipients.append(_recipient(item, one, expiry, senders=senders, at_mail_from=bool(refusal)))
         _correlate(report, original, {})
         if not report.recipients:
             _from_original(report, original, notice_only, expiry)
@@ -165,6 +170,7 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
     delivery_status = dsn.parse(parts)
     report = Report(type=BOUNCE, subject=subject)
     notice = nonstandard.split_notice(mime.notice_text(msg))
+    senders = _senders(msg, mime.attached_original(msg), delivery_status.per_message)
     for rcpt in delivery_status.recipients:
         context = nonstandard.context(notice, rcpt.address)
         diagnostic = rcpt.diagnostic or context
@@ -175,7 +181,10 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
             # reports its expiry as "delayed").
             action = "failed"
         at_mail_from = bool(_MAIL_FROM_RE.search(f"{rcpt.diagnostic} {context}"))
-        classification = _classify_dsn(action, status, diagnostic, at_mail_from=at_mail_from)
+        named = not at_mail_from and _names_sender(diagnostic, rcpt.address, senders)
+        classification = _classify_dsn(action, status, diagnostic, at_mail_from=at_mail_from or named)
+        if named:
+            classification = _named_sender(classification)
         report.recipients.append(
             ReportRecipient(
                 address=rcpt.address,
@@ -276,10 +285,21 @@ def _expired_notice(notice: str) -> bool:
     return bool(_EXPIRED_NOTICE.search(notice[:8000]))
 
 
-def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> ReportRecipient:
+def _recipient(
+    item: nonstandard.Found,
+    whole_notice: str,
+    expiry: bool,
+    *,
+    senders: frozenset[str] = frozenset(),
+    at_mail_from: bool = False,
+) -> ReportRecipient:
     diagnostic = item.diagnostic
-    at_mail_from = bool(_MAIL_FROM_RE.search(diagnostic))
-    classification = classify_reply(extract_code(_reply_part(diagnostic)), "", diagnostic, at_mail_from=at_mail_from)
+    at_mail_from = at_mail_from or bool(_MAIL_FROM_RE.search(diagnostic))
+    named = not at_mail_from and _names_sender(diagnostic, item.address, senders)
+    code = extract_code(_reply_part(diagnostic))
+    classification = classify_reply(code, "", diagnostic, at_mail_from=at_mail_from or named)
+    if named:
+        classification = _named_sender(classification)
     if classification.reason == Reason.OTHER and whole_notice and not _says_why(diagnostic):
         # A single recipient with no reason next to it: the notice as a whole says why.
         classification = classify_reply(0, "", whole_notice)
@@ -307,6 +327,44 @@ def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> Repo
         remote_mta=item.remote_mta,
         matched_by=f"{item.rule or 'text'}/{classification.matched_by}",
     )
+
+
+def _senders(msg: Message, original: Message | None, per_message: dict[str, str]) -> frozenset[str]:
+    """The original's envelope sender, as far as the report tells it: where the report was sent (its To, which
+    is our VERP return path), Postfix's X-Postfix-Sender and the returned original's Return-Path."""
+    candidates = (
+        mime.header(msg, "to"),
+        per_message.get("x-postfix-sender", ""),
+        per_message.get("original-mail-from", ""),
+        mime.header(original, "return-path"),
+    )
+    return frozenset(a for a in (mime.clean_address(c.partition(";")[2] or c) for c in candidates) if a)
+
+
+def _names_sender(diagnostic: str, recipient: str, senders: frozenset[str]) -> bool:
+    """The reply names our envelope sender and not the recipient: whatever it refuses, it refuses the sender
+    (a server that verifies the return path, or checks its domain, at RCPT or after DATA)."""
+    lowered = diagnostic[:2000].lower()
+    return bool(recipient) and recipient.lower() not in lowered and any(s in lowered for s in senders)
+
+
+def _named_sender(classification: Classification) -> Classification:
+    rule = classification.matched_by
+    if rule.startswith("mail-from("):
+        rule = "names-sender(" + rule.removeprefix("mail-from(")
+    return Classification(classification.reason, classification.kind, rule)
+
+
+# Sendmail V5's transcript of a session refused at MAIL FROM (">>> MAIL From:<...>", "<<< 553 ..."), with no
+# RCPT TO sent at all: every recipient failed because of our sender, whatever Sendmail's own verdict line says.
+_MAIL_FROM_COMMAND = re.compile(r"^\s*>>>\s*MAIL\s+FROM:?[^\n]*\n\s*<<<\s*([45]\d\d\b[^\n]*)", re.I | re.M)
+_RCPT_COMMAND = re.compile(r"^\s*>>>\s*RCPT\b", re.I | re.M)
+
+
+def _mail_from_refusal(notice: str) -> str:
+    text = notice[:20000]
+    match = _MAIL_FROM_COMMAND.search(text)
+    return match.group(1).strip() if match and not _RCPT_COMMAND.search(text) else ""
 
 
 def _reply_part(diagnostic: str) -> str:

@@ -46,6 +46,15 @@ STRONG = _rules(
     ("sender_rejected", r"sender address rejected|domain of sender address|sender (?:verify|verification) failed"),
     ("sender_rejected", r"sender (?:address |domain )?(?:is )?(?:rejected|unknown|invalid|not valid)"),
     ("sender_rejected", r"sender domain (?:\S+ )?(?:does not|doesn't|did not) exist|(?:bad|invalid|unknown) sender"),
+    # The same said of the return path or MAIL FROM (qmail "does not like sender address", "your envelope sender
+    # domain must exist", Sendmail "Domain name required for sender address", "Return-path domain not found").
+    ("sender_rejected", r"does not like sender|required for sender address|bad outbound sender"),
+    (
+        "sender_rejected",
+        r"(?:envelope sender|return[- ]path|mail[- ]from|sender'?s?)(?: (?:address|domain|<address>))* "
+        r"(?:must exist|must resolve|does not exist|doesn't exist|not found|does not resolve|is not resolvable"
+        r"|(?:could|can) ?not be (?:resolved|verified))",
+    ),
     # Microsoft Exchange Online: an unknown recipient under Directory Based Edge Blocking.
     ("user_unknown", r"recipient address rejected: access denied|recip(?:ient)?notfound|recipnotfound"),
     # Domain problems (RFC 7505 null MX; DNS NXDOMAIN; "domain is not reachable", often with a 5.5.0).
@@ -95,6 +104,7 @@ STRONG = _rules(
     # Mailing lists refusing a post (Google Groups, Mailman, Sympa): the list's rule, not the address.
     ("policy_rejected", r"permission to post|not allowed to post|posting (?:is )?(?:restricted|not allowed)"),
     ("policy_rejected", r"only (?:members|subscribers) (?:can|may) post|non-?member post|awaiting moderat"),
+    ("policy_rejected", r"not (?:from )?an? (?:list )?member|members[- ]only (?:list|group)"),
     # Content judged spam or a virus.
     ("spam_blocked", r"\bspam\b|unsolicited|\buce\b|junk mail|bulk mail|phish|malware|virus|infected"),
     ("spam_blocked", r"content (?:filter|rejected)|message content rejected|suspicious content|looks like spam"),
