@@ -436,6 +436,11 @@ def test_corpus_meets_the_issue_20_goals() -> None:
         ("sender_side/sendmail_v5_mail_from_transcript", "transcript_verdicts+mail-from/text:sender_rejected"),
         ("sender_side/qmail_does_not_like_sender", "angle_paragraphs/text:sender_rejected"),
         ("plain/mailman_list_rejection", "automatically_rejected/text:policy_rejected"),
+        # a vague Diagnostic-Code ("550 Rejected", 5.0.0): the notice's own words decide
+        ("plain/vague_diagnostic_context_says_more", "dsn/notice(text:user_unknown)"),
+        # Sendmail's verdict "554 ... Service unavailable" gives way to the far end's "<<< 552 ... Mailbox full"
+        ("sendmail/v5_mailbox_full_transcript", "transcript_verdicts/text:mailbox_full"),
+        ("sendmail/v5_deferred_warning", "transcript_verdicts/text:network_error"),
     ],
 )
 def test_matched_by_names_the_rules_that_decided(relative: str, matched_by: str) -> None:

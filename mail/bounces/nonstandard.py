@@ -385,11 +385,24 @@ def address_lines(text: str) -> list[Found]:
 _TRANSCRIPT_VERDICT = re.compile(rf"^\s*([245]\d\d)[ -]<?({_ADDR})>?\.\.\.\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
+# Sendmail's "addr... Deferred: Connection refused by host." (a warning: no reply code, the reason follows).
+_TRANSCRIPT_DEFERRED = re.compile(rf"^\s*<?({_ADDR})>?\.\.\.\s*Deferred:?\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
 def transcript_verdicts(text: str) -> list[Found]:
-    return [
-        Found(m.group(2), f"{m.group(1)} {m.group(3).strip()}", "failed" if m.group(1)[0] == "5" else "delayed")
-        for m in _TRANSCRIPT_VERDICT.finditer(text[:MAX_RULE_TEXT])
-    ]
+    """Sendmail's verdict lines ("554 addr... Service unavailable"), each with the remote server's own reply to
+    that address when the transcript shows it ("<<< 552 <addr>... Mailbox full"): the verdict is Sendmail's
+    summary, the reply is what the far end said."""
+    text = text[:MAX_RULE_TEXT]
+    found = []
+    for match in _TRANSCRIPT_VERDICT.finditer(text):
+        address, verdict = match.group(2), f"{match.group(1)} {match.group(3).strip()}"
+        reply = _transcript_reply(text[: match.start()], address)
+        action = "failed" if match.group(1)[0] == "5" else "delayed"
+        found.append(Found(address, reply if reply.startswith(match.group(1)[0]) else verdict, action))
+    for match in _TRANSCRIPT_DEFERRED.finditer(text):
+        found.append(Found(match.group(1), f"Deferred: {match.group(2).strip()}", "delayed"))
+    return found
 
 
 MAX_RULE_TEXT = 64 * 1024

@@ -185,6 +185,8 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
         classification = _classify_dsn(action, status, diagnostic, at_mail_from=at_mail_from or named)
         if named:
             classification = _named_sender(classification)
+        if classification.reason == Reason.OTHER and action == "failed" and len(delivery_status.recipients) == 1:
+            classification = _from_notice(classification, notice, status)
         report.recipients.append(
             ReportRecipient(
                 address=rcpt.address,
@@ -209,6 +211,17 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
     report.original_envelope_id = per_message.get("original-envelope-id", "").strip()
     _correlate(report, mime.attached_original(msg), per_message)
     return report
+
+
+def _from_notice(classification: Classification, notice: str, status: str) -> Classification:
+    """A lone failed recipient whose Status and Diagnostic-Code say nothing specific ("550 Rejected", 5.0.0): the
+    human-readable part often does ("The email account that you tried to reach does not exist"). Only a STRONG
+    text rule is taken from it, and not the MTA's own retry story (expiry, network)."""
+    said = classify_reply(0, status, notice[:3000])
+    if not said.matched_by.startswith("text:") or said.reason in (Reason.EXPIRED, Reason.NETWORK_ERROR):
+        return classification
+    kind = kind_for(said.reason, transient=status.startswith("4"))
+    return Classification(said.reason, kind, f"notice({said.matched_by})")
 
 
 def _effective_status(status: str, diagnostic: str) -> str:
@@ -311,12 +324,14 @@ def _recipient(
     status = extract_status(diagnostic)
     permanent = bool(re.search(r"(?<![\d.])5\d\d[ -]", diagnostic)) or status.startswith("5")
     if item.action == "failed" and expiry and not permanent and classification.reason not in KEPT_ON_EXPIRY:
-        classification = Classification(Reason.EXPIRED, Kind.SOFT)
+        classification = Classification(Reason.EXPIRED, Kind.SOFT, f"expired({classification.matched_by})")
     if item.action == "delayed":
-        classification = Classification(classification.reason, Kind.SOFT)
+        classification = Classification(classification.reason, Kind.SOFT, classification.matched_by)
     elif status.startswith("4") and classification.reason in HARD_REASONS:
         # The notice reports a failure: the MTA gave up on a transient "no such" reply.
-        classification = Classification(classification.reason, kind_for(classification.reason))
+        classification = Classification(
+            classification.reason, kind_for(classification.reason), classification.matched_by
+        )
     return ReportRecipient(
         address=item.address,
         kind=classification.kind.value,

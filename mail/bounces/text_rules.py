@@ -60,7 +60,7 @@ STRONG = _rules(
     # Domain problems (RFC 7505 null MX; DNS NXDOMAIN; "domain is not reachable", often with a 5.5.0).
     ("domain_not_found", r"domain (?:is )?(?:not reachable|unreachable)"),
     ("domain_not_found", r"host or domain name not found|domain (?:name )?not found|no such domain"),
-    ("domain_not_found", r"\bhost unknown|unknown host|host not found|no such host"),
+    ("domain_not_found", r"\bhost unknown|unknown host|host not found|no such host|\bhost [a-z0-9.-]{1,253} not found"),
     ("domain_not_found", r"domain (?:does not|doesn't|did not) exist|unrouteable (?:mail )?(?:address|domain)"),
     ("domain_not_found", r"\bnxdomain\b|null mx|nonexistentdomain|non-existent domain|unknown domain"),
     ("domain_not_found", r"couldn't find any host named|could not find any host named|no mx (?:record|host)"),
