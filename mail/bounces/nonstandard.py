@@ -300,6 +300,9 @@ def not_delivered_to(text: str) -> list[Found]:
     if not match:
         return []
     tail = text[match.end() :]
+    each = _address_paragraphs(tail)
+    if each:
+        return each
     addresses = []
     for line in _lines(tail)[:30]:
         stripped = line.strip()
@@ -324,6 +327,26 @@ def not_delivered_to(text: str) -> list[Found]:
         if line.strip() and not any(a.lower() in line.lower() and len(line.strip()) < len(a) + 5 for a in addresses):
             reason_lines.append(line.strip())
     return [Found(address, _join(reason_lines)) for address in addresses]
+
+
+_LONE_ADDRESS = re.compile(rf"(?:[^<>]*<)?({_ADDR})>?[:,.]?", re.IGNORECASE)
+_LIST_END = re.compile(r"^(?:-{3,}|original message|below is|the original|message headers)", re.IGNORECASE)
+
+
+def _address_paragraphs(tail: str) -> list[Found]:
+    """A list in which every address has its own reason under it (GroupWise-style "addr" / "Reason: ..."
+    paragraphs): each address gets its own lines, never the next one's. [] unless every address has some."""
+    found: list[Found] = []
+    for line in _lines(tail)[:80]:
+        stripped = line.strip()
+        address = _LONE_ADDRESS.fullmatch(stripped)
+        if address:
+            found.append(Found(address.group(1), ""))
+        elif found and _LIST_END.match(stripped):
+            break
+        elif found and stripped and found[-1].diagnostic.count(" ") < 80:
+            found[-1].diagnostic = f"{found[-1].diagnostic} {stripped}".strip()
+    return found if len(found) > 1 and all(item.diagnostic for item in found) else []
 
 
 # Also a mailing list's refusal of a post (Mailman: "Your message to the x@lists mailing-list was rejected for the
