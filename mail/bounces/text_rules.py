@@ -52,9 +52,10 @@ STRONG = _rules(
     (
         "sender_rejected",
         r"(?:envelope sender|return[- ]path|mail[- ]from|sender'?s?)(?: (?:address|domain|<address>))* "
-        r"(?:must exist|must resolve|does not exist|doesn't exist|not found|does not resolve|is not resolvable"
-        r"|(?:could|can) ?not be (?:resolved|verified))",
+        r"(?:is |was )?(?:must (?:exist|resolve|be valid)|does not exist|doesn't exist|not found|does not resolve"
+        r"|not (?:a )?(?:valid|resolvable)|(?:could|can) ?not be (?:resolved|verified)|unroute?able|unverifiable)",
     ),
+    ("sender_rejected", r"(?:unroute?able|unverifiable|non-?existent) (?:envelope )?sender"),
     # Microsoft Exchange Online: an unknown recipient under Directory Based Edge Blocking.
     ("user_unknown", r"recipient address rejected: access denied|recip(?:ient)?notfound|recipnotfound"),
     # Domain problems (RFC 7505 null MX; DNS NXDOMAIN; "domain is not reachable", often with a 5.5.0).
