@@ -437,7 +437,7 @@ def test_corpus_meets_the_issue_20_goals() -> None:
         ("sender_side/qmail_does_not_like_sender", "angle_paragraphs/text:sender_rejected"),
         ("plain/mailman_list_rejection", "automatically_rejected/text:policy_rejected"),
         ("sender_side/gmail_sender_not_rfc5321_named", "dsn/text:sender_rejected"),
-        ("sender_side/sender_null_mx_5_7_27", "dsn/status:5.7.27"),
+        ("sender_side/sender_null_mx_5_7_27", "dsn/status:5.7.27(text:domain_not_found)"),
         # the reply names our return path AND the recipient: about the recipient, still hard
         ("plain/recipient_unknown_with_sender_in_text", "dsn/text:user_unknown"),
         # a vague Diagnostic-Code ("550 Rejected", 5.0.0): the notice's own words decide

@@ -51,7 +51,7 @@ STRONG = _rules(
     ("sender_rejected", r"does not like sender|required for sender address|bad outbound sender"),
     (
         "sender_rejected",
-        r"(?:envelope sender|return[- ]path|mail[- ]from|sender'?s?)(?: (?:address|domain|<address>))* "
+        r"(?:envelope sender|return[- ]path|mail[- ]from|sender'?s?)(?: (?:address|domain|<?<address>>?))* "
         r"(?:is |was )?(?:must (?:exist|resolve|be valid)|does not exist|doesn't exist|not found|does not resolve"
         r"|not (?:a )?(?:valid|resolvable)|(?:could|can) ?not be (?:resolved|verified)|unroute?able|unverifiable)",
     ),
