@@ -436,6 +436,8 @@ def test_corpus_meets_the_issue_20_goals() -> None:
         ("sender_side/sendmail_v5_mail_from_transcript", "transcript_verdicts+mail-from/text:sender_rejected"),
         ("sender_side/qmail_does_not_like_sender", "angle_paragraphs/text:sender_rejected"),
         ("plain/mailman_list_rejection", "automatically_rejected/text:policy_rejected"),
+        # no rule names anyone; of the original's two recipients the notice mentions one
+        ("plain/names_one_of_two_original_recipients", "original-to-mentioned/text:user_unknown"),
         ("providers/ses_event_bounce", "ses-json/ses:Permanent/NoEmail"),
         ("providers/ses_event_complaint", "ses-json/complaint"),
         ("sender_side/gmail_sender_not_rfc5321_named", "dsn/text:sender_rejected"),

@@ -390,7 +390,8 @@ def _reply_part(diagnostic: str) -> str:
 
 def _from_original(report: Report, original: Message | None, notice: str, expiry: bool) -> None:
     """A bounce whose notice names no recipient: the returned original's To/Cc, when it names exactly one address
-    (with one VERP return path per delivery, that is whose delivery failed); else the notice is kept unnamed."""
+    (with one VERP return path per delivery, that is whose delivery failed), or those of its addresses that the
+    notice mentions; else the notice is kept unnamed."""
     addresses: list[str] = []
     for name in ("to", "cc"):
         for value in re.split(r",(?![^<]*>)", mime.header(original, name)):
@@ -402,7 +403,14 @@ def _from_original(report: Report, original: Message | None, notice: str, expiry
         item.address = addresses[0]
         report.recipients.append(_recipient(item, notice, expiry))
         return
-    report.unnamed = _unnamed(item, notice, expiry)
+    # Several: the ones the notice itself mentions are the ones it is about, each with the lines around it.
+    lowered = notice[:20000].lower()
+    mentioned = [address for address in addresses[:50] if address in lowered]
+    for address in mentioned:
+        found = nonstandard.Found(address, nonstandard.context(notice, address), rule="original-to-mentioned")
+        report.recipients.append(_recipient(found, notice if len(mentioned) == 1 else "", expiry))
+    if not mentioned:
+        report.unnamed = _unnamed(item, notice, expiry)
 
 
 def _finish(report: Report, msg: Message) -> Report:
