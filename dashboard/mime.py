@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 
 from mail.mime_limits import mime_too_deep
@@ -43,9 +43,20 @@ def _content(part: EmailMessage | None) -> str | None:
 
 def _headers_only(raw: bytes) -> MessageParts:
     top = BytesHeaderParser(policy=policy.default).parsebytes(raw)
-    return MessageParts(
-        headers=[(name, str(value)) for name, value in top.items()], text=None, html=None, too_deep=True
-    )
+    return MessageParts(headers=_headers(top), text=None, html=None, too_deep=True)
+
+
+def _headers(message: Message) -> list[tuple[str, str]]:
+    """(name, value) of every header, decoded; a value the email package cannot parse (it raises on some
+    malformed address lists) is shown as it was sent, unfolded."""
+    headers = []
+    for name, raw in message.raw_items():
+        try:
+            value = str(message.policy.header_fetch_parse(name, raw))
+        except Exception:
+            value = " ".join(str(raw).split())
+        headers.append((name, value))
+    return headers
 
 
 def message_parts(raw: bytes) -> MessageParts:
@@ -61,7 +72,7 @@ def message_parts(raw: bytes) -> MessageParts:
 def _parts(raw: bytes) -> MessageParts:
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)
-    headers = [(name, str(value)) for name, value in message.items()]
+    headers = _headers(message)
     attachments = []
     for part in message.walk():
         if part.is_multipart():
