@@ -56,7 +56,7 @@ def _header_pairs(message: EmailMessage) -> list[tuple[str, str]]:
         try:
             shown = str(message.policy.header_fetch_parse(name, value))
         except _PARSER_FAILURES:
-            shown = str(value)
+            shown = " ".join(str(value).split())  # as it was sent, unfolded
         pairs.append((name, shown))
     return pairs
 

@@ -21,9 +21,9 @@ from mail.bounces.reasons import Classification, Kind, Reason, classify_reply
 DATA = Path(__file__).parent / "data" / "bounces"
 CORPUS = sorted(DATA.glob("*/*.eml"))
 SOURCES = ("postfix", "exim", "qmail", "sendmail", "exchange", "gmail", "yahoo", "postfix_old", "plain", "arf")
-SOURCES += ("autoreply", "malformed", "providers")
+SOURCES += ("autoreply", "malformed", "providers", "sender_side")
 # Written by real MTAs run from their Debian packages (generate_mtas.py).
-SOURCES += ("exim_mta", "opensmtpd_mta", "sendmail_mta", "dma_mta")
+SOURCES += ("exim_mta", "opensmtpd_mta", "sendmail_mta", "dma_mta", "courier_mta")
 
 
 def _expected(path: Path) -> dict:
@@ -250,6 +250,13 @@ REPLIES = [
     (450, "4.1.8", "<b-x@bounces.acme.example>: Sender address rejected: Domain not found", "sender_rejected", S),
     (550, "", "Sender verify failed", "sender_rejected", S),
     (550, "5.1.7", "Bad sender's mailbox address syntax", "sender_rejected", S),
+    (553, "5.1.8", "Return-path domain not found", "sender_rejected", S),
+    (553, "5.1.8", "<b-1@bounces.example>: Domain not found", "sender_rejected", S),  # the status names the sender
+    (553, "", "sorry, your envelope sender domain must exist (#5.7.1)", "sender_rejected", S),
+    (550, "5.1.0", "The sender's domain doesn't exist", "sender_rejected", S),
+    (550, "5.5.0", "Requested action not taken: domain is not reachable", "domain_not_found", H),
+    (550, "", "Network is down", "network_error", S),
+    (550, "5.7.1", "The message is not from a list member", "policy_rejected", S),
 ]  # fmt: skip
 
 
@@ -417,10 +424,31 @@ def test_corpus_meets_the_issue_20_goals() -> None:
     [
         ("dma_mta/sender_domain_rejected", "sentence/text:sender_rejected"),
         ("opensmtpd_mta/connection_refused_expired", "dsn/expired(status:4.4.7)"),
+        # Courier gives up on a refused connection with Status 5.0.0 and "Network is down": no reply, so expiry
+        ("courier_mta/connection_refused_expired", "dsn/expired(text:network_error)"),
         ("sendmail_mta/mailbox_disabled", "dsn/status:5.2.1"),  # the Diagnostic-Code's, not Sendmail's 5.1.1
         ("providers/ses_bounce_suppressed", "ses-json/text:user_unknown"),
         ("providers/zoho_user_unknown", "address_lines/text:user_unknown"),
         ("providers/yahoo_no_recipient_named", "original-to/text:user_unknown"),
+        # never a hard bounce for a refusal of our sender, however the reply words it
+        ("sender_side/return_path_domain_not_found_5_1_8", "dsn/text:sender_rejected"),
+        ("sender_side/diagnostic_names_our_return_path", "dsn/names-sender(text:domain_not_found)"),
+        ("sender_side/sendmail_v5_mail_from_transcript", "transcript_verdicts+mail-from/text:sender_rejected"),
+        ("sender_side/qmail_does_not_like_sender", "angle_paragraphs/text:sender_rejected"),
+        ("plain/mailman_list_rejection", "automatically_rejected/text:policy_rejected"),
+        # no rule names anyone; of the original's two recipients the notice mentions one
+        ("plain/names_one_of_two_original_recipients", "original-to-mentioned/text:user_unknown"),
+        ("providers/ses_event_bounce", "ses-json/ses:Permanent/NoEmail"),
+        ("providers/ses_event_complaint", "ses-json/complaint"),
+        ("sender_side/gmail_sender_not_rfc5321_named", "dsn/text:sender_rejected"),
+        ("sender_side/sender_null_mx_5_7_27", "dsn/status:5.7.27(text:domain_not_found)"),
+        # the reply names our return path AND the recipient: about the recipient, still hard
+        ("plain/recipient_unknown_with_sender_in_text", "dsn/text:user_unknown"),
+        # a vague Diagnostic-Code ("550 Rejected", 5.0.0): the notice's own words decide
+        ("plain/vague_diagnostic_context_says_more", "dsn/notice(text:user_unknown)"),
+        # Sendmail's verdict "554 ... Service unavailable" gives way to the far end's "<<< 552 ... Mailbox full"
+        ("sendmail/v5_mailbox_full_transcript", "transcript_verdicts/text:mailbox_full"),
+        ("sendmail/v5_deferred_warning", "transcript_verdicts/text:network_error"),
     ],
 )
 def test_matched_by_names_the_rules_that_decided(relative: str, matched_by: str) -> None:

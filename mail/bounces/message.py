@@ -9,8 +9,10 @@ notice, the RFC 3464 delivery-status or RFC 5965 feedback-report, the original's
 
 from __future__ import annotations
 
+import binascii
 import email
 import html
+import quopri
 import re
 from collections.abc import Iterator
 from email import policy
@@ -158,7 +160,21 @@ def structured_text(part: Message) -> str:
         blocks.append("\n".join(lines))
         if body.strip():
             blocks.append(body)
-    return "\n\n".join(blocks)
+    return _undo_transfer_encoding(part, "\n\n".join(blocks))
+
+
+def _undo_transfer_encoding(part: Message, text: str) -> str:
+    """A message/* part sent base64 or quoted-printable (RFC 2046 forbids it, some gateways do it): compat32 has
+    parsed the encoded text as fields, so the text is decoded here."""
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    try:
+        if encoding == "base64":
+            return binascii.a2b_base64("".join(text.split()).encode("ascii", "ignore")).decode("utf-8", "replace")
+        if encoding == "quoted-printable":
+            return quopri.decodestring(text.encode("utf-8", "replace")).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return text
+    return text
 
 
 def parse_fields(text: str) -> list[dict[str, str]]:

@@ -300,6 +300,9 @@ def not_delivered_to(text: str) -> list[Found]:
     if not match:
         return []
     tail = text[match.end() :]
+    each = _address_paragraphs(tail)
+    if each:
+        return each
     addresses = []
     for line in _lines(tail)[:30]:
         stripped = line.strip()
@@ -326,14 +329,40 @@ def not_delivered_to(text: str) -> list[Found]:
     return [Found(address, _join(reason_lines)) for address in addresses]
 
 
-_AUTOMATICALLY_REJECTED = re.compile(rf"Your message to <?({_ADDR})>? was automatically rejected:?\s*(.*)", re.I)
+_LONE_ADDRESS = re.compile(rf"(?:[^<>]*<)?({_ADDR})>?[:,.]?", re.IGNORECASE)
+_LIST_END = re.compile(r"^(?:-{3,}|original message|below is|the original|message headers)", re.IGNORECASE)
+
+
+def _address_paragraphs(tail: str) -> list[Found]:
+    """A list in which every address has its own reason under it (GroupWise-style "addr" / "Reason: ..."
+    paragraphs): each address gets its own lines, never the next one's. [] unless every address has some."""
+    found: list[Found] = []
+    for line in _lines(tail)[:80]:
+        stripped = line.strip()
+        address = _LONE_ADDRESS.fullmatch(stripped)
+        if address:
+            found.append(Found(address.group(1), ""))
+        elif found and _LIST_END.match(stripped):
+            break
+        elif found and stripped and found[-1].diagnostic.count(" ") < 80:
+            found[-1].diagnostic = f"{found[-1].diagnostic} {stripped}".strip()
+    return found if len(found) > 1 and all(item.diagnostic for item in found) else []
+
+
+# Also a mailing list's refusal of a post (Mailman: "Your message to the x@lists mailing-list was rejected for the
+# following reasons:", the reasons in the next paragraph).
+_AUTOMATICALLY_REJECTED = re.compile(
+    rf"Your message to (?:the )?<?({_ADDR})>? (?:mailing[- ]list )?was (?:automatically )?rejected"
+    rf"(?:\s+for\s+the\s+following\s+reasons?)?:?\s*(.*)",
+    re.I | re.S,
+)
 
 
 def automatically_rejected(text: str) -> list[Found]:
     match = _AUTOMATICALLY_REJECTED.search(text)
     if not match:
         return []
-    rest = match.group(2).split("\n\n")[0]
+    rest = match.group(2).strip().split("\n\n")[0]
     return [Found(match.group(1), _join(_lines(rest)[:6]))]
 
 
@@ -379,11 +408,24 @@ def address_lines(text: str) -> list[Found]:
 _TRANSCRIPT_VERDICT = re.compile(rf"^\s*([245]\d\d)[ -]<?({_ADDR})>?\.\.\.\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
+# Sendmail's "addr... Deferred: Connection refused by host." (a warning: no reply code, the reason follows).
+_TRANSCRIPT_DEFERRED = re.compile(rf"^\s*<?({_ADDR})>?\.\.\.\s*Deferred:?\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
 def transcript_verdicts(text: str) -> list[Found]:
-    return [
-        Found(m.group(2), f"{m.group(1)} {m.group(3).strip()}", "failed" if m.group(1)[0] == "5" else "delayed")
-        for m in _TRANSCRIPT_VERDICT.finditer(text[:MAX_RULE_TEXT])
-    ]
+    """Sendmail's verdict lines ("554 addr... Service unavailable"), each with the remote server's own reply to
+    that address when the transcript shows it ("<<< 552 <addr>... Mailbox full"): the verdict is Sendmail's
+    summary, the reply is what the far end said."""
+    text = text[:MAX_RULE_TEXT]
+    found = []
+    for match in _TRANSCRIPT_VERDICT.finditer(text):
+        address, verdict = match.group(2), f"{match.group(1)} {match.group(3).strip()}"
+        reply = _transcript_reply(text[: match.start()], address)
+        action = "failed" if match.group(1)[0] == "5" else "delayed"
+        found.append(Found(address, reply if reply.startswith(match.group(1)[0]) else verdict, action))
+    for match in _TRANSCRIPT_DEFERRED.finditer(text):
+        found.append(Found(match.group(1), f"Deferred: {match.group(2).strip()}", "delayed"))
+    return found
 
 
 MAX_RULE_TEXT = 64 * 1024

@@ -146,9 +146,14 @@ def _parse(msg: Message) -> Report:
         report = Report(type=BOUNCE, subject=subject)
         notice_only = nonstandard.split_notice(notice)
         expiry = _expired_notice(notice_only)
-        for item in found:
-            report.recipients.append(_recipient(item, notice_only if len(found) == 1 else "", expiry))
         original = mime.attached_original(msg) or mime.inline_original(notice)
+        senders = _senders(msg, original, {})
+        refusal = _mail_from_refusal(notice_only)
+        for item in found:
+            if refusal:
+                item.diagnostic, item.rule = refusal, f"{item.rule}+mail-from"
+            one = notice_only if len(found) == 1 else ""
+            report.recipients.append(_recipient(item, one, expiry, senders=senders, at_mail_from=bool(refusal)))
         _correlate(report, original, {})
         if not report.recipients:
             _from_original(report, original, notice_only, expiry)
@@ -165,6 +170,7 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
     delivery_status = dsn.parse(parts)
     report = Report(type=BOUNCE, subject=subject)
     notice = nonstandard.split_notice(mime.notice_text(msg))
+    senders = _senders(msg, mime.attached_original(msg), delivery_status.per_message)
     for rcpt in delivery_status.recipients:
         context = nonstandard.context(notice, rcpt.address)
         diagnostic = rcpt.diagnostic or context
@@ -175,7 +181,12 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
             # reports its expiry as "delayed").
             action = "failed"
         at_mail_from = bool(_MAIL_FROM_RE.search(f"{rcpt.diagnostic} {context}"))
-        classification = _classify_dsn(action, status, diagnostic, at_mail_from=at_mail_from)
+        named = not at_mail_from and _names_sender(diagnostic, rcpt.address, senders)
+        classification = _classify_dsn(action, status, diagnostic, at_mail_from=at_mail_from or named)
+        if named:
+            classification = _named_sender(classification)
+        if classification.reason == Reason.OTHER and action == "failed" and len(delivery_status.recipients) == 1:
+            classification = _from_notice(classification, notice, status)
         report.recipients.append(
             ReportRecipient(
                 address=rcpt.address,
@@ -202,6 +213,17 @@ def _dsn_bounce(msg: Message, parts: list[Message], subject: str) -> Report:
     return report
 
 
+def _from_notice(classification: Classification, notice: str, status: str) -> Classification:
+    """A lone failed recipient whose Status and Diagnostic-Code say nothing specific ("550 Rejected", 5.0.0): the
+    human-readable part often does ("The email account that you tried to reach does not exist"). Only a STRONG
+    text rule is taken from it, and not the MTA's own retry story (expiry, network)."""
+    said = classify_reply(0, status, notice[:3000])
+    if not said.matched_by.startswith("text:") or said.reason in (Reason.EXPIRED, Reason.NETWORK_ERROR):
+        return classification
+    kind = kind_for(said.reason, transient=status.startswith("4"))
+    return Classification(said.reason, kind, f"notice({said.matched_by})")
+
+
 def _effective_status(status: str, diagnostic: str) -> str:
     """The Status field, unless the Diagnostic-Code holds a specific one of the same class.
 
@@ -221,6 +243,12 @@ def _effective_status(status: str, diagnostic: str) -> str:
 # our MAIL FROM", Sendmail's transcript): no recipient was named yet, so it is about our sender (RFC 5321 §3.3).
 _MAIL_FROM_RE = re.compile(r"(?:after|in reply to|like our|>>>)\s+MAIL\s+FROM", re.IGNORECASE)
 _TRANSIENT_REPLY = re.compile(r"^\s*4\d\d\b|(?<![\d.])4\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
+# A connection that failed before any reply (Courier "Network is down", "Connection refused", a timeout): never a
+# permanent failure by itself, so a failed recipient whose diagnostic holds only that is one the MTA gave up on.
+_CONNECTION_FAILURE = re.compile(
+    r"connection (?:refused|timed out|reset)|network is (?:down|unreachable)|no route to host|timed out",
+    re.IGNORECASE,
+)
 
 
 def _classify_dsn(action: str, status: str, diagnostic: str, *, at_mail_from: bool = False) -> Classification:
@@ -232,12 +260,21 @@ def _classify_dsn(action: str, status: str, diagnostic: str, *, at_mail_from: bo
         return Classification(classification.reason, Kind.SOFT, f"delayed({rule})")
     # A failure whose last reply was transient (a 4.x.x Status, or a Diagnostic-Code that starts 4xx under
     # Exim's 5.0.0): the MTA gave up after retrying until its queue lifetime ran out.
-    gave_up = action == "failed" and (status.startswith("4") or bool(_TRANSIENT_REPLY.search(diagnostic[:80])))
+    gave_up = action == "failed" and (
+        status.startswith("4")
+        or bool(_TRANSIENT_REPLY.search(diagnostic[:80]))
+        or (classification.reason == Reason.NETWORK_ERROR and _no_reply(diagnostic))
+    )
     if gave_up and classification.reason not in KEPT_ON_EXPIRY:
         return Classification(Reason.EXPIRED, Kind.SOFT, f"expired({rule})")
     if gave_up:
         return Classification(classification.reason, kind_for(classification.reason), f"expired-kept({rule})")
     return classification
+
+
+def _no_reply(diagnostic: str) -> bool:
+    """The diagnostic is a connection failure with no SMTP reply code in it."""
+    return bool(_CONNECTION_FAILURE.search(diagnostic[:500])) and not re.search(r"(?<![\d.])[245]\d\d\b", diagnostic)
 
 
 def _dedupe(report: Report) -> None:
@@ -261,10 +298,21 @@ def _expired_notice(notice: str) -> bool:
     return bool(_EXPIRED_NOTICE.search(notice[:8000]))
 
 
-def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> ReportRecipient:
+def _recipient(
+    item: nonstandard.Found,
+    whole_notice: str,
+    expiry: bool,
+    *,
+    senders: frozenset[str] = frozenset(),
+    at_mail_from: bool = False,
+) -> ReportRecipient:
     diagnostic = item.diagnostic
-    at_mail_from = bool(_MAIL_FROM_RE.search(diagnostic))
-    classification = classify_reply(extract_code(_reply_part(diagnostic)), "", diagnostic, at_mail_from=at_mail_from)
+    at_mail_from = at_mail_from or bool(_MAIL_FROM_RE.search(diagnostic))
+    named = not at_mail_from and _names_sender(diagnostic, item.address, senders)
+    code = extract_code(_reply_part(diagnostic))
+    classification = classify_reply(code, "", diagnostic, at_mail_from=at_mail_from or named)
+    if named:
+        classification = _named_sender(classification)
     if classification.reason == Reason.OTHER and whole_notice and not _says_why(diagnostic):
         # A single recipient with no reason next to it: the notice as a whole says why.
         classification = classify_reply(0, "", whole_notice)
@@ -276,12 +324,14 @@ def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> Repo
     status = extract_status(diagnostic)
     permanent = bool(re.search(r"(?<![\d.])5\d\d[ -]", diagnostic)) or status.startswith("5")
     if item.action == "failed" and expiry and not permanent and classification.reason not in KEPT_ON_EXPIRY:
-        classification = Classification(Reason.EXPIRED, Kind.SOFT)
+        classification = Classification(Reason.EXPIRED, Kind.SOFT, f"expired({classification.matched_by})")
     if item.action == "delayed":
-        classification = Classification(classification.reason, Kind.SOFT)
+        classification = Classification(classification.reason, Kind.SOFT, classification.matched_by)
     elif status.startswith("4") and classification.reason in HARD_REASONS:
         # The notice reports a failure: the MTA gave up on a transient "no such" reply.
-        classification = Classification(classification.reason, kind_for(classification.reason))
+        classification = Classification(
+            classification.reason, kind_for(classification.reason), classification.matched_by
+        )
     return ReportRecipient(
         address=item.address,
         kind=classification.kind.value,
@@ -294,6 +344,44 @@ def _recipient(item: nonstandard.Found, whole_notice: str, expiry: bool) -> Repo
     )
 
 
+def _senders(msg: Message, original: Message | None, per_message: dict[str, str]) -> frozenset[str]:
+    """The original's envelope sender, as far as the report tells it: where the report was sent (its To, which
+    is our VERP return path), Postfix's X-Postfix-Sender and the returned original's Return-Path."""
+    candidates = (
+        mime.header(msg, "to"),
+        per_message.get("x-postfix-sender", ""),
+        per_message.get("original-mail-from", ""),
+        mime.header(original, "return-path"),
+    )
+    return frozenset(a for a in (mime.clean_address(c.partition(";")[2] or c) for c in candidates) if a)
+
+
+def _names_sender(diagnostic: str, recipient: str, senders: frozenset[str]) -> bool:
+    """The reply names our envelope sender and not the recipient: whatever it refuses, it refuses the sender
+    (a server that verifies the return path, or checks its domain, at RCPT or after DATA)."""
+    lowered = diagnostic[:2000].lower()
+    return bool(recipient) and recipient.lower() not in lowered and any(s in lowered for s in senders)
+
+
+def _named_sender(classification: Classification) -> Classification:
+    rule = classification.matched_by
+    if rule.startswith("mail-from("):
+        rule = "names-sender(" + rule.removeprefix("mail-from(")
+    return Classification(classification.reason, classification.kind, rule)
+
+
+# Sendmail V5's transcript of a session refused at MAIL FROM (">>> MAIL From:<...>", "<<< 553 ..."), with no
+# RCPT TO sent at all: every recipient failed because of our sender, whatever Sendmail's own verdict line says.
+_MAIL_FROM_COMMAND = re.compile(r"^\s*>>>\s*MAIL\s+FROM:?[^\n]*\n\s*<<<\s*([45]\d\d\b[^\n]*)", re.I | re.M)
+_RCPT_COMMAND = re.compile(r"^\s*>>>\s*RCPT\b", re.I | re.M)
+
+
+def _mail_from_refusal(notice: str) -> str:
+    text = notice[:20000]
+    match = _MAIL_FROM_COMMAND.search(text)
+    return match.group(1).strip() if match and not _RCPT_COMMAND.search(text) else ""
+
+
 def _reply_part(diagnostic: str) -> str:
     """The diagnostic from its first SMTP reply code on ("host x said: 550 ..." -> "550 ...")."""
     match = re.search(r"(?<![\d.])[245]\d\d(?=[ -])", diagnostic[:2000])
@@ -302,7 +390,8 @@ def _reply_part(diagnostic: str) -> str:
 
 def _from_original(report: Report, original: Message | None, notice: str, expiry: bool) -> None:
     """A bounce whose notice names no recipient: the returned original's To/Cc, when it names exactly one address
-    (with one VERP return path per delivery, that is whose delivery failed); else the notice is kept unnamed."""
+    (with one VERP return path per delivery, that is whose delivery failed), or those of its addresses that the
+    notice mentions; else the notice is kept unnamed."""
     addresses: list[str] = []
     for name in ("to", "cc"):
         for value in re.split(r",(?![^<]*>)", mime.header(original, name)):
@@ -314,7 +403,14 @@ def _from_original(report: Report, original: Message | None, notice: str, expiry
         item.address = addresses[0]
         report.recipients.append(_recipient(item, notice, expiry))
         return
-    report.unnamed = _unnamed(item, notice, expiry)
+    # Several: the ones the notice itself mentions are the ones it is about, each with the lines around it.
+    lowered = notice[:20000].lower()
+    mentioned = [address for address in addresses[:50] if address in lowered]
+    for address in mentioned:
+        found = nonstandard.Found(address, nonstandard.context(notice, address), rule="original-to-mentioned")
+        report.recipients.append(_recipient(found, notice if len(mentioned) == 1 else "", expiry))
+    if not mentioned:
+        report.unnamed = _unnamed(item, notice, expiry)
 
 
 def _finish(report: Report, msg: Message) -> Report:

@@ -2,7 +2,8 @@
 
 - Amazon SES notifications (docs.aws.amazon.com/ses/latest/dg/notification-contents.html), as an SNS e-mail
   subscription delivers them: a JSON "Notification" whose Message is the SES JSON (notificationType Bounce or
-  Complaint; bouncedRecipients with status and diagnosticCode; bounceType / bounceSubType; complainedRecipients).
+  Complaint; bouncedRecipients with status and diagnosticCode; bounceType / bounceSubType; complainedRecipients),
+  and SES event publishing's events (eventType Bounce / Complaint, same fields).
   The JSON is read with the standard library's `json`; a bounce recipient without status or diagnostic gets its
   reason from the bounce sub-type (MailboxFull, MessageTooLarge, ContentRejected, Suppressed...).
 - Microsoft JMRP (Junk Mail Reporting Program) complaints in their plain form: "complaint about message from
@@ -57,6 +58,7 @@ _SES_SUBTYPES = {
 }
 _JMRP = re.compile(r"complaint about message from|this is an email abuse report", re.IGNORECASE)
 _MAX_JSON = 256 * 1024
+_SES_KEYS = ("notificationType", "eventType")
 
 
 def recognise(msg: Message, notice: str, subject: str) -> ProviderReport | None:
@@ -107,7 +109,9 @@ def _jmrp(msg: Message, notice: str, subject: str) -> ProviderReport | None:
 
 
 def _ses(msg: Message, notice: str, subject: str) -> ProviderReport | None:
-    if '"notificationType"' not in notice and '\\"notificationType\\"' not in notice:
+    # "notificationType" in SES notifications, "eventType" in event publishing (configuration sets), both
+    # inside an SNS envelope's escaped Message or as the bare JSON.
+    if not any(f'{quote}"{key}{quote}"' in notice for key in _SES_KEYS for quote in ("", "\\")):
         return None
     start = notice.find("{")
     if start < 0:

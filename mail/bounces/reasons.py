@@ -144,6 +144,7 @@ GENERIC_SUBJECT: dict[str, Reason] = {
     "7": _R.POLICY_REJECTED,  # security or policy
 }
 
+_SENDER_STATUS = re.compile(r"^[45]\.(?:1\.[78]|7\.27)$")
 STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 CODE_RE = re.compile(r"^\s*#?\s*([245]\d\d)(?:[\s\-]|$)")
 
@@ -209,6 +210,9 @@ def classify_reply(code: int, enhanced_status: str, text: str, *, at_mail_from: 
     except Exception:  # a classifier must never take the delivery or bounce path down
         fallback = Reason.SENDER_REJECTED if at_mail_from else Reason.OTHER
         return Classification(fallback, Kind.SOFT, "error")
+    if status and _SENDER_STATUS.match(status) and reason in ADDRESS_REASONS and rule != "text:tls":
+        # X.1.7 / X.1.8 / X.7.27 say the sender's address is at fault: the text's "domain not found" is about it.
+        reason, rule = Reason.SENDER_REJECTED, f"status:{status}({rule})"
     if at_mail_from and reason in ADDRESS_REASONS and rule != "text:tls":
         # No recipient is named at MAIL FROM: an address, policy or unexplained refusal there is about our sender.
         reason, rule = Reason.SENDER_REJECTED, f"mail-from({rule})"

@@ -46,12 +46,22 @@ STRONG = _rules(
     ("sender_rejected", r"sender address rejected|domain of sender address|sender (?:verify|verification) failed"),
     ("sender_rejected", r"sender (?:address |domain )?(?:is )?(?:rejected|unknown|invalid|not valid)"),
     ("sender_rejected", r"sender domain (?:\S+ )?(?:does not|doesn't|did not) exist|(?:bad|invalid|unknown) sender"),
+    # The same said of the return path or MAIL FROM (qmail "does not like sender address", "your envelope sender
+    # domain must exist", Sendmail "Domain name required for sender address", "Return-path domain not found").
+    ("sender_rejected", r"does not like sender|required for sender address|bad outbound sender"),
+    (
+        "sender_rejected",
+        r"(?:envelope sender|return[- ]path|mail[- ]from|sender'?s?)(?: (?:address|domain|<?<address>>?))* "
+        r"(?:is |was )?(?:must (?:exist|resolve|be valid)|does not exist|doesn't exist|not found|does not resolve"
+        r"|not (?:a )?(?:valid|resolvable)|(?:could|can) ?not be (?:resolved|verified)|unroute?able|unverifiable)",
+    ),
+    ("sender_rejected", r"(?:unroute?able|unverifiable|non-?existent) (?:envelope )?sender"),
     # Microsoft Exchange Online: an unknown recipient under Directory Based Edge Blocking.
     ("user_unknown", r"recipient address rejected: access denied|recip(?:ient)?notfound|recipnotfound"),
     # Domain problems (RFC 7505 null MX; DNS NXDOMAIN; "domain is not reachable", often with a 5.5.0).
     ("domain_not_found", r"domain (?:is )?(?:not reachable|unreachable)"),
     ("domain_not_found", r"host or domain name not found|domain (?:name )?not found|no such domain"),
-    ("domain_not_found", r"\bhost unknown|unknown host|host not found|no such host"),
+    ("domain_not_found", r"\bhost unknown|unknown host|host not found|no such host|\bhost [a-z0-9.-]{1,253} not found"),
     ("domain_not_found", r"domain (?:does not|doesn't|did not) exist|unrouteable (?:mail )?(?:address|domain)"),
     ("domain_not_found", r"\bnxdomain\b|null mx|nonexistentdomain|non-existent domain|unknown domain"),
     ("domain_not_found", r"couldn't find any host named|could not find any host named|no mx (?:record|host)"),
@@ -95,6 +105,7 @@ STRONG = _rules(
     # Mailing lists refusing a post (Google Groups, Mailman, Sympa): the list's rule, not the address.
     ("policy_rejected", r"permission to post|not allowed to post|posting (?:is )?(?:restricted|not allowed)"),
     ("policy_rejected", r"only (?:members|subscribers) (?:can|may) post|non-?member post|awaiting moderat"),
+    ("policy_rejected", r"not (?:from )?an? (?:list )?member|members[- ]only (?:list|group)"),
     # Content judged spam or a virus.
     ("spam_blocked", r"\bspam\b|unsolicited|\buce\b|junk mail|bulk mail|phish|malware|virus|infected"),
     ("spam_blocked", r"content (?:filter|rejected)|message content rejected|suspicious content|looks like spam"),
@@ -110,7 +121,7 @@ STRONG = _rules(
     ("network_error", r"connection (?:timed out|refused|reset|lost|closed)|timed out|no route to host"),
     (
         "network_error",
-        r"network error|network is unreachable|lost connection|loops back to myself|mail loop|too many hops",
+        r"network error|network is (?:unreachable|down)|lost connection|loops back to myself|mail loop|too many hops",
     ),
     ("network_error", r"name service error|temporary failure in name resolution|dns (?:error|failure|timeout)"),
     ("network_error", r"tls (?:handshake|negotiation) failed|unable to connect|could not connect"),

@@ -106,6 +106,13 @@ def test_mime_nested_five_thousand_deep_is_not_parsed():
     assert ("Subject", "Deep") in parts.headers
 
 
+def test_an_address_header_the_email_package_cannot_parse_is_shown_as_sent():
+    # policy.default raises IndexError on `x <` (found by the dashboard fuzz test): the page shows the raw value.
+    parts = message_parts(b"From: a@example.test\r\nTo: x <\r\nSubject: hi\r\n\r\nbody\r\n")
+    assert parts.headers == [("From", "a@example.test"), ("To", "x <"), ("Subject", "hi")]
+    assert parts.text == "body\r\n"
+
+
 def test_mime_at_a_normal_depth_is_parsed():
     parts = message_parts(nested(20))
     assert not parts.too_deep and parts.text is not None and parts.text.strip() == "bottom"

@@ -1,10 +1,11 @@
-"""Have real Exim, OpenSMTPD, Sendmail and the DragonFly Mail Agent (dma) write the notices in tests/data/bounces/.
+"""Have real Exim, OpenSMTPD, Sendmail, the DragonFly Mail Agent (dma) and Courier write the notices in
+tests/data/bounces/.
 
 Run as root on Debian (bookworm). Exim also needs `libidn12` installed (`apt-get install libidn12`, a library that
 conflicts with nothing): it re-executes itself with a cleared environment, so LD_LIBRARY_PATH cannot point it at
 an unpacked copy.
 
-    .venv/bin/python tests/data/bounces/generate_mtas.py [--mta exim,opensmtpd,sendmail,dma] [--work DIR]
+    .venv/bin/python tests/data/bounces/generate_mtas.py [--mta exim,opensmtpd,sendmail,dma,courier] [--work DIR]
 
 The MTAs conflict with the installed postfix as Debian packages, so they are never installed: `apt-get download`
 fetches the .debs into the work folder (default /tmp/postwerk-mtas), `dpkg -x` unpacks each into its own folder,
@@ -27,11 +28,15 @@ as <mta>/<case>.eml with the expected labels (from the case table, never from th
 
 The generated files are checked in; nothing here runs in the test-suite. `--relabel` rewrites only the labels.
 
-Not covered: Sendmail's queue runs did not retry here (its own deliveries, handed over with -odb, ran), so its
-corpus lacks the multi-recipient, too-large, rate-limit and expiry cases; dma retries a temporary failure for
-days and delivers one recipient per process, so it only has the permanent cases; OpenSMTPD's tarpit case
-outlasts its built-in 5-minute timeouts. Courier was not attempted (its daemons, compiled-in paths under
-/etc/courier and /var/lib/courier, and its own queue tools need much more than a private config).
+Sendmail skips queue runs while the load average is above its QueueLA: on this busy machine an earlier run got
+no retries (so no multi-recipient, too-large, rate-limit or expiry notices), probably for that reason; the load
+limits are now set out of reach, and a later run wrote them all. Not covered: dma retries a temporary failure
+for days and delivers one recipient per process, so it only has the permanent cases.
+
+Courier 1.0.16 has its paths compiled in (/usr/lib/courier, /etc/courier, /var/lib/courier, /run/courier): in its
+namespace the unpacked /usr and a private /etc/courier are laid over the real ones as read-only overlays and its
+queue and run folders are private binds; courierd runs in the foreground and mail is handed to Courier's own
+sendmail inside that namespace (nsenter). It reports a refused or silent connection as "Network is down".
 """
 
 from __future__ import annotations
@@ -61,10 +66,28 @@ PACKAGES = {
     "opensmtpd": ["opensmtpd"],
     "sendmail": ["sendmail-bin", "sendmail-base", "sendmail-cf", "m4"],
     "dma": ["dma"],
+    # courier-base's own libraries, and libidn12: none of them is installed here, all of them unpack beside it.
+    "courier": [
+        "courier-mta",
+        "courier-base",
+        "courier-authlib",
+        "courier-authdaemon",
+        "libcourier-unicode4",
+        "libidn12",
+        "libgamin0",
+        "libltdl7",
+        "libnet-cidr-perl",
+    ],
 }
 
 # Where each MTA's notices go (exim/ and sendmail/ hold hand-written notices of other versions).
-FOLDERS = {"exim": "exim_mta", "opensmtpd": "opensmtpd_mta", "sendmail": "sendmail_mta", "dma": "dma_mta"}
+FOLDERS = {
+    "exim": "exim_mta",
+    "opensmtpd": "opensmtpd_mta",
+    "sendmail": "sendmail_mta",
+    "dma": "dma_mta",
+    "courier": "courier_mta",
+}
 
 # recipient local part -> (where the far end answers, reply, expected reason, expected kind)
 REPLIES: dict[str, tuple[str, str, str, str]] = {
@@ -258,13 +281,22 @@ def private_etc(run: Path, users: list[tuple[str, int]]) -> list[tuple[Path, str
 
 
 def in_namespace(
-    binds: list[tuple[Path, str]], argv: list[str], env: dict | None = None, *, etc_layer: Path | None = None, **kwargs
+    binds: list[tuple[Path, str]],
+    argv: list[str],
+    env: dict | None = None,
+    *,
+    etc_layer: Path | None = None,
+    usr_layer: Path | None = None,
+    **kwargs,
 ):
     """Run argv in a new mount namespace with each (source, target) bind-mounted first, and etc_layer's files
-    laid over /etc (a read-only overlay) for the paths that do not exist here at all (/etc/dma)."""
+    laid over /etc (a read-only overlay) for the paths that do not exist here at all (/etc/dma); usr_layer's
+    likewise over /usr (Courier's programs and libraries, at their compiled-in paths)."""
     script = "set -e\n"
     if etc_layer is not None:
         script += f"mount -t overlay overlay -o 'lowerdir={etc_layer}:/etc' /etc\n"
+    if usr_layer is not None:
+        script += f"mount -t overlay overlay -o 'lowerdir={usr_layer}:/usr' /usr\n"
     script += "".join(f"mount --bind '{src}' '{dst}'\n" for src, dst in binds) + 'exec "$@"\n'
     return subprocess.Popen(
         ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv],
@@ -394,6 +426,9 @@ define(`confTO_CONNECT', `3s')dnl
 define(`confTO_ICONNECT', `3s')dnl
 define(`confTO_INITIAL', `4s')dnl
 define(`confMIN_QUEUE_AGE', `0')dnl
+define(`confQUEUE_LA', `100')dnl
+define(`confREFUSE_LA', `100')dnl
+define(`confDELAY_LA', `100')dnl
 define(`confDONT_PROBE_INTERFACES', `True')dnl
 define(`confDONT_BLAME_SENDMAIL', `GroupWritableDirPathSafe,MapInUnsafeDirPath')dnl
 define(`confPID_FILE', `{run}/sendmail.pid')dnl
@@ -433,6 +468,59 @@ def sendmail_submit(root: Path, run: Path, case: str, rcpts: list[str], raw: byt
     binds = private_etc(run, [("smmta", 60104), ("smmsp", 60105)]) + [(run / "hosts", "/etc/hosts")]
     proc = in_namespace(binds, argv, stdin=subprocess.PIPE)
     proc.communicate(raw, timeout=30)
+
+
+COURIER_USER = ("courier", 60106)
+
+
+def courier(root: Path, run: Path, port: int, far: int) -> subprocess.Popen:
+    """courierd in the foreground, from the unpacked packages laid over /usr and /etc; /var/lib/courier (its
+    queue) and /run/courier are private folders. Mail is handed over with Courier's own sendmail
+    (`courier_submit`, in the same namespace), so no SMTP listener is needed: `port` is unused."""
+    etc = run / "etc"
+    shutil.copytree(root / "etc/courier", etc / "courier", symlinks=True)
+    control = {
+        "me": "mta.courier.example",
+        "defaultdomain": "courier.example",
+        "locals": "mta.courier.example",
+        # every domain to its recipient server; an empty domain is Courier's "all other domains"
+        "esmtproutes": "".join(f"{domain}: [{address}],{far}\n" for domain, address in ROUTES.items())
+        + f": [{DEFAULT_ROUTE}],{far}\n",
+        "queuetime": "40s",
+        "warntime": "10s",
+        "retryalpha": "5s",
+        "retrybeta": "3",
+        "retrygamma": "5s",
+        "retrymaxdelta": "1",
+        "esmtptimeoutconnect": "3s",
+        "esmtptimeouthelo": "4s",
+        "esmtptimeout": "4s",
+    }
+    for name, text in control.items():
+        (etc / "courier" / name).write_text(text if text.endswith("\n") else text + "\n")
+    var_lib, var_run = run / "var-lib", run / "var-run"
+    shutil.copytree(root / "var/lib/courier", var_lib / "courier", symlinks=True)
+    (var_lib / "courier/sts").mkdir()
+    (var_run / "courier").mkdir(parents=True)
+    for folder in (var_lib / "courier", var_run / "courier"):
+        for path in (folder, *folder.rglob("*")):
+            os.chown(path, COURIER_USER[1], COURIER_USER[1])
+    binds = courier_binds(run)
+    # What courierctl.start does, minus its background: the environment from /etc/courier/courierd, then courierd.
+    argv = ["sh", "-c", "cd /usr; set -a; . /etc/courier/courierd; exec /usr/lib/courier/courier/courierd"]
+    # Its own session, so that stopping it reaches the module processes it starts (`stop_mta`).
+    return in_namespace(binds, argv, etc_layer=etc, usr_layer=root / "usr", start_new_session=True)
+
+
+def courier_binds(run: Path) -> list[tuple[Path, str]]:
+    return private_etc(run, [COURIER_USER]) + [(run / "var-lib", "/var/lib"), (run / "var-run", "/run")]
+
+
+def courier_submit(daemon: subprocess.Popen, case: str, rcpts: list[str], raw: bytes, sender: str) -> None:
+    """Courier's sendmail, run inside courierd's mount namespace (nsenter), with RFC 3461 options as -N/-R/-V."""
+    argv = ["nsenter", "-t", str(daemon.pid), "-m", "--", "/usr/sbin/sendmail", "-f", sender]
+    argv += ["-N", "success,fail,delay", "-R", "hdrs", "-V", f"{case.upper()}-ENVID", *rcpts]
+    subprocess.run(argv, input=raw, timeout=30, check=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
 
 DMA_CASES = [case for case, spec in CASES.items() if not spec.get("temporary")]
@@ -536,15 +624,20 @@ def run_mta(mta: str, work: Path) -> int:
     try:
         cases = DMA_CASES if mta == "dma" else list(CASES)
         if mta != "dma":
-            proc = {"exim": exim, "opensmtpd": opensmtpd, "sendmail": sendmail}[mta](root, run, port, far)
-            if not wait_port(port):
+            starter = {"exim": exim, "opensmtpd": opensmtpd, "sendmail": sendmail, "courier": courier}[mta]
+            proc = starter(root, run, port, far)
+            if mta == "courier":
+                time.sleep(2)
+            elif not wait_port(port):
                 raise RuntimeError(f"{mta} did not start listening")
         for case in cases:
             rcpts = list(CASES[case]["rcpts"])
             sender = sender_for(mta, case)
             senders[sender.lower()] = case
             raw = message(mta, case, rcpts)
-            if mta == "sendmail":
+            if mta == "courier":
+                courier_submit(proc, case, rcpts, raw, sender)
+            elif mta == "sendmail":
                 sendmail_submit(root, run, case, rcpts, raw, sender)
             elif mta == "dma":
                 # dma delivers one recipient per process; the multi-recipient case is one message to three.
@@ -552,20 +645,28 @@ def run_mta(mta: str, work: Path) -> int:
             else:
                 submit_smtp(port, case, rcpts, raw, sender)
         print(f"{mta}: submitted {len(cases)} messages; waiting for notices", file=sys.stderr)
-        # Every case ends in one failure notice (temporary ones warn first); the queue lifetimes are 30 s.
-        deadline = time.monotonic() + 150
+        # Every case ends in one failure notice (temporary ones warn first); the queue lifetimes are 30 s, but
+        # OpenSMTPD waits out its built-in 5-minute greeting timeout on the silent server before it gives up.
+        deadline = time.monotonic() + (480 if mta == "opensmtpd" else 150)
         while time.monotonic() < deadline and not set(cases) <= finished(list(captured), senders):
             time.sleep(1)
         time.sleep(3)
     finally:
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_mta(mta, proc)
         stop_far_end(far_end)
     return save(mta, captured, senders, run)
+
+
+def stop_mta(mta: str, proc: subprocess.Popen) -> None:
+    if mta == "courier":  # courierd's modules run in its session (start_new_session): end them all
+        os.killpg(proc.pid, 15)
+    else:
+        proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def case_of(raw: bytes, senders: dict[str, str]) -> str | None:
@@ -615,6 +716,11 @@ def write_label(eml: Path, case: str, warning: bool) -> None:
     label = expected(case, warning, named)
     if only:
         label["recipients"] = [r for r in label["recipients"] if r["address"] == only.group(1)]
+    for recipient in label["recipients"]:
+        if recipient["action"] == "delivered":  # as the DSN says: "relayed" where the far end gives no DSN (Courier)
+            block = rf"final-recipient: *rfc822; *{re.escape(recipient['address'])}\r?\n(?:[a-z-]+:.*\n){{0,4}}?"
+            said = re.search(block + r"action: *(\w+)", text)
+            recipient["action"] = said.group(1) if said else "delivered"
     if warning and (eml.parent.name, case) in SILENT_WARNINGS:
         for recipient in label["recipients"]:
             recipient["reason"] = "other"
@@ -633,7 +739,7 @@ def relabel() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mta", default="exim,opensmtpd,sendmail,dma")
+    parser.add_argument("--mta", default="exim,opensmtpd,sendmail,dma,courier")
     parser.add_argument("--work", default="/tmp/postwerk-mtas")
     parser.add_argument("--relabel", action="store_true", help="only rewrite the .json labels of saved notices")
     args = parser.parse_args()
