@@ -165,8 +165,9 @@ def delivery_attempt(delivery: WebhookDelivery, token: uuid.UUID) -> WebhookAtte
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         SIGNATURE_HEADER: signature_header(body, signing_secrets(endpoint, started)),
-        EVENT_ID_HEADER: str(payload["id"]),
-        "Postwerk-Event-Type": str(payload["type"]),
+        # An inbound post (Postmark's shape) has no id/type of an event: the inbound mail's id stands for it.
+        EVENT_ID_HEADER: str(delivery.inbound_mail_id or payload["id"]),
+        "Postwerk-Event-Type": "inbound" if delivery.inbound_mail_id else str(payload["type"]),
         "Postwerk-Delivery-Id": str(delivery.pk),
         "Postwerk-Attempt": str(delivery.attempts + 1),
     }

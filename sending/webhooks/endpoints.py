@@ -61,6 +61,7 @@ def webhook_endpoint_create(
     description: str = "",
     enabled: bool = True,
     streams: list[str] | None = None,
+    purpose: str = "events",
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (the only time the secret is returned)."""
     url, event_types = url_check(url), event_types_check(event_types)
@@ -76,6 +77,7 @@ def webhook_endpoint_create(
             streams=streams,
             description=description,
             enabled=enabled,
+            purpose=purpose,
             secret_encrypted=encrypt(secret.encode()),
             start_event_id=start,
         )
