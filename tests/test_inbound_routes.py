@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import smtplib
+import subprocess
+import time
 from email.message import EmailMessage
 
 import pytest
@@ -20,6 +22,7 @@ from sending.models import DnsCheck, InboundMail, InboundMessage, WebhookAttempt
 from sending.webhooks import dispatch
 from sending.webhooks.signing import signature_verify
 from tests.servers.http_receiver import HttpReceiver
+from tests.servers.opendkim_postfix import available, opendkim_postfix
 from tests.test_bounces import inbound  # noqa: F401 - the inbound listener fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -288,3 +291,66 @@ def test_routes_api_validates_and_changes_routes(api, inbound_domain, receiver):
     assert [r["match"] for r in api.get("/api/v1/inbound-routes").json()] == [f"x@{HOST}"]
     assert api.delete(f"/api/v1/inbound-routes/{route['id']}").status_code == 204
     assert api.get(f"/api/v1/inbound-routes/{route['id']}").status_code == 404
+
+
+def test_mail_relayed_by_postfix_and_signed_by_opendkim_arrives_with_dkim_pass(api, inbound, inbound_domain, zone):
+    # Fails, never skips, where OpenDKIM or Postfix is missing: .ci/run installs both.
+    assert available() == ""
+    zone.clear()  # the sender publishes p=reject here instead of the fixture's p=none
+    zone.add(SENDER, "TXT", "v=spf1 ip4:127.0.0.1 -all")
+    zone.add(f"_dmarc.{SENDER}", "TXT", "v=DMARC1; p=reject")
+    add_route(api, f"support@{HOST}", "store", dmarc_reject="refuse")
+    with opendkim_postfix(domain=SENDER, selector="od1", relay=inbound) as (port, key):
+        zone.add(f"od1._domainkey.{SENDER}", "TXT", key)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.sendmail(f"jane@{SENDER}", [f"support@{HOST}"], message(f"support@{HOST}"))
+        deadline = time.monotonic() + 60
+        while not InboundMail.objects.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    mail = InboundMail.objects.get()
+    assert [(d["domain"], d["selector"], d["result"]) for d in mail.auth["dkim"]] == [(SENDER, "od1", "pass")]
+    assert (mail.auth["spf"], mail.auth["dmarc"], mail.auth["dmarc_policy"]) == ("pass", "pass", "reject")
+    raw = bytes(mail.raw)
+    assert raw.startswith(b"Authentication-Results: mta.postwerk.example;")
+    assert f"dkim=pass header.d={SENDER} header.s=od1 header.a=rsa-sha256".encode() in raw
+    assert b"\r\nDKIM-Signature: v=1; a=rsa-sha256;" in raw
+
+
+def test_swaks_delivers_an_attachment_that_the_api_reads_back(api, inbound, inbound_domain, tmp_path):
+    add_route(api, f"*@{HOST}", "store")
+    attachment = tmp_path / "invoice.pdf"
+    attachment.write_bytes(b"%PDF-1.4 not really a pdf\n")
+    done = subprocess.run(
+        [
+            "swaks",
+            "--server",
+            inbound[0],
+            "--port",
+            str(inbound[1]),
+            "--helo",
+            f"mx.{SENDER}",
+            "--from",
+            f"jane@{SENDER}",
+            "--to",
+            f"billing+7@{HOST}",
+            "--header",
+            "Subject: Invoice 7",
+            "--body",
+            "Here it is.",
+            "--attach-type",
+            "application/pdf",
+            "--attach-name",
+            "invoice.pdf",
+            "--attach",
+            f"@{attachment}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (listed,) = api.get("/api/v1/inbound").json()["results"]
+    assert (listed["rcpt_to"], listed["subject"], listed["state"]) == (f"billing+7@{HOST}", "Invoice 7", "stored")
+    parsed = api.get(f"/api/v1/inbound/{listed['id']}").json()["parsed"]
+    assert parsed["MailboxHash"] == "7" and parsed["TextBody"].strip() == "Here it is."
