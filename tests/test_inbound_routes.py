@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import smtplib
+import ssl
 import subprocess
 import time
 from email.message import EmailMessage
@@ -19,8 +20,9 @@ from sending.domains.verification import domain_verify
 from sending.inbound.matching import RouteRef, match_parse, route_for
 from sending.inbound.routes import inbound_domain_set
 from sending.models import DnsCheck, InboundMail, InboundMessage, WebhookAttempt, WebhookDelivery
-from sending.webhooks import dispatch
+from sending.webhooks import dispatch, transport
 from sending.webhooks.signing import signature_verify
+from tests.servers.certs import make_self_signed
 from tests.servers.http_receiver import HttpReceiver
 from tests.servers.opendkim_postfix import available, opendkim_postfix
 from tests.test_bounces import inbound  # noqa: F401 - the inbound listener fixture
@@ -157,11 +159,22 @@ def test_unknown_and_refused_recipients_are_refused_at_rcpt_and_other_hosts_are_
     assert InboundMessage.objects.count() == 0  # nothing went to the bounce processing
 
 
+@pytest.fixture
+def https_receiver(zone, tmp_path, monkeypatch):
+    """A real HTTPS receiver at hooks.acme-app.example, its self-signed certificate trusted by the sender."""
+    cert, key = make_self_signed(tmp_path, "hooks.acme-app.example")
+    zone.add("hooks.acme-app.example", "A", "127.0.0.1")
+    monkeypatch.setattr(transport, "_tls_context", lambda: ssl.create_default_context(cafile=cert))
+    with HttpReceiver(tls=(cert, key)) as server:
+        yield server
+
+
 def test_post_route_sends_postmarks_shape_signed_through_the_webhook_machinery(
-    api, inbound, inbound_domain, receiver, settings
+    api, inbound, inbound_domain, https_receiver, settings
 ):
+    receiver = https_receiver
     settings.POSTWERK_INBOUND_INLINE_ATTACHMENTS = 1000
-    route = add_route(api, f"orders+*@{HOST}", "post", url=receiver.url())
+    route = add_route(api, f"orders+*@{HOST}", "post", url=receiver.url(host="hooks.acme-app.example"))
     secret = route["secret"]
     small, large = b"a small note", bytes(range(256)) * 8
     raw = message(f"Acme Orders <orders+4711@{HOST}>", attachments=[("note.txt", small), ("big.bin", large)])
