@@ -20,6 +20,7 @@ from sending.domains.verification import domain_verify
 from sending.inbound.matching import RouteRef, match_parse, route_for
 from sending.inbound.routes import inbound_domain_set
 from sending.models import DnsCheck, InboundMail, InboundMessage, WebhookAttempt, WebhookDelivery
+from sending.smtp.inbound_limits import reset
 from sending.webhooks import dispatch, transport
 from sending.webhooks.signing import signature_verify
 from tests.servers.certs import make_self_signed
@@ -367,3 +368,17 @@ def test_swaks_delivers_an_attachment_that_the_api_reads_back(api, inbound, inbo
     assert (listed["rcpt_to"], listed["subject"], listed["state"]) == (f"billing+7@{HOST}", "Invoice 7", "stored")
     parsed = api.get(f"/api/v1/inbound/{listed['id']}").json()["parsed"]
     assert parsed["MailboxHash"] == "7" and parsed["TextBody"].strip() == "Here it is."
+
+
+def test_a_client_address_over_its_message_limit_is_told_to_come_back_later(api, inbound, inbound_domain, settings):
+    settings.POSTWERK_INBOUND_MESSAGES_PER_IP = 2
+    reset("127.0.0.1")
+    add_route(api, f"support@{HOST}", "store")
+    for _ in range(2):
+        assert smtp_send(inbound, [f"support@{HOST}"], message(f"support@{HOST}"))[1][0] == 250
+    with smtplib.SMTP(*inbound, timeout=10) as client:
+        client.ehlo(f"mx.{SENDER}")
+        code, reply = client.mail(f"bounce@{SENDER}")
+    assert (code, reply) == (450, b"4.7.1 Too many messages from your address; try again later")
+    assert InboundMail.objects.count() == 2
+    reset("127.0.0.1")

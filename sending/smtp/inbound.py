@@ -19,6 +19,7 @@ from sending.errors import Refused
 from sending.feedback.inbound_intake import check_inbound_recipient
 from sending.inbound.receive import inbound_receive, route_check
 from sending.smtp.handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
+from sending.smtp.inbound_limits import TOO_MANY, count_message, over_limit
 from sending.smtp.protocol import PostwerkSMTP
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class InboundHandler(BaseHandler):
         self, server: PostwerkSMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
         # DSNs come from the null sender (RFC 3464 §2, RFC 5321 §4.5.5); anything else is taken as given.
+        if await run_db(over_limit, server.peer_ip):
+            return TOO_MANY
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
@@ -72,6 +75,7 @@ class InboundHandler(BaseHandler):
         except Exception:  # never a 250 for something not stored
             log.exception("an inbound message could not be stored")
             return TEMPORARY_FAILURE
+        await run_db(count_message, server.peer_ip)
         return f"250 2.0.0 Ok: queued as {queued}"
 
 
