@@ -42,6 +42,7 @@ urlpatterns = [
     path(f"{org}domains/<int:domain_id>/check", domains.domain_check, name="domain_check"),
     path(f"{org}domains/<int:domain_id>/rotate-dkim", domains.domain_rotate, name="domain_rotate"),
     path(f"{org}domains/<int:domain_id>/delete", domains.domain_remove, name="domain_delete"),
+    path(f"{org}domains/<int:domain_id>/inbound", inbound.domain_inbound, name="domain_inbound"),
     path(f"{org}messages/", messages.messages_list, name="messages"),
     path(f"{org}messages/<uuid:message_id>/", messages.message_detail, name="message"),
     path(f"{org}messages/<uuid:message_id>/source", messages.message_source, name="message_source"),

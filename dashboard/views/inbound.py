@@ -12,8 +12,8 @@ from django.shortcuts import redirect
 from dashboard.access import org_view
 from dashboard.views.common import page
 from sending.inbound.receive import RetryRefused, inbound_post_retry
-from sending.inbound.routes import RouteError, inbound_route_create, inbound_route_delete
-from sending.models import InboundMail, InboundRoute
+from sending.inbound.routes import RouteError, inbound_domain_set, inbound_route_create, inbound_route_delete
+from sending.models import Domain, InboundMail, InboundRoute
 
 PAGE_SIZE = 50
 
@@ -107,3 +107,20 @@ def inbound_retry(request: HttpRequest, inbound_id: str) -> HttpResponse:
     else:
         messages.success(request, "Posting again now.")
     return redirect("dashboard:inbound_detail", request.organization.pk, mail.pk)  # type: ignore[attr-defined]
+
+
+@org_view("sending", methods=("POST",))
+def domain_inbound(request: HttpRequest, domain_id: int) -> HttpResponse:
+    """The domain page's inbound form: enable (at the domain or one subdomain) or disable inbound mail."""
+    domain = Domain.objects.filter(organization=request.organization, pk=domain_id).first()  # type: ignore[attr-defined]
+    if domain is None:
+        raise Http404("No such domain.")
+    enabled = request.POST.get("enabled") == "on"
+    try:
+        inbound_domain_set(domain=domain, enabled=enabled, subdomain=request.POST.get("subdomain", ""))
+    except RouteError as exc:
+        messages.error(request, exc.message)
+    else:
+        state = f"receives mail at {domain.inbound_host}" if enabled else "receives no inbound mail"
+        messages.success(request, f"{domain.name} {state}; publish its MX records, then check DNS.")
+    return redirect("dashboard:domain", org_id=request.organization.pk, domain_id=domain.pk)  # type: ignore[attr-defined]

@@ -77,3 +77,16 @@ def test_the_page_is_scoped_and_viewers_cannot_change_routes(
     stranger = as_user(other["membership"].user)
     assert stranger.get(reverse("dashboard:inbound", args=[organization.pk])).status_code in (403, 404)
     assert InboundMail.objects.count() == 0
+
+
+def test_the_domain_page_enables_inbound_mail_and_shows_its_mx_record(owner_client, organization, domain):
+    url = reverse("dashboard:domain_inbound", args=[organization.pk, domain.pk])
+    done = owner_client.post(url, {"enabled": "on", "subdomain": "inbound"})
+    assert done.status_code == 302
+    domain.refresh_from_db()
+    assert (domain.inbound_enabled, domain.inbound_host) == (True, HOST)
+    page = owner_client.get(reverse("dashboard:domain", args=[organization.pk, domain.pk]))
+    assert f"Receives mail at <strong>{HOST}</strong>".encode() in page.content
+    assert b"10 bounces.postwerk.example." in page.content  # the MX record to publish
+    bad = owner_client.post(url, {"enabled": "on", "subdomain": "-bad-"}, follow=True)
+    assert b"is not a valid subdomain label" in bad.content
