@@ -382,3 +382,12 @@ def test_a_client_address_over_its_message_limit_is_told_to_come_back_later(api,
     assert (code, reply) == (450, b"4.7.1 Too many messages from your address; try again later")
     assert InboundMail.objects.count() == 2
     reset("127.0.0.1")
+
+
+def test_a_message_with_nul_characters_is_stored_like_any_other(api, inbound, inbound_domain):
+    add_route(api, f"support@{HOST}", "store")
+    raw = (f"From: jane@{SENDER}\r\nTo: support@{HOST}\r\nSubject: a\x00b\r\n\r\nbody \x00 with a NUL\r\n").encode()
+    assert smtp_send(inbound, [f"support@{HOST}"], raw)[1][0] == 250
+    stored = InboundMail.objects.get()
+    assert stored.subject == "a\ufffdb" and "\ufffd" in stored.parsed["TextBody"]
+    assert b"body \x00 with a NUL" in bytes(stored.raw)  # the raw message as it came

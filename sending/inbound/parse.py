@@ -90,6 +90,18 @@ def message_read(raw: bytes) -> EmailMessage:
     return BytesParser(policy=policy.default).parsebytes(raw)  # type: ignore[return-value]
 
 
+def without_nul(value: object) -> object:
+    """NUL characters replaced (U+FFFD) in every string: PostgreSQL's text and JSON cannot hold them, and a message
+    carrying one must be stored like any other."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {k: without_nul(v) for k, v in value.items()}
+    return value
+
+
 def parsed_fields(raw: bytes, *, original_recipient: str) -> tuple[dict, list[Attachment]]:
     """The post's fields but the attachments, and the attachments themselves."""
     message = message_read(raw)
@@ -114,4 +126,4 @@ def parsed_fields(raw: bytes, *, original_recipient: str) -> tuple[dict, list[At
         "StrippedTextReply": stripped_reply(text),
         "Headers": [{"Name": name, "Value": str(value)} for name, value in message.items()],
     }
-    return fields, attachments(message)
+    return without_nul(fields), attachments(message)  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from sending.domains.message_authentication import AuthResults, authenticate
 from sending.errors import Refused
 from sending.feedback.inbound_intake import inbound_store
 from sending.inbound.matching import RouteRef, route_for
-from sending.inbound.parse import parsed_fields
+from sending.inbound.parse import parsed_fields, without_nul
 from sending.inbound.payload import inbound_payload
 from sending.models import Domain, InboundMail, InboundRoute, WebhookDelivery
 from sending.webhooks.dispatch import enqueue
@@ -100,20 +100,22 @@ def _auth(raw: bytes, *, peer_ip: str | None, helo: str, mail_from: str) -> tupl
     except Exception:  # a verifier bug must not refuse or lose the mail: kept without results
         log.exception("authenticating an inbound message failed")
         return None, {}
-    return results, {
-        "header": results.header(settings.POSTWERK_HOSTNAME),
-        "spf": results.spf,
-        "spf_domain": results.spf_domain,
-        "helo_spf": results.helo_spf,
-        "dkim": [
-            {"domain": d.domain, "selector": d.selector, "algorithm": d.algorithm, "result": d.result}
-            for d in results.dkim
-        ],
-        "dmarc": results.dmarc,
-        "dmarc_policy": results.dmarc_policy,
-        "from_domain": results.from_domain,
-        "arc": results.arc,
-    }
+    return results, without_nul(
+        {  # type: ignore[return-value]
+            "header": results.header(settings.POSTWERK_HOSTNAME),
+            "spf": results.spf,
+            "spf_domain": results.spf_domain,
+            "helo_spf": results.helo_spf,
+            "dkim": [
+                {"domain": d.domain, "selector": d.selector, "algorithm": d.algorithm, "result": d.result}
+                for d in results.dkim
+            ],
+            "dmarc": results.dmarc,
+            "dmarc_policy": results.dmarc_policy,
+            "from_domain": results.from_domain,
+            "arc": results.arc,
+        }
+    )
 
 
 def _decide(route: InboundRoute, results: AuthResults | None) -> tuple[str, str]:
@@ -186,9 +188,9 @@ def _mail_store(
         action=route.action,
         state=state,
         peer_ip=peer_ip or "",
-        helo=helo[:255],
-        mail_from=mail_from[:320],
-        rcpt_to=address[:320],
+        helo=str(without_nul(helo))[:255],
+        mail_from=str(without_nul(mail_from))[:320],
+        rcpt_to=str(without_nul(address))[:320],
         from_address=str(parsed.get("From", ""))[:320],
         subject=str(parsed.get("Subject", ""))[:998],
         message_id=next((h["Value"] for h in parsed.get("Headers", []) if h["Name"].lower() == "message-id"), "")[:998],
