@@ -19,7 +19,7 @@ from sending.domains.service import dns_records
 from sending.domains.verification import domain_verify
 from sending.inbound.matching import RouteRef, match_parse, route_for
 from sending.inbound.routes import inbound_domain_set
-from sending.models import DnsCheck, InboundMail, InboundMessage, WebhookAttempt, WebhookDelivery
+from sending.models import DnsCheck, InboundMail, InboundMessage, InboundRoute, WebhookAttempt, WebhookDelivery
 from sending.smtp.inbound_limits import reset
 from sending.webhooks import dispatch, transport
 from sending.webhooks.signing import signature_verify
@@ -285,7 +285,17 @@ def test_mail_failing_dmarc_under_p_reject_is_refused_or_held_as_the_route_says(
         assert code == 250
     states = dict(InboundMail.objects.values_list("rcpt_to", "state"))
     assert states == {f"review@{HOST}": "held", f"open@{HOST}": "stored"}
-    assert InboundMail.objects.get(rcpt_to=f"review@{HOST}").auth["dmarc"] == "fail"
+    held = InboundMail.objects.get(rcpt_to=f"review@{HOST}")
+    assert held.auth["dmarc"] == "fail" and held.note == "held: fails DMARC under p=reject"
+    assert not WebhookDelivery.objects.exists()
+    # A held message of a post route is released by posting it by hand.
+    with HttpReceiver() as receiver:
+        route = InboundRoute.objects.get(match=f"review@{HOST}")
+        api.patch(f"/api/v1/inbound-routes/{route.pk}", {"action": "post", "url": receiver.url()}, format="json")
+        assert api.post(f"/api/v1/inbound/{held.pk}/retry").status_code == 202
+        assert run_posts() == 1 and len(receiver.requests) == 1
+    held.refresh_from_db()
+    assert (held.state, held.note) == ("stored", "held: fails DMARC under p=reject; released by hand")
 
 
 def test_routes_api_validates_and_changes_routes(api, inbound_domain, receiver):

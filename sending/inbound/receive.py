@@ -237,12 +237,17 @@ class RetryRefused(PostwerkError):
 
 @transaction.atomic
 def inbound_post_retry(*, mail: InboundMail) -> WebhookDelivery:
-    """Post the mail again now, to its route's endpoint as it is today, as a `replay` delivery with fresh links."""
+    """Post the mail again now, to its route's endpoint as it is today, as a `replay` delivery with fresh links
+    (held mail of a post route is released so)."""
     route = mail.route
     if route is None or route.action != Action.POST:
         raise RetryRefused("The message's route no longer posts: nothing to retry.")
     if route.endpoint is None or not route.endpoint.enabled:
         raise RetryRefused("The route's endpoint is disabled; enable the route's endpoint first.")
+    if mail.state == InboundMail.State.HELD:
+        # Held mail of a post route (failing DMARC under p=reject) is released by posting it.
+        mail.state, mail.note = InboundMail.State.STORED, f"{mail.note}; released by hand".lstrip("; ")[:300]
+        mail.save(update_fields=["state", "note"])
     delivery = inbound_post_queue(mail, replay=True)
     assert delivery is not None
     return delivery
