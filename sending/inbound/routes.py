@@ -33,7 +33,7 @@ def inbound_domain_set(*, domain: Domain, enabled: bool, subdomain: str = "") ->
         label = _label(subdomain)
     except DomainError as exc:
         raise RouteError("subdomain", str(exc)) from exc
-    if label and label in {domain.return_path_subdomain, domain.tracking_subdomain} - {""}:
+    if label and f"{label}.{domain.name}" in {domain.return_path_host, domain.tracking_host}:
         raise RouteError("subdomain", f"{label}.{domain.name} is already this domain's return-path or tracking host.")
     before = {"inbound_enabled": domain.inbound_enabled, "inbound_subdomain": domain.inbound_subdomain}
     with transaction.atomic():
