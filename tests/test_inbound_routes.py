@@ -299,7 +299,9 @@ def test_mail_failing_dmarc_under_p_reject_is_refused_or_held_as_the_route_says(
 
 
 def test_routes_api_validates_and_changes_routes(api, inbound_domain, receiver):
-    taken = api.post(f"/api/v1/domains/{inbound_domain.pk}/inbound", {"enabled": True, "subdomain": "pm-bounces"})
+    taken = api.post(
+        f"/api/v1/domains/{inbound_domain.pk}/inbound", {"enabled": True, "subdomain": "pm-bounces"}, format="json"
+    )
     assert taken.status_code == 400 and "return-path or tracking host" in taken.json()["fields"]["subdomain"][0]
     bad = api.post("/api/v1/inbound-routes", {"match": "x@not-ours.example", "action": "store"}, format="json")
     assert bad.status_code == 400 and list(bad.json()["fields"]) == ["match"]
