@@ -293,6 +293,13 @@ POSTWERK_SMTP_INBOUND = env.str("POSTWERK_SMTP_INBOUND", default=f"{_smtp_host}:
 POSTWERK_INBOUND_MAX_MESSAGE_SIZE = env.int("POSTWERK_INBOUND_MAX_MESSAGE_SIZE", default=30 * 1024 * 1024)
 # Local parts accepted at return-path hosts besides VERP addresses: feedback loops and RFC 5321's postmaster.
 POSTWERK_FEEDBACK_LOCAL_PARTS = env.list("POSTWERK_FEEDBACK_LOCAL_PARTS", default=["fbl", "abuse", "postmaster"])
+# Inbound routes (sending.inbound): a post inlines attachments while their sizes add up to this many bytes (the
+# rest are signed links), and its signed links to the raw message and attachments work for this many seconds.
+POSTWERK_INBOUND_INLINE_ATTACHMENTS = env.int("POSTWERK_INBOUND_INLINE_ATTACHMENTS", default=512 * 1024)
+POSTWERK_INBOUND_LINK_TTL = env.int("POSTWERK_INBOUND_LINK_TTL", default=7 * 24 * 3600)
+# Messages one client address may hand the inbound MX per window (seconds); past that MAIL is 450 4.7.1. 0: no limit.
+POSTWERK_INBOUND_MESSAGES_PER_IP = env.int("POSTWERK_INBOUND_MESSAGES_PER_IP", default=1000)
+POSTWERK_INBOUND_MESSAGES_WINDOW = env.int("POSTWERK_INBOUND_MESSAGES_WINDOW", default=3600)
 
 # --- Bounces and suppressions -----------------------------------------------------------------------------
 # Soft bounces (permanent non-address failures, expiries) suppress an address once this many fall in the window.

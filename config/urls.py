@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from dashboard.views import sso
+from sending.inbound.links import file_view
 from sending.operations import metrics_view, views
 
 urlpatterns = [
@@ -14,6 +15,8 @@ urlpatterns = [
     path("", include("sending.compat.postmark.urls")),
     # Open pixels, click redirects and one-click unsubscribe (sending.feedback.tracking), linked from tracked mail.
     path("t/", include("sending.feedback.tracking_urls")),
+    # Signed, expiring links an inbound post gives to its raw message and large attachments (sending.inbound.links).
+    path("inbound-files/<str:token>", file_view, name="inbound-file"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -58,6 +58,11 @@ class Domain(models.Model):
     tracking_subdomain = models.CharField(max_length=63, default="", blank=True)
     # The tracking subdomain's CNAME points at POSTWERK_TRACKING_HOST: links use the domain's own host.
     tracking_host_ok = models.BooleanField(default=False)
+    # Inbound mail (sending.inbound): received for the domain itself or for one subdomain (`inbound.acme.example`),
+    # routed by the organization's InboundRoutes. inbound_mx_ok: the MX records point at the platform's MX hosts.
+    inbound_enabled = models.BooleanField(default=False)
+    inbound_subdomain = models.CharField(max_length=63, default="", blank=True)
+    inbound_mx_ok = models.BooleanField(default=False)
 
     class Meta:
         indexes = [models.Index(fields=["next_check_at"], name="domain_next_check")]
@@ -72,6 +77,11 @@ class Domain(models.Model):
     @property
     def tracking_host(self) -> str:
         return f"{self.tracking_subdomain or settings.POSTWERK_TRACKING_PREFIX}.{self.name}"
+
+    @property
+    def inbound_host(self) -> str:
+        """The name inbound mail is addressed to: the domain, or its inbound subdomain."""
+        return f"{self.inbound_subdomain}.{self.name}" if self.inbound_subdomain else self.name
 
 
 class Stream(models.Model):
@@ -479,6 +489,85 @@ class InboundMessage(models.Model):
         return f"inbound {self.id} ({self.state})"
 
 
+class InboundRoute(models.Model):
+    """Where mail to an organization's inbound domain goes (sending.inbound.routes has the matching order)."""
+
+    class Action(models.TextChoices):
+        POST = "post"  # stored, and POSTed as JSON to the route's endpoint
+        STORE = "store"  # stored, readable by API and dashboard
+        HOLD = "hold"  # stored as held, for review
+        REFUSE = "refuse"  # 550 5.1.1 at RCPT
+
+    class Kind(models.TextChoices):
+        EXACT = "exact"  # support@acme.example
+        PATTERN = "pattern"  # orders+*@acme.example, team-?@acme.example
+        CATCH_ALL = "catch_all"  # *@acme.example
+
+    class DmarcReject(models.TextChoices):
+        # What to do with mail that fails DMARC while its From domain publishes p=reject.
+        ACCEPT = "accept"
+        HOLD = "hold"
+        REFUSE = "refuse"  # 550 5.7.1 at the end of DATA
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="inbound_routes")
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="inbound_routes")
+    # As given, lower case: "support@inbound.acme.example", "orders+*@...", "*@...".
+    match = models.CharField(max_length=320)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    # The endpoint of a `post` route (purpose `inbound`): its secret signs the posts, its log keeps the attempts.
+    endpoint = models.ForeignKey(
+        "WebhookEndpoint", on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_routes"
+    )
+    dmarc_reject = models.CharField(max_length=8, choices=DmarcReject.choices, default=DmarcReject.ACCEPT)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["domain", "match"], name="inbound_route_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.match} → {self.action}"
+
+
+class InboundMail(models.Model):
+    """Mail accepted for an inbound route: the raw message as received with our Authentication-Results header
+    on top, what was parsed from it, and the route's outcome. One row per routed recipient."""
+
+    class State(models.TextChoices):
+        STORED = "stored"  # kept (a `store` route; a `post` route's posts are its `deliveries`)
+        HELD = "held"  # kept for review (a `hold` route, or DMARC failed under p=reject on a holding route)
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    route = models.ForeignKey(InboundRoute, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    action = models.CharField(max_length=8, choices=InboundRoute.Action.choices)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.STORED)
+    received_at = models.DateTimeField(default=timezone.now)
+    peer_ip = models.CharField(max_length=45, blank=True)
+    helo = models.CharField(max_length=255, blank=True)
+    mail_from = models.CharField(max_length=320, blank=True)
+    rcpt_to = models.CharField(max_length=320)
+    from_address = models.CharField(max_length=320, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    message_id = models.CharField(max_length=998, blank=True)
+    size = models.PositiveIntegerField()
+    raw = models.BinaryField()
+    # The parsed message in the post's shape, without attachment contents (sending.inbound.parse).
+    parsed = models.JSONField(default=dict, blank=True)
+    # SPF, DKIM, DMARC and ARC results (sending.domains.message_authentication), and the header added.
+    auth = models.JSONField(default=dict, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-received_at"], name="inbound_mail_org_time")]
+
+    def __str__(self) -> str:
+        return f"inbound mail {self.id} ({self.state})"
+
+
 class DmarcReport(models.Model):
     """A report receivers sent about one sender domain: a DMARC aggregate report (RFC 7489 §7.2) or an SMTP TLS
     report (RFC 8460), read from the inbound message that brought it (kept for its raw bytes)."""
@@ -605,6 +694,9 @@ class WebhookEndpoint(models.Model):
     # After a rotation the old secret also signs until this time, so receivers can switch without a gap.
     previous_secret_encrypted = models.TextField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # `events` endpoints get the event fan-out; an `inbound` endpoint belongs to a post route and only carries
+    # its posts (sending.inbound), through the same signing, retries and delivery log.
+    purpose = models.CharField(max_length=8, default="events")
     # Events with a larger id are this endpoint's: nothing from before it existed.
     start_event_id = models.BigIntegerField(default=0)
     # The first failure since the last success; failing for POSTWERK_WEBHOOK_DISABLE_AFTER disables it.
@@ -642,6 +734,10 @@ class WebhookDelivery(models.Model):
     # Null only for a test send, whose sample body is kept in `payload`.
     event = models.ForeignKey(Event, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     payload = models.JSONField(null=True, blank=True)
+    # The inbound mail a post route's delivery carries (its JSON is in `payload`).
+    inbound_mail = models.ForeignKey(
+        InboundMail, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries"
+    )
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
     # What caused the next attempt (a hand replay is logged as one).
     trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.AUTO)

@@ -500,11 +500,11 @@ def test_an_unmatched_report_at_an_organizations_host_is_listed_by_its_api(api, 
     raw = NAMELESS_NOTICE.format(to=f"fbl@{host}").replace("\n", "\r\n").encode()
     stored = process(deliver_report(inbound, f"fbl@{host}", raw))
     assert stored.state == InboundMessage.State.UNMATCHED
-    listed = api.get("/api/v1/inbound", {"state": "unmatched"}).json()["results"]
+    listed = api.get("/api/v1/feedback/reports", {"state": "unmatched"}).json()["results"]
     assert [(r["id"], r["state"], r["type"], r["recipients"]) for r in listed] == [
         (str(stored.pk), "unmatched", "bounce", [])
     ]
     assert listed[0]["unnamed"]["reason"] == "user_unknown"
     assert listed[0]["note"] == "a report that names no recipient and came to no return-path token"
-    bad = api.get("/api/v1/inbound", {"state": "lost"})
+    bad = api.get("/api/v1/feedback/reports", {"state": "lost"})
     assert bad.status_code == 400 and bad.json()["fields"] == {"state": ["Unknown state."]}

@@ -53,6 +53,7 @@ class DkimKeySerializer(serializers.ModelSerializer):
 class DomainSerializer(serializers.ModelSerializer):
     verified = serializers.SerializerMethodField()
     return_path_host = serializers.CharField(read_only=True)
+    inbound_host = serializers.CharField(read_only=True)
 
     class Meta:
         model = Domain
@@ -68,6 +69,9 @@ class DomainSerializer(serializers.ModelSerializer):
             "return_path_host",
             "dmarc",
             "allow_subdomains",
+            "inbound_enabled",
+            "inbound_host",
+            "inbound_mx_ok",
             "checked_at",
             "next_check_at",
             "created_at",

@@ -2,9 +2,21 @@
 
 from django.urls import path
 
-from sending.api import dmarc_reports, domains, events, streams, suppressions, templates, tracking, views, webhooks
+from sending.api import (
+    dmarc_reports,
+    domains,
+    events,
+    feedback_reports,
+    inbound,
+    inbound_routes,
+    streams,
+    suppressions,
+    templates,
+    tracking,
+    views,
+    webhooks,
+)
 from sending.api import held as held_api
-from sending.api import inbound as inbound_api
 from sending.api import ips as ips_api
 from sending.api import reputation as reputation_api
 
@@ -18,7 +30,13 @@ urlpatterns = [
         reputation_api.ReputationThresholdsView.as_view(),
         name="reputation-thresholds",
     ),
-    path("inbound", inbound_api.InboundView.as_view(), name="inbound"),
+    path("feedback/reports", feedback_reports.FeedbackReportsView.as_view(), name="feedback-reports"),
+    path("inbound", inbound.InboundView.as_view(), name="inbound"),
+    path("inbound/<uuid:inbound_id>", inbound.InboundDetailView.as_view(), name="inbound-detail"),
+    path("inbound/<uuid:inbound_id>/raw", inbound.InboundRawView.as_view(), name="inbound-raw"),
+    path("inbound/<uuid:inbound_id>/retry", inbound.InboundRetryView.as_view(), name="inbound-retry"),
+    path("inbound-routes", inbound_routes.InboundRoutesView.as_view(), name="inbound-routes"),
+    path("inbound-routes/<uuid:route_id>", inbound_routes.InboundRouteDetailView.as_view(), name="inbound-route"),
     path("ips", ips_api.IpsView.as_view(), name="ips"),
     path("held", held_api.HeldView.as_view(), name="held"),
     path("held/release", held_api.HeldReleaseView.as_view(), name="held-release"),
@@ -41,6 +59,7 @@ urlpatterns = [
     path("domains", domains.DomainsView.as_view(), name="domains"),
     path("domains/<int:domain_id>", domains.DomainDetailView.as_view(), name="domain-detail"),
     path("domains/<int:domain_id>/verify", domains.DomainVerifyView.as_view(), name="domain-verify"),
+    path("domains/<int:domain_id>/inbound", inbound_routes.DomainInboundView.as_view(), name="domain-inbound"),
     path("domains/<int:domain_id>/rotate-dkim", domains.DomainRotateDkimView.as_view(), name="domain-rotate-dkim"),
     path("suppressions", suppressions.SuppressionsView.as_view(), name="suppressions"),
     path("suppressions/export", suppressions.SuppressionExportView.as_view(), name="suppressions-export"),

@@ -132,6 +132,7 @@ def domain_spec(domain: Domain) -> DomainSpec:
         spf_include=settings.POSTWERK_SPF_INCLUDE or None,
         sending_ips=list(settings.POSTWERK_SENDING_IPS),
         dmarc_rua=dmarc_rua(domain),
+        inbound_host=domain.inbound_host if domain.inbound_enabled else None,
     )
 
 

@@ -78,6 +78,8 @@ def domain_record_checks(*, domain: Domain, results: list[CheckResult]) -> list[
         domain.spf_ok = definite["spf:return_path"].ok
     if "dmarc" in definite:
         domain.dmarc = _dmarc_policy(definite["dmarc"])
+    if "inbound_mx" in definite:
+        domain.inbound_mx_ok = definite["inbound_mx"].ok
     if domain.verified_at is None and domain.ownership_verified_at and rsa is not None and domain.dkim_ok:
         domain.verified_at = now
         events.append(_event(domain, EventType.DOMAIN_VERIFIED, now, {"domain": domain.name}))

@@ -26,6 +26,7 @@ from sending.delivery.throttling import states_idle_delete
 from sending.models import (
     CapturedMessage,
     Event,
+    InboundMail,
     InboundMessage,
     Message,
     Recipient,
@@ -133,17 +134,25 @@ def orphan_events_delete(*, organization_id: int, cutoff: datetime, batch: int, 
 
 
 def inbound_purge(*, raw_cutoff: datetime, cutoff: datetime, batch: int, report: PurgeReport) -> None:
-    """Inbound reports (DSNs, ARF): their ids are time-ordered uuid7, so the primary key bounds the range."""
+    """Inbound reports (DSNs, ARF) once processed, and mail accepted for inbound routes (raw and parsed)."""
     done = InboundMessage.objects.exclude(state=InboundMessage.State.RECEIVED)
+    _raw_rows_purge(done, raw_cutoff=raw_cutoff, cutoff=cutoff, batch=batch, report=report)
+    _raw_rows_purge(InboundMail.objects.all(), raw_cutoff=raw_cutoff, cutoff=cutoff, batch=batch, report=report)
+
+
+def _raw_rows_purge(done, *, raw_cutoff: datetime, cutoff: datetime, batch: int, report: PurgeReport) -> None:  # type: ignore[no-untyped-def]
+    """Rows older than `cutoff` deleted, bodies older than `raw_cutoff` emptied; ids are time-ordered uuid7, so the
+    primary key bounds the range."""
+    model = done.model
     while ids := list(done.filter(id__lt=uuid7_floor(cutoff)).order_by("id").values_list("id", flat=True)[:batch]):
         with transaction.atomic():
-            deleted, _ = InboundMessage.objects.filter(pk__in=ids).delete()
+            deleted, _ = model.objects.filter(pk__in=ids).delete()
         report.inbound_deleted += deleted
         report.rows_deleted += deleted
     bodies = done.filter(id__lt=uuid7_floor(raw_cutoff)).annotate(raw_length=Length("raw")).filter(raw_length__gt=0)
     while ids := list(bodies.order_by("id").values_list("id", flat=True)[:batch]):
         with transaction.atomic():
-            report.inbound_bodies_purged += InboundMessage.objects.filter(pk__in=ids).update(raw=b"")
+            report.inbound_bodies_purged += model.objects.filter(pk__in=ids).update(raw=b"")
 
 
 def retention_purge(

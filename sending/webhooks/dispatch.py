@@ -170,9 +170,12 @@ def delivery_attempt(delivery: WebhookDelivery, token: uuid.UUID) -> WebhookAtte
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         SIGNATURE_HEADER: signature_header(body, signing_secrets(endpoint, started)),
-        # A Postmark-shaped body has neither key: its event is the delivery's, its type the RecordType.
-        EVENT_ID_HEADER: str(payload.get("id", delivery.event_id)),
-        "Postwerk-Event-Type": str(payload.get("type", payload.get("RecordType"))),
+        # Neither an inbound post nor a Postmark-shaped event body has Postwerk's id/type keys: the inbound mail's
+        # id, or the delivery's event and the RecordType, stand for them.
+        EVENT_ID_HEADER: str(delivery.inbound_mail_id or payload.get("id", delivery.event_id)),
+        "Postwerk-Event-Type": "inbound"
+        if delivery.inbound_mail_id
+        else str(payload.get("type", payload.get("RecordType"))),
         "Postwerk-Delivery-Id": str(delivery.pk),
         "Postwerk-Attempt": str(delivery.attempts + 1),
     }

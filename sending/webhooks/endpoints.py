@@ -68,6 +68,7 @@ def webhook_endpoint_create(
     enabled: bool = True,
     streams: list[str] | None = None,
     payload_format: str = WebhookEndpoint.PayloadFormat.POSTWERK,
+    purpose: str = "events",
 ) -> tuple[WebhookEndpoint, str]:
     """A new endpoint and its signing secret (the only time the secret is returned)."""
     url, event_types = url_check(url), event_types_check(event_types)
@@ -85,6 +86,7 @@ def webhook_endpoint_create(
             description=description,
             enabled=enabled,
             payload_format=payload_format,
+            purpose=purpose,
             secret_encrypted=encrypt(secret.encode()),
             start_event_id=start,
         )

@@ -67,7 +67,8 @@ def _window(now: datetime) -> tuple[int, bool]:
         if not rows:
             return 0, False
         wanted: dict[int, list[WebhookEndpoint]] = defaultdict(list)
-        for endpoint in WebhookEndpoint.objects.filter(enabled=True, organization_id__in={row[1] for row in rows}).only(
+        endpoints = WebhookEndpoint.objects.filter(enabled=True, purpose="events")
+        for endpoint in endpoints.filter(organization_id__in={row[1] for row in rows}).only(
             "id", "organization_id", "event_types", "streams", "start_event_id", "payload_format"
         ):
             wanted[endpoint.organization_id].append(endpoint)

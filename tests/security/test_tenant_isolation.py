@@ -29,10 +29,13 @@ from accounts.scopes import Scope, role_allows
 from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
 from sending.api.permissions import required_scope
 from sending.feedback.suppressions import suppression_add
+from sending.inbound.routes import inbound_domain_set, inbound_route_create
 from sending.models import (
     CapturedMessage,
     DkimKey,
     Event,
+    InboundMail,
+    InboundRoute,
     Message,
     Reputation,
     ReputationScope,
@@ -72,6 +75,8 @@ NOT_TENANT_SCOPED = {
     "oidc/authenticate/",
     "oidc/callback/",
     "signin/<str:token>",  # the one-time sign-in link: the token is the capability (only its hash is stored)
+    # An inbound post's links to its raw message and attachments: the signed, expiring token is the capability.
+    "inbound-files/<str:token>",
 }
 # Operators' pages (staff only): test_operator_pages_are_staff_only.
 OPERATOR_PREFIX = "ops/"
@@ -143,6 +148,13 @@ def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-un
         code=250,
         outcome="delivered",
     )
+    inbound_domain_set(domain=domain, enabled=True)
+    route, _ = inbound_route_create(
+        organization=org, match="support@globex.example", action="post", url="https://127.0.0.9/globex-hook"
+    )
+    inbound = InboundMail.objects.create(
+        organization=org, route=route, action="post", rcpt_to="support@globex.example", size=1, raw=b"x"
+    )
     invitation = Invitation.objects.create(
         organization=org,
         email="new@globex.example",
@@ -164,6 +176,8 @@ def globex(zone, settings, make_user_b) -> dict[str, Any]:  # type: ignore[no-un
         "invitation": invitation,
         "capture": capture,
         "template": template,
+        "route": route,
+        "inbound": inbound,
         "dkim_keys": DkimKey.objects.filter(domain=domain).count(),
         "stream": Stream.objects.get(organization=org, name="transactional"),
     }
@@ -202,6 +216,9 @@ def assert_globex_untouched(b: dict[str, Any]) -> None:
     assert Reputation.objects.get(pk=b["reputation"].pk).state == ReputationState.PAUSED
     assert Invitation.objects.get(pk=b["invitation"].pk).revoked_at is None
     assert Template.objects.get(pk=b["template"].pk).active_version.number == 1
+    route = InboundRoute.objects.get(pk=b["route"].pk)
+    assert (route.action, route.endpoint.enabled) == ("post", True)
+    assert not WebhookDelivery.objects.filter(inbound_mail=b["inbound"]).exists()  # no retry was queued
 
 
 def test_every_route_is_classified():
@@ -232,6 +249,8 @@ def api_ids(b: dict[str, Any]) -> dict[str, Any]:
         "key_id": b["api_key"].pk,
         "ref": b["template"].pk,
         "number": 1,
+        "inbound_id": b["inbound"].pk,
+        "route_id": b["route"].pk,
     }
 
 
@@ -385,6 +404,8 @@ def dashboard_ids(b: dict[str, Any]) -> dict[str, Any]:
         "capture_id": b["capture"].pk,
         "template_id": b["template"].pk,
         "number": 1,
+        "inbound_id": b["inbound"].pk,
+        "route_id": b["route"].pk,
     }
 
 

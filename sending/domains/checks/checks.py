@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sending.domains.checks.dkim_record import check_dkim
 from sending.domains.checks.dmarc import check_dmarc, check_dmarc_report
+from sending.domains.checks.inbound_mx import check_inbound_mx
 from sending.domains.checks.ownership import check_ownership
 from sending.domains.checks.return_path_check import check_return_path
 from sending.domains.checks.spec import CheckResult, CheckStatus, DomainSpec
@@ -22,7 +23,8 @@ __all__ = [
 
 def run_checks(spec: DomainSpec) -> list[CheckResult]:
     """ownership, dkim (one per key), spf (From domain), return_path, spf (return path), dmarc, and dmarc_report
-    when the report address needs an authorisation record (RFC 7489 §7.1) — in that order.
+    when the report address needs an authorisation record (RFC 7489 §7.1), and inbound_mx when inbound mail is
+    enabled — in that order.
 
     DMARC alignment uses the DKIM and return-path SPF outcomes of this run; a check that could not run
     (status error) counts as passing there, so one timeout never makes DMARC look broken.
@@ -42,7 +44,7 @@ def run_checks(spec: DomainSpec) -> list[CheckResult]:
             return_path_spf_ok=return_path_spf.status in passing,
         )
     )
-    report = check_dmarc_report(spec)
-    if report is not None:
-        results.append(report)
+    for optional in (check_dmarc_report(spec), check_inbound_mx(spec)):
+        if optional is not None:
+            results.append(optional)
     return results

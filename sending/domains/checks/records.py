@@ -7,6 +7,7 @@ import re
 
 from sending.domains.checks.dkim_record import dkim_record_value
 from sending.domains.checks.dmarc import dmarc_recommendation, lookup_dmarc, report_authorization_name
+from sending.domains.checks.inbound_mx import inbound_mx_records
 from sending.domains.checks.spec import DomainSpec, ExpectedRecord
 from sending.domains.checks.txt import Lookup, LookupStatus, lookup_txt
 
@@ -132,6 +133,7 @@ def expected_records(spec: DomainSpec) -> list[ExpectedRecord]:
                 publisher="operator",
             )
         )
+    records.extend(inbound_mx_records(spec))
     return records
 
 

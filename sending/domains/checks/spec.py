@@ -33,6 +33,7 @@ class DomainSpec:
     spf_include: str | None  # e.g. "_spf.postwerk.example"; None: use sending_ips as ip4:/ip6: terms
     sending_ips: Sequence[str]  # the addresses delivery connects from
     dmarc_rua: str  # reporting address, with or without "mailto:"
+    inbound_host: str | None = None  # the name inbound mail is addressed to, when inbound mail is enabled
 
 
 class CheckStatus(StrEnum):
@@ -65,8 +66,8 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class ExpectedRecord:
-    purpose: str  # "ownership", "dkim", "return_path", "spf", "dmarc", "dmarc_report"
-    type: str  # DNS record type: "TXT", "CNAME"
+    purpose: str  # "ownership", "dkim", "return_path", "spf", "dmarc", "dmarc_report", "inbound"
+    type: str  # DNS record type: "TXT", "CNAME", "MX"
     name: str  # owner name, fully qualified without the trailing dot
     value: str  # presentation value to publish (TXT values unquoted)
     note: str = ""
