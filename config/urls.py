@@ -10,6 +10,8 @@ urlpatterns = [
     path("metrics", metrics_view.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
+    # The SES v2-compatible API at SES's own paths (sending.compat.ses): boto3's sesv2 with endpoint_url=Postwerk.
+    path("v2/email/", include("sending.compat.ses.urls")),
     # Open pixels, click redirects and one-click unsubscribe (sending.feedback.tracking), linked from tracked mail.
     path("t/", include("sending.feedback.tracking_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -53,7 +53,7 @@ def _check_body_size(request: Request, limit: int) -> None:
 _serializers = threading.local()
 
 
-def _message_serializer() -> SendMessageSerializer:
+def message_serializer() -> SendMessageSerializer:
     """This thread's SendMessageSerializer: DRF builds a serializer's fields (deep copies of the declared ones)
     per instance, a good part of a one-message request's CPU; validating keeps no state on the instance, so one per
     thread serves every request (settings are read at validation time)."""
@@ -157,10 +157,14 @@ class OneTransactionPost:
                 if not 200 <= response.status_code < 300:
                     transaction.set_rollback(True)
         except DatabaseError as exc:
-            return unavailable_response(exc)
+            return self.unavailable(exc)
         # Committed: the delivery tasks go out from the process's publisher thread, batched with other requests'.
         shared_publisher().submit(committed)
         return response
+
+    def unavailable(self, exc: DatabaseError) -> HttpResponseBase:
+        """The 503 when the database could not begin or commit (a compatible API answers in its own shape)."""
+        return unavailable_response(exc)
 
 
 class MessagePagination(CursorPagination):
@@ -185,7 +189,7 @@ class MessagesView(OneTransactionPost, APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        submission = _submission(request.data, _message_serializer())
+        submission = _submission(request.data, message_serializer())
         results = _accept(request, [submission], status.HTTP_202_ACCEPTED, lambda results: _accepted(results[0]))
         if isinstance(results, Response):
             return results
@@ -244,7 +248,7 @@ class MessageBatchView(OneTransactionPost, APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        serializer = _message_serializer()
+        serializer = message_serializer()
         submissions = [_item_submission(item, serializer) for item in items]
         results = _accept(request, submissions, status.HTTP_200_OK, _batch_answer)
         if isinstance(results, Response):
