@@ -23,7 +23,9 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+from accounts.models import ApiKey, AuditEntry
 from accounts.services import api_key_create, api_key_revoke, ses_access_key_issue
+from mail.crypto import decrypt
 from sending.models import Message, Recipient, RecipientState, Reputation, ReputationScope, ReputationState, Suppression
 from sending.reputation.rates import paused_scopes_clear
 from sending.templating.service import template_create
@@ -288,8 +290,6 @@ def test_unknown_key_wrong_secret_and_revoked_key_are_refused_and_send_nothing(l
     assert (status, code) == (403, "InvalidSignatureException")
     assert message.startswith("The request signature we calculated does not match the signature you provided.")
 
-    from accounts.models import ApiKey
-
     api_key_revoke(api_key=ApiKey.objects.get(ses_access_key_id=access_key_id))
     with pytest.raises(ClientError) as exc:
         _client(live_server.url, access_key_id, secret).send_email(**_simple())
@@ -448,3 +448,53 @@ def test_anymail_amazon_ses_backend_sends_through_postwerk(live_server, ses_key,
     (attachment,) = list(mail.iter_attachments())
     assert (attachment.get_filename(), attachment.get_content()) == ("data.csv", "a,b\r\n1,2\r\n")
     assert mail["X-Metadata"] == '{"user_id": "42"}'  # anymail's own header for metadata over SES
+
+
+# --- issuing access keys ------------------------------------------------------------------------------------------
+
+
+def test_provision_prints_an_ses_credential_that_signs(live_server, organization):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("provision", "--org", "Acme", "--ses-credential", "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    client = _client(live_server.url, result["ses_access_key_id"], result["ses_secret_access_key"])
+    client.put_suppressed_destination(EmailAddress="jane@dest.example", Reason="BOUNCE")
+    assert Suppression.objects.get(organization=organization).address == "jane@dest.example"
+    # Kept encrypted at rest, never as given.
+    api_key = ApiKey.objects.get(ses_access_key_id=result["ses_access_key_id"])
+    assert result["ses_secret_access_key"] not in api_key.ses_secret_encrypted
+    assert decrypt(api_key.ses_secret_encrypted).decode() == result["ses_secret_access_key"]
+
+
+def test_the_api_issues_an_access_key_with_a_new_api_key_and_replaces_it(live_server, api):
+    created = api.post(
+        "/api/v1/api-keys",
+        {"name": "ses-app", "scopes": ["send", "suppressions"], "ses_access_key": True},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    old_id, old_secret = body["ses_access_key_id"], body["ses_secret_access_key"]
+    assert api.get(f"/api/v1/api-keys/{body['id']}").json()["ses_access_key_id"] == old_id
+    assert "ses_secret_access_key" not in api.get(f"/api/v1/api-keys/{body['id']}").json()
+    _client(live_server.url, old_id, old_secret).list_suppressed_destinations()
+
+    replaced = api.post(f"/api/v1/api-keys/{body['id']}/ses-access-key")
+    assert replaced.status_code == 200
+    new = replaced.json()
+    assert new["ses_access_key_id"] != old_id
+    assert (
+        _client(live_server.url, new["ses_access_key_id"], new["ses_secret_access_key"]).list_suppressed_destinations()[
+            "SuppressedDestinationSummaries"
+        ]
+        == []
+    )
+    with pytest.raises(ClientError) as exc:
+        _client(live_server.url, old_id, old_secret).list_suppressed_destinations()
+    assert _error(exc)[:2] == (403, "UnrecognizedClientException")
+    actions = list(AuditEntry.objects.filter(action="api_key.ses_access_key_issued").values_list("changes", flat=True))
+    assert [a["ses_access_key_id"] for a in actions] == [old_id, new["ses_access_key_id"]]

@@ -807,3 +807,37 @@ def test_template_editor_previews_html_and_text_as_you_type_then_saves_versions(
     ui.shot("31-template-versions")
     ui.nav("Templates")
     assert "welcome" in ui.page.locator("table").inner_text()
+
+
+def test_create_a_key_with_an_ses_access_key_and_send_with_boto3(ui, owner, domain, zone, mx, live_server):
+    import boto3
+    from botocore.config import Config
+
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    ui.login("owner")
+    ui.nav("API keys & SMTP")
+    ui.page.get_by_label("Key name").fill("ses-app")
+    ui.page.get_by_label("SES access key").check()
+    ui.page.get_by_role("button", name="Create API key").click()
+    access_key_id = ui.page.locator("#new-ses-access-key-id").inner_text().strip()
+    secret = ui.page.locator("#new-ses-secret-access-key").inner_text().strip()
+    ui.shot("08-ses-access-key-created")
+
+    client = boto3.client(
+        "sesv2",
+        endpoint_url=live_server.url,
+        region_name="eu-central-1",
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret,
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    answer = client.send_email(
+        FromEmailAddress="hello@acme.example",
+        Destination={"ToAddresses": ["jane@dest.example"]},
+        Content={"Simple": {"Subject": {"Data": "From the dashboard's key"}, "Body": {"Text": {"Data": "Hi"}}}},
+    )
+    assert answer["MessageId"]
+    assert deliver_queued() == 1
+    assert sink.wait_for(1)
+    assert b"\r\nSubject: From the dashboard's key\r\n" in sink.messages[0].data
