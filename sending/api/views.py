@@ -36,7 +36,7 @@ from sending.selectors import events_by_recipient, message_get, message_list
 Results = list[Prepared | Refused]
 
 
-def _check_body_size(request: Request, limit: int) -> None:
+def check_body_size(request: Request, limit: int) -> None:
     # base64 attachments grow by a third; refuse before reading a body that cannot fit.
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -185,7 +185,7 @@ class MessagesView(OneTransactionPost, APIView):
         summary="Send a message",
     )
     def post(self, request: Request) -> Response:
-        _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE)
+        check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE)
         replay = _replay(request)
         if replay is not None:
             return replay
@@ -239,7 +239,7 @@ class MessageBatchView(OneTransactionPost, APIView):
     @extend_schema(request=BatchSerializer, responses={200: dict}, summary="Send up to 500 messages in one request")
     def post(self, request: Request) -> Response:
         limit = settings.POSTWERK_BATCH_MAX_MESSAGES
-        _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
+        check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
         items = request.data.get("messages") if isinstance(request.data, dict) else request.data
         if not isinstance(items, list) or not items:
             raise ApiError(400, "Expected a list of messages.", {"messages": ["A non-empty list."]}, "invalid")

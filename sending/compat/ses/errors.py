@@ -165,6 +165,8 @@ def as_ses_error(exc: Exception) -> SesError:
             return SesError("AccessDeniedException", exc.message)
         if exc.status_code == 429:
             return SesError("TooManyRequestsException", exc.message)
+        if exc.status_code == 413:  # a body over the message size limit
+            return SesError("MessageRejected", exc.message)
         return bad_request(fields_message(exc.fields) if exc.fields else exc.message)
     if isinstance(exc, exceptions.Throttled):
         return SesError("TooManyRequestsException", "Maximum sending rate exceeded.")

@@ -4,6 +4,7 @@ shape (sending.compat.ses.errors). A send runs in one transaction on PostgreSQL,
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponseBase
 from drf_spectacular.utils import extend_schema
@@ -13,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.scopes import Scope
-from sending.api.views import OneTransactionPost, message_serializer
+from sending.api.views import OneTransactionPost, check_body_size, message_serializer
 from sending.compat.ses import suppressions
 from sending.compat.ses.authentication import SesSignatureAuthentication
 from sending.compat.ses.content import bulk_submissions, send_email_submission
@@ -42,6 +43,12 @@ class SesView(APIView):
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return exception_handler
+
+    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
+        # Before the signature check reads the body: one that cannot fit is refused unread (a bulk send may carry
+        # one template's worth per entry, as the send API's batch may).
+        check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
+        super().initial(request, *args, **kwargs)
 
     def body(self, request: Request) -> dict:
         data = request.data if request.body else {}
