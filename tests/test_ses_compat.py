@@ -419,22 +419,26 @@ print(json.dumps({"message_id": status.message_id, "status": sorted(status.statu
 """
 
 
-def test_anymail_amazon_ses_backend_sends_through_postwerk(live_server, ses_key, sink):
-    access_key_id, secret = ses_key
-    settings_module = Path(__file__).with_name("ses_anymail_settings.py")
+def _anymail(script: str, url: str, access_key_id: str, secret: str) -> dict:
+    """Run `script` in a client application's process (its own Django settings: tests/ses_anymail_settings.py)
+    and return the JSON it prints last."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.ses_anymail_settings",
-        "SES_ENDPOINT_URL": live_server.url,
+        "SES_ENDPOINT_URL": url,
         "SES_ACCESS_KEY_ID": access_key_id,
         "SES_SECRET_ACCESS_KEY": secret,
-        "PYTHONPATH": str(settings_module.parent.parent),
+        "PYTHONPATH": str(Path(__file__).parent.parent),
     }
     done = subprocess.run(  # noqa: S603 - this interpreter, this script
-        [sys.executable, "-c", ANYMAIL_SCRIPT], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_anymail_amazon_ses_backend_sends_through_postwerk(live_server, ses_key, sink):
+    result = _anymail(ANYMAIL_SCRIPT, live_server.url, *ses_key)
     message = Message.objects.get()
     assert result == {"message_id": str(message.id), "status": ["queued"]}
     assert deliver_queued() == 2
@@ -498,3 +502,43 @@ def test_the_api_issues_an_access_key_with_a_new_api_key_and_replaces_it(live_se
     assert _error(exc)[:2] == (403, "UnrecognizedClientException")
     actions = list(AuditEntry.objects.filter(action="api_key.ses_access_key_issued").values_list("changes", flat=True))
     assert [a["ses_access_key_id"] for a in actions] == [old_id, new["ses_access_key_id"]]
+
+
+ANYMAIL_TEMPLATE_SCRIPT = """
+import json
+import django
+django.setup()
+from anymail.message import AnymailMessage
+message = AnymailMessage(from_email="hello@acme.example", to=["jane@dest.example", "Joe <joe@dest.example>"])
+message.template_id = "notice"
+message.merge_global_data = {"greeting": "Hello"}
+message.merge_data = {"jane@dest.example": {"name": "Jane"}, "joe@dest.example": {"name": "Joe"}}
+message.merge_metadata = {"jane@dest.example": {"user": "1"}, "joe@dest.example": {"user": "2"}}
+message.send()
+recipients = message.anymail_status.recipients
+print(json.dumps({address: [r.status, r.message_id] for address, r in recipients.items()}))
+"""
+
+
+def test_anymail_amazon_ses_backend_sends_a_template_with_merge_data_as_a_bulk_send(
+    live_server, ses_key, sink, organization
+):
+    template_create(
+        organization=organization,
+        alias="notice",
+        name="Notice",
+        subject="Hi {{ name }}",
+        text="{{ greeting }} {{ name }}",
+    )
+    result = _anymail(ANYMAIL_TEMPLATE_SCRIPT, live_server.url, *ses_key)
+    messages = {m.recipients.get().address: m for m in Message.objects.all()}
+    assert result == {
+        "jane@dest.example": ["queued", str(messages["jane@dest.example"].id)],
+        "joe@dest.example": ["queued", str(messages["joe@dest.example"].id)],
+    }
+    assert deliver_queued() == 2
+    assert sink.wait_for(2)
+    bodies = {m.rcpt_tos[0]: message_from_bytes(m.data, policy=policy.default) for m in sink.messages}
+    assert bodies["jane@dest.example"]["Subject"] == "Hi Jane"
+    assert bodies["joe@dest.example"]["To"] == "Joe <joe@dest.example>"
+    assert bodies["joe@dest.example"].get_body(("plain",)).get_content().strip() == "Hello Joe"
