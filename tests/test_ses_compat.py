@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import boto3
@@ -45,7 +46,7 @@ def ses_key(organization, domain) -> tuple[str, str]:
 @pytest.fixture
 def ses(live_server, ses_key):  # type: ignore[no-untyped-def]
     access_key_id, secret = ses_key
-    return _client(live_server.url, access_key_id, secret)
+    return ses_client(live_server.url, access_key_id, secret)
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def sink(mx, zone):  # type: ignore[no-untyped-def]
     return mx("127.0.0.2")
 
 
-def _client(url: str, access_key_id: str, secret: str):  # type: ignore[no-untyped-def]
+def ses_client(url: str, access_key_id: str, secret: str):  # type: ignore[no-untyped-def]
     return boto3.client(
         "sesv2",
         endpoint_url=url,
@@ -63,6 +64,23 @@ def _client(url: str, access_key_id: str, secret: str):  # type: ignore[no-untyp
         aws_secret_access_key=secret,
         # One attempt: a refusal is seen as the client first meets it, never retried behind the test's back.
         config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def _arrived(sink, n: int) -> dict[str, EmailMessage]:  # type: ignore[no-untyped-def]
+    """Deliver what is queued (as a worker would) and read the `n` messages the MX received, by first recipient."""
+    assert deliver_queued() == n
+    assert sink.wait_for(n)
+    return {m.rcpt_tos[0]: message_from_bytes(m.data, policy=policy.default) for m in sink.messages}
+
+
+def _notice_template(organization) -> None:  # type: ignore[no-untyped-def]
+    template_create(
+        organization=organization,
+        alias="notice",
+        name="Notice",
+        subject="Hi {{ name }}",
+        text="{{ greeting }} {{ name }}",
     )
 
 
@@ -94,11 +112,9 @@ def test_send_email_simple_arrives_with_its_fields_and_returns_the_message_id(se
     message = Message.objects.get()
     assert answer["MessageId"] == str(message.id)
     assert message.metadata == {"campaign": "orders"}
-    assert deliver_queued() == 2
-    assert sink.wait_for(2)
+    mail = _arrived(sink, 2)["jane@dest.example"]
     for received in sink.messages:
         assert received.data.count(b"\r\nBcc:") == 0 and not received.data.startswith(b"Bcc:")
-    mail = message_from_bytes(sink.messages[0].data, policy=policy.default)
     assert mail["From"] == "Acme <hello@acme.example>"
     assert mail["To"] == "jane@dest.example"
     assert mail["Reply-To"] == "support@acme.example"
@@ -166,21 +182,13 @@ def test_send_email_template_renders_the_named_template(ses, sink, organization)
         Content={"Template": {"TemplateName": "welcome", "TemplateData": json.dumps({"name": "Jane", "plan": "Pro"})}},
     )
     assert answer["MessageId"] == str(Message.objects.get().id)
-    assert deliver_queued() == 1
-    assert sink.wait_for(1)
-    mail = message_from_bytes(sink.messages[0].data, policy=policy.default)
+    mail = _arrived(sink, 1)["jane@dest.example"]
     assert mail["Subject"] == "Welcome, Jane"
     assert mail.get_body(("plain",)).get_content().strip() == "Hello Jane, your plan is Pro."
 
 
 def test_send_bulk_email_sends_each_entry_with_its_data_and_reports_each(ses, sink, organization):
-    template_create(
-        organization=organization,
-        alias="notice",
-        name="Notice",
-        subject="Hi {{ name }}",
-        text="{{ greeting }} {{ name }}",
-    )
+    _notice_template(organization)
     answer = ses.send_bulk_email(
         FromEmailAddress="hello@acme.example",
         DefaultContent={
@@ -200,9 +208,7 @@ def test_send_bulk_email_sends_each_entry_with_its_data_and_reports_each(ses, si
     assert [r["Status"] for r in results] == ["SUCCESS", "SUCCESS", "INVALID_PARAMETER"]
     assert {results[0]["MessageId"], results[1]["MessageId"]} == ids
     assert "Destination.ToAddresses" in results[2]["Error"]
-    assert deliver_queued() == 2
-    assert sink.wait_for(2)
-    bodies = {m.rcpt_tos[0]: message_from_bytes(m.data, policy=policy.default) for m in sink.messages}
+    bodies = _arrived(sink, 2)
     assert bodies["jane@dest.example"]["Subject"] == "Hi Jane"
     assert bodies["jane@dest.example"].get_body(("plain",)).get_content().strip() == "Hello Jane"
     assert bodies["joe@dest.example"].get_body(("plain",)).get_content().strip() == "Hello you"
@@ -267,7 +273,7 @@ def test_a_paused_organization_that_rejects_answers_account_suspended(ses, organ
 
 def test_a_key_without_the_send_scope_is_denied(live_server, organization, domain):
     api_key, _ = api_key_create(organization=organization, name="read-only", scopes=["messages:read"])
-    client = _client(live_server.url, *ses_access_key_issue(api_key=api_key))
+    client = ses_client(live_server.url, *ses_access_key_issue(api_key=api_key))
     with pytest.raises(ClientError) as exc:
         client.send_email(**_simple())
     assert _error(exc)[:2] == (403, "AccessDeniedException")
@@ -279,11 +285,11 @@ def test_a_key_without_the_send_scope_is_denied(live_server, organization, domai
 def test_unknown_key_wrong_secret_and_revoked_key_are_refused_and_send_nothing(live_server, ses_key, organization):
     access_key_id, secret = ses_key
     with pytest.raises(ClientError) as exc:
-        _client(live_server.url, "PWKSUNKNOWNUNKNOWN00", secret).send_email(**_simple())
+        ses_client(live_server.url, "PWKSUNKNOWNUNKNOWN00", secret).send_email(**_simple())
     assert _error(exc) == (403, "UnrecognizedClientException", "The security token included in the request is invalid.")
 
     with pytest.raises(ClientError) as exc:
-        _client(live_server.url, access_key_id, secret[:-1] + ("A" if secret[-1] != "A" else "B")).send_email(
+        ses_client(live_server.url, access_key_id, secret[:-1] + ("A" if secret[-1] != "A" else "B")).send_email(
             **_simple()
         )
     status, code, message = _error(exc)
@@ -292,7 +298,7 @@ def test_unknown_key_wrong_secret_and_revoked_key_are_refused_and_send_nothing(l
 
     api_key_revoke(api_key=ApiKey.objects.get(ses_access_key_id=access_key_id))
     with pytest.raises(ClientError) as exc:
-        _client(live_server.url, access_key_id, secret).send_email(**_simple())
+        ses_client(live_server.url, access_key_id, secret).send_email(**_simple())
     assert _error(exc)[:2] == (403, "UnrecognizedClientException")
     assert not Message.objects.exists()
 
@@ -441,9 +447,7 @@ def test_anymail_amazon_ses_backend_sends_through_postwerk(live_server, ses_key,
     result = _anymail(ANYMAIL_SCRIPT, live_server.url, *ses_key)
     message = Message.objects.get()
     assert result == {"message_id": str(message.id), "status": ["queued"]}
-    assert deliver_queued() == 2
-    assert sink.wait_for(2)
-    mail = message_from_bytes(sink.messages[0].data, policy=policy.default)
+    mail = _arrived(sink, 2)["jane@dest.example"]
     assert mail["Subject"] == "Anymail through SES"
     assert mail["Cc"] == "joe@dest.example"
     assert mail["Reply-To"] == "support@acme.example"
@@ -465,7 +469,7 @@ def test_provision_prints_an_ses_credential_that_signs(live_server, organization
     out = StringIO()
     call_command("provision", "--org", "Acme", "--ses-credential", "--json", stdout=out)
     result = json.loads(out.getvalue())
-    client = _client(live_server.url, result["ses_access_key_id"], result["ses_secret_access_key"])
+    client = ses_client(live_server.url, result["ses_access_key_id"], result["ses_secret_access_key"])
     client.put_suppressed_destination(EmailAddress="jane@dest.example", Reason="BOUNCE")
     assert Suppression.objects.get(organization=organization).address == "jane@dest.example"
     # Kept encrypted at rest, never as given.
@@ -485,20 +489,20 @@ def test_the_api_issues_an_access_key_with_a_new_api_key_and_replaces_it(live_se
     old_id, old_secret = body["ses_access_key_id"], body["ses_secret_access_key"]
     assert api.get(f"/api/v1/api-keys/{body['id']}").json()["ses_access_key_id"] == old_id
     assert "ses_secret_access_key" not in api.get(f"/api/v1/api-keys/{body['id']}").json()
-    _client(live_server.url, old_id, old_secret).list_suppressed_destinations()
+    ses_client(live_server.url, old_id, old_secret).list_suppressed_destinations()
 
     replaced = api.post(f"/api/v1/api-keys/{body['id']}/ses-access-key")
     assert replaced.status_code == 200
     new = replaced.json()
     assert new["ses_access_key_id"] != old_id
     assert (
-        _client(live_server.url, new["ses_access_key_id"], new["ses_secret_access_key"]).list_suppressed_destinations()[
-            "SuppressedDestinationSummaries"
-        ]
+        ses_client(
+            live_server.url, new["ses_access_key_id"], new["ses_secret_access_key"]
+        ).list_suppressed_destinations()["SuppressedDestinationSummaries"]
         == []
     )
     with pytest.raises(ClientError) as exc:
-        _client(live_server.url, old_id, old_secret).list_suppressed_destinations()
+        ses_client(live_server.url, old_id, old_secret).list_suppressed_destinations()
     assert _error(exc)[:2] == (403, "UnrecognizedClientException")
     actions = list(AuditEntry.objects.filter(action="api_key.ses_access_key_issued").values_list("changes", flat=True))
     assert [a["ses_access_key_id"] for a in actions] == [old_id, new["ses_access_key_id"]]
@@ -523,22 +527,14 @@ print(json.dumps({address: [r.status, r.message_id] for address, r in recipients
 def test_anymail_amazon_ses_backend_sends_a_template_with_merge_data_as_a_bulk_send(
     live_server, ses_key, sink, organization
 ):
-    template_create(
-        organization=organization,
-        alias="notice",
-        name="Notice",
-        subject="Hi {{ name }}",
-        text="{{ greeting }} {{ name }}",
-    )
+    _notice_template(organization)
     result = _anymail(ANYMAIL_TEMPLATE_SCRIPT, live_server.url, *ses_key)
     messages = {m.recipients.get().address: m for m in Message.objects.all()}
     assert result == {
         "jane@dest.example": ["queued", str(messages["jane@dest.example"].id)],
         "joe@dest.example": ["queued", str(messages["joe@dest.example"].id)],
     }
-    assert deliver_queued() == 2
-    assert sink.wait_for(2)
-    bodies = {m.rcpt_tos[0]: message_from_bytes(m.data, policy=policy.default) for m in sink.messages}
+    bodies = _arrived(sink, 2)
     assert bodies["jane@dest.example"]["Subject"] == "Hi Jane"
     assert bodies["joe@dest.example"]["To"] == "Joe <joe@dest.example>"
     assert bodies["joe@dest.example"].get_body(("plain",)).get_content().strip() == "Hello Joe"

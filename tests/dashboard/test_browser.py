@@ -30,6 +30,7 @@ from accounts.models import Membership
 from sending.models import Domain
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.dashboard.conftest import PASSWORD
+from tests.test_ses_compat import ses_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -810,9 +811,6 @@ def test_template_editor_previews_html_and_text_as_you_type_then_saves_versions(
 
 
 def test_create_a_key_with_an_ses_access_key_and_send_with_boto3(ui, owner, domain, zone, mx, live_server):
-    import boto3
-    from botocore.config import Config
-
     sink = mx("127.0.0.2")
     add_mx_domain(zone, "dest.example", "127.0.0.2")
     ui.login("owner")
@@ -824,15 +822,7 @@ def test_create_a_key_with_an_ses_access_key_and_send_with_boto3(ui, owner, doma
     secret = ui.page.locator("#new-ses-secret-access-key").inner_text().strip()
     ui.shot("08-ses-access-key-created")
 
-    client = boto3.client(
-        "sesv2",
-        endpoint_url=live_server.url,
-        region_name="eu-central-1",
-        aws_access_key_id=access_key_id,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
-    answer = client.send_email(
+    answer = ses_client(live_server.url, access_key_id, secret).send_email(
         FromEmailAddress="hello@acme.example",
         Destination={"ToAddresses": ["jane@dest.example"]},
         Content={"Simple": {"Subject": {"Data": "From the dashboard's key"}, "Body": {"Text": {"Data": "Hi"}}}},
