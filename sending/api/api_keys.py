@@ -86,12 +86,18 @@ class SesAccessKeySerializer(serializers.Serializer):
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
     key = serializers.CharField(read_only=True, help_text="Shown once; only a hash is kept.")
-    ses_secret_access_key = serializers.CharField(
-        read_only=True, required=False, help_text="With ses_access_key: shown once."
-    )
 
     class Meta(ApiKeySerializer.Meta):
-        fields = [*ApiKeySerializer.Meta.fields, "key", "ses_secret_access_key"]
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+
+class ApiKeyNewSerializer(ApiKeyCreatedSerializer):
+    ses_secret_access_key = serializers.CharField(
+        read_only=True, allow_null=True, help_text="With ses_access_key: its secret, shown once; else null."
+    )
+
+    class Meta(ApiKeyCreatedSerializer.Meta):
+        fields = [*ApiKeyCreatedSerializer.Meta.fields, "ses_secret_access_key"]
 
 
 class ApiKeyRotateSerializer(serializers.Serializer):
@@ -125,9 +131,7 @@ class ApiKeysView(APIView):
         keys = ApiKey.objects.filter(organization=request.user.organization).select_related("created_by")
         return Response(ApiKeySerializer(keys.order_by("created_at", "id"), many=True).data)
 
-    @extend_schema(
-        request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer}, summary="Create an API key"
-    )
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyNewSerializer}, summary="Create an API key")
     def post(self, request: Request) -> Response:
         organization = request.user.organization
         serializer = ApiKeyCreateSerializer(data=request.data)
@@ -154,8 +158,7 @@ class ApiKeysView(APIView):
             api_key.ses_access_key_id = ses[0]
         body = ApiKeySerializer(api_key).data
         body["key"] = secret
-        if ses is not None:
-            body["ses_secret_access_key"] = ses[1]
+        body["ses_secret_access_key"] = ses[1] if ses is not None else None
         return Response(body, status=status.HTTP_201_CREATED)
 
 
