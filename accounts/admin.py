@@ -153,7 +153,10 @@ class ApiKeyAdmin(AuditedAdmin):
         "member_bound",
         "created_at",
         "last_used_at",
+        "ses_access_key_id",  # issued with its secret (ses_access_key_issue), never typed in
     ]
+    # The encrypted SES secret is no operator's to read or change.
+    exclude = ["ses_secret_encrypted"]
 
 
 @admin.register(SmtpCredential)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -27,18 +27,23 @@ class ApiClient:
     is_authenticated: bool = True
 
 
+def active_keys() -> QuerySet[ApiKey]:
+    """Unrevoked keys with their organization and their creator's current role (`creator_role`, which the
+    scope check holds a member-bound key to): one query whichever secret (API key, SES access key) finds it."""
+    creator_role = Membership.objects.filter(organization=OuterRef("organization"), user=OuterRef("created_by"))
+    return (
+        ApiKey.objects.select_related("organization")
+        .annotate(creator_role=Subquery(creator_role.values("role")[:1]))
+        .filter(revoked_at__isnull=True)
+    )
+
+
 def _key_for(token: str) -> ApiKey | None:
     """The active key this token is (its current secret, or its previous one within the rotation's grace)."""
     prefix = parse_api_key_prefix(token)
     if not prefix:
         return None
-    creator_role = Membership.objects.filter(organization=OuterRef("organization"), user=OuterRef("created_by"))
-    api_key = (
-        ApiKey.objects.select_related("organization")
-        .annotate(creator_role=Subquery(creator_role.values("role")[:1]))
-        .filter(prefix=prefix, revoked_at__isnull=True)
-        .first()
-    )
+    api_key = active_keys().filter(prefix=prefix).first()
     if api_key is None:
         return None
     if secret_matches(token, api_key.key_hash):
@@ -70,16 +75,23 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = _key_for(token)
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
-            raise exceptions.AuthenticationFailed(f"This API key expired at {api_key.expires_at.isoformat()}.")
-        ip = request_ip(request)
-        if api_key.allowed_networks and not ip_allowed(ip, api_key.allowed_networks):
-            raise exceptions.PermissionDenied(
-                f"This API key may be used only from {', '.join(api_key.allowed_networks)}.", code="network_not_allowed"
-            )
-        api_key_touch(api_key=api_key)
-        actor_set(Actor.for_key(api_key, ip))
-        return ApiClient(organization=api_key.organization, api_key=api_key), api_key
+        return api_key_admit(request, api_key)
 
     def authenticate_header(self, request):  # type: ignore[no-untyped-def]
         return self.keyword
+
+
+def api_key_admit(request, api_key: ApiKey) -> tuple[ApiClient, ApiKey]:  # type: ignore[no-untyped-def]
+    """The checks every request made with a found key passes, however it proved it holds the key (a bearer
+    token, or an SES signature): not expired, from an allowed network; then its use is recorded and it is the
+    audit log's actor. DRF's (user, auth) pair."""
+    if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+        raise exceptions.AuthenticationFailed(f"This API key expired at {api_key.expires_at.isoformat()}.")
+    ip = request_ip(request)
+    if api_key.allowed_networks and not ip_allowed(ip, api_key.allowed_networks):
+        raise exceptions.PermissionDenied(
+            f"This API key may be used only from {', '.join(api_key.allowed_networks)}.", code="network_not_allowed"
+        )
+    api_key_touch(api_key=api_key)
+    actor_set(Actor.for_key(api_key, ip))
+    return ApiClient(organization=api_key.organization, api_key=api_key), api_key

@@ -85,6 +85,11 @@ class ApiKey(models.Model):
     previous_key_hash = models.CharField(max_length=64, blank=True)
     previous_valid_until = models.DateTimeField(null=True, blank=True)
     rotated_at = models.DateTimeField(null=True, blank=True)
+    # An AWS-style access key pair for the SES-compatible API (sending.compat.ses), acting as this key: same
+    # organization, scopes, limits and revocation. SigV4 verification recomputes an HMAC with the secret, so it
+    # is kept encrypted (mail.crypto), not hashed; both empty when the key has none.
+    ses_access_key_id = models.CharField(max_length=20, unique=True, null=True, blank=True)
+    ses_secret_encrypted = models.TextField(blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "name"], name="apikey_name_unique")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -23,6 +24,19 @@ def generate_smtp_credential() -> tuple[str, str, str]:
     # Never a leading "-": command-line clients (swaks, curl --user) would read the password as an option.
     password = "pw" + secrets.token_urlsafe(24)
     return username, password, hash_secret(password)
+
+
+SES_ACCESS_KEY_PREFIX = "PWKS"
+
+
+def generate_ses_access_key() -> tuple[str, str]:
+    """Return (access key id, secret access key), shaped like AWS's (20 upper-case characters; 40 characters) so
+    that SDKs and settings that check the form accept them. The id carries 80 random bits (it only names the key);
+    the secret 240."""
+    access_key_id = SES_ACCESS_KEY_PREFIX + base64.b32encode(secrets.token_bytes(10)).decode()[:16]
+    # base64 without "/" and "+": it goes into shell variables and URLs' userinfo unquoted.
+    secret = base64.b64encode(secrets.token_bytes(30), altchars=b"Az").decode()
+    return access_key_id, secret
 
 
 def hash_secret(secret: str) -> str:

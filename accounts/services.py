@@ -13,7 +13,8 @@ from django.utils import timezone
 from accounts.audit import audit_record, diff
 from accounts.models import ApiKey, Membership, Organization, SmtpCredential
 from accounts.scopes import Scope, ScopeError, expanded, role_may_grant, scopes_clean
-from accounts.secrets import generate_api_key, generate_smtp_credential, secret_matches
+from accounts.secrets import generate_api_key, generate_ses_access_key, generate_smtp_credential, secret_matches
+from mail.crypto import encrypt
 
 # Recording every request's time would make each send a write; a minute's precision is plenty.
 LAST_USED_PRECISION = timedelta(seconds=60)
@@ -310,3 +311,23 @@ def organization_limits_set(
             audit_record(organization=organization, action="organization.limits_changed", target=organization,
                          changes=changes)  # fmt: skip
     return organization
+
+
+@transaction.atomic
+def ses_access_key_issue(*, api_key: ApiKey) -> tuple[str, str]:
+    """Give a key an access key pair for the SES-compatible API, replacing one it had (that one stops at once).
+    Returns (access key id, secret access key); the secret is shown once and kept only encrypted."""
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at is not None:
+        raise ScopeError("A revoked key cannot get an SES access key.", "key")
+    access_key_id, secret = generate_ses_access_key()
+    replaced = api_key.ses_access_key_id
+    api_key.ses_access_key_id, api_key.ses_secret_encrypted = access_key_id, encrypt(secret.encode())
+    api_key.save(update_fields=["ses_access_key_id", "ses_secret_encrypted"])
+    audit_record(
+        organization=api_key.organization_id,
+        action="api_key.ses_access_key_issued",
+        target=api_key,
+        changes={"ses_access_key_id": access_key_id, "replaced": replaced},
+    )
+    return access_key_id, secret

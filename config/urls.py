@@ -11,6 +11,8 @@ urlpatterns = [
     path("metrics", metrics_view.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("config.api_urls")),
+    # The SES v2-compatible API at SES's own paths (sending.compat.ses): boto3's sesv2 with endpoint_url=Postwerk.
+    path("v2/email/", include("sending.compat.ses.urls")),
     # Postmark's API at Postmark's own paths (sending.compat.postmark): a Postmark client needs only a new base URL.
     path("", include("sending.compat.postmark.urls")),
     # Open pixels, click redirects and one-click unsubscribe (sending.feedback.tracking), linked from tracked mail.

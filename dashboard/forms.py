@@ -126,8 +126,14 @@ class SenderLimitsForm(forms.Form):
 
 
 class ApiKeyForm(SenderLimitsForm):
-    field_order = ["name", "sandbox", "scopes", "allowed_domains", "allowed_networks", "expires_at"]
+    field_order = ["name", "sandbox", "scopes", "allowed_domains", "allowed_networks", "expires_at", "ses_access_key"]
     name = forms.CharField(max_length=200, label="Key name", help_text="Where it is used, e.g. “billing-app”.")
+    ses_access_key = forms.BooleanField(
+        required=False,
+        label="SES access key",
+        help_text="Also issue an access key id and secret for the SES-compatible API (boto3, anymail's Amazon SES "
+        "backend), acting as this key.",
+    )
     sandbox = forms.BooleanField(
         required=False,
         label="Sandbox",

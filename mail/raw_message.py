@@ -68,9 +68,14 @@ def _unfolded(value: object) -> str:
 
 
 def from_addresses(headers: EmailMessage) -> list[str]:
+    return header_addresses(headers, "from")
+
+
+def header_addresses(headers: EmailMessage, *names: str) -> list[str]:
+    """The addresses in every field of these (lower-case) names: From, or To, Cc and Bcc."""
     # The raw values go straight to getaddresses: parsing them into header objects first (headers.get_all)
     # only to print them again costs more than the rest of the submission path.
-    values = [_unfolded(value) for name, value in headers.raw_items() if name.lower() == "from"]
+    values = [_unfolded(value) for name, value in headers.raw_items() if name.lower() in names]
     try:
         return [addr for _, addr in getaddresses(values) if addr]
     except (HeaderParseError, IndexError, ValueError, TypeError, AttributeError):

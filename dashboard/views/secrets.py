@@ -5,13 +5,20 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.utils import timezone
 
 from accounts.models import ApiKey, SmtpCredential
 from accounts.scopes import ScopeError
-from accounts.services import api_key_create, api_key_revoke, smtp_credential_create, smtp_credential_revoke
+from accounts.services import (
+    api_key_create,
+    api_key_revoke,
+    ses_access_key_issue,
+    smtp_credential_create,
+    smtp_credential_revoke,
+)
 from dashboard.access import org_view
 from dashboard.forms import ApiKeyForm, SmtpCredentialForm
 from dashboard.views.common import page
@@ -29,6 +36,8 @@ def _port(listener: str) -> int | None:
 def connection_settings(request: HttpRequest) -> dict:
     return {
         "api_url": request.build_absolute_uri("/api/v1/"),
+        # SES clients take the base URL as their endpoint_url (the SES paths start with /v2/email/).
+        "ses_endpoint_url": request.build_absolute_uri("/").rstrip("/"),
         "smtp_host": settings.POSTWERK_HOSTNAME,
         "starttls_port": _port(settings.POSTWERK_SMTP_SUBMISSION),
         "tls_port": _port(settings.POSTWERK_SMTP_SUBMISSIONS),
@@ -42,6 +51,7 @@ def _page(
     smtp_form: SmtpCredentialForm | None = None,
     new_key: tuple[ApiKey, str] | None = None,
     new_credential: tuple[SmtpCredential, str] | None = None,
+    new_ses: tuple[str, str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     org = request.organization
@@ -58,6 +68,7 @@ def _page(
             "smtp_form": smtp_form or SmtpCredentialForm(organization=org),
             "new_key": new_key,
             "new_credential": new_credential,
+            "new_ses": new_ses,
             "connection": connection_settings(request),
             "now": timezone.now(),
         },
@@ -77,21 +88,23 @@ def api_key_new(request: HttpRequest) -> HttpResponse:
         return _page(request, key_form=form, status=400)
     data = form.cleaned_data
     try:
-        api_key, secret = api_key_create(
-            organization=request.organization,
-            name=data["name"],
-            scopes=data["scopes"],
-            domains=[d.name for d in data["allowed_domains"]],
-            networks=data["allowed_networks"],
-            expires_at=data["expires_at"],
-            created_by=request.user,
-            sandbox=data["sandbox"],
-        )
+        with transaction.atomic():  # the key and its SES access key, or neither
+            api_key, secret = api_key_create(
+                organization=request.organization,
+                name=data["name"],
+                scopes=data["scopes"],
+                domains=[d.name for d in data["allowed_domains"]],
+                networks=data["allowed_networks"],
+                expires_at=data["expires_at"],
+                created_by=request.user,
+                sandbox=data["sandbox"],
+            )
+            ses = ses_access_key_issue(api_key=api_key) if data["ses_access_key"] else None
     except ScopeError as exc:
         field = {"domains": "allowed_domains", "networks": "allowed_networks"}.get(exc.field, exc.field)
         form.add_error(field if field in form.fields else None, str(exc))
         return _page(request, key_form=form, status=400)
-    return _page(request, new_key=(api_key, secret), status=201)
+    return _page(request, new_key=(api_key, secret), new_ses=ses, status=201)
 
 
 @org_view("secrets", methods=("POST",))

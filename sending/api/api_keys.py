@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -15,7 +16,13 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiKey, AuditEntry
 from accounts.scopes import Scope, ScopeError
-from accounts.services import DEFAULT_ROTATION_GRACE, api_key_create, api_key_revoke, api_key_rotate
+from accounts.services import (
+    DEFAULT_ROTATION_GRACE,
+    api_key_create,
+    api_key_revoke,
+    api_key_rotate,
+    ses_access_key_issue,
+)
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
 from sending.api.params import datetime_param
@@ -32,6 +39,9 @@ class ApiKeySerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True, read_only=True)
     active = serializers.BooleanField(source="is_active", read_only=True)
     old_secret_valid_until = serializers.DateTimeField(source="previous_valid_until", allow_null=True, read_only=True)
+    ses_access_key_id = serializers.CharField(
+        allow_null=True, read_only=True, help_text="Its SES access key's id (the SES-compatible API), if it has one"
+    )
 
     class Meta:
         model = ApiKey
@@ -51,6 +61,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "old_secret_valid_until",
             "revoked_at",
             "active",
+            "ses_access_key_id",
         ]
 
 
@@ -61,6 +72,16 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     streams = serializers.ListField(child=serializers.CharField(max_length=100), required=False, default=list)
     networks = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    ses_access_key = serializers.BooleanField(
+        required=False, default=False, help_text="Also issue an SES access key pair acting as this key"
+    )
+
+
+class SesAccessKeySerializer(serializers.Serializer):
+    ses_access_key_id = serializers.CharField(read_only=True)
+    ses_secret_access_key = serializers.CharField(
+        read_only=True, help_text="Shown once; kept encrypted (SigV4 verification needs it back)."
+    )
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):
@@ -68,6 +89,15 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+
+class ApiKeyNewSerializer(ApiKeyCreatedSerializer):
+    ses_secret_access_key = serializers.CharField(
+        read_only=True, allow_null=True, help_text="With ses_access_key: its secret, shown once; else null."
+    )
+
+    class Meta(ApiKeyCreatedSerializer.Meta):
+        fields = [*ApiKeyCreatedSerializer.Meta.fields, "ses_secret_access_key"]
 
 
 class ApiKeyRotateSerializer(serializers.Serializer):
@@ -101,31 +131,34 @@ class ApiKeysView(APIView):
         keys = ApiKey.objects.filter(organization=request.user.organization).select_related("created_by")
         return Response(ApiKeySerializer(keys.order_by("created_at", "id"), many=True).data)
 
-    @extend_schema(
-        request=ApiKeyCreateSerializer, responses={201: ApiKeyCreatedSerializer}, summary="Create an API key"
-    )
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeyNewSerializer}, summary="Create an API key")
     def post(self, request: Request) -> Response:
         organization = request.user.organization
         serializer = ApiKeyCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            api_key, secret = api_key_create(
-                organization=organization,
-                name=data["name"],
-                scopes=data["scopes"],
-                domains=_domain_names(organization, data["domains"]),
-                streams=data["streams"],
-                networks=data["networks"],
-                expires_at=data["expires_at"],
-                parent_key=request.auth,
-            )
+            with transaction.atomic():  # the key and its SES access key, or neither
+                api_key, secret = api_key_create(
+                    organization=organization,
+                    name=data["name"],
+                    scopes=data["scopes"],
+                    domains=_domain_names(organization, data["domains"]),
+                    streams=data["streams"],
+                    networks=data["networks"],
+                    expires_at=data["expires_at"],
+                    parent_key=request.auth,
+                )
+                ses = ses_access_key_issue(api_key=api_key) if data["ses_access_key"] else None
         except ScopeError as exc:
             if exc.forbidden:  # more than the calling key (or its member) has
                 raise ApiError(403, str(exc), {exc.field: [str(exc)]}, "not_grantable") from exc
             raise ApiError(400, str(exc), {exc.field: [str(exc)]}, "invalid") from exc
+        if ses is not None:
+            api_key.ses_access_key_id = ses[0]
         body = ApiKeySerializer(api_key).data
         body["key"] = secret
+        body["ses_secret_access_key"] = ses[1] if ses is not None else None
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -167,6 +200,23 @@ class ApiKeyRotateView(APIView):
         body = ApiKeySerializer(api_key).data
         body["key"] = secret
         return Response(body)
+
+
+class ApiKeySesAccessKeyView(APIView):
+    required_scope = Scope.KEYS
+
+    @extend_schema(
+        request=None,
+        responses={200: SesAccessKeySerializer},
+        summary="Issue an SES access key pair acting as this key (replacing its previous one at once)",
+    )
+    def post(self, request: Request, key_id: int) -> Response:
+        api_key = owned_or_404(ApiKey, request.user.organization, "API key", pk=key_id)
+        try:
+            access_key_id, secret = ses_access_key_issue(api_key=api_key)
+        except ScopeError as exc:
+            raise ApiError(409, str(exc), {exc.field: [str(exc)]}, "invalid") from exc
+        return Response({"ses_access_key_id": access_key_id, "ses_secret_access_key": secret})
 
 
 # --- the audit log ----------------------------------------------------------------------------------------

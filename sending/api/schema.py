@@ -46,6 +46,7 @@ EXTRA: dict[tuple[str, str], frozenset[int]] = {
     ("patch", "/api/v1/reputation/{reputation_id}/thresholds"): frozenset({403}),
     ("post", "/api/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay"): frozenset({409}),
     ("post", "/api/v1/api-keys/{key_id}/rotate"): frozenset({409}),
+    ("post", "/api/v1/api-keys/{key_id}/ses-access-key"): frozenset({409}),
     ("post", "/api/v1/messages/{message_id}/cancel"): frozenset({409}),
     ("post", "/api/v1/inbound/{inbound_id}/retry"): frozenset({409}),
     ("post", "/api/v1/templates"): frozenset({409}),

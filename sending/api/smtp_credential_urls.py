@@ -18,5 +18,10 @@ urlpatterns += [
     path("api-keys", api_keys.ApiKeysView.as_view(), name="api-keys"),
     path("api-keys/<int:key_id>", api_keys.ApiKeyDetailView.as_view(), name="api-key-detail"),
     path("api-keys/<int:key_id>/rotate", api_keys.ApiKeyRotateView.as_view(), name="api-key-rotate"),
+    path(
+        "api-keys/<int:key_id>/ses-access-key",
+        api_keys.ApiKeySesAccessKeyView.as_view(),
+        name="api-key-ses-access-key",
+    ),
     path("audit-log", api_keys.AuditLogView.as_view(), name="audit-log"),
 ]

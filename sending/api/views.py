@@ -36,7 +36,7 @@ from sending.selectors import events_by_recipient, message_get, message_list
 Results = list[Prepared | Refused]
 
 
-def _check_body_size(request: Request, limit: int) -> None:
+def check_body_size(request: Request, limit: int) -> None:
     # base64 attachments grow by a third; refuse before reading a body that cannot fit.
     try:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -53,7 +53,7 @@ def _check_body_size(request: Request, limit: int) -> None:
 _serializers = threading.local()
 
 
-def _message_serializer() -> SendMessageSerializer:
+def message_serializer() -> SendMessageSerializer:
     """This thread's SendMessageSerializer: DRF builds a serializer's fields (deep copies of the declared ones)
     per instance, a good part of a one-message request's CPU; validating keeps no state on the instance, so one per
     thread serves every request (settings are read at validation time)."""
@@ -75,7 +75,7 @@ def _submission(data: object, serializer: SendMessageSerializer) -> ApiSubmissio
     )
 
 
-def _accept(
+def accept_submissions(
     request: Request, submissions: list[ApiSubmission | Refused], status_code: int, answer: Callable[[Results], dict]
 ) -> Results | Response:
     """Run the accept pipeline, remembering `answer` under the Idempotency-Key if one was given. A concurrent
@@ -157,10 +157,14 @@ class OneTransactionPost:
                 if not 200 <= response.status_code < 300:
                     transaction.set_rollback(True)
         except DatabaseError as exc:
-            return unavailable_response(exc)
+            return self.unavailable(exc)
         # Committed: the delivery tasks go out from the process's publisher thread, batched with other requests'.
         shared_publisher().submit(committed)
         return response
+
+    def unavailable(self, exc: DatabaseError) -> HttpResponseBase:
+        """The 503 when the database could not begin or commit (a compatible API answers in its own shape)."""
+        return unavailable_response(exc)
 
 
 class MessagePagination(CursorPagination):
@@ -181,12 +185,14 @@ class MessagesView(OneTransactionPost, APIView):
         summary="Send a message",
     )
     def post(self, request: Request) -> Response:
-        _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE)
+        check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE)
         replay = _replay(request)
         if replay is not None:
             return replay
-        submission = _submission(request.data, _message_serializer())
-        results = _accept(request, [submission], status.HTTP_202_ACCEPTED, lambda results: _accepted(results[0]))
+        submission = _submission(request.data, message_serializer())
+        results = accept_submissions(
+            request, [submission], status.HTTP_202_ACCEPTED, lambda results: _accepted(results[0])
+        )
         if isinstance(results, Response):
             return results
         (result,) = results
@@ -235,7 +241,7 @@ class MessageBatchView(OneTransactionPost, APIView):
     @extend_schema(request=BatchSerializer, responses={200: dict}, summary="Send up to 500 messages in one request")
     def post(self, request: Request) -> Response:
         limit = settings.POSTWERK_BATCH_MAX_MESSAGES
-        _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
+        check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
         items = request.data.get("messages") if isinstance(request.data, dict) else request.data
         if not isinstance(items, list) or not items:
             raise ApiError(400, "Expected a list of messages.", {"messages": ["A non-empty list."]}, "invalid")
@@ -244,15 +250,15 @@ class MessageBatchView(OneTransactionPost, APIView):
         replay = _replay(request)
         if replay is not None:
             return replay
-        serializer = _message_serializer()
-        submissions = [_item_submission(item, serializer) for item in items]
-        results = _accept(request, submissions, status.HTTP_200_OK, _batch_answer)
+        serializer = message_serializer()
+        submissions = [item_submission(item, serializer) for item in items]
+        results = accept_submissions(request, submissions, status.HTTP_200_OK, _batch_answer)
         if isinstance(results, Response):
             return results
         return Response(_batch_answer(results), status=status.HTTP_200_OK)
 
 
-def _item_submission(item: object, serializer: SendMessageSerializer) -> ApiSubmission | Refused:
+def item_submission(item: object, serializer: SendMessageSerializer) -> ApiSubmission | Refused:
     try:
         return _submission(item, serializer)
     except serializers.ValidationError as exc:

@@ -11,10 +11,11 @@
     6. enqueue       delivery tasks published once that transaction has committed
 
 A refusal at any step is a `Refused` carrying its API status and SMTP reply; nothing is stored. The send API (one
-message or a batch, where each message is refused on its own) calls `accept`, which runs all six. The SMTP server
-stores many sessions' messages in one transaction (its group commit), so it runs the same steps in two parts:
-`prepare` (1-3) in the session, on its event loop, and `screen_and_store` (4-6) in the group commit's thread for
-every message that arrived meanwhile, each screened as if it had come alone.
+message or a batch, where each message is refused on its own) calls `accept`, which runs all six; so do the
+compatible APIs (sending.compat), whose requests become the send API's submissions or, for a raw message, an
+SMTP one. The SMTP server stores many sessions' messages in one transaction (its group commit), so it runs the
+same steps in two parts: `prepare` (1-3) in the session, on its event loop, and `screen_and_store` (4-6) in the
+group commit's thread for every message that arrived meanwhile, each screened as if it had come alone.
 
 Screening comes after composing so that both ways count the same thing against the send limit: a message whose
 recipients are all suppressed is accepted, recorded and never sent, and does not count.

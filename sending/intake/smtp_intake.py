@@ -119,6 +119,9 @@ class SmtpSubmission:
     smtputf8: bool = False
     trace: SmtpTrace | None = None  # the session, for our Received header
     headers: EmailMessage | None = field(default=None, repr=False)
+    # A raw message given to an API (SES's Raw content) rather than over SMTP: its stream is the request's
+    # (checked against the key in step 1), never an X-Postwerk-Stream header, which is removed.
+    options: SendOptions | None = None
 
     def sender_domains(self) -> list[str]:
         """Read the message far enough to know its From domains."""
@@ -139,7 +142,7 @@ class SmtpSubmission:
 
     def compose(self, caller: Caller, domain: Domain) -> Prepared:
         """Normalise: a Message-ID and Date where missing, no Bcc or Return-Path, our Received on top; then the rows."""
-        assert caller.smtp_credential is not None and self.headers is not None
+        assert self.headers is not None
         raw, headers = self.raw, self.headers
         # After the From checks, which answer a hostile From with their own 550.
         if b"\x00" in raw.partition(b"\r\n\r\n")[0]:
@@ -147,7 +150,7 @@ class SmtpSubmission:
             # than failing the insert with a 451 the client would retry forever.
             raise Refused.smtp("554 5.6.0 NUL characters are not allowed in the message header")
         recipients = [("to", check_recipient(r)) for r in self.rcpt_tos]
-        envelope_from = check_sender(caller.smtp_credential, self.mail_from)
+        envelope_from = _envelope_sender(caller, self.mail_from)
 
         now = timezone.now()
         message_pk = uuid7()
@@ -174,14 +177,38 @@ class SmtpSubmission:
             recipients=recipients,
             smtputf8=self.smtputf8 or not head.isascii() or any(m.smtputf8 for _, m in recipients),
             smtp_credential=caller.smtp_credential,
+            api_key=caller.api_key,
             now=now,
         )
+        if caller.smtp_credential is None:
+            options_apply(prepared, caller, self.options or SendOptions())
+            return prepared
         # The message's own X-Postwerk-Stream header, else the credential's stream, else `transactional`.
         named = raw_header(headers, STREAM_HEADER)
         stream = " ".join(named.split()) if named is not None else caller.smtp_credential.stream
         field = STREAM_HEADER if named is not None else "stream"
         options_apply(prepared, caller, SendOptions(stream=stream or None, stream_field=field))
         return prepared
+
+
+def _envelope_sender(caller: Caller, address: str) -> Mailbox:
+    """The envelope sender, at a domain the caller may use: checked as MAIL FROM is over SMTP, or for an API's
+    raw message (no SMTP credential) by the same authorise and guard steps as its From domains."""
+    if caller.smtp_credential is not None:
+        return check_sender(caller.smtp_credential, address)
+    try:
+        mailbox = parse_mailbox(address)
+        guard(caller, authorise(caller, mailbox.domain, what="Sender"), mailbox.domain)
+    except AddressError as exc:
+        raise Refused.smtp("553 5.1.7 Bad sender address syntax") from exc
+    except Refused as exc:
+        raise Refused(
+            f"The envelope sender's domain may not be used: {exc.message}",
+            code="mail_from_not_allowed",
+            http_status=exc.http_status,
+            fields={"mail_from": [exc.message]},
+        ) from exc
+    return mailbox
 
 
 def _subject(headers: EmailMessage) -> str:

@@ -50,12 +50,13 @@ BATCH = 1000
 class SendingRefused(Refused):
     """The organization rejects (rather than holds) mail while paused or over its limit."""
 
-    def __init__(self, code: str, message: str, retry_after: int) -> None:
+    def __init__(self, code: str, message: str, retry_after: int, *, scope: str | None = None) -> None:
         # API 429 with Retry-After; SMTP 451 so the client keeps the message and retries (RFC 3463 §3.8: X.7.1
         # delivery not authorized).
         super().__init__(
             message, code=code, http_status=429, smtp_reply=f"451 4.7.1 {message}", retry_after=retry_after
         )
+        self.scope = scope  # what is paused (ReputationScope), for answers that tell them apart (SES's)
 
 
 def limit_action(organization: Organization) -> str:
@@ -106,7 +107,9 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
             hold = _paused_hold(p.message, paused)
             if hold is not None:
                 if reject:
-                    raise SendingRefused("sending_paused", _paused_message(hold["scope"]), PAUSED_RETRY_AFTER)
+                    raise SendingRefused(
+                        "sending_paused", _paused_message(hold["scope"]), PAUSED_RETRY_AFTER, scope=hold["scope"]
+                    )
                 holds[n] = hold
     # Only messages that would go out count against the limit (not held, not wholly suppressed).
     counted = [n for n, p in enumerate(prepared) if n not in holds and any(r.state in _GOING for r in p.recipients)]

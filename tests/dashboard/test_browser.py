@@ -30,6 +30,7 @@ from accounts.models import Membership
 from sending.models import Domain
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.dashboard.conftest import PASSWORD
+from tests.test_ses_compat import ses_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -807,3 +808,26 @@ def test_template_editor_previews_html_and_text_as_you_type_then_saves_versions(
     ui.shot("31-template-versions")
     ui.nav("Templates")
     assert "welcome" in ui.page.locator("table").inner_text()
+
+
+def test_create_a_key_with_an_ses_access_key_and_send_with_boto3(ui, owner, domain, zone, mx, live_server):
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    ui.login("owner")
+    ui.nav("API keys & SMTP")
+    ui.page.get_by_label("Key name").fill("ses-app")
+    ui.page.get_by_label("SES access key").check()
+    ui.page.get_by_role("button", name="Create API key").click()
+    access_key_id = ui.page.locator("#new-ses-access-key-id").inner_text().strip()
+    secret = ui.page.locator("#new-ses-secret-access-key").inner_text().strip()
+    ui.shot("08-ses-access-key-created")
+
+    answer = ses_client(live_server.url, access_key_id, secret).send_email(
+        FromEmailAddress="hello@acme.example",
+        Destination={"ToAddresses": ["jane@dest.example"]},
+        Content={"Simple": {"Subject": {"Data": "From the dashboard's key"}, "Body": {"Text": {"Data": "Hi"}}}},
+    )
+    assert answer["MessageId"]
+    assert deliver_queued() == 1
+    assert sink.wait_for(1)
+    assert b"\r\nSubject: From the dashboard's key\r\n" in sink.messages[0].data

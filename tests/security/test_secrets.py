@@ -16,7 +16,12 @@ from rest_framework.test import APIClient
 
 from accounts import secrets as account_secrets
 from accounts.models import ApiKey, Membership, SmtpCredential
-from accounts.services import api_key_create, smtp_credential_authenticate, smtp_credential_create
+from accounts.services import (
+    api_key_create,
+    ses_access_key_issue,
+    smtp_credential_authenticate,
+    smtp_credential_create,
+)
 from mail.crypto import decrypt
 from sending.models import DkimKey
 from sending.smtp import auth_limits
@@ -190,3 +195,46 @@ def test_smtp_auth_guessing_one_username_from_many_addresses_locks_the_username(
     assert try_login(smtp_server, username, password, "127.0.0.35") == 454
     auth_limits.reset(None, username)
     assert try_login(smtp_server, username, password, "127.0.0.36") == 235
+
+
+# --- SES access keys (SigV4 needs the secret back: encrypted, not hashed) ------------------------------------
+
+
+@pytest.mark.django_db
+def test_ses_secret_access_key_is_encrypted_at_rest_and_shown_nowhere(organization, api, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    api_key, _ = api_key_create(organization=organization, name="ses")
+    access_key_id, secret = ses_access_key_issue(api_key=api_key)
+    stored = " ".join(_row_values(ApiKey, api_key.pk))
+    assert access_key_id in stored and secret not in stored
+    assert decrypt(ApiKey.objects.get(pk=api_key.pk).ses_secret_encrypted).decode() == secret
+    listed = api.get("/api/v1/api-keys").content.decode()
+    assert access_key_id in listed and secret not in listed
+    operator = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    admin = Client()
+    admin.force_login(operator)
+    page = admin.get(f"/admin/accounts/apikey/{api_key.pk}/change/")
+    assert page.status_code == 200
+    assert secret not in page.content.decode() and "ses_secret_encrypted" not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_ses_signatures_are_compared_in_constant_time(organization, monkeypatch):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    from sending.compat.ses import signature
+
+    calls: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(signature.hmac, "compare_digest", lambda a, b: calls.append((a, b)) or real(a, b))
+    api_key, _ = api_key_create(organization=organization, name="ses")
+    access_key_id, secret = ses_access_key_issue(api_key=api_key)
+    request = AWSRequest(method="GET", url="http://testserver/v2/email/suppression/addresses")
+    SigV4Auth(Credentials(access_key_id, secret + "x"), "ses", "eu-central-1").add_auth(request)
+    headers = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in request.headers.items()}
+    answer = Client().get("/v2/email/suppression/addresses", HTTP_HOST="testserver", **headers)
+    assert (answer.status_code, answer["x-amzn-ErrorType"]) == (403, "InvalidSignatureException")
+    ((computed, given),) = calls
+    assert given == request.headers["Authorization"].rsplit("Signature=", 1)[1] and computed != given

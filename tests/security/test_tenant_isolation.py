@@ -12,11 +12,15 @@ is let through, and a key whose member was demoted to viewer may read but not ch
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -26,7 +30,12 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Invitation, Membership, SmtpCredential
 from accounts.scopes import Scope, role_allows
-from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
+from accounts.services import (
+    api_key_create,
+    organization_get_or_create,
+    ses_access_key_issue,
+    smtp_credential_create,
+)
 from sending.api.permissions import required_scope
 from sending.feedback.suppressions import suppression_add
 from sending.inbound.routes import inbound_domain_set, inbound_route_create
@@ -222,7 +231,7 @@ def assert_globex_untouched(b: dict[str, Any]) -> None:
 
 
 def test_every_route_is_classified():
-    known = ("api/v1/", "t/", "admin/", "o/<int:org_id>/", OPERATOR_PREFIX)
+    known = ("api/v1/", "t/", "admin/", "o/<int:org_id>/", OPERATOR_PREFIX, SES_PREFIX)
     unclassified = [
         route
         for route, pattern in walk(get_resolver().url_patterns)
@@ -376,6 +385,62 @@ def test_api_key_of_one_organization_cannot_send_as_another(api, globex):
     )
     assert response.status_code == 403, response.content
     assert Message.objects.filter(organization=globex["org"]).count() == 1
+
+
+# --- the SES-compatible API (signed by an API key's SES access key) -----------------------------------------
+
+SES_PREFIX = "v2/email/"
+
+
+def _ses_request(access_key_id: str, secret: str, method: str, path: str, body: dict | None = None):  # type: ignore[no-untyped-def]
+    """A request signed now by botocore's signer, sent through Django's test client."""
+    data = json.dumps(body).encode() if body is not None else b""
+    content_type = {"Content-Type": "application/json"} if data else {}  # none without a body, as the SDKs send
+    request = AWSRequest(method=method, url=f"http://testserver{path}", data=data, headers=content_type)
+    SigV4Auth(Credentials(access_key_id, secret), "ses", "eu-central-1").add_auth(request)
+    headers = {
+        f"HTTP_{k.upper().replace('-', '_')}": v for k, v in request.headers.items() if k.lower() != "content-type"
+    }
+    # Django's test client sends no Host header; an HTTP/1.1 client always does, and signs it.
+    return Client().generic(method, path, data, content_type="application/json", HTTP_HOST="testserver", **headers)
+
+
+def test_every_ses_route_declares_a_scope_for_each_method():
+    found = [(route, p) for route, p in routes(SES_PREFIX)]
+    assert len(found) == 4
+    undeclared = [
+        (route, method.upper())
+        for route, pattern in found
+        for method in view_methods(pattern)
+        if required_scope(pattern.callback.view_class, method) not in Scope.values  # type: ignore[attr-defined]
+    ]
+    assert not undeclared, undeclared
+
+
+def test_ses_calls_never_reach_another_organizations_suppressions_or_domains(organization, domain, globex):
+    api_key, _ = api_key_create(organization=organization, name="acme-ses")
+    access_key_id, secret = ses_access_key_issue(api_key=api_key)
+    address = "/v2/email/suppression/addresses/held%40globex.example"
+    got = _ses_request(access_key_id, secret, "GET", address)
+    assert (got.status_code, got["x-amzn-ErrorType"]) == (404, "NotFoundException")
+    deleted = _ses_request(access_key_id, secret, "DELETE", address)
+    assert (deleted.status_code, deleted["x-amzn-ErrorType"]) == (404, "NotFoundException")
+    listed = _ses_request(access_key_id, secret, "GET", "/v2/email/suppression/addresses")
+    assert listed.status_code == 200 and listed.json() == {"SuppressedDestinationSummaries": []}
+    sent = _ses_request(
+        access_key_id,
+        secret,
+        "POST",
+        "/v2/email/outbound-emails",
+        {
+            "FromEmailAddress": "b@globex.example",
+            "Destination": {"ToAddresses": ["x@dest.example"]},
+            "Content": {"Simple": {"Subject": {"Data": "x"}, "Body": {"Text": {"Data": "x"}}}},
+        },
+    )
+    assert (sent.status_code, sent["x-amzn-ErrorType"]) == (400, "MessageRejected")
+    assert Message.objects.filter(organization=globex["org"]).count() == 1
+    assert_globex_untouched(globex)
 
 
 # --- dashboard ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each translates Postmark's fields to the send API's (fields.postwerk_message), then takes the very path the send
 API takes: the same validation (its serializer), the same accept pipeline (sending.intake.accept through
-sending.api.views._accept), one transaction per request (OneTransactionPost). Only the answer is Postmark's.
+sending.api.views.accept_submissions), one transaction per request (OneTransactionPost). Only the answer is Postmark's.
 The token is a Postwerk API key in `X-Postmark-Server-Token`, with the scope `send`.
 """
 
@@ -20,10 +20,10 @@ from sending.api.parsers import JSONParser
 from sending.api.views import (
     OneTransactionPost,
     Results,
-    _accept,
-    _check_body_size,
-    _item_submission,
-    _message_serializer,
+    accept_submissions,
+    check_body_size,
+    item_submission,
+    message_serializer,
 )
 from sending.compat.postmark.errors import (
     INACTIVE_RECIPIENT,
@@ -79,7 +79,7 @@ def _translated(item: object, *, template: bool) -> tuple[ApiSubmission | Refuse
         translated = postwerk_message(item, template=template)
     except PostmarkInvalid as exc:
         return Refused(str(exc), code="invalid"), None
-    return _item_submission(translated.message, _message_serializer()), translated
+    return item_submission(translated.message, message_serializer()), translated
 
 
 def _answer(result: Prepared | Refused, translated: Translated | None, given: object) -> dict:
@@ -125,14 +125,14 @@ def _send(request: Request, items: list, *, template: bool) -> tuple[list[dict],
     def answers(results: Results) -> list[dict]:
         return [_answer(r, t, item) for r, (_, t), item in zip(results, pairs, items, strict=True)]
 
-    results = _accept(request, [submission for submission, _ in pairs], 200, answers)
+    results = accept_submissions(request, [submission for submission, _ in pairs], 200, answers)
     if isinstance(results, Response):  # a concurrent request with the same Idempotency-Key answered first
         return [], results
     return answers(results), None
 
 
 def _one(request: Request, *, template: bool) -> Response:
-    _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE)
+    check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE)
     answers, stored = _send(request, [request.data], template=template)
     if stored is not None:
         return stored
@@ -147,7 +147,7 @@ def refused_status(answer: dict) -> int:
 
 
 def _many(request: Request, items: object, *, template: bool) -> Response:
-    _check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
+    check_body_size(request, settings.POSTWERK_MAX_MESSAGE_SIZE * 2)
     if not isinstance(items, list):
         raise exceptions.ParseError()
     limit = settings.POSTWERK_BATCH_MAX_MESSAGES

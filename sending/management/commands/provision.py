@@ -9,7 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from accounts.audit import Actor, acting_as
 from accounts.first_run import FirstRunError, owner_attach, sign_in_link_create, sign_in_link_url
-from accounts.services import api_key_create, organization_get_or_create, smtp_credential_create
+from accounts.services import (
+    api_key_create,
+    organization_get_or_create,
+    ses_access_key_issue,
+    smtp_credential_create,
+)
 from sending.domains.platform_names import PlatformNamesNotSet, require_platform_names
 from sending.domains.service import DomainError, dns_records, domain_get_or_create
 from sending.domains.verification import domain_verify
@@ -25,6 +30,12 @@ class Command(BaseCommand):
         parser.add_argument("--api-key-name", default="default", help="Name of the API key to create")
         parser.add_argument("--no-api-key", action="store_true", help="Do not create an API key")
         parser.add_argument("--smtp-credential", metavar="NAME", help="Also create an SMTP credential of this name")
+        parser.add_argument(
+            "--ses-credential",
+            action="store_true",
+            help="Give the new API key an SES access key (ses_access_key_id, ses_secret_access_key) for the "
+            "SES-compatible API",
+        )
         parser.add_argument(
             "--sandbox",
             action="store_true",
@@ -44,6 +55,8 @@ class Command(BaseCommand):
             self._handle(options)
 
     def _handle(self, options):  # type: ignore[no-untyped-def]
+        if options["ses_credential"] and options["no_api_key"]:
+            raise CommandError("--ses-credential gives the new API key an SES access key: drop --no-api-key.")
         if options["domain"]:
             # Refused before anything is created: records pointing at this machine's name would be published by
             # the owner and then fail Postwerk's own checks.
@@ -70,11 +83,15 @@ class Command(BaseCommand):
             except DomainError as exc:
                 raise CommandError(str(exc)) from exc
             domains.append(domain)
-        api_key = None
+        api_key, ses = None, None
         if not options["no_api_key"]:
             # Keys are secrets shown once, so each run makes a new one under a unique name.
             name = _unique_name(organization.api_keys, options["api_key_name"])
-            _, api_key = api_key_create(organization=organization, name=name, sandbox=options["sandbox"])
+            key, api_key = api_key_create(organization=organization, name=name, sandbox=options["sandbox"])
+            if options["ses_credential"]:
+                # The access key acts as this API key (same scopes and limits); its secret exists only now.
+                ses_id, ses_secret = ses_access_key_issue(api_key=key)
+                ses = {"ses_access_key_id": ses_id, "ses_secret_access_key": ses_secret}
         smtp = None
         if options["smtp_credential"]:
             # Like API keys, the password exists only now; a second run makes a second credential.
@@ -102,6 +119,8 @@ class Command(BaseCommand):
             result["checks"] = checks
         if smtp:
             result.update(smtp)
+        if ses:
+            result.update(ses)
         if owner:
             result["owner"] = owner
         if options["json"]:
@@ -118,6 +137,11 @@ class Command(BaseCommand):
         if api_key:
             kind = "Sandbox API key" if options["sandbox"] else "API key"
             self.stdout.write(f"{kind} (shown once): {api_key}")
+        if ses:
+            self.stdout.write(
+                f"SES access key id: {ses['ses_access_key_id']}  secret access key (shown once): "
+                f"{ses['ses_secret_access_key']}"
+            )
         if smtp:
             self.stdout.write(f"SMTP username: {smtp['smtp_username']}  password (shown once): {smtp['smtp_password']}")
         for record in records:
