@@ -181,10 +181,20 @@ class Message(models.Model):
     # becomes `expired`. Empty: POSTWERK_MAX_DELIVERY_AGE, then bounced as before.
     deliver_by = models.DateTimeField(null=True, blank=True)
     priority = models.CharField(max_length=6, default="normal", blank=True)  # "normal" | "high"
+    # The template version it was rendered from (sent with `template`); empty for mail without one, and once the
+    # template is deleted. Not indexed alone: the partial index covers the few templated messages' deletes.
+    template_version = models.ForeignKey(
+        "TemplateVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
 
     class Meta:
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="message_org_created"),
+            models.Index(
+                fields=["template_version"],
+                name="message_template_version",
+                condition=models.Q(template_version__isnull=False),
+            ),
             models.Index(fields=["api_key"], name="message_api_key", condition=models.Q(api_key__isnull=False)),
             models.Index(
                 fields=["smtp_credential"],

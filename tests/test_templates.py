@@ -210,7 +210,8 @@ def test_create_update_versions_restore_and_send_uses_the_active_version(api, or
     restored = api.post("/api/v1/templates/reset/versions/1/restore")
     assert restored.status_code == 200 and restored.json()["version"] == 3
     assert restored.json()["text"] == "Code {{ code }}"
-    assert send(api, template=body["id"], model={"name": "Jo", "code": "2"}).status_code == 202
+    again = send(api, template=body["id"], model={"name": "Jo", "code": "2"})
+    assert again.status_code == 202
     assert bytes(Message.objects.order_by("-created_at").first().raw).endswith(b"\r\n\r\nCode 2\r\n")
     assert api.post("/api/v1/templates/reset/versions/9/restore").status_code == 404
 
@@ -315,3 +316,21 @@ def test_the_schema_documents_the_templates_api(api):
     } <= set(schema["paths"])
     send_fields = schema["components"]["schemas"]["SendMessage"]["properties"]
     assert {"template", "model"} <= set(send_fields)
+
+
+def test_the_message_records_the_template_and_version_that_made_it(api, templates):
+    first = send(api, template="welcome", model=MODEL).json()
+    api.patch(f"/api/v1/templates/{templates['welcome'].pk}", {"subject": "Hi {{ name }}"}, format="json")
+    second = send(api, template=templates["welcome"].pk, model=MODEL).json()
+    plain = send(api, subject="Plain", text="No template").json()
+
+    def template_of(sent: dict) -> dict | None:
+        return api.get(f"/api/v1/messages/{sent['id']}").json()["template"]
+
+    welcome = {"id": templates["welcome"].pk, "alias": "welcome"}
+    assert template_of(first) == {**welcome, "version": 1}
+    assert template_of(second) == {**welcome, "version": 2}
+    assert template_of(plain) is None
+    # Deleting the template keeps the message; it no longer names a template.
+    assert api.delete("/api/v1/templates/welcome").status_code == 204
+    assert template_of(second) is None
