@@ -146,7 +146,7 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
     for n, hold in holds.items():
         prepared[n].hold = hold
         for r in prepared[n].recipients:
-            if r.state in _GOING:  # scheduled mail held loses its time: released, it goes at once
+            if r.state in _GOING:  # scheduled mail keeps its send_at: released before then, it waits for it
                 r.state, r.held_reason, r.held_at = RecipientState.HELD, hold["reason"], r.created_at
 
 
@@ -274,8 +274,8 @@ def _release(qs: QuerySet[Recipient], *, actor: str) -> int:
             rows = _claim_batch(qs)
             if not rows:
                 return total
-            held_released(rows, actor=actor, at=now, lease_until=lease_until)
-            enqueue_after_commit([(str(row.id), row.domain, row.lane) for row in rows])
+            queued = held_released(rows, actor=actor, at=now, lease_until=lease_until)
+            enqueue_after_commit([(str(row.id), row.domain, row.lane) for row in queued])
         total += len(rows)
 
 
