@@ -802,6 +802,24 @@ class SendCounter(models.Model):
         return f"{self.period} from {self.window_start:%Y-%m-%d %H:%M}: {self.count}"
 
 
+class StreamSendCounter(models.Model):
+    """Messages admitted on one message stream in one fixed window (an hour or a day, UTC), for the stream's own
+    send limits: counted with the same atomic upsert as the organization's SendCounter (sending.reputation.send_limits)."""
+
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField(max_length=4, choices=SendCounter.Period.choices)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "period", "window_start"], name="streamsendcounter_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} from {self.window_start:%Y-%m-%d %H:%M}: {self.count}"
+
+
 class ThrottleRule(models.Model):
     """Traffic shaping for one destination: a recipient domain (`gmail.com`) or an MX host suffix
     (`*.google.com`). Empty limits mean unlimited. Rules here override the built-in ones of the same pattern."""

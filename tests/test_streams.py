@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import re
 import smtplib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connection
 from django.test import Client
+from rest_framework.test import APIClient
 
 from accounts.services import organization_get_or_create, smtp_credential_create
 from sending.feedback.suppressions import suppression_add
@@ -237,6 +241,56 @@ def test_a_streams_own_send_limit_holds_its_mail_not_the_other_streams(api, orga
     held = Recipient.objects.get(message_id=second["id"])
     assert held.held_reason == "send_limit"
     assert held.events.get(type="held").details["stream"] == "news"
+
+
+def test_concurrent_requests_never_pass_a_streams_send_limit_together(organization, domain):
+    """Eight requests of three messages each, sent at the same moment into a stream limited to ten an hour, each
+    with its own key: the atomic counter admits exactly ten between them, whatever the interleaving (on PostgreSQL
+    they really overlap)."""
+    from accounts.services import api_key_create
+    from sending.models import StreamSendCounter
+
+    Stream.objects.create(organization=organization, name="news", kind="broadcast", hourly_limit=10)
+    keys = [api_key_create(organization=organization, name=f"key{n}")[1] for n in range(8)]
+    start = threading.Barrier(8)
+
+    def post(n: int) -> list[str]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {keys[n]}")
+        messages = [body(stream="news", to=[f"r{n}-{i}@dest.example"]) for i in range(3)]
+        try:
+            start.wait()
+            answer = client.post("/api/v1/messages/batch", {"messages": messages}, format="json")
+            assert answer.status_code == 200, answer.content
+            return [r["recipients"][0]["status"] for r in answer.json()["results"]]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for result in pool.map(post, range(8)) for s in result]
+    assert sorted(statuses) == ["held"] * 14 + ["queued"] * 10
+    assert Recipient.objects.filter(state="queued").count() == 10
+    assert StreamSendCounter.objects.get(period="hour").count == 10
+
+
+def test_mail_a_stream_limit_held_goes_only_when_the_streams_window_reopens(api, organization, monkeypatch):
+    import types
+    from datetime import UTC, datetime, timedelta
+
+    from sending.reputation import holds
+    from sending.reputation.holds import send_limit_release
+
+    now = datetime(2030, 5, 6, 12, 30, tzinfo=UTC)
+    monkeypatch.setattr(holds, "timezone", types.SimpleNamespace(now=lambda: now))
+    Stream.objects.create(organization=organization, name="news", kind="broadcast", hourly_limit=1)
+    statuses = [api.post("/api/v1/messages", body(stream="news"), format="json").json()["status"] for _ in range(3)]
+    assert statuses == ["queued", "held", "held"]
+    # The organization has no limit of its own, but the stream's window is still full: nothing goes.
+    assert send_limit_release(now + timedelta(minutes=10)) == 0
+    assert send_limit_release(now + timedelta(hours=1)) == 1  # the next window admits one
+    assert send_limit_release(now + timedelta(hours=1)) == 0
+    assert send_limit_release(now + timedelta(hours=2)) == 1
+    assert Recipient.objects.filter(state="held").count() == 0
 
 
 def test_a_stream_is_a_reputation_scope_of_its_own(api, organization):
