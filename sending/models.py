@@ -804,7 +804,8 @@ class SendCounter(models.Model):
 
 class StreamSendCounter(models.Model):
     """Messages admitted on one message stream in one fixed window (an hour or a day, UTC), for the stream's own
-    send limits: counted with the same atomic upsert as the organization's SendCounter (sending.reputation.send_limits)."""
+    send limits: counted with the same atomic upsert as the organization's SendCounter
+    (sending.reputation.send_limits)."""
 
     stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+")
     period = models.CharField(max_length=4, choices=SendCounter.Period.choices)
