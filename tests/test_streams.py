@@ -123,6 +123,51 @@ def test_smtp_stream_header_chooses_the_stream_and_is_stripped_before_delivery(s
     assert b"\r\nList-Unsubscribe: <https://acme.example/u/1>\r\n" in received.data
 
 
+def test_smtp_priority_header_makes_it_high_and_every_control_header_is_stripped_before_delivery(
+    submission, organization, dest
+):
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    client = logged_in(submission, (credential.username, password))
+    raw = (
+        "From: App <app@acme.example>\r\nTo: jane@dest.example\r\nX-Postwerk-Priority: High\r\n"
+        "X-Postwerk-Stream: transactional\r\nx-postwerk-anything: else\r\n folded on\r\n"
+        "X-Keep: me\r\nSubject: Code\r\n\r\nX-Postwerk-Priority: high is body text\r\n"
+    )
+    client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    client.sendmail("app@acme.example", ["jane@dest.example"], "From: app@acme.example\r\nSubject: N\r\n\r\nN\r\n")
+    client.quit()
+    high, normal = Message.objects.order_by("created_at")
+    assert (high.priority, normal.priority) == ("high", "normal")
+    assert [r.lane for r in Recipient.objects.order_by("created_at")] == ["high", ""]
+    assert deliver_queued() == 2
+    received = next(m.data for m in dest.messages if b"Subject: Code" in m.data)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"x-postwerk" not in head.lower() and b"folded on" not in head
+    assert b"\r\nX-Keep: me\r\n" in head
+    assert body == b"X-Postwerk-Priority: high is body text\r\n"  # the body is the sender's, untouched
+
+
+def test_smtp_unknown_priority_is_550_naming_the_header(submission, organization):
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    client = logged_in(submission, (credential.username, password))
+    raw = "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Priority: urgent\r\n\r\nHi\r\n"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error == b"5.6.0 X-Postwerk-Priority must be one of normal, high"
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.parametrize("name", ["X-Postwerk-Stream", "x-postwerk-priority", "X-Postwerk-Id"])
+def test_api_refuses_control_headers_in_headers_naming_the_header(api, organization, name):
+    response = api.post("/api/v1/messages", body(headers={name: "news"}), format="json")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["headers"]
+    assert list(response.json()["fields"]["headers"]) == [name]
+    assert "use the stream and priority fields" in response.json()["fields"]["headers"][name][0]
+    assert Message.objects.count() == 0
+
+
 def test_smtp_unknown_stream_header_is_550_and_nothing_is_stored(submission, organization):
     credential, password = smtp_credential_create(organization=organization, name="app")
     client = logged_in(submission, (credential.username, password))

@@ -41,6 +41,8 @@ FORBIDDEN_HEADERS = frozenset(
         "authentication-results",
     }
 )
+# Headers that instruct Postwerk over SMTP (X-Postwerk-Stream, X-Postwerk-Priority): never part of a message.
+CONTROL_PREFIX = "x-postwerk-"
 # RFC 5322 §2.2: a field name is printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
 # A line break in a folded header that is not followed by whitespace starts a new header (RFC 5322 §2.2.3).
@@ -100,6 +102,12 @@ def check_header(name: str, value: str) -> None:
         raise HeaderError(f"{name!r} is not a valid header name.")
     if name.lower() in FORBIDDEN_HEADERS:
         raise HeaderError(f"The {name} header is set by Postwerk and cannot be given.")
+    if name.lower().startswith(CONTROL_PREFIX):
+        # Over SMTP these are instructions to Postwerk, removed before delivery; the API has fields for them.
+        raise HeaderError(
+            f"{name}: X-Postwerk-* headers are instructions to Postwerk, never sent; use the stream and priority "
+            "fields."
+        )
     if has_line_break(value):
         raise HeaderError(f"The {name} header contains a line break.")
     if len(value) > 2000:
