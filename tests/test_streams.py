@@ -263,6 +263,20 @@ def test_an_unsubscribe_from_a_broadcast_does_not_stop_transactional_mail_a_hard
     assert bounced["recipients"][0]["status"] == "suppressed"
 
 
+def test_a_streams_tracking_defaults_replace_the_domains_at_the_mx(api, organization, dest):
+    """The domain tracks nothing; the `news` stream tracks opens: its mail reaches the MX with an open pixel, the
+    transactional mail of the same domain as built."""
+    Stream.objects.create(organization=organization, name="news", kind="broadcast", track_opens=True)
+    html = '<html><body><p>Hi</p><a href="https://acme.example/x">read</a></body></html>'
+    api.post("/api/v1/messages", body(stream="news", subject="News", html=html), format="json")
+    api.post("/api/v1/messages", body(subject="Reset", html=html), format="json")
+    assert deliver_queued() == 2
+    received = {re.search(rb"\r\nSubject: (\w+)\r\n", m.data).group(1): m.data for m in dest.messages}
+    assert re.search(rb'<img [^>]*src="https?://[^"]+/t/o/[^"]+"', received[b"News"])
+    assert b'href="https://acme.example/x"' in received[b"News"]  # clicks: the domain's default, off
+    assert b"/t/" not in received[b"Reset"]
+
+
 def test_webhook_endpoint_filtered_by_stream_gets_only_that_streams_events(api, organization, settings):
     settings.POSTWERK_WEBHOOK_ALLOW_PRIVATE = True
     Stream.objects.create(organization=organization, name="news", kind="broadcast")
