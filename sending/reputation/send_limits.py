@@ -1,4 +1,4 @@
-"""Send limits: messages per organization per fixed UTC hour and day.
+"""Send limits: messages per organization (and per message stream, at the end) per fixed UTC hour and day.
 
 A request claims its messages with one atomic upsert that adds them to every limited window's counter and
 returns the new counts; what does not fit is given back at once (a second statement, only when over). The
