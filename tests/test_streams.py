@@ -40,6 +40,12 @@ def submission(settings, tmp_path, domain):
     server.stop()
 
 
+def app_client(submission, organization) -> smtplib.SMTP:
+    """An SMTP client logged in to the submission server with a new credential `app`."""
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    return logged_in(submission, (credential.username, password))
+
+
 @pytest.fixture
 def dest(zone, mx, domain):
     publish_dkim(zone, domain)
@@ -107,8 +113,7 @@ def test_batch_items_name_their_own_stream(api, organization):
 
 def test_smtp_stream_header_chooses_the_stream_and_is_stripped_before_delivery(submission, organization, dest):
     Stream.objects.create(organization=organization, name="news", kind="broadcast")
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = (
         "From: App <app@acme.example>\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: news\r\n"
         "List-Unsubscribe: <https://acme.example/u/1>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
@@ -126,8 +131,7 @@ def test_smtp_stream_header_chooses_the_stream_and_is_stripped_before_delivery(s
 def test_smtp_priority_header_makes_it_high_and_every_control_header_is_stripped_before_delivery(
     submission, organization, dest
 ):
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = (
         "From: App <app@acme.example>\r\nTo: jane@dest.example\r\nX-Postwerk-Priority: High\r\n"
         "X-Postwerk-Stream: transactional\r\nx-postwerk-anything: else\r\n folded on\r\n"
@@ -148,8 +152,7 @@ def test_smtp_priority_header_makes_it_high_and_every_control_header_is_stripped
 
 
 def test_smtp_unknown_priority_is_550_naming_the_header(submission, organization):
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Priority: urgent\r\n\r\nHi\r\n"
     with pytest.raises(smtplib.SMTPDataError) as refused:
         client.sendmail("app@acme.example", ["jane@dest.example"], raw)
@@ -169,8 +172,7 @@ def test_api_refuses_control_headers_in_headers_naming_the_header(api, organizat
 
 
 def test_smtp_unknown_stream_header_is_550_and_nothing_is_stored(submission, organization):
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: nope\r\nSubject: Hi\r\n\r\nHi\r\n"
     with pytest.raises(smtplib.SMTPDataError) as refused:
         client.sendmail("app@acme.example", ["jane@dest.example"], raw)
@@ -225,8 +227,7 @@ def test_broadcast_with_its_own_invalid_list_unsubscribe_is_400_naming_the_heade
 
 def test_smtp_broadcast_with_invalid_list_unsubscribe_is_550(submission, organization):
     Stream.objects.create(organization=organization, name="news", kind="broadcast")
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = (
         "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: news\r\n"
         "List-Unsubscribe: <mailto:x@acme.example>\r\nSubject: Hi\r\n\r\nHi\r\n"
