@@ -263,7 +263,7 @@ def _held_audit(f: HeldFilter, count: int) -> dict:
 
 
 def _claim_batch(qs: QuerySet[Recipient]) -> list[Locked]:
-    rows = qs.order_by("held_at", "id")
+    rows = qs.order_by("-priority", "held_at", "id")  # priority high first, then oldest
     if skip_locked_supported():
         rows = rows.select_for_update(of=("self",))
     return [Locked(*row) for row in rows.values_list(*LOCKED_FIELDS)[:BATCH]]
@@ -318,7 +318,9 @@ def send_limit_release(now: datetime | None = None) -> int:
     released = 0
     for organization in Organization.objects.filter(pk__in=org_ids):
         qs = _releasable(organization.pk, held_queryset(organization.pk, HeldFilter(held_reason=SEND_LIMIT)))
-        message_ids = list(dict.fromkeys(qs.order_by("held_at", "id").values_list("message_id", flat=True)[:BATCH]))
+        message_ids = list(
+            dict.fromkeys(qs.order_by("-priority", "held_at", "id").values_list("message_id", flat=True)[:BATCH])
+        )
         if not message_ids:
             continue
         # A message on a stream with its own limits goes when both the stream's and the organization's admit it.
