@@ -119,7 +119,7 @@ def test_batch_sends_each_recipient_its_own_message(api, zone, mx, domain, templ
     ]
     response = api.post("/api/v1/messages/batch", {"messages": messages}, format="json")
     assert response.status_code == 200
-    assert response.json()["accepted"] == 500
+    assert response.json()["accepted"] == 500, [r for r in response.json()["results"] if r["status"] != 202]
     subjects = {bytes(m.raw).split(b"\r\nSubject: ")[1].split(b"\r\n")[0] for m in Message.objects.all()}
     assert subjects == {f"Welcome, User {i}".encode() for i in range(500)}
     assert deliver_queued() == 500
@@ -158,6 +158,19 @@ def test_render_over_the_limits_is_a_400_naming_template(api, organization, sett
     assert body["fields"] == {
         "template": ["The template could not be rendered (text): The text part is longer than 1000 characters."]
     }
+
+
+def test_a_render_over_its_cpu_time_is_a_400_naming_template(api, organization, settings):
+    settings.POSTWERK_TEMPLATE_RENDER_TIMEOUT = 0.2
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    template_create(organization=organization, alias="slow", name="Slow", text=loops)
+    response = send(api, template="slow", model={})
+    assert response.status_code == 400
+    assert response.json()["error"] == "template_limit"
+    assert response.json()["fields"] == {
+        "template": ["The template could not be rendered (text, line 1): The render took longer than 0.2 s."]
+    }
+    assert Message.objects.count() == 0
 
 
 def test_template_excludes_body_fields_and_model_needs_a_template(api, templates):

@@ -4,7 +4,7 @@ The language is Jinja2 (`{{ name }}`, `{% if %}`, `{% for %}`, `{% include "part
 its ImmutableSandboxedEnvironment: templates are written by customers, so they may not reach Python internals
 (`__class__`, `mro`, function globals), call unsafe methods or change the model. HTML parts are autoescaped.
 
-Bounds. A render may take at most `Limits.timeout` seconds and write at most `Limits.max_output` characters per
+Bounds. A render may take at most `Limits.timeout` seconds of CPU time and write at most `Limits.max_output` characters per
 part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a template can
 spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and filter,
 each attribute or item access, each output expression and string concatenation, and before the operators that
@@ -58,7 +58,7 @@ class Source:
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float = 1.0  # seconds for the whole message (every part, layout and partial)
+    timeout: float = 1.0  # CPU seconds for the whole message (every part, layout and partial)
     max_output: int = 1_000_000  # characters per rendered part
     max_argument: int = 100_000  # largest integer a filter or method may be given (a width, a count)
 
@@ -117,7 +117,7 @@ def _current() -> _Budget:
 
 def _tick() -> _Budget:
     budget = _current()
-    if time.monotonic() > budget.deadline:
+    if time.thread_time() > budget.deadline:
         raise _OverLimit(f"The render took longer than {budget.limits.timeout:g} s.")
     return budget
 
@@ -346,7 +346,9 @@ def _render(
     limits: Limits,
     missing: list | None = None,
 ) -> Rendered:
-    budget_token = _budget.set(_Budget(limits, time.monotonic() + limits.timeout, missing))
+    # CPU time of this thread, not the wall clock: a render that waits for the CPU on a loaded machine spends no
+    # budget, so the same message is never refused for the load of the moment.
+    budget_token = _budget.set(_Budget(limits, time.thread_time() + limits.timeout, missing))
     partials_token = _partials.set(partials)
     try:
         # A header is one line: line breaks a template puts in the subject become single spaces.
