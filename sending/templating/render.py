@@ -4,8 +4,8 @@ The language is Jinja2 (`{{ name }}`, `{% if %}`, `{% for %}`, `{% include "part
 its ImmutableSandboxedEnvironment: templates are written by customers, so they may not reach Python internals
 (`__class__`, `mro`, function globals), call unsafe methods or change the model. HTML parts are autoescaped.
 
-Bounds. A render may take at most `Limits.timeout` seconds of CPU time and write at most `Limits.max_output` characters per
-part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a template can
+Bounds. A render may take at most `Limits.timeout` seconds of CPU time and write at most `Limits.max_output`
+characters per part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a template can
 spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and filter,
 each attribute or item access, each output expression and string concatenation, and before the operators that
 can build big values (`*`, `**`, `%`, `+`). Filter and method arguments above `Limits.max_argument` (as in
