@@ -5,8 +5,8 @@ its ImmutableSandboxedEnvironment: templates are written by customers, so they m
 (`__class__`, `mro`, function globals), call unsafe methods or change the model. HTML parts are autoescaped.
 
 Bounds. A render may take at most `Limits.timeout` seconds of CPU time and write at most `Limits.max_output`
-characters per part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a template can
-spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and filter,
+characters per part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a
+template can spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and filter,
 each attribute or item access, each output expression and string concatenation, and before the operators that
 can build big values (`*`, `**`, `%`, `+`). Filter and method arguments above `Limits.max_argument` (as in
 `"x"|center(10**9)`) are refused before the work is done. `range()` is the sandbox's own (100,000 items at most).
