@@ -6,9 +6,9 @@ its ImmutableSandboxedEnvironment: templates are written by customers, so they m
 
 Bounds. A render may take at most `Limits.timeout` seconds of CPU time and write at most `Limits.max_output`
 characters per part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a
-template can spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and filter,
-each attribute or item access, each output expression and string concatenation, and before the operators that
-can build big values (`*`, `**`, `%`, `+`). Filter and method arguments above `Limits.max_argument` (as in
+template can spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and
+filter, each attribute or item access, each output expression and string concatenation, and before the operators
+that can build big values (`*`, `**`, `%`, `+`). Filter and method arguments above `Limits.max_argument` (as in
 `"x"|center(10**9)`) are refused before the work is done. `range()` is the sandbox's own (100,000 items at most).
 
 A layout is a template whose HTML and text say where the content goes: `{{ content }}` (the template's rendered
