@@ -191,10 +191,20 @@ class Message(models.Model):
     # becomes `expired`. Empty: POSTWERK_MAX_DELIVERY_AGE, then bounced as before.
     deliver_by = models.DateTimeField(null=True, blank=True)
     priority = models.CharField(max_length=6, default="normal", blank=True)  # "normal" | "high"
+    # The template version it was rendered from (sent with `template`); empty for mail without one, and once the
+    # template is deleted. Not indexed alone: the partial index covers the few templated messages' deletes.
+    template_version = models.ForeignKey(
+        "TemplateVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
 
     class Meta:
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="message_org_created"),
+            models.Index(
+                fields=["template_version"],
+                name="message_template_version",
+                condition=models.Q(template_version__isnull=False),
+            ),
             models.Index(fields=["api_key"], name="message_api_key", condition=models.Q(api_key__isnull=False)),
             models.Index(
                 fields=["smtp_credential"],
@@ -892,6 +902,25 @@ class SendCounter(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["organization", "period", "window_start"], name="sendcounter_window")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} from {self.window_start:%Y-%m-%d %H:%M}: {self.count}"
+
+
+class StreamSendCounter(models.Model):
+    """Messages admitted on one message stream in one fixed window (an hour or a day, UTC), for the stream's own
+    send limits: counted with the same atomic upsert as the organization's SendCounter
+    (sending.reputation.send_limits)."""
+
+    stream = models.ForeignKey(Stream, on_delete=models.CASCADE, related_name="+")
+    period = models.CharField(max_length=4, choices=SendCounter.Period.choices)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["stream", "period", "window_start"], name="streamsendcounter_window")
         ]
 
     def __str__(self) -> str:

@@ -40,6 +40,7 @@ def message_get(*, organization: Organization, message_id: str) -> Message | Non
     return (
         Message.objects.filter(organization=organization, pk=message_id)
         .defer("raw")
+        .select_related("stream", "template_version__template")
         .prefetch_related(Prefetch("recipients", queryset=Recipient.objects.order_by("created_at")))
         .first()
     )

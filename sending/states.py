@@ -26,7 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from mail.bulk import bulk_update_rows, insert_rows
-from sending.models import Event, EventType, Recipient, RecipientState
+from sending.models import Event, EventType, Message, Recipient, RecipientState
 
 
 def recipient_event_row(r: Recipient, event_type: str, at: datetime, details: dict, sequence: int) -> dict[str, object]:
@@ -146,9 +146,29 @@ def locked_changed(
     )
 
 
-def held_released(rows: Sequence[Locked], *, actor: str, at: datetime, lease_until: datetime) -> None:
+def held_released(rows: Sequence[Locked], *, actor: str, at: datetime, lease_until: datetime) -> list[Locked]:
+    """Held mail let go: `queued` (returned, for the caller to enqueue), except mail scheduled for later
+    (`send_at` still ahead), which goes back to `scheduled` for its time and is left to the sweep."""
+    later = dict(
+        Message.objects.filter(pk__in={r.message_id for r in rows}, send_at__gt=at).values_list("pk", "send_at")
+    )
+    by_time: dict[datetime, list[Locked]] = {}
+    for r in rows:
+        if r.message_id in later:
+            by_time.setdefault(later[r.message_id], []).append(r)
+    for send_at, scheduled in by_time.items():
+        locked_changed(
+            scheduled,
+            from_state=RecipientState.HELD,
+            event_type=EventType.RELEASED,
+            details={"actor": actor, "scheduled_for": send_at.isoformat()},
+            at=at,
+            state=RecipientState.SCHEDULED,
+            next_attempt_at=send_at,
+        )
+    queued = [r for r in rows if r.message_id not in later]
     locked_changed(
-        rows,
+        queued,
         from_state=RecipientState.HELD,
         event_type=EventType.RELEASED,
         details={"actor": actor},
@@ -156,6 +176,7 @@ def held_released(rows: Sequence[Locked], *, actor: str, at: datetime, lease_unt
         state=RecipientState.QUEUED,
         next_attempt_at=lease_until,
     )
+    return queued
 
 
 def held_cancelled(rows: Sequence[Locked], *, actor: str, reason: str, at: datetime) -> None:

@@ -49,12 +49,33 @@ def test_the_common_shapes_take_the_direct_path_and_match():
         assert fast == slow
 
 
+def test_long_ascii_lines_take_the_direct_path_as_quoted_printable_like_the_email_package():
+    """A rendered template's HTML has lines over 78 characters (a tag's long style attribute cannot be broken):
+    they are quoted-printable, as the email package would write them, for few lines and for many."""
+    row = '<td style="padding: 4px 8px;border-bottom: 1px solid #ddd;color: #224488;font-weight: bold;">x</td>'
+    for d in [
+        draft(subject="Hi", text="x" * 79),
+        draft(subject="Hi", html=row),
+        draft(subject="Hi", text="short\n" + "y " * 50, html="\n".join([row] * 30) + "\n"),
+        draft(subject="Hi", text="a=b " * 30 + " \t\n" + "a" * 77 + " \n" + "c" * 76 + "\t\n"),
+    ]:
+        fast, slow = both(d)
+        assert fast is not None, d
+        assert b"Content-Transfer-Encoding: quoted-printable\r\n" in fast
+        assert fast == slow
+
+
+def test_a_body_the_email_package_would_write_in_base64_goes_through_it():
+    d = draft(subject="Hi", text="=" * 100 + "\x01" * 100)
+    assert composer._build_simple(d, message_id="<1@x.example>", date=DATE) is None
+    assert b"base64" in build_message(d, message_id="<1@x.example>", date=DATE)
+
+
 def test_what_needs_encoding_or_folding_goes_through_the_email_package():
     for d in [
         draft(subject="Grüße", text="x"),
         draft(subject="x" * 80, text="x"),
         draft(subject="Hi", text="ä"),
-        draft(subject="Hi", text="x" * 79),
         draft(subject="=?utf-8?q?x?=", text="x"),
         draft(sender=parse_mailbox('"Doe, Jane" <j@shop.example>'), subject="Hi", text="x"),
         draft(subject="two  spaces", text="x"),
@@ -64,7 +85,7 @@ def test_what_needs_encoding_or_folding_goes_through_the_email_package():
 
 
 printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=90)
-bodies = st.lists(st.sampled_from([*"ab <>=.\r\n\t ", "x" * 40, "\u00e9"]), max_size=40).map("".join)
+bodies = st.lists(st.sampled_from([*"ab <>=.\r\n\t \x0b\x01", "x" * 40, "=" * 30, "\u00e9"]), max_size=60).map("".join)
 names = st.sampled_from(["", "Jo", "Jo Bloggs", "A.B", "x=?y", "O'Neil", "a  b", " lead", "Über"])
 
 

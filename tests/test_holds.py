@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.services import smtp_credential_create
-from sending.models import Event, EventType, Recipient, RecipientState, ReputationScope
+from sending.models import Event, EventType, Message, Recipient, RecipientState, ReputationScope
 from sending.reputation.holds import HeldFilter, held_count, held_maintenance, held_release
 from sending.reputation.rates import reputation_for_scope, reputation_pause, reputation_resume
 from sending.smtp.server import Listener, SmtpServer
@@ -78,6 +78,39 @@ def test_held_mail_released_by_filter_is_delivered_and_cancelled_mail_is_not(api
     ]
     cancel_event = Event.objects.get(type=EventType.CANCELLED)
     assert cancel_event.details["actor"] == "api-key:test" and cancel_event.details["reason"] == "cancelled"
+
+
+def test_held_scheduled_mail_released_early_keeps_its_send_at(api, organization, zone, mx):
+    from sending.delivery.sweep import sweep
+
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    rep = pause_organization(organization)
+    send_at = (timezone.now() + timedelta(hours=2)).replace(microsecond=0)
+    body = {"from": "hello@acme.example", "subject": "Later", "text": "Hi", "send_at": send_at.isoformat()}
+    for address in ("later@dest.example", "past@dest.example"):
+        response = api.post("/api/v1/messages", {**body, "to": [address]}, format="json")
+        assert response.status_code == 202 and response.json()["status"] == "held"
+    # The second one's time passes while it is held: released, it goes at once.
+    Message.objects.filter(recipients__address="past@dest.example").update(send_at=timezone.now())
+    reputation_resume(rep, actor="operator:ops", reason="cleaned", staff=True)
+    assert api.post("/api/v1/held/release", {}, format="json").json()["count"] == 2
+
+    later = Recipient.objects.get(address="later@dest.example")
+    assert (later.state, later.next_attempt_at) == (RecipientState.SCHEDULED, send_at)
+    released = Event.objects.get(recipient=later, type=EventType.RELEASED)
+    assert released.details["scheduled_for"] == send_at.isoformat()
+    assert states()["past@dest.example"] == "queued"
+    assert deliver_queued() == 1
+    assert [m.rcpt_tos for m in sink.messages] == [["past@dest.example"]]
+
+    sweep(timezone.now())  # not yet due
+    assert Recipient.objects.get(address="later@dest.example").state == RecipientState.SCHEDULED
+    sweep(send_at + timedelta(seconds=1))
+    assert deliver_queued() == 1
+    assert [m.rcpt_tos for m in sink.messages] == [["past@dest.example"], ["later@dest.example"]]
+    events = Event.objects.filter(recipient=later).order_by("sequence").values_list("type", flat=True)
+    assert list(events) == ["held", "released", "queued", "sent", "delivered"]
 
 
 def test_filters_and_dry_run_counts_match(api, organization):

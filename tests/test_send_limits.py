@@ -87,6 +87,19 @@ def test_release_in_the_next_window_is_capped_by_its_limit(api, organization, cl
     assert [e.details["address"] for e in released] == ["r2@dest.example", "r3@dest.example", "r4@dest.example"]
 
 
+def test_held_mail_of_priority_high_is_released_first(api, organization, clock):
+    organization.hourly_limit = 1
+    organization.save()
+    statuses = [
+        api.post("/api/v1/messages", {**one(n), "priority": priority}, format="json").json()["status"]
+        for n, priority in enumerate(["normal", "normal", "normal", "high"])
+    ]
+    assert statuses == ["queued", "held", "held", "held"]
+    assert send_limit_release(NOW + timedelta(hours=1)) == 1
+    released = Event.objects.get(type=EventType.RELEASED)
+    assert released.details["address"] == "r3@dest.example"  # the newest, but high
+
+
 def test_daily_limit_holds_too_and_batches_hold_only_what_is_over(api, organization, clock, settings):
     settings.POSTWERK_SEND_LIMIT_DAILY = 3  # the platform default, the organization sets none
     batch = api.post("/api/v1/messages/batch", {"messages": [one(n) for n in range(5)]}, format="json")

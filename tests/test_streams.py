@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import re
 import smtplib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+from django.db import connection
 from django.test import Client
+from rest_framework.test import APIClient
 
 from accounts.services import organization_get_or_create, smtp_credential_create
 from sending.feedback.suppressions import suppression_add
@@ -34,6 +38,12 @@ def submission(settings, tmp_path, domain):
     server = SmtpServer([Listener("submission", "127.0.0.1", 0, False)]).start()
     yield server
     server.stop()
+
+
+def app_client(submission, organization) -> smtplib.SMTP:
+    """An SMTP client logged in to the submission server with a new credential `app`."""
+    credential, password = smtp_credential_create(organization=organization, name="app")
+    return logged_in(submission, (credential.username, password))
 
 
 @pytest.fixture
@@ -103,8 +113,7 @@ def test_batch_items_name_their_own_stream(api, organization):
 
 def test_smtp_stream_header_chooses_the_stream_and_is_stripped_before_delivery(submission, organization, dest):
     Stream.objects.create(organization=organization, name="news", kind="broadcast")
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = (
         "From: App <app@acme.example>\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: news\r\n"
         "List-Unsubscribe: <https://acme.example/u/1>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
@@ -119,9 +128,51 @@ def test_smtp_stream_header_chooses_the_stream_and_is_stripped_before_delivery(s
     assert b"\r\nList-Unsubscribe: <https://acme.example/u/1>\r\n" in received.data
 
 
+def test_smtp_priority_header_makes_it_high_and_every_control_header_is_stripped_before_delivery(
+    submission, organization, dest
+):
+    client = app_client(submission, organization)
+    raw = (
+        "From: App <app@acme.example>\r\nTo: jane@dest.example\r\nX-Postwerk-Priority: High\r\n"
+        "X-Postwerk-Stream: transactional\r\nx-postwerk-anything: else\r\n folded on\r\n"
+        "X-Keep: me\r\nSubject: Code\r\n\r\nX-Postwerk-Priority: high is body text\r\n"
+    )
+    client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    client.sendmail("app@acme.example", ["jane@dest.example"], "From: app@acme.example\r\nSubject: N\r\n\r\nN\r\n")
+    client.quit()
+    high, normal = Message.objects.order_by("created_at")
+    assert (high.priority, normal.priority) == ("high", "normal")
+    assert [r.lane for r in Recipient.objects.order_by("created_at")] == ["high", ""]
+    assert deliver_queued() == 2
+    received = next(m.data for m in dest.messages if b"Subject: Code" in m.data)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"x-postwerk" not in head.lower() and b"folded on" not in head
+    assert b"\r\nX-Keep: me\r\n" in head
+    assert body == b"X-Postwerk-Priority: high is body text\r\n"  # the body is the sender's, untouched
+
+
+def test_smtp_unknown_priority_is_550_naming_the_header(submission, organization):
+    client = app_client(submission, organization)
+    raw = "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Priority: urgent\r\n\r\nHi\r\n"
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        client.sendmail("app@acme.example", ["jane@dest.example"], raw)
+    assert refused.value.smtp_code == 550
+    assert refused.value.smtp_error == b"5.6.0 X-Postwerk-Priority must be one of normal, high"
+    assert Message.objects.count() == 0
+
+
+@pytest.mark.parametrize("name", ["X-Postwerk-Stream", "x-postwerk-priority", "X-Postwerk-Id"])
+def test_api_refuses_control_headers_in_headers_naming_the_header(api, organization, name):
+    response = api.post("/api/v1/messages", body(headers={name: "news"}), format="json")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["headers"]
+    assert list(response.json()["fields"]["headers"]) == [name]
+    assert "use the stream and priority fields" in response.json()["fields"]["headers"][name][0]
+    assert Message.objects.count() == 0
+
+
 def test_smtp_unknown_stream_header_is_550_and_nothing_is_stored(submission, organization):
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: nope\r\nSubject: Hi\r\n\r\nHi\r\n"
     with pytest.raises(smtplib.SMTPDataError) as refused:
         client.sendmail("app@acme.example", ["jane@dest.example"], raw)
@@ -176,8 +227,7 @@ def test_broadcast_with_its_own_invalid_list_unsubscribe_is_400_naming_the_heade
 
 def test_smtp_broadcast_with_invalid_list_unsubscribe_is_550(submission, organization):
     Stream.objects.create(organization=organization, name="news", kind="broadcast")
-    credential, password = smtp_credential_create(organization=organization, name="app")
-    client = logged_in(submission, (credential.username, password))
+    client = app_client(submission, organization)
     raw = (
         "From: app@acme.example\r\nTo: jane@dest.example\r\nX-Postwerk-Stream: news\r\n"
         "List-Unsubscribe: <mailto:x@acme.example>\r\nSubject: Hi\r\n\r\nHi\r\n"
@@ -214,6 +264,20 @@ def test_an_unsubscribe_from_a_broadcast_does_not_stop_transactional_mail_a_hard
     assert bounced["recipients"][0]["status"] == "suppressed"
 
 
+def test_a_streams_tracking_defaults_replace_the_domains_at_the_mx(api, organization, dest):
+    """The domain tracks nothing; the `news` stream tracks opens: its mail reaches the MX with an open pixel, the
+    transactional mail of the same domain as built."""
+    Stream.objects.create(organization=organization, name="news", kind="broadcast", track_opens=True)
+    html = '<html><body><p>Hi</p><a href="https://acme.example/x">read</a></body></html>'
+    api.post("/api/v1/messages", body(stream="news", subject="News", html=html), format="json")
+    api.post("/api/v1/messages", body(subject="Reset", html=html), format="json")
+    assert deliver_queued() == 2
+    received = {re.search(rb"\r\nSubject: (\w+)\r\n", m.data).group(1): m.data for m in dest.messages}
+    assert re.search(rb'<img [^>]*src="https?://[^"]+/t/o/[^"]+"', received[b"News"])
+    assert b'href="https://acme.example/x"' in received[b"News"]  # clicks: the domain's default, off
+    assert b"/t/" not in received[b"Reset"]
+
+
 def test_webhook_endpoint_filtered_by_stream_gets_only_that_streams_events(api, organization, settings):
     settings.POSTWERK_WEBHOOK_ALLOW_PRIVATE = True
     Stream.objects.create(organization=organization, name="news", kind="broadcast")
@@ -237,6 +301,56 @@ def test_a_streams_own_send_limit_holds_its_mail_not_the_other_streams(api, orga
     held = Recipient.objects.get(message_id=second["id"])
     assert held.held_reason == "send_limit"
     assert held.events.get(type="held").details["stream"] == "news"
+
+
+def test_concurrent_requests_never_pass_a_streams_send_limit_together(organization, domain):
+    """Eight requests of three messages each, sent at the same moment into a stream limited to ten an hour, each
+    with its own key: the atomic counter admits exactly ten between them, whatever the interleaving (on PostgreSQL
+    they really overlap)."""
+    from accounts.services import api_key_create
+    from sending.models import StreamSendCounter
+
+    Stream.objects.create(organization=organization, name="news", kind="broadcast", hourly_limit=10)
+    keys = [api_key_create(organization=organization, name=f"key{n}")[1] for n in range(8)]
+    start = threading.Barrier(8)
+
+    def post(n: int) -> list[str]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {keys[n]}")
+        messages = [body(stream="news", to=[f"r{n}-{i}@dest.example"]) for i in range(3)]
+        try:
+            start.wait()
+            answer = client.post("/api/v1/messages/batch", {"messages": messages}, format="json")
+            assert answer.status_code == 200, answer.content
+            return [r["recipients"][0]["status"] for r in answer.json()["results"]]
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [s for result in pool.map(post, range(8)) for s in result]
+    assert sorted(statuses) == ["held"] * 14 + ["queued"] * 10
+    assert Recipient.objects.filter(state="queued").count() == 10
+    assert StreamSendCounter.objects.get(period="hour").count == 10
+
+
+def test_mail_a_stream_limit_held_goes_only_when_the_streams_window_reopens(api, organization, monkeypatch):
+    import types
+    from datetime import UTC, datetime, timedelta
+
+    from sending.reputation import holds
+    from sending.reputation.holds import send_limit_release
+
+    now = datetime(2030, 5, 6, 12, 30, tzinfo=UTC)
+    monkeypatch.setattr(holds, "timezone", types.SimpleNamespace(now=lambda: now))
+    Stream.objects.create(organization=organization, name="news", kind="broadcast", hourly_limit=1)
+    statuses = [api.post("/api/v1/messages", body(stream="news"), format="json").json()["status"] for _ in range(3)]
+    assert statuses == ["queued", "held", "held"]
+    # The organization has no limit of its own, but the stream's window is still full: nothing goes.
+    assert send_limit_release(now + timedelta(minutes=10)) == 0
+    assert send_limit_release(now + timedelta(hours=1)) == 1  # the next window admits one
+    assert send_limit_release(now + timedelta(hours=1)) == 0
+    assert send_limit_release(now + timedelta(hours=2)) == 1
+    assert Recipient.objects.filter(state="held").count() == 0
 
 
 def test_a_stream_is_a_reputation_scope_of_its_own(api, organization):

@@ -89,17 +89,20 @@ def test_template_is_rendered_into_the_message_the_mx_receives(api, zone, mx, do
         b"Sent to jane@dest.example\r\n\r\n"
     )
     # The HTML part: the layout around the content, model values escaped, the loop and the partial rendered, and
-    # the CSS moved from <style> into style attributes; lines broken at whitespace HTML ignores, so it goes 7bit.
+    # the CSS moved from <style> into style attributes. The inliner writes lines over 78 characters, so it goes
+    # quoted-printable (soft line breaks, "=" as =3D), as the email package writes it.
     assert parts[2] == (
-        b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\n'
+        b'\r\nContent-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n'
         b"MIME-Version: 1.0\r\n\r\n"
-        b'<html><head></head><body><div class="brand" style="font-weight: bold;">Acme\r\n'
-        b"</div><h1>Welcome, Jane &lt;3!</h1>\r\n"
+        b'<html><head></head><body><div class=3D"brand" style=3D"font-weight: bold;">Ac=\r\n'
+        b"me</div><h1>Welcome, Jane &lt;3!</h1>\r\n"
         b"<ul><li>Widget: 2</li><li>Gadget: 1</li></ul>\r\n"
-        b'<p>Start at <a href="https://acme.example/d?a=1&amp;b=2">your dashboard</a>.\r\n'
-        b'</p><p>-- The Acme team</p><p class="note" style="color: #336699;">Sent to\r\n'
-        b"jane@dest.example</p></body></html>\r\n\r\n"
+        b'<p>Start at <a href=3D"https://acme.example/d?a=3D1&amp;b=3D2">your dashboard=\r\n'
+        b'</a>.</p><p>-- The Acme team</p><p class=3D"note" style=3D"color: #336699;">S=\r\n'
+        b"ent to jane@dest.example</p></body></html>\r\n\r\n"
     )
+    html = email.message_from_bytes(raw, policy=policy.default).get_body(("html",)).get_content()
+    assert '<p class="note" style="color: #336699;">Sent to jane@dest.example</p>' in html
 
 
 def test_batch_sends_each_recipient_its_own_message(api, zone, mx, domain, templates):
@@ -116,14 +119,14 @@ def test_batch_sends_each_recipient_its_own_message(api, zone, mx, domain, templ
     ]
     response = api.post("/api/v1/messages/batch", {"messages": messages}, format="json")
     assert response.status_code == 200
-    assert response.json()["accepted"] == 500
+    assert response.json()["accepted"] == 500, [r for r in response.json()["results"] if r["status"] != 202]
     subjects = {bytes(m.raw).split(b"\r\nSubject: ")[1].split(b"\r\n")[0] for m in Message.objects.all()}
     assert subjects == {f"Welcome, User {i}".encode() for i in range(500)}
     assert deliver_queued() == 500
     received = {m.rcpt_tos[0]: email.message_from_bytes(m.data, policy=policy.default) for m in sink.messages}
     html = received["user7@dest.example"].get_body(("html",)).get_content()
     assert "<h1>Welcome, User 7!</h1>" in html
-    assert 'style="color: #336699;">Sent to\r\nuser7@dest.example</p>' in html
+    assert 'style="color: #336699;">Sent to user7@dest.example</p>' in html
 
 
 def test_unknown_template_or_alias_is_a_400_naming_template(api, templates):
@@ -155,6 +158,19 @@ def test_render_over_the_limits_is_a_400_naming_template(api, organization, sett
     assert body["fields"] == {
         "template": ["The template could not be rendered (text): The text part is longer than 1000 characters."]
     }
+
+
+def test_a_render_over_its_cpu_time_is_a_400_naming_template(api, organization, settings):
+    settings.POSTWERK_TEMPLATE_RENDER_TIMEOUT = 0.2
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    template_create(organization=organization, alias="slow", name="Slow", text=loops)
+    response = send(api, template="slow", model={})
+    assert response.status_code == 400
+    assert response.json()["error"] == "template_limit"
+    assert response.json()["fields"] == {
+        "template": ["The template could not be rendered (text, line 1): The render took longer than 0.2 s."]
+    }
+    assert Message.objects.count() == 0
 
 
 def test_template_excludes_body_fields_and_model_needs_a_template(api, templates):
@@ -210,7 +226,8 @@ def test_create_update_versions_restore_and_send_uses_the_active_version(api, or
     restored = api.post("/api/v1/templates/reset/versions/1/restore")
     assert restored.status_code == 200 and restored.json()["version"] == 3
     assert restored.json()["text"] == "Code {{ code }}"
-    assert send(api, template=body["id"], model={"name": "Jo", "code": "2"}).status_code == 202
+    again = send(api, template=body["id"], model={"name": "Jo", "code": "2"})
+    assert again.status_code == 202
     assert bytes(Message.objects.order_by("-created_at").first().raw).endswith(b"\r\n\r\nCode 2\r\n")
     assert api.post("/api/v1/templates/reset/versions/9/restore").status_code == 404
 
@@ -315,3 +332,21 @@ def test_the_schema_documents_the_templates_api(api):
     } <= set(schema["paths"])
     send_fields = schema["components"]["schemas"]["SendMessage"]["properties"]
     assert {"template", "model"} <= set(send_fields)
+
+
+def test_the_message_records_the_template_and_version_that_made_it(api, templates):
+    first = send(api, template="welcome", model=MODEL).json()
+    api.patch(f"/api/v1/templates/{templates['welcome'].pk}", {"subject": "Hi {{ name }}"}, format="json")
+    second = send(api, template=templates["welcome"].pk, model=MODEL).json()
+    plain = send(api, subject="Plain", text="No template").json()
+
+    def template_of(sent: dict) -> dict | None:
+        return api.get(f"/api/v1/messages/{sent['id']}").json()["template"]
+
+    welcome = {"id": templates["welcome"].pk, "alias": "welcome"}
+    assert template_of(first) == {**welcome, "version": 1}
+    assert template_of(second) == {**welcome, "version": 2}
+    assert template_of(plain) is None
+    # Deleting the template keeps the message; it no longer names a template.
+    assert api.delete("/api/v1/templates/welcome").status_code == 204
+    assert template_of(second) is None

@@ -68,3 +68,41 @@ def test_worker_killed_mid_delivery_then_the_sweep_delivers_exactly_once(api, zo
         second.stop()
     assert len(sink.messages) == 1
     assert Recipient.objects.get().attempts == 2
+
+
+def test_scheduled_mail_survives_a_worker_restart_and_goes_at_its_time(api, zone, mx, tmp_path):
+    """Scheduled mail waits in the database, not in the broker or a worker's memory: the worker (with beat) that
+    was running when it was accepted is killed before its time, and a new one sends it when it is due."""
+    from datetime import timedelta
+
+    from sending.models import Event
+
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+
+    def beat_worker() -> Worker:
+        schedule = ("-B", "-s", str(tmp_path / "celerybeat-schedule"))
+        return Worker(tmp_path, schedule, POSTWERK_SWEEP_INTERVAL="1").start()
+
+    first = beat_worker()
+    try:
+        send_at = timezone.now() + timedelta(seconds=8)
+        body = {"from": "hello@acme.example", "to": ["jane@dest.example"], "subject": "Later", "text": "Hi"}
+        sent = api.post("/api/v1/messages", {**body, "send_at": send_at.isoformat()}, format="json").json()
+        assert sent["status"] == "scheduled"
+        first.kill()  # before its time: nothing of it may be lost with the process
+    finally:
+        first.stop()
+    assert state_of("jane@dest.example") == RecipientState.SCHEDULED and sink.messages == []
+
+    second = beat_worker()
+    try:
+        assert sink.wait_for(1, timeout=90), second.log()
+        assert wait_until(lambda: state_of("jane@dest.example") == RecipientState.DELIVERED), second.log()
+    finally:
+        second.stop()
+    recipient = Recipient.objects.get()
+    assert recipient.delivered_at >= send_at
+    events = Event.objects.filter(recipient=recipient).order_by("sequence").values_list("type", flat=True)
+    assert list(events) == ["scheduled", "queued", "sent", "delivered"]
+    assert len(sink.messages) == 1

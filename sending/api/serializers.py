@@ -343,17 +343,43 @@ class MessageSummarySerializer(serializers.ModelSerializer):
         return [{"id": str(r.id), "address": r.address, "state": r.state} for r in obj.recipients.all()]
 
 
+class MessageTemplateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    alias = serializers.CharField(allow_null=True)
+    version = serializers.IntegerField()
+
+
 class MessageDetailSerializer(MessageSummarySerializer):
     recipients = serializers.SerializerMethodField()
     stream = serializers.SerializerMethodField()
 
     sandbox = serializers.BooleanField(read_only=True, help_text="Sent with a sandbox key: captured, never delivered.")
 
+    template = serializers.SerializerMethodField(
+        help_text="The template and version the message was rendered from; null when sent without one (or the "
+        "template was deleted since)."
+    )
+
     class Meta(MessageSummarySerializer.Meta):
-        fields = [*MessageSummarySerializer.Meta.fields, "stream", "send_at", "deliver_by", "priority", "sandbox"]
+        fields = [
+            *MessageSummarySerializer.Meta.fields,
+            "stream",
+            "send_at",
+            "deliver_by",
+            "priority",
+            "sandbox",
+            "template",
+        ]
 
     def get_stream(self, obj: Message) -> str:
         return obj.stream.name if obj.stream is not None else "transactional"
+
+    @extend_schema_field(MessageTemplateSerializer(allow_null=True))
+    def get_template(self, obj: Message) -> dict | None:
+        version = obj.template_version
+        if version is None:
+            return None
+        return {"id": version.template_id, "alias": version.template.alias, "version": version.number}
 
     def get_recipients(self, obj: Message) -> list[dict]:
         return RecipientSerializer(obj.recipients.all(), many=True, context=self.context).data

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import binascii
 import random
 import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
+from email import quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -39,6 +41,8 @@ FORBIDDEN_HEADERS = frozenset(
         "authentication-results",
     }
 )
+# Headers that instruct Postwerk over SMTP (X-Postwerk-Stream, X-Postwerk-Priority): never part of a message.
+CONTROL_PREFIX = "x-postwerk-"
 # RFC 5322 §2.2: a field name is printable ASCII except the colon.
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,76}$")
 # A line break in a folded header that is not followed by whitespace starts a new header (RFC 5322 §2.2.3).
@@ -98,6 +102,12 @@ def check_header(name: str, value: str) -> None:
         raise HeaderError(f"{name!r} is not a valid header name.")
     if name.lower() in FORBIDDEN_HEADERS:
         raise HeaderError(f"The {name} header is set by Postwerk and cannot be given.")
+    if name.lower().startswith(CONTROL_PREFIX):
+        # Over SMTP these are instructions to Postwerk, removed before delivery; the API has fields for them.
+        raise HeaderError(
+            f"{name}: X-Postwerk-* headers are instructions to Postwerk, never sent; use the stream and priority "
+            "fields."
+        )
     if has_line_break(value):
         raise HeaderError(f"The {name} header contains a line break.")
     if len(value) > 2000:
@@ -123,8 +133,9 @@ def build_message(draft: Draft, *, message_id: str, date: datetime) -> bytes:
 #
 # Most transactional mail is an ASCII text and/or HTML body with short ASCII headers. For those, the bytes the
 # email package would produce are fixed and simple, and building them through its header registry and generator
-# was half of the send API's CPU per message. Anything else (non-ASCII, long lines that need folding or
-# quoted-printable, attachments, names that need quoting or encoding) goes through the email package as before.
+# was half of the send API's CPU per message. ASCII body lines over 78 characters (a rendered template's HTML)
+# are quoted-printable by the email package's own encoder. Anything else (non-ASCII, header lines that need
+# folding, attachments, names that need quoting or encoding) goes through the email package as before.
 # The output is byte-identical to the email package's (tests/test_composer.py compares them); only the
 # multipart boundary is random either way.
 
@@ -158,19 +169,38 @@ def _simple_line(name: str, value: str) -> bytes | None:
     return line.encode("ascii") + b"\r\n"
 
 
-def _simple_body(text: str) -> bytes | None:
-    """A 7bit body as the email package writes it, or None when it would pick another encoding."""
+@dataclass(frozen=True)
+class _Body:
+    cte: str  # the Content-Transfer-Encoding the email package would choose
+    data: bytes  # CRLF lines
+
+
+def _simple_body(text: str) -> _Body | None:
+    """An ASCII body as the email package writes it (its contentmanager's choice between 7bit and, for lines over
+    78 characters, quoted-printable), or None when it would pick another encoding (base64, or non-ASCII text).
+
+    Quoted-printable is the common case of rendered HTML: a tag whose quoted style attribute is longer than a line
+    cannot be broken. The email package's own encoder (quoprimime) makes the lines; only its header registry and
+    generator, which cost several times more, are skipped."""
     if not text.isascii():
         return None
     lines = text.encode("ascii").splitlines()
-    if any(len(line) > _MAX_LINE for line in lines):
+    if all(len(line) <= _MAX_LINE for line in lines):
+        return _Body("7bit", b"\r\n".join(lines) + b"\r\n")
+    # As email.contentmanager._encode_text decides: quoted-printable unless the first ten lines come out shorter in
+    # base64, and for at most ten lines the encoding of those (CRLF-joined) lines is the body.
+    sniff = b"\r\n".join(lines[:10]) + b"\r\n"
+    encoded = quoprimime.body_encode(sniff.decode("ascii"), _MAX_LINE)
+    if len(encoded) > len(binascii.b2a_base64(sniff)):
         return None
-    return b"\r\n".join(lines) + b"\r\n"
+    if len(lines) > 10:
+        encoded = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("ascii"), _MAX_LINE)
+    return _Body("quoted-printable", b"\r\n".join(encoded.encode("ascii").splitlines()) + b"\r\n")
 
 
-def _text_part(subtype: str, body: bytes, *, mime_version: bool) -> bytes:
-    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: 7bit\r\n'
-    return head.encode("ascii") + (b"MIME-Version: 1.0\r\n" if mime_version else b"") + b"\r\n" + body
+def _text_part(subtype: str, body: _Body, *, mime_version: bool) -> bytes:
+    head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {body.cte}\r\n'
+    return head.encode("ascii") + (b"MIME-Version: 1.0\r\n" if mime_version else b"") + b"\r\n" + body.data
 
 
 def _build_simple(draft: Draft, *, message_id: str, date: datetime) -> bytes | None:
@@ -203,7 +233,7 @@ def _build_simple(draft: Draft, *, message_id: str, date: datetime) -> bytes | N
     if html is None:
         return None
     boundary = "=" * 15 + f"{random.randrange(sys.maxsize):019d}" + "=="
-    while boundary.encode("ascii") in text or boundary.encode("ascii") in html:  # as the email package does
+    while boundary.encode("ascii") in text.data or boundary.encode("ascii") in html.data:  # as the email package
         boundary = "=" * 15 + f"{random.randrange(sys.maxsize):019d}" + "=="
     delimiter = f"--{boundary}".encode("ascii")
     return (

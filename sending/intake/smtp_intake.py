@@ -24,17 +24,21 @@ from mail.raw_message import (
 from mail.trace_headers import SmtpTrace, received_header
 from sending.errors import Refused
 from sending.intake.accept import Caller, authorise, guard, prepare, screen_and_store
+from sending.intake.composer import CONTROL_PREFIX
 from sending.intake.submission import Prepared, prepared_rows
 from sending.models import Domain, Message, uuid7
 from sending.reputation.holds import smtp_sender_refusal
-from sending.streams.options import SendOptions, options_apply
+from sending.streams.options import NORMAL, PRIORITIES, SendOptions, options_apply
 
 __all__ = ["Refused", "SmtpSubmission", "check_recipient", "check_sender", "smtp_message_prepare"]
 
-# Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4); X-Postwerk-Stream
-# is an instruction to Postwerk (the message stream), not part of the message.
+# Bcc must never reach a recipient; Return-Path belongs to the final delivery (RFC 5321 §4.4). X-Postwerk-*
+# headers are instructions to Postwerk (X-Postwerk-Stream: the message stream; X-Postwerk-Priority: high or
+# normal), not part of the message: every one is removed, read or not, so none ever reaches a recipient (the send
+# API refuses them in `headers`: it has fields for both).
 STREAM_HEADER = "X-Postwerk-Stream"
-STRIPPED_HEADERS = {"bcc", "return-path", STREAM_HEADER.lower()}
+PRIORITY_HEADER = "X-Postwerk-Priority"
+STRIPPED_HEADERS = {"bcc", "return-path"}
 
 
 def smtp_caller(credential: SmtpCredential) -> Caller:
@@ -161,7 +165,9 @@ class SmtpSubmission:
             added.append(("Message-ID", message_id))
         if raw_header(headers, "Date") is None:
             added.append(("Date", date_header(now)))
-        raw = prepend_headers(remove_headers(raw, STRIPPED_HEADERS), added)
+        control = {name.lower() for name in headers.keys() if name.lower().startswith(CONTROL_PREFIX)}
+        priority = _priority(raw_header(headers, PRIORITY_HEADER)) if control else NORMAL
+        raw = prepend_headers(remove_headers(raw, STRIPPED_HEADERS | control), added)
         if self.trace is not None:
             by = settings.POSTWERK_HOSTNAME
             raw = received_header(self.trace, by=by, queue_id=str(message_pk), when=now, smtputf8=self.smtputf8) + raw
@@ -187,7 +193,7 @@ class SmtpSubmission:
         named = raw_header(headers, STREAM_HEADER)
         stream = " ".join(named.split()) if named is not None else caller.smtp_credential.stream
         field = STREAM_HEADER if named is not None else "stream"
-        options_apply(prepared, caller, SendOptions(stream=stream or None, stream_field=field))
+        options_apply(prepared, caller, SendOptions(stream=stream or None, stream_field=field, priority=priority))
         return prepared
 
 
@@ -209,6 +215,16 @@ def _envelope_sender(caller: Caller, address: str) -> Mailbox:
             fields={"mail_from": [exc.message]},
         ) from exc
     return mailbox
+
+
+def _priority(value: str | None) -> str:
+    """The X-Postwerk-Priority header's priority (absent: normal). Raises Refused (550) for another value."""
+    if value is None:
+        return NORMAL
+    priority = value.strip().lower()
+    if priority not in PRIORITIES:
+        raise Refused.smtp(f"550 5.6.0 {PRIORITY_HEADER} must be one of {', '.join(PRIORITIES)}")
+    return priority
 
 
 def _subject(headers: EmailMessage) -> str:

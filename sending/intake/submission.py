@@ -87,9 +87,11 @@ class ApiSubmission:
         return [self.draft.sender.domain]
 
     def compose(self, caller: Caller, domain: Domain) -> Prepared:
-        draft = self.draft
+        draft, version = self.draft, None
         if self.template is not None:  # render first: the message is built from what the template makes
-            draft = draft_render(draft, self.template, TemplateLookup(caller.organization, caller.templates))
+            lookup = TemplateLookup(caller.organization, caller.templates)
+            draft = draft_render(draft, self.template, lookup)
+            version = lookup.get(self.template.template).version
         try:
             prepared = message_prepare(
                 organization=caller.organization, api_key=caller.api_key, domain=domain, draft=draft
@@ -99,6 +101,7 @@ class ApiSubmission:
                 "The request has invalid fields.", code="invalid", fields=field_errors(exc.field, str(exc))
             ) from exc
         prepared.report_suppressed = self.report_suppressed
+        prepared.message.template_version = version  # which template and version made it (API, dashboard)
         options_apply(prepared, caller, self.options)
         return prepared
 

@@ -29,7 +29,7 @@ from accounts.models import Organization
 from mail.due import skip_locked_supported
 from sending.delivery.queueing import enqueue_after_commit
 from sending.errors import Refused
-from sending.models import Recipient, RecipientState, ReputationScope
+from sending.models import Message, Recipient, RecipientState, ReputationScope
 from sending.reputation import send_limits
 from sending.reputation.rates import paused_scopes, paused_scopes_fresh
 from sending.states import LOCKED_FIELDS, Locked, held_cancelled, held_released
@@ -113,19 +113,21 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
                 holds[n] = hold
     # Only messages that would go out count against the limit (not held, not wholly suppressed).
     counted = [n for n, p in enumerate(prepared) if n not in holds and any(r.state in _GOING for r in p.recipients)]
-    # A stream's own limits first: what they hold does not count against the organization's.
-    over_stream = send_limits.stream_limit_holds([(n, prepared[n].message) for n in counted], now)
-    if over_stream:
+    # A stream's own limits first (counted atomically, as the organization's): what they hold does not count
+    # against the organization's.
+    streams = send_limits.streams_admit([(n, prepared[n].message) for n in counted], now)
+    if streams.holds:
         if reject:
-            hold = next(iter(over_stream.values()))
+            streams.refund()  # the request stores nothing
+            hold = next(iter(streams.holds.values()))
             raise SendingRefused(
                 "send_limit_exceeded",
                 f"Over the {hold['period']}ly send limit of {hold['limit']} messages of stream {hold['stream']};"
                 " retry when the window reopens.",
                 max(1, int((datetime.fromisoformat(hold["window_end"]) - now).total_seconds()) + 1),
             )
-        holds.update(over_stream)
-        counted = [n for n in counted if n not in over_stream]
+        holds.update(streams.holds)
+        counted = [n for n in counted if n not in streams.holds]
     admission = send_limits.messages_admit(organization=organization, count=len(counted), now=now)
     if admission.over:
         window = admission.window
@@ -134,11 +136,13 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
         if reject:
             # The admitted share was counted; the request stores nothing, so give it back.
             send_limits.messages_refund(organization=organization, count=admission.allowed, now=now)
+            streams.refund()
             raise SendingRefused(
                 "send_limit_exceeded",
                 f"Over the {window.period}ly send limit of {window.limit} messages; retry when the window reopens.",
                 admission.retry_after,
             )
+        streams.refund(counted[admission.allowed :])  # held by the organization's limit: not sent on the stream
         for n in counted[admission.allowed :]:
             holds[n] = {
                 "reason": SEND_LIMIT,
@@ -149,7 +153,7 @@ def holds_screen(*, organization: Organization, prepared: list[Prepared], now: d
     for n, hold in holds.items():
         prepared[n].hold = hold
         for r in prepared[n].recipients:
-            if r.state in _GOING:  # scheduled mail held loses its time: released, it goes at once
+            if r.state in _GOING:  # scheduled mail keeps its send_at: released before then, it waits for it
                 r.state, r.held_reason, r.held_at = RecipientState.HELD, hold["reason"], r.created_at
 
 
@@ -262,7 +266,7 @@ def _held_audit(f: HeldFilter, count: int) -> dict:
 
 
 def _claim_batch(qs: QuerySet[Recipient]) -> list[Locked]:
-    rows = qs.order_by("held_at", "id")
+    rows = qs.order_by("-priority", "held_at", "id")  # priority high first, then oldest
     if skip_locked_supported():
         rows = rows.select_for_update(of=("self",))
     return [Locked(*row) for row in rows.values_list(*LOCKED_FIELDS)[:BATCH]]
@@ -277,8 +281,8 @@ def _release(qs: QuerySet[Recipient], *, actor: str) -> int:
             rows = _claim_batch(qs)
             if not rows:
                 return total
-            held_released(rows, actor=actor, at=now, lease_until=lease_until)
-            enqueue_after_commit([(str(row.id), row.domain, row.lane) for row in rows])
+            queued = held_released(rows, actor=actor, at=now, lease_until=lease_until)
+            enqueue_after_commit([(str(row.id), row.domain, row.lane) for row in queued])
         total += len(rows)
 
 
@@ -317,12 +321,20 @@ def send_limit_release(now: datetime | None = None) -> int:
     released = 0
     for organization in Organization.objects.filter(pk__in=org_ids):
         qs = _releasable(organization.pk, held_queryset(organization.pk, HeldFilter(held_reason=SEND_LIMIT)))
-        message_ids = list(dict.fromkeys(qs.order_by("held_at", "id").values_list("message_id", flat=True)[:BATCH]))
+        message_ids = list(
+            dict.fromkeys(qs.order_by("-priority", "held_at", "id").values_list("message_id", flat=True)[:BATCH])
+        )
         if not message_ids:
             continue
-        admission = send_limits.messages_admit(organization=organization, count=len(message_ids), now=now)
+        # A message on a stream with its own limits goes when both the stream's and the organization's admit it.
+        found = Message.objects.select_related("stream").in_bulk(message_ids)
+        streams = send_limits.streams_admit([(n, found[pk]) for n, pk in enumerate(message_ids)], now)
+        going = [pk for n, pk in enumerate(message_ids) if n not in streams.holds]
+        admission = send_limits.messages_admit(organization=organization, count=len(going), now=now)
+        refused = set(going[admission.allowed :])
+        streams.refund(n for n, pk in enumerate(message_ids) if pk in refused)
         if admission.allowed:
-            released += _release(qs.filter(message_id__in=message_ids[: admission.allowed]), actor="send_limit")
+            released += _release(qs.filter(message_id__in=going[: admission.allowed]), actor="send_limit")
     return released
 
 

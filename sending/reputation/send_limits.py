@@ -1,4 +1,4 @@
-"""Send limits: messages per organization per fixed UTC hour and day.
+"""Send limits: messages per organization (and per message stream, at the end) per fixed UTC hour and day.
 
 A request claims its messages with one atomic upsert that adds them to every limited window's counter and
 returns the new counts; what does not fit is given back at once (a second statement, only when over). The
@@ -19,16 +19,17 @@ Unlimited (the default: POSTWERK_SEND_LIMIT_HOURLY and _DAILY are 0) costs nothi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Organization
-from sending.models import EventType, Message, SendCounter
+from sending.models import EventType, Message, SendCounter, Stream, StreamSendCounter
 from sending.states import organization_event
 
 Period = SendCounter.Period
@@ -68,11 +69,16 @@ def limits_for(organization: Organization) -> dict[str, int]:
 
 
 def windows_for(organization: Organization, now: datetime) -> list[Window]:
-    now = now.astimezone(UTC)
-    hour = now.replace(minute=0, second=0, microsecond=0)
+    limits = limits_for(organization)
+    return _windows(now, limits[Period.HOUR], limits[Period.DAY])
+
+
+def _windows(now: datetime, hourly: int | None, daily: int | None) -> list[Window]:
+    """The fixed UTC hour and day around `now` that have a limit (0 or None: unlimited)."""
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     day = hour.replace(hour=0)
-    spans = {Period.HOUR: (hour, hour + timedelta(hours=1)), Period.DAY: (day, day + timedelta(days=1))}
-    return [Window(period, *spans[period], limit) for period, limit in limits_for(organization).items() if limit > 0]
+    spans = ((Period.HOUR, hourly, hour, hour + timedelta(hours=1)), (Period.DAY, daily, day, day + timedelta(days=1)))
+    return [Window(period, start, end, limit) for period, limit, start, end in spans if limit and limit > 0]
 
 
 def messages_admit(*, organization: Organization, count: int, now: datetime | None = None) -> Admission:
@@ -81,7 +87,7 @@ def messages_admit(*, organization: Organization, count: int, now: datetime | No
     windows = windows_for(organization, now)
     if not windows or count <= 0:
         return Admission(allowed=count, requested=count)
-    counts = _increment(organization.pk, windows, count)
+    counts = _increment(SendCounter, "organization_id", organization.pk, windows, count)
     allowed, refusing = count, None
     for window in windows:
         before = counts[window.period][0] - count
@@ -90,9 +96,7 @@ def messages_admit(*, organization: Organization, count: int, now: datetime | No
             allowed, refusing = fits, window
     if allowed < count:
         # Give back what did not fit, so the counter holds only admitted messages.
-        SendCounter.objects.filter(organization_id=organization.pk).filter(_window_match(windows)).update(
-            count=F("count") - (count - allowed)
-        )
+        _give_back(SendCounter.objects.filter(organization_id=organization.pk), windows, count - allowed)
     for window in windows:
         total, warned, reached = counts[window.period]
         used = total - count + allowed
@@ -107,9 +111,7 @@ def messages_refund(*, organization: Organization, count: int, now: datetime) ->
     """Give back `count` admitted messages (a request that was refused after all stores nothing)."""
     windows = windows_for(organization, now)
     if windows and count > 0:
-        SendCounter.objects.filter(organization_id=organization.pk).filter(_window_match(windows)).update(
-            count=F("count") - count
-        )
+        _give_back(SendCounter.objects.filter(organization_id=organization.pk), windows, count)
 
 
 def _window_match(windows: list[Window]) -> Q:
@@ -119,29 +121,41 @@ def _window_match(windows: list[Window]) -> Q:
     return q
 
 
-def _increment(organization_id: int, windows: list[Window], count: int) -> dict[str, tuple[int, bool, bool]]:
-    """One atomic statement: insert each window's counter or add to it, returning the new counts (and whether
-    its 90% and 100% events already went out)."""
-    meta = SendCounter._meta
+def _increment(
+    model: type[SendCounter] | type[StreamSendCounter], owner: str, owner_id: int, windows: list[Window], count: int
+) -> dict[str, tuple[int, bool, bool]]:
+    """One atomic statement: insert each window's counter of `owner` (organization_id or stream_id) or add to it,
+    returning the new counts (and, for an organization, whether its 90% and 100% events already went out)."""
+    meta = model._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     start_field = meta.get_field("window_start")
-    columns = ", ".join(quote(c) for c in ("organization_id", "period", "window_start", "count", "warned", "reached"))
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(windows))
+    flags = ("warned", "reached") if model is SendCounter else ()
+    columns = ", ".join(quote(c) for c in (owner, "period", "window_start", "count", *flags))
+    values = ", ".join(["(" + ", ".join(["%s"] * (4 + len(flags))) + ")"] * len(windows))
     params: list[object] = []
     for window in windows:
-        params += [organization_id, window.period, start_field.get_db_prep_value(window.start, connection), count]
-        params += [False, False]
+        params += [owner_id, window.period, start_field.get_db_prep_value(window.start, connection), count]
+        params += [False] * len(flags)
     count_col = quote("count")
+    returned = ", ".join(quote(c) for c in ("period", "count", *flags))
     sql = (
         f"INSERT INTO {table} ({columns}) VALUES {values} "  # noqa: S608 - identifiers from model metadata only
-        f"ON CONFLICT ({quote('organization_id')}, {quote('period')}, {quote('window_start')}) "
+        f"ON CONFLICT ({quote(owner)}, {quote('period')}, {quote('window_start')}) "
         f"DO UPDATE SET {count_col} = {table}.{count_col} + excluded.{count_col} "
-        f"RETURNING {quote('period')}, {count_col}, {quote('warned')}, {quote('reached')}"
+        f"RETURNING {returned}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {period: (total, bool(warned), bool(reached)) for period, total, warned, reached in cursor.fetchall()}
+        return {
+            period: (total, bool(rest and rest[0]), bool(rest and rest[1]))
+            for period, total, *rest in cursor.fetchall()
+        }
+
+
+def _give_back(counters: QuerySet, windows: list[Window], count: int) -> None:
+    """Take `count` back off these windows' counters (messages counted that are not sent after all)."""
+    counters.filter(_window_match(windows)).update(count=F("count") - count)
 
 
 def _announce(
@@ -176,39 +190,64 @@ def window_end(organization: Organization, now: datetime | None = None) -> datet
 
 
 # --- a message stream's own limits (#23) ----------------------------------------------------------------------
+#
+# Counted as the organization's are: one atomic upsert per stream adds the stream's messages to its windows'
+# counters (StreamSendCounter) and returns the new counts, so concurrent requests can never admit more than the
+# limit between them; what does not fit is given back at once and held. Streams without limits cost nothing.
 
 
-def stream_limit_holds(messages: list[tuple[int, Message]], now: datetime) -> dict[int, dict]:
-    """Which of these (index, message) pairs are over their stream's own hourly or daily limit, by index, with the
-    hold's details. A stream's use is counted from its stored messages (one indexed count per limited stream and
-    window), so unlike the organization's counter two requests at the same moment may together pass it by what
-    they submit at once; streams without limits cost nothing."""
-    by_stream: dict[int, list[tuple[int, Message]]] = {}
+@dataclass
+class StreamAdmission:
+    """Which messages a stream's own limits hold (index -> the hold's details), and what was counted."""
+
+    holds: dict[int, dict] = field(default_factory=dict)
+    # stream pk -> (its limited windows, the indexes admitted and counted there)
+    admitted: dict[int, tuple[list[Window], set[int]]] = field(default_factory=dict)
+
+    def refund(self, indexes: Iterable[int] | None = None) -> None:
+        """Give back the admitted messages among `indexes` (all when None): they are not sent after all (held by
+        the organization's limit, or the request was refused)."""
+        wanted = None if indexes is None else set(indexes)
+        for stream_id, (windows, admitted) in self.admitted.items():
+            n = len(admitted if wanted is None else admitted & wanted)
+            if n:
+                _give_back(StreamSendCounter.objects.filter(stream_id=stream_id), windows, n)
+
+
+def stream_windows(stream: Stream, now: datetime) -> list[Window]:
+    return _windows(now, stream.hourly_limit, stream.daily_limit)
+
+
+def streams_admit(messages: list[tuple[int, Message]], now: datetime) -> StreamAdmission:
+    """Count these (index, message) pairs against their streams' own hourly and daily limits, in order: what
+    fits is admitted, the rest is held (by index, with the window that refused it)."""
+    by_stream: dict[int, list[int]] = {}
+    streams: dict[int, Stream] = {}
     for n, message in messages:
         stream = message.stream
         if stream is not None and (stream.hourly_limit or stream.daily_limit):
-            by_stream.setdefault(stream.pk, []).append((n, message))
-    holds: dict[int, dict] = {}
-    for group in by_stream.values():
-        stream = group[0][1].stream
-        assert stream is not None
-        hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        for period, limit, start, end in (
-            (Period.HOUR, stream.hourly_limit, hour, hour + timedelta(hours=1)),
-            (Period.DAY, stream.daily_limit, hour.replace(hour=0), hour.replace(hour=0) + timedelta(days=1)),
-        ):
-            if not limit:
-                continue
-            used = Message.objects.filter(stream=stream, created_at__gte=start).count()
-            for n, _ in group[max(0, limit - used) :]:
-                holds.setdefault(
-                    n,
-                    {
-                        "reason": "send_limit",
-                        "stream": stream.name,
-                        "period": period,
-                        "limit": limit,
-                        "window_end": end.isoformat(),
-                    },
-                )
-    return holds
+            by_stream.setdefault(stream.pk, []).append(n)
+            streams[stream.pk] = stream
+    result = StreamAdmission()
+    for stream_id, indexes in by_stream.items():
+        stream, windows = streams[stream_id], stream_windows(streams[stream_id], now)
+        count = len(indexes)
+        counts = _increment(StreamSendCounter, "stream_id", stream_id, windows, count)
+        allowed, refusing = count, None
+        for window in windows:
+            fits = max(0, min(count, window.limit - (counts[window.period][0] - count)))
+            if fits < allowed:
+                allowed, refusing = fits, window
+        if allowed < count:
+            _give_back(StreamSendCounter.objects.filter(stream_id=stream_id), windows, count - allowed)
+        result.admitted[stream_id] = (windows, set(indexes[:allowed]))
+        if refusing is not None:
+            hold = {
+                "reason": "send_limit",
+                "stream": stream.name,
+                "period": refusing.period,
+                "limit": refusing.limit,
+                "window_end": refusing.end.isoformat(),
+            }
+            result.holds.update((n, hold) for n in indexes[allowed:])
+    return result

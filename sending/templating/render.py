@@ -4,11 +4,11 @@ The language is Jinja2 (`{{ name }}`, `{% if %}`, `{% for %}`, `{% include "part
 its ImmutableSandboxedEnvironment: templates are written by customers, so they may not reach Python internals
 (`__class__`, `mro`, function globals), call unsafe methods or change the model. HTML parts are autoescaped.
 
-Bounds. A render may take at most `Limits.timeout` seconds and write at most `Limits.max_output` characters per
-part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a template can
-spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and filter,
-each attribute or item access, each output expression and string concatenation, and before the operators that
-can build big values (`*`, `**`, `%`, `+`). Filter and method arguments above `Limits.max_argument` (as in
+Bounds. A render may take at most `Limits.timeout` seconds of CPU time and write at most `Limits.max_output`
+characters per part. The sandbox has no preemption, so the budget is checked cooperatively at every point where a
+template can spend time or memory: each loop iteration (the parse tree's `for` iterables are wrapped), each call and
+filter, each attribute or item access, each output expression and string concatenation, and before the operators
+that can build big values (`*`, `**`, `%`, `+`). Filter and method arguments above `Limits.max_argument` (as in
 `"x"|center(10**9)`) are refused before the work is done. `range()` is the sandbox's own (100,000 items at most).
 
 A layout is a template whose HTML and text say where the content goes: `{{ content }}` (the template's rendered
@@ -58,7 +58,7 @@ class Source:
 
 @dataclass(frozen=True)
 class Limits:
-    timeout: float = 1.0  # seconds for the whole message (every part, layout and partial)
+    timeout: float = 1.0  # CPU seconds for the whole message (every part, layout and partial)
     max_output: int = 1_000_000  # characters per rendered part
     max_argument: int = 100_000  # largest integer a filter or method may be given (a width, a count)
 
@@ -117,7 +117,7 @@ def _current() -> _Budget:
 
 def _tick() -> _Budget:
     budget = _current()
-    if time.monotonic() > budget.deadline:
+    if time.thread_time() > budget.deadline:
         raise _OverLimit(f"The render took longer than {budget.limits.timeout:g} s.")
     return budget
 
@@ -346,7 +346,9 @@ def _render(
     limits: Limits,
     missing: list | None = None,
 ) -> Rendered:
-    budget_token = _budget.set(_Budget(limits, time.monotonic() + limits.timeout, missing))
+    # CPU time of this thread, not the wall clock: a render that waits for the CPU on a loaded machine spends no
+    # budget, so the same message is never refused for the load of the moment.
+    budget_token = _budget.set(_Budget(limits, time.thread_time() + limits.timeout, missing))
     partials_token = _partials.set(partials)
     try:
         # A header is one line: line breaks a template puts in the subject become single spaces.
@@ -357,7 +359,7 @@ def _render(
             if layout is not None and layout.html:
                 wrapped = {**model, "content": Markup(html)}  # noqa: S704 - rendered and escaped by the sandbox
                 html = _part("layout.html", layout.html, wrapped, html=True, strict=strict)
-            html = short_lines_html(inline_css(html))
+            html = inline_css(html)
         text = None
         if source.text:
             text = _part("text", source.text, model, html=False, strict=strict)
@@ -503,56 +505,14 @@ def _derived_text(source: Source, model: Mapping[str, Any], *, layout: Source | 
     return _tidy(text)
 
 
-# --- lines short enough to send as they are ------------------------------------------------------------------------
+# --- text lines short enough to read ------------------------------------------------------------------------------
 #
-# A body line over 78 characters makes the composer hand the message to the email package for quoted-printable,
-# which costs about a hundred times its direct path (sending.intake.composer); the CSS inliner writes the whole
-# document on one line. So the HTML is broken at whitespace, which HTML collapses anyway: between words, and
-# between a tag's attributes (never inside a quoted value). Not where whitespace is kept (<pre>, <textarea>,
-# CSS white-space), and a run without whitespace longer than a line (a long URL) stays as it is. The text part
-# made from the HTML is wrapped at words, as plain-text mail is (RFC 5322 §2.1.1's 78 characters).
+# The text part made from the HTML is wrapped at words, as plain-text mail is (RFC 5322 §2.1.1's 78 characters).
+# The HTML is left as rendered (the CSS inliner writes the whole document on one line): the composer sends lines
+# over 78 characters quoted-printable, on its direct path, at about the cost of a 7bit body
+# (sending.intake.composer). Breaking the HTML at whitespace instead cost more than the rest of the render.
 
 _WIDTH = 76
-_HTML_TOKENS = re.compile(r"<!--.*?-->|<[^>]*>|[^<]+", re.S)
-_TAG_PARTS = re.compile(r"""\s+|(?:[^\s"']|"[^"]*"|'[^']*')+""")  # an attribute with its quoted value is one
-_BLOCK_TAG = re.compile(r"</?(?:p|div|table|tbody|thead|tfoot|tr|td|th|h[1-6]|ul|ol|li|br|hr|head|body|html)\b", re.I)
-_KEEPS_WHITESPACE = re.compile(r"<pre\b|<textarea\b|white-space", re.I)
-
-
-def short_lines_html(html: str) -> str:
-    if all(len(line) <= _WIDTH for line in html.splitlines()) or _KEEPS_WHITESPACE.search(html):
-        return html
-    out: list[str] = []
-    column = 0
-    last_break: tuple[int, bool] | None = None  # (index in out, whether that piece is whitespace to replace)
-    for match in _HTML_TOKENS.finditer(html):
-        token = match.group(0)
-        if token.startswith("<!--"):
-            parts = [token]
-        elif token.startswith("<"):
-            if _BLOCK_TAG.match(token) or (out and _BLOCK_TAG.match(out[-1])):
-                last_break = (len(out), False)  # beside a block's tag whitespace is not rendered
-            parts = _TAG_PARTS.findall(token)
-        else:
-            parts = re.findall(r"\s+|\S+", token)
-        for part in parts:
-            if "\n" in part:
-                out.append(part)
-                column, last_break = len(part) - part.rfind("\n") - 1, None
-                continue
-            if part.isspace():
-                last_break = (len(out), True)
-            out.append(part)
-            column += len(part)
-            if column > _WIDTH and last_break is not None:
-                index, replace = last_break
-                if replace:
-                    out[index] = "\n"
-                else:
-                    out.insert(index, "\n")
-                column = sum(len(piece) for piece in out[index + 1 :])
-                last_break = None
-    return "".join(out)
 
 
 def short_lines_text(text: str) -> str:

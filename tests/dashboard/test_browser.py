@@ -831,3 +831,43 @@ def test_create_a_key_with_an_ses_access_key_and_send_with_boto3(ui, owner, doma
     assert deliver_queued() == 1
     assert sink.wait_for(1)
     assert b"\r\nSubject: From the dashboard's key\r\n" in sink.messages[0].data
+
+
+def test_streams_page_adds_a_broadcast_stream_lists_scheduled_mail_and_cancels_it(ui, owner, organization, api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sending.models import Recipient, Stream
+    from tests.dashboard.conftest import send
+
+    send_at = (timezone.now() + timedelta(hours=5)).replace(microsecond=0)
+    scheduled = send(api, subject="Weekly digest", send_at=send_at.isoformat(), priority="high")
+    ui.login("owner")
+    ui.nav("Streams")
+    ui.page.get_by_role("heading", name="Message streams").wait_for()
+    streams = ui.page.get_by_role("region", name="Message streams")
+    expect(streams.get_by_role("row", name=re.compile("^transactional"))).to_contain_text("transactional")
+
+    ui.page.get_by_label("Name").fill("newsletter")
+    ui.page.get_by_label("Description").fill("Monthly news")
+    ui.page.get_by_role("button", name="Add stream").click()
+    row = ui.page.get_by_role("region", name="Message streams").get_by_role("row", name=re.compile("^newsletter"))
+    expect(row).to_contain_text("broadcast")
+    expect(row).to_contain_text("Monthly news")
+    assert Stream.objects.get(organization=organization, name="newsletter").kind == "broadcast"
+
+    waiting = ui.page.get_by_role("row", name=re.compile("Weekly digest"))
+    expect(waiting).to_contain_text(f"{send_at:%Y-%m-%d %H:%M:%S} UTC")
+    expect(waiting).to_contain_text("jane@dest.example")
+    ui.shot("32-streams")
+    # The message page says when it goes, on which stream and at which priority.
+    waiting.get_by_role("link", name="Weekly digest").click()
+    expect(ui.page.locator("#message-send-at")).to_have_text(f"{send_at:%Y-%m-%d %H:%M:%S} UTC")
+    expect(ui.page.locator("#message-stream")).to_have_text("transactional · high priority")
+    ui.page.go_back()
+
+    ui.page.get_by_role("row", name=re.compile("Weekly digest")).get_by_role("button", name="Cancel message").click()
+    ui.page.get_by_text("Cancelled 1 recipient(s) of Weekly digest.").wait_for()
+    ui.page.get_by_text("No scheduled mail.").wait_for()
+    assert Recipient.objects.get(message_id=scheduled["id"]).state == "cancelled"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import html
 import io
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import ApiKey, Membership, SmtpCredential
 from sending.domains.service import domain_get_or_create
@@ -263,6 +265,25 @@ def test_message_page_shows_recipients_timeline_replies_and_headers(owner_client
     delivered_page = owner_client.get(url("message", organization, delivered["sent"]["id"])).content.decode()
     assert "delivered" in delivered_page and "250" in delivered_page
     assert '<iframe class="html-preview" sandbox src=' in delivered_page
+
+
+def test_message_page_shows_stream_schedule_and_the_template_version(owner_client, organization, api, domain):
+    from sending.templating.service import template_create
+
+    template = template_create(organization=organization, alias="receipt", name="Receipt", text="Hi {{ name }}")
+    send_at = (timezone.now() + timedelta(days=2)).replace(microsecond=0)
+    sent = send(api, subject=None, text=None, html=None, template="receipt", model={"name": "Jo"}, priority="high")
+    page = owner_client.get(url("message", organization, sent["id"])).content.decode()
+    link = reverse("dashboard:template", args=[organization.pk, template.pk])
+    assert f'<dd id="message-template"><a href="{link}">receipt</a>, version 1</dd>' in page
+    assert '<dd id="message-stream">transactional · <span class="badge">high priority</span></dd>' in page
+    assert "message-send-at" not in page
+
+    plain = send(api, send_at=send_at.isoformat())
+    page = owner_client.get(url("message", organization, plain["id"])).content.decode()
+    assert "message-template" not in page
+    shown = f'<time datetime="{send_at.isoformat()}">{send_at:%Y-%m-%d %H:%M:%S} UTC</time>'
+    assert f'<dd id="message-send-at">{shown}</dd>' in page
 
 
 def test_raw_source_downloads_as_eml(owner_client, organization, delivered):
