@@ -276,6 +276,8 @@ class Recipient(models.Model):
     # The first open by a person, and by a machine (a privacy proxy fetching images): each is one event.
     opened_at = models.DateTimeField(null=True, blank=True)
     machine_opened_at = models.DateTimeField(null=True, blank=True)
+    # The first click: later clicks are events too, but the unique click count (sending.stats) counts this one.
+    clicked_at = models.DateTimeField(null=True, blank=True)
     # Reputation reads these: when the delivery reached its outcome (delivered or bounced), whether a bounce was
     # hard or soft, and when its receiver complained.
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -1157,3 +1159,41 @@ class TemplateVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} v{self.number}"
+
+
+class StatsCounter(models.Model):
+    """Pre-aggregated counts for the stats API and the dashboard's charts (sending.stats): how many deliveries
+    reached each outcome (`metric`) in one hour or one day, per sender domain, stream, tag and recipient provider.
+
+    Written by sending.states in the transaction that writes the events they count, so a count and its events
+    never disagree; read without touching Message, Recipient or Event, so a year of mail answers as fast as a day.
+    Domains and streams are plain ids, not foreign keys: a deleted domain's history stays. `tag` "" is the row of
+    every message whatever its tags (a message with two tags counts once there, and once under each tag);
+    `provider` "" is a delivery whose MX was not looked up yet (accepted, not yet attempted)."""
+
+    class Span(models.TextChoices):
+        HOUR = "h"
+        DAY = "d"
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    span = models.CharField(max_length=1, choices=Span.choices)
+    start = models.DateTimeField()  # the hour or the UTC day the count is of
+    metric = models.CharField(max_length=24)
+    sender_domain_id = models.BigIntegerField(default=0)  # 0: no sender domain
+    stream_id = models.BigIntegerField(default=0)  # 0: no stream (the default transactional one)
+    tag = models.CharField(max_length=100, blank=True, default="")
+    provider = models.CharField(max_length=40, blank=True, default="")
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert's conflict target, and the index every read takes: organization, span, then a time range.
+            models.UniqueConstraint(
+                fields=["organization", "span", "start", "metric", "sender_domain_id", "stream_id", "tag", "provider"],
+                name="stats_counter_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.start:%Y-%m-%d %H:00} {self.count}"
