@@ -55,7 +55,7 @@ def events_insert(rows: list[dict[str, object]], recipients: Iterable[Recipient]
 # --- counts (sending.stats): written with the events they count ------------------------------------------------
 
 
-def recipient_facts(r: Recipient) -> Facts:
+def recipient_facts(r: Recipient) -> Facts | None:
     """What a recipient's events are counted under, from the recipient and its loaded message (no query)."""
     message = r.message
     return facts_of(
@@ -65,6 +65,7 @@ def recipient_facts(r: Recipient) -> Facts:
         tags=message.tags,
         mx_host=r.mx_host,
         started_at=message.send_at or r.created_at,
+        sandbox=message.sandbox,
     )
 
 
@@ -80,11 +81,19 @@ def _rows_counted(rows: list[dict[str, object]], recipients: Iterable[Recipient]
 
 
 # Read with a recipient (one join, in the query that reads its sequence number) to count its events.
-_FACT_FIELDS = ("mx_host", "created_at", "message__domain_id", "message__stream_id", "message__tags", "message__send_at")
+_FACT_FIELDS = (
+    "mx_host",
+    "created_at",
+    "message__domain_id",
+    "message__stream_id",
+    "message__tags",
+    "message__send_at",
+    "message__sandbox",
+)
 
 
-def _facts_read(organization_id: int, values: Sequence[object]) -> Facts:
-    mx_host, created_at, domain_id, stream_id, tags, send_at = values
+def _facts_read(organization_id: int, values: Sequence[object]) -> Facts | None:
+    mx_host, created_at, domain_id, stream_id, tags, send_at, sandbox = values
     return facts_of(
         organization_id=organization_id,
         domain_id=domain_id,  # type: ignore[arg-type]
@@ -92,6 +101,7 @@ def _facts_read(organization_id: int, values: Sequence[object]) -> Facts:
         tags=tags,  # type: ignore[arg-type]
         mx_host=str(mx_host),
         started_at=send_at or created_at,  # type: ignore[arg-type]
+        sandbox=bool(sandbox),
     )
 
 

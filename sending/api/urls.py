@@ -2,7 +2,18 @@
 
 from django.urls import path
 
-from sending.api import dmarc_reports, domains, events, streams, suppressions, templates, tracking, views, webhooks
+from sending.api import (
+    dmarc_reports,
+    domains,
+    events,
+    stats,
+    streams,
+    suppressions,
+    templates,
+    tracking,
+    views,
+    webhooks,
+)
 from sending.api import held as held_api
 from sending.api import inbound as inbound_api
 from sending.api import ips as ips_api
@@ -47,6 +58,7 @@ urlpatterns = [
     path("suppressions/import", suppressions.SuppressionImportView.as_view(), name="suppressions-import"),
     path("suppressions/<str:address>", suppressions.SuppressionDetailView.as_view(), name="suppression-detail"),
     path("events", events.EventsView.as_view(), name="events"),
+    path("stats", stats.StatsView.as_view(), name="stats"),
     path("events/<int:event_id>", events.EventDetailView.as_view(), name="event-detail"),
     path("webhooks", webhooks.WebhooksView.as_view(), name="webhooks"),
     path("webhooks/<uuid:endpoint_id>", webhooks.WebhookDetailView.as_view(), name="webhook-detail"),

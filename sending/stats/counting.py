@@ -118,12 +118,10 @@ _lock = threading.Lock()
 _providers: tuple[tuple[str, float], Providers, dict[str, str]] | None = None
 
 
-def provider_of(mx_host: str) -> str:
-    """The provider name (mail/providers.toml, or POSTWERK_PROVIDERS_FILE) of the MX host a delivery used; ""
-    when it has not been attempted yet. Cached per host, re-read when the file changes."""
+def _current() -> tuple[tuple[str, float], Providers, dict[str, str]]:
+    """The providers in force (mail/providers.toml, or POSTWERK_PROVIDERS_FILE), re-read when the file changes,
+    with this process's host → provider names."""
     global _providers
-    if not mx_host:
-        return ""
     path = settings.POSTWERK_PROVIDERS_FILE
     try:
         stamp = os.stat(path).st_mtime if path else 0.0
@@ -134,13 +132,26 @@ def provider_of(mx_host: str) -> str:
         cached = ((path, stamp), load(path or None), {})
         with _lock:
             _providers = cached
-    names = cached[2]
+    return cached
+
+
+def provider_of(mx_host: str) -> str:
+    """The provider name of the MX host a delivery used; "" when it has not been attempted yet."""
+    if not mx_host:
+        return ""
+    _, data, names = _current()
     name = names.get(mx_host)
     if name is None:
-        name = cached[1].identify([mx_host]).name
+        name = data.identify([mx_host]).name
         if len(names) < 10_000:
             names[mx_host] = name
     return name
+
+
+def provider_label(name: str) -> str:
+    if not name:
+        return "(not attempted yet)"
+    return _current()[1].get(name).label if name != "other" else "Other"
 
 
 def facts_of(
@@ -151,7 +162,11 @@ def facts_of(
     tags: Iterable[str] | None,
     mx_host: str,
     started_at: datetime | None,
-) -> Facts:
+    sandbox: bool = False,
+) -> Facts | None:
+    """None for sandbox mail: it never reaches a receiver, so it counts nowhere (reputation skips it too)."""
+    if sandbox:
+        return None
     return Facts(
         organization_id=organization_id,
         domain_id=domain_id or 0,
@@ -220,10 +235,13 @@ def counts_add(counts: Counter[Key]) -> None:
             )
 
 
-def events_counted(counted: Iterable[tuple[Facts, str, dict, int | None, datetime, bool]]) -> None:
-    """Count events given as (facts, type, details, sequence, time, unique), in one write."""
+def events_counted(counted: Iterable[tuple[Facts | None, str, dict, int | None, datetime, bool]]) -> None:
+    """Count events given as (facts, type, details, sequence, time, unique), in one write (None facts: not
+    counted)."""
     counts: Counter[Key] = Counter()
     for facts, event_type, details, sequence, at, unique in counted:
+        if facts is None:
+            continue
         metrics = metrics_of(event_type, details, sequence=sequence, at=at, facts=facts, unique=unique)
         if metrics:
             increments(facts, at, metrics, counts)
