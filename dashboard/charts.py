@@ -105,7 +105,9 @@ class Chart:
         ]
 
     def has_data(self) -> bool:
-        return any(v for d in self.datasets if not d.reference for v in d.values)
+        """Something to draw: a count above zero, or a rate at all (0 % against its thresholds says something)."""
+        values = [v for d in self.datasets if not d.reference for v in d.values]
+        return any(v is not None for v in values) if self.unit == "percent" else any(values)
 
 
 def format_value(value: float | int | None, unit: str) -> str:
@@ -149,8 +151,8 @@ def outcomes_chart(stats: Stats) -> Chart:
     return Chart(
         id="chart-outcomes",
         title="Sent and what became of it",
-        description="Outcomes per bucket, stacked: delivered, deferred (each retry counts), bounced, complained; "
-        "the line is mail sent (first attempts).",
+        description="Outcomes per bucket, stacked: delivered, deferred (each retry counts) and bounced; the lines "
+        "are mail sent (first attempts) and complaints (about delivered mail, so not stacked on it).",
         labels=labels,
         times=times,
         stacked=True,
@@ -158,7 +160,7 @@ def outcomes_chart(stats: Stats) -> Chart:
             Dataset("Delivered", _counts(o, "delivered"), "delivered", stack="outcomes"),
             Dataset("Deferred", _counts(o, "deferred"), "deferred", stack="outcomes"),
             Dataset("Bounced", _counts(o, "bounced"), "bounced", stack="outcomes"),
-            Dataset("Complained", _counts(o, "complained"), "complained", stack="outcomes"),
+            Dataset("Complained", _counts(o, "complained"), "complained", kind="line"),
             Dataset("Sent", _counts(o, "sent"), "sent", kind="line"),
         ],
     )
@@ -266,12 +268,12 @@ def breakdown_chart(stats: Stats, *, limit: int = 12) -> Chart:
         labels=[g.label for g in groups],
         times=[],
         horizontal=True,
-        stacked=True,
+        # Side by side, not stacked: complaints are about delivered mail.
         datasets=[
-            Dataset("Delivered", totals("delivered"), "delivered", stack="outcomes"),
-            Dataset("Deferred", totals("deferred"), "deferred", stack="outcomes"),
-            Dataset("Bounced", totals("bounced"), "bounced", stack="outcomes"),
-            Dataset("Complained", totals("complained"), "complained", stack="outcomes"),
+            Dataset("Delivered", totals("delivered"), "delivered"),
+            Dataset("Deferred", totals("deferred"), "deferred"),
+            Dataset("Bounced", totals("bounced"), "bounced"),
+            Dataset("Complained", totals("complained"), "complained"),
         ],
         notes=notes,
     )

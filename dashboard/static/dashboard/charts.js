@@ -10,7 +10,7 @@
   var PALETTE = {
     delivered: "#009E73", deferred: "#E69F00", bounced: "#D55E00", complained: "#CC79A7", sent: "#0072B2",
     opened: "#0072B2", opened_total: "#56B4E9", machine: "#999999", clicked: "#009E73", clicked_total: "#8FD3BF",
-    warning: "#E69F00", pause: "#D55E00", p50: "#009E73", p90: "#0072B2", p99: "#D55E00"
+    warning: "#E69F00", pause: "#1C2430", p50: "#009E73", p90: "#0072B2", p99: "#D55E00"
   };
 
   function formatValue(value, unit) {
@@ -65,7 +65,7 @@
     var tooltipEl = document.getElementById(config.id + "-tooltip");
     if (!canvas || !tooltipEl) { return; }
     var box = canvas.parentNode;
-    if (config.horizontal) { box.style.height = Math.max(160, config.labels.length * 32 + 90) + "px"; }
+    if (config.horizontal) { box.style.height = Math.max(180, config.labels.length * (config.stacked ? 32 : 56) + 90) + "px"; }
     var datasets = config.datasets.map(function (d) {
       var color = PALETTE[d.color] || "#444444";
       return {
