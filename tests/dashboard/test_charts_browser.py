@@ -62,7 +62,7 @@ def opened(delivered, domain, settings):  # type: ignore[no-untyped-def]
     return delivered
 
 
-def table(ui, chart_id: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
+def table(ui, chart_id: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]  # noqa: F811
     """The chart's table, opened the way a person opens it: (row's time or label, cells)."""
     figure = ui.page.locator(f"#{chart_id}-figure")
     details = figure.locator("details")
@@ -77,7 +77,7 @@ def table(ui, chart_id: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-
     return rows
 
 
-def drawn_and_hovered(ui, chart_id: str) -> str:  # type: ignore[no-untyped-def]
+def drawn_and_hovered(ui, chart_id: str) -> str:  # type: ignore[no-untyped-def]  # noqa: F811
     """Wait for Chart.js to draw the chart with data, hover its last non-empty point, return the tooltip's text."""
     page = ui.page
     page.wait_for_function(
