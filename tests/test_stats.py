@@ -230,3 +230,37 @@ def test_metrics_of_each_event():
     assert percentiles_of({"dt_1": 50, "dt_5": 40, "dt_60": 9, "dt_inf": 1}) == {"p50": 1, "p90": 5, "p99": 60}
     assert percentiles_of({"dt_inf": 3}) == {"p50": None, "p90": None, "p99": None}
     assert percentiles_of({}) == {"p50": None, "p90": None, "p99": None}
+
+
+def test_counting_adds_one_statement_per_transaction_and_no_commit(api, zone, mx, domain):
+    """The counters ride in the transactions that write the events: one INSERT … ON CONFLICT per accepted batch
+    and per recorded delivery outcome, never a commit of their own."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    publish_dkim(zone, domain)
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    mx("127.0.0.2")
+    recipients = [f"r{i}@dest.example" for i in range(5)]
+
+    def statements(queries: list[dict]) -> tuple[int, int, int]:
+        sql = [q["sql"] for q in queries]
+        counters = sum("sending_statscounter" in s for s in sql)
+        commits = sum(s.strip().upper().startswith(("COMMIT", "RELEASE SAVEPOINT")) for s in sql)
+        return len(sql), counters, commits
+
+    with CaptureQueriesContext(connection) as accept:
+        send(api, recipients, tags=["a", "b"])
+    with CaptureQueriesContext(connection) as delivery:
+        deliver_queued()
+    total, counters, _ = statements(accept.captured_queries)
+    assert counters == 1, [q["sql"][:80] for q in accept.captured_queries]
+    d_total, d_counters, _ = statements(delivery.captured_queries)
+    # Each recipient has its own VERP envelope, so its own SMTP transaction and outcome write: one statement each.
+    assert d_counters == len(recipients)
+    print(f"\naccept 1 message x 5 recipients: {total} statements ({counters} counting)")
+    print(f"deliver it: {d_total} statements ({d_counters} counting)")
+    # The message's hour and day rows, for the message (tag "") and each of its two tags: accepted, sent,
+    # delivered and one delivery-time bucket each.
+    assert StatsCounter.objects.filter(metric="accepted").count() == 2 * 3
+    assert sum(StatsCounter.objects.filter(metric="delivered", span="d", tag="").values_list("count", flat=True)) == 5
