@@ -1163,37 +1163,45 @@ class TemplateVersion(models.Model):
 
 class StatsCounter(models.Model):
     """Pre-aggregated counts for the stats API and the dashboard's charts (sending.stats): how many deliveries
-    reached each outcome (`metric`) in one hour or one day, per sender domain, stream, tag and recipient provider.
+    reached each outcome (`metric`) in one hour or one UTC day, for all the organization's mail (dimension "")
+    and per sender domain, stream, recipient provider and tag (one row per value of each dimension).
 
     Written by sending.states in the transaction that writes the events they count, so a count and its events
-    never disagree; read without touching Message, Recipient or Event, so a year of mail answers as fast as a day.
-    Domains and streams are plain ids, not foreign keys: a deleted domain's history stays. `tag` "" is the row of
-    every message whatever its tags (a message with two tags counts once there, and once under each tag);
-    `provider` "" is a delivery whose MX was not looked up yet (accepted, not yet attempted)."""
+    never disagree; read without touching Message, Recipient or Event. One dimension at a time rather than every
+    combination of them: the API groups by one, and a year by day then stays a few thousand rows per dimension
+    value, however much mail there was. Domains and streams are keyed by id, not foreign keys: a deleted domain's
+    history stays. A message with two tags counts once under each tag (and once in every other dimension).
+    Provider "" is a delivery whose MX was not looked up yet (accepted, not yet attempted)."""
 
     class Span(models.TextChoices):
         HOUR = "h"
         DAY = "d"
 
+    class Dimension(models.TextChoices):
+        ALL = "", "all mail"
+        DOMAIN = "domain"
+        STREAM = "stream"
+        PROVIDER = "provider"
+        TAG = "tag"
+
     id = models.BigAutoField(primary_key=True)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
     span = models.CharField(max_length=1, choices=Span.choices)
+    dimension = models.CharField(max_length=8, choices=Dimension.choices, blank=True)
     start = models.DateTimeField()  # the hour or the UTC day the count is of
     metric = models.CharField(max_length=24)
-    sender_domain_id = models.BigIntegerField(default=0)  # 0: no sender domain
-    stream_id = models.BigIntegerField(default=0)  # 0: no stream (the default transactional one)
-    tag = models.CharField(max_length=100, blank=True, default="")
-    provider = models.CharField(max_length=40, blank=True, default="")
+    # The dimension's value: a domain's or stream's id ("0": none), a provider's name, a tag; "" for all mail.
+    key = models.CharField(max_length=100, blank=True, default="")
     count = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
-            # The upsert's conflict target, and the index every read takes: organization, span, then a time range.
+            # The upsert's conflict target, and the index every read takes: organization, span, dimension, then
+            # a time range.
             models.UniqueConstraint(
-                fields=["organization", "span", "start", "metric", "sender_domain_id", "stream_id", "tag", "provider"],
-                name="stats_counter_key",
+                fields=["organization", "span", "dimension", "start", "metric", "key"], name="stats_counter_key"
             )
         ]
 
     def __str__(self) -> str:
-        return f"{self.metric} {self.start:%Y-%m-%d %H:00} {self.count}"
+        return f"{self.metric} {self.dimension}={self.key} {self.start:%Y-%m-%d %H:00} {self.count}"

@@ -3,7 +3,8 @@
 An event becomes zero or more metrics (`metrics_of`): the first event of a delivery is `accepted`, a first
 attempt is `sent`, a delivery is `delivered` plus one delivery-time bucket, a bounce is `bounced` plus its kind,
 an open is `opened` (and `opened_unique` the first time; a privacy proxy's are `machine_opened`), and so on. Each
-metric is counted for the hour and for the UTC day, once for the message as a whole (tag "") and once per tag.
+metric is counted for the hour and for the UTC day, for all mail and under the delivery's sender domain, stream,
+recipient provider and each of its tags (StatsCounter).
 A batch of events is one INSERT … ON CONFLICT DO UPDATE (PostgreSQL and SQLite alike), its keys sorted so that two
 transactions counting the same keys lock them in the same order and cannot deadlock.
 """
@@ -179,31 +180,28 @@ def facts_of(
 
 # --- writing ----------------------------------------------------------------------------------------------------
 
-Key = tuple[int, str, datetime, str, int, int, str, str]
+Key = tuple[int, str, str, datetime, str, str]  # in the order of _COLUMNS (the unique index's)
 
 
 def increments(facts: Facts, at: datetime, metrics: Iterable[str], into: Counter[Key]) -> None:
-    """Add one of each metric, for the hour and the day of `at`, for the message and for each of its tags."""
+    """Add one of each metric, for the hour and the day of `at`, for all mail and under each dimension's value."""
     hour = at.replace(minute=0, second=0, microsecond=0)
     day = hour.replace(hour=0)
+    D = StatsCounter.Dimension
+    keys = [
+        (str(D.ALL), ""),
+        (str(D.DOMAIN), str(facts.domain_id)),
+        (str(D.STREAM), str(facts.stream_id)),
+        (str(D.PROVIDER), facts.provider),
+        *((str(D.TAG), tag[:100]) for tag in facts.tags),
+    ]
     for metric in metrics:
-        for span, start in ((StatsCounter.Span.HOUR, hour), (StatsCounter.Span.DAY, day)):
-            for tag in ("", *facts.tags):
-                into[
-                    (
-                        facts.organization_id,
-                        str(span),
-                        start,
-                        metric,
-                        facts.domain_id,
-                        facts.stream_id,
-                        tag[:100],
-                        facts.provider,
-                    )
-                ] += 1
+        for span, start in ((str(StatsCounter.Span.HOUR), hour), (str(StatsCounter.Span.DAY), day)):
+            for dimension, key in keys:
+                into[(facts.organization_id, span, dimension, start, metric, key)] += 1
 
 
-_COLUMNS = ("organization_id", "span", "start", "metric", "sender_domain_id", "stream_id", "tag", "provider", "count")
+_COLUMNS = ("organization_id", "span", "dimension", "start", "metric", "key", "count")
 _CHUNK = 500
 
 
@@ -217,15 +215,22 @@ def counts_add(counts: Counter[Key]) -> None:
     columns = ", ".join(quote(c) for c in _COLUMNS)
     conflict = ", ".join(quote(c) for c in _COLUMNS[:-1])
     count = quote("count")
-    keys = sorted(counts, key=lambda k: (k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]))
+    keys = sorted(counts)  # the index's order: two writers lock shared rows in the same order
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         for first in range(0, len(keys), _CHUNK):
             chunk = keys[first : first + _CHUNK]
             params: list[object] = []
-            for key in chunk:
-                org, span, start, metric, domain, stream, tag, provider = key
-                params += [org, span, adapt(start), metric, domain, stream, tag, provider, counts[key]]
+            for org, span, dimension, start, metric, key in chunk:
+                params += [
+                    org,
+                    span,
+                    dimension,
+                    adapt(start),
+                    metric,
+                    key,
+                    counts[(org, span, dimension, start, metric, key)],
+                ]
             values = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * len(chunk))
             # Only quoted identifiers from the model and %s placeholders go into the text.
             cursor.execute(
