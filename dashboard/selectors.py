@@ -57,10 +57,13 @@ def period_range(period: str, now: datetime) -> tuple[datetime, datetime, str]:
     return today - timedelta(days=days - 1), today + timedelta(days=1), "day"
 
 
-def period_stats(*, organization: Organization, period: str, group_by: str | None = None) -> Stats:
-    """The stats service's numbers (the ones GET /api/v1/stats answers) for one of LONG_PERIODS."""
+def period_stats(*, organization: Organization, period: str, group_by: str | None = None, series: bool = True) -> Stats:
+    """The stats service's numbers (the ones GET /api/v1/stats answers) for one of LONG_PERIODS; `series` False:
+    the totals only (a breakdown)."""
     start, end, interval = period_range(period, timezone.now())
-    return stats_read(organization_id=organization.pk, start=start, end=end, interval=interval, group_by=group_by)
+    return stats_read(
+        organization_id=organization.pk, start=start, end=end, interval=interval, group_by=group_by, series=series
+    )
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,9 @@ def statistics(request: HttpRequest) -> HttpResponse:
     stats = period_stats(organization=org, period=period)
     own = next((r for r in reputations_for(org.pk) if r.scope == ReputationScope.ORGANIZATION), None)
     thresholds = thresholds_for(own) if own is not None else platform_thresholds()
-    breakdowns = [breakdown_chart(period_stats(organization=org, period=period, group_by=g)) for g in GROUPS]
+    breakdowns = [
+        breakdown_chart(period_stats(organization=org, period=period, group_by=g, series=False)) for g in GROUPS
+    ]
     return page(
         request,
         "dashboard/statistics.html",

@@ -110,9 +110,12 @@ def _empty(times: list[datetime]) -> list[Point]:
     return [Point(t) for t in times]
 
 
-def stats_read(*, organization_id: int, start: datetime, end: datetime, interval: str, group_by: str | None) -> Stats:
+def stats_read(
+    *, organization_id: int, start: datetime, end: datetime, interval: str, group_by: str | None, series: bool = True
+) -> Stats:
     """Counts per bucket between `start` and `end`, overall and (with `group_by`) per group, biggest group first:
-    one grouped query on the (span, dimension, start) index range of all mail and of the grouping's dimension."""
+    one query on the (span, dimension, start) index range of all mail and of the grouping's dimension.
+    `series` False: the period's totals only (each series' points stay empty but the first)."""
     times = buckets(start, end, interval)
     index = {t: i for i, t in enumerate(times)}
     span = StatsCounter.Span.HOUR if interval == "hour" else StatsCounter.Span.DAY
@@ -121,9 +124,14 @@ def stats_read(*, organization_id: int, start: datetime, end: datetime, interval
     rows = rows.filter(start__gte=times[0], start__lt=times[-1] + INTERVALS[interval]) if times else rows.none()
     overall = Series("all", "All mail", _empty(times))
     grouped: dict[str, Series] = {}
-    for start_, dimension, key, metric, n in (
-        rows.values_list("start", "dimension", "key", "metric").annotate(n=Sum("count")).order_by()
-    ):
+    if series:
+        # One row per (bucket, dimension, key, metric) already: nothing to add up in the database.
+        found = rows.values_list("start", "dimension", "key", "metric", "count")
+    else:
+        # Totals only (a breakdown): added up in the database, one row per group and metric.
+        found = rows.values_list("dimension", "key", "metric").annotate(n=Sum("count")).order_by()
+        found = ((times[0], *row) for row in found)  # every total on the first point
+    for start_, dimension, key, metric, n in found:
         i = index.get(start_.astimezone(UTC))
         if i is None:
             continue
