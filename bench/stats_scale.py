@@ -5,10 +5,11 @@ Generates, with SQL generate_series on PostgreSQL, the StatsCounter rows that a 
 counters sending.states keeps with the events; sending.stats): --recipients spread over the last 365 days with a
 daily rhythm, over 3 sender domains, 2 streams, 5 recipient providers and 5 tags, with every metric the counters
 carry (accepted, sent, delivered, deferred, bounces, complaints, opens and clicks unique and total, machine opens,
-delivery-time buckets) drawn per hour with random rounding, so sparse combinations have no row, as in real data.
-The tag "" rows are the sums over the tags and the day rows the sums over the hours, as the counting code writes
-them. With --messages it also writes the Message and Recipient rows themselves (slower: the overview's "needs
-attention" reads recipients), one message per --per-message recipients.
+delivery-time buckets) drawn per hour and combination with random rounding (rare combinations have no count, as
+in real data), then added up per dimension value (all mail, domain, stream, provider, tag) as the counting code
+writes them, and the day rows as the sums of the hours. With --messages it also writes the Message and Recipient
+rows themselves (slower; the overview's "needs attention" reads recipients), one message per --per-message
+recipients.
 
 Then it times, in this process through Django's test client (no HTTP server, no network), each page and API call
 --repeat times and prints the median and best wall time, the queries each made and the counter rows the stats
