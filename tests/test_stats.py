@@ -160,6 +160,9 @@ def test_csv_has_the_same_numbers_as_json(api, history):
         ({"from": "2026-03-02", "to": "2026-03-01"}, "from"),
         ({"from": "2024-01-01", "to": "2026-01-01"}, "from"),
         ({"from": "2026-01-01", "to": "2026-03-01", "interval": "hour"}, "from"),
+        ({"to": "0001-01-01T00:00:00"}, "to"),
+        ({"from": "9999-06-01"}, "from"),
+        ({"to": "2026-01-01T00:00:00+25:00"}, "to"),
     ],
 )
 def test_bad_parameters_are_a_400_naming_the_field(api, params, field):

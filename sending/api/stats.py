@@ -22,6 +22,8 @@ from sending.api.errors import ApiError
 from sending.stats.counting import METRICS
 from sending.stats.reading import GROUPS, INTERVALS, MAX_BUCKETS, PERCENTILES, Series, Stats, counts_row, stats_read
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 RATES = ("delivery_rate", "bounce_rate", "complaint_rate", "open_rate", "click_rate")
 
 
@@ -51,7 +53,10 @@ def _time_param(params, name: str, default: datetime) -> datetime:  # type: igno
         value = None
     if value is None:
         raise ApiError(400, f"Bad {name}.", {name: ["An ISO 8601 date-time or date (YYYY-MM-DD)."]}, "invalid")
-    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+    value = value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+    if not EARLIEST <= value <= LATEST:  # also keeps the arithmetic on buckets inside datetime's range
+        raise ApiError(400, f"Bad {name}.", {name: ["Between 1970 and 9999."]}, "invalid")
+    return value
 
 
 def _choice(params, name: str, choices: tuple[str, ...], default: str | None) -> str | None:  # type: ignore[no-untyped-def]
