@@ -7,6 +7,7 @@ The numbers come from sending.stats.reading, the service GET /api/v1/stats answe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -145,6 +146,17 @@ def _counts(series: Series, metric: str) -> list[float | int | None]:
     return [p.counts.get(metric, 0) for p in series.points]
 
 
+def outcome_datasets(values: Callable[[str], list[float | int | None]], *, stack: str | None) -> list[Dataset]:
+    """Delivered, deferred, bounced (stacked when `stack` names one) and complained: complaints are about
+    delivered mail, so a line on a stacked chart."""
+    return [
+        Dataset("Delivered", values("delivered"), "delivered", stack=stack),
+        Dataset("Deferred", values("deferred"), "deferred", stack=stack),
+        Dataset("Bounced", values("bounced"), "bounced", stack=stack),
+        Dataset("Complained", values("complained"), "complained", kind="line" if stack else "bar"),
+    ]
+
+
 def outcomes_chart(stats: Stats) -> Chart:
     labels, times = time_labels(stats)
     o = stats.overall
@@ -157,10 +169,7 @@ def outcomes_chart(stats: Stats) -> Chart:
         times=times,
         stacked=True,
         datasets=[
-            Dataset("Delivered", _counts(o, "delivered"), "delivered", stack="outcomes"),
-            Dataset("Deferred", _counts(o, "deferred"), "deferred", stack="outcomes"),
-            Dataset("Bounced", _counts(o, "bounced"), "bounced", stack="outcomes"),
-            Dataset("Complained", _counts(o, "complained"), "complained", kind="line"),
+            *outcome_datasets(lambda metric: _counts(o, metric), stack="outcomes"),
             Dataset("Sent", _counts(o, "sent"), "sent", kind="line"),
         ],
     )
@@ -269,11 +278,6 @@ def breakdown_chart(stats: Stats, *, limit: int = 12) -> Chart:
         times=[],
         horizontal=True,
         # Side by side, not stacked: complaints are about delivered mail.
-        datasets=[
-            Dataset("Delivered", totals("delivered"), "delivered"),
-            Dataset("Deferred", totals("deferred"), "deferred"),
-            Dataset("Bounced", totals("bounced"), "bounced"),
-            Dataset("Complained", totals("complained"), "complained"),
-        ],
+        datasets=outcome_datasets(totals, stack=None),
         notes=notes,
     )

@@ -5,35 +5,26 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import UTC, datetime, time, timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.scopes import Scope
 from sending.api.errors import ApiError
+from sending.api.renderers import CsvRenderer
 from sending.stats.counting import METRICS
 from sending.stats.reading import GROUPS, INTERVALS, MAX_BUCKETS, PERCENTILES, Series, Stats, counts_row, stats_read
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 RATES = ("delivery_rate", "bounce_rate", "complaint_rate", "open_rate", "click_rate")
-
-
-class CsvRenderer(BaseRenderer):
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):  # type: ignore[no-untyped-def]
-        return data.encode() if isinstance(data, str) else json.dumps(data).encode()
 
 
 def _iso(value: datetime) -> str:

@@ -11,7 +11,6 @@ transactions counting the same keys lock them in the same order and cannot deadl
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -21,7 +20,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection
 
-from mail.providers import Providers, load
+from mail.providers import Providers, file_stamp, load
 from sending.models import EventType, StatsCounter
 
 # Delivery time (accepted, or its send_at, to delivered) in buckets: the upper bound in seconds of each. The last
@@ -124,13 +123,10 @@ def _current() -> tuple[tuple[str, float], Providers, dict[str, str]]:
     with this process's host → provider names."""
     global _providers
     path = settings.POSTWERK_PROVIDERS_FILE
-    try:
-        stamp = os.stat(path).st_mtime if path else 0.0
-    except OSError:
-        stamp = -1.0
+    stamp = file_stamp(path)
     cached = _providers
-    if cached is None or cached[0] != (path, stamp):
-        cached = ((path, stamp), load(path or None), {})
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, load(path or None), {})
         with _lock:
             _providers = cached
     return cached
