@@ -145,6 +145,8 @@ def test_csv_has_the_same_numbers_as_json(api, history):
     gmail_today = next(r for r in rows if r["group"] == "gmail" and r["delivered"] == "2")
     assert gmail_today["bounce_rate"] == "0.0" and gmail_today["label"] == "Gmail / Google Workspace"
 
+    # Only the Accept header chooses: a `format` query parameter is no 404.
+    assert api.get("/api/v1/stats", {"format": "AAA"}).json()["totals"]["delivered"] == 2
     bad = api.get("/api/v1/stats", {"interval": "week"}, HTTP_ACCEPT="text/csv")
     assert bad.status_code == 400 and bad["Content-Type"] == "application/json"
     assert bad.json()["fields"] == {"interval": ["One of hour, day."]}

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -160,9 +161,20 @@ PARAMETERS = [
 ]
 
 
+class _AcceptHeaderOnly:
+    URL_FORMAT_OVERRIDE = None
+
+
+class AcceptNegotiation(DefaultContentNegotiation):
+    """The Accept header alone chooses JSON or CSV: DRF's `?format=` would answer an unknown value 404."""
+
+    settings = _AcceptHeaderOnly()
+
+
 class StatsView(APIView):
     required_scope = Scope.STATS_READ
     renderer_classes = [JSONRenderer, CsvRenderer]
+    content_negotiation_class = AcceptNegotiation
 
     @extend_schema(
         parameters=PARAMETERS,
