@@ -65,6 +65,7 @@ lint: venv
 	$(VENV)/bin/ruff check . || rc=1; \
 	$(VENV)/bin/ruff format --check . || rc=1; \
 	$(VENV)/bin/lint-imports || rc=1; \
+	$(PY) -m dashboard.vendor check || rc=1; \
 	exit $$rc
 
 bench: venv

@@ -20,6 +20,8 @@ Role = Membership.Role
 class Scope(models.TextChoices):
     SEND = "send", "Send mail (POST /messages, /messages/batch)"
     MESSAGES_READ = "messages:read", "Read messages and their events"
+    # Apart from messages:read: a reporting tool reads counts and rates, never an address or a message.
+    STATS_READ = "stats:read", "Read sending statistics (counts and rates; no addresses or content)"
     DOMAINS = "domains", "Sender domains: add, verify, rotate DKIM, tracking, delete"
     WEBHOOKS = "webhooks", "Webhook endpoints and their deliveries"
     SUPPRESSIONS = "suppressions", "The suppression list: add, lift, import, export"
@@ -43,6 +45,7 @@ ROLE_CEILING: dict[str, dict[str, str]] = {
     Role.DEVELOPER: {
         Scope.SEND: WRITE,
         Scope.MESSAGES_READ: READ,
+        Scope.STATS_READ: READ,
         Scope.DOMAINS: WRITE,
         Scope.WEBHOOKS: WRITE,
         Scope.SUPPRESSIONS: WRITE,
@@ -53,6 +56,7 @@ ROLE_CEILING: dict[str, dict[str, str]] = {
     },
     Role.VIEWER: {
         Scope.MESSAGES_READ: READ,
+        Scope.STATS_READ: READ,
         Scope.DOMAINS: READ,
         Scope.WEBHOOKS: READ,
         Scope.SUPPRESSIONS: READ,

@@ -5,17 +5,15 @@ except the operators' queue view, which is platform-wide by design."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Min, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import TruncDay, TruncHour
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Membership, Organization
-from dashboard.charts import BarChart, bar_chart
 from dashboard.templatetags.dashboard_format import SCOPE_LABELS
 from sending.domains.guard import domain_refusal
 from sending.models import (
@@ -23,8 +21,6 @@ from sending.models import (
     DnsCheck,
     DnsCheckStatus,
     Domain,
-    Event,
-    EventType,
     InboundMessage,
     Message,
     Recipient,
@@ -42,84 +38,32 @@ from sending.reputation.blocklists import listings_for
 from sending.reputation.rates import BREAKER_SCOPES, paused_by_own_breaker, reputations_for, thresholds_for
 from sending.reputation.send_limits import WARNING_SHARE, limits_for, windows_for
 from sending.selectors import message_list
+from sending.stats.reading import Stats, stats_read
 
 # --- Overview ---------------------------------------------------------------------------------------------
 
 PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days"}
-
-# What the overview counts: recipient events. `queued` is a recipient accepted for delivery ("sent" to us);
-# `deferred` counts attempts, so one recipient retried three times counts three.
-METRICS = [
-    (EventType.QUEUED, "Sent", "recipients accepted for delivery"),
-    (EventType.DELIVERED, "Delivered", "accepted by the recipient's mail server"),
-    (EventType.DEFERRED, "Deferred", "temporary failures, retried"),
-    (EventType.BOUNCED, "Bounced", "refused or given up on"),
-    (EventType.COMPLAINED, "Complained", "marked as spam by the recipient"),
-]
+# The statistics page looks further back (a year by day is 365 of the stats service's day rows per metric).
+LONG_PERIODS = {**PERIODS, "90d": "Last 90 days", "365d": "Last 365 days"}
 
 
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    label: str
-    help: str
-    chart: BarChart
-
-
-@dataclass(frozen=True)
-class Activity:
-    period: str
-    period_label: str
-    metrics: list[Metric]
-    # delivered / (delivered + bounced + failed) in the period; None when nothing finished.
-    delivery_rate: float | None
-    bucket_labels: list[str] = field(default_factory=list)
-
-    def rows(self) -> list[tuple[str, list[int]]]:
-        """The charts as a table: one row per hour or day, one value per metric."""
-        return [(label, [m.chart.bars[i].value for m in self.metrics]) for i, label in enumerate(self.bucket_labels)]
-
-
-def _buckets(period: str, now: datetime) -> tuple[list[datetime], timedelta, type]:
+def period_range(period: str, now: datetime) -> tuple[datetime, datetime, str]:
+    """`24h`: the last 24 hours by hour, this one included; `Nd`: the last N UTC days by day, today included."""
     if period == "24h":
-        end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-        step, trunc, count = timedelta(hours=1), TruncHour, 24
-    else:
-        today = datetime.combine(now.date(), time.min, tzinfo=now.tzinfo)
-        end, step, trunc, count = today + timedelta(days=1), timedelta(days=1), TruncDay, 7 if period == "7d" else 30
-    return [end - step * (count - i) for i in range(count)], step, trunc
+        hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        return hour - timedelta(hours=23), hour + timedelta(hours=1), "hour"
+    days = int(period.removesuffix("d"))
+    today = datetime.combine(now.astimezone(UTC).date(), time.min, tzinfo=UTC)
+    return today - timedelta(days=days - 1), today + timedelta(days=1), "day"
 
 
-def activity(*, organization: Organization, period: str) -> Activity:
-    """Counts per hour (24 h) or per day (7 and 30 days) of each metric, one grouped query."""
-    if period not in PERIODS:
-        period = "7d"
-    now = timezone.now()
-    starts, step, trunc = _buckets(period, now)
-    types = [m[0] for m in METRICS] + [EventType.FAILED]
-    rows = (
-        Event.objects.filter(organization=organization, created_at__gte=starts[0], type__in=types)
-        .annotate(bucket=trunc("created_at"))
-        .values("bucket", "type")
-        .annotate(n=Count("id"))
+def period_stats(*, organization: Organization, period: str, group_by: str | None = None, series: bool = True) -> Stats:
+    """The stats service's numbers (the ones GET /api/v1/stats answers) for one of LONG_PERIODS; `series` False:
+    the totals only (a breakdown)."""
+    start, end, interval = period_range(period, timezone.now())
+    return stats_read(
+        organization_id=organization.pk, start=start, end=end, interval=interval, group_by=group_by, series=series
     )
-    counts: dict[tuple[str, datetime], int] = {}
-    totals: dict[str, int] = {}
-    for row in rows:
-        bucket = row["bucket"]
-        if timezone.is_naive(bucket):
-            bucket = timezone.make_aware(bucket, timezone.get_current_timezone())
-        counts[(row["type"], bucket)] = counts.get((row["type"], bucket), 0) + row["n"]
-        totals[row["type"]] = totals.get(row["type"], 0) + row["n"]
-    fmt = "%H:00" if period == "24h" else "%b %d"
-    labels = [f"{s:{fmt}}" for s in starts]
-    metrics = [
-        Metric(key, label, help_text, bar_chart([counts.get((key, s), 0) for s in starts], labels))
-        for key, label, help_text in METRICS
-    ]
-    finished = sum(totals.get(t, 0) for t in (EventType.DELIVERED, EventType.BOUNCED, EventType.FAILED))
-    rate = totals.get(EventType.DELIVERED, 0) / finished if finished else None
-    return Activity(period, PERIODS[period], metrics, rate, labels)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ urlpatterns = [
     path("account/two-factor/confirm", two_factor.two_factor_confirm, name="two_factor_confirm"),
     path("login/verify/", two_factor.two_factor_verify, name="two_factor_verify"),
     path(org, overview.overview, name="overview"),
+    path(f"{org}statistics/", overview.statistics, name="statistics"),
     path(f"{org}domains/", domains.domains, name="domains"),
     path(f"{org}domains/add", domains.domain_add, name="domain_add"),
     path(f"{org}domains/<int:domain_id>/", domains.domain_detail, name="domain"),

@@ -7,6 +7,7 @@ parsed by the standard library's tomllib; nothing here knows of organizations, p
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -127,6 +128,15 @@ def parse(data: dict) -> Providers:
         providers.append(Provider(name=name, label=str(raw.get("label", name)), mx=mx, rules=rules, **limits))
     suffixes = sorted(((s, p) for p in providers for s in p.mx), key=lambda item: -len(item[0]))
     return Providers(tuple(providers), tuple(suffixes))
+
+
+def file_stamp(path: str) -> tuple[str, float]:
+    """What tells a cached copy of the providers file from a changed one: its path and modification time (0 for
+    the shipped file, -1 when it cannot be read)."""
+    try:
+        return path, (os.stat(path).st_mtime if path else 0.0)
+    except OSError:
+        return path, -1.0
 
 
 def load(path: str | Path | None = None) -> Providers:

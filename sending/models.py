@@ -296,6 +296,8 @@ class Recipient(models.Model):
     # The first open by a person, and by a machine (a privacy proxy fetching images): each is one event.
     opened_at = models.DateTimeField(null=True, blank=True)
     machine_opened_at = models.DateTimeField(null=True, blank=True)
+    # The first click: later clicks are events too, but the unique click count (sending.stats) counts this one.
+    clicked_at = models.DateTimeField(null=True, blank=True)
     # Reputation reads these: when the delivery reached its outcome (delivered or bounced), whether a bounce was
     # hard or soft, and when its receiver complained.
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -1298,3 +1300,49 @@ class TemplateVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template} v{self.number}"
+
+
+class StatsCounter(models.Model):
+    """Pre-aggregated counts for the stats API and the dashboard's charts (sending.stats): how many deliveries
+    reached each outcome (`metric`) in one hour or one UTC day, for all the organization's mail (dimension "")
+    and per sender domain, stream, recipient provider and tag (one row per value of each dimension).
+
+    Written by sending.states in the transaction that writes the events they count, so a count and its events
+    never disagree; read without touching Message, Recipient or Event. One dimension at a time rather than every
+    combination of them: the API groups by one, and a year by day then stays a few thousand rows per dimension
+    value, however much mail there was. Domains and streams are keyed by id, not foreign keys: a deleted domain's
+    history stays. A message with two tags counts once under each tag (and once in every other dimension).
+    Provider "" is a delivery whose MX was not looked up yet (accepted, not yet attempted)."""
+
+    class Span(models.TextChoices):
+        HOUR = "h"
+        DAY = "d"
+
+    class Dimension(models.TextChoices):
+        ALL = "", "all mail"
+        DOMAIN = "domain"
+        STREAM = "stream"
+        PROVIDER = "provider"
+        TAG = "tag"
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    span = models.CharField(max_length=1, choices=Span.choices)
+    dimension = models.CharField(max_length=8, choices=Dimension.choices, blank=True)
+    start = models.DateTimeField()  # the hour or the UTC day the count is of
+    metric = models.CharField(max_length=24)
+    # The dimension's value: a domain's or stream's id ("0": none), a provider's name, a tag; "" for all mail.
+    key = models.CharField(max_length=100, blank=True, default="")
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # The upsert's conflict target, and the index every read takes: organization, span, dimension, then
+            # a time range.
+            models.UniqueConstraint(
+                fields=["organization", "span", "dimension", "start", "metric", "key"], name="stats_counter_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.dimension}={self.key} {self.start:%Y-%m-%d %H:00} {self.count}"

@@ -4,6 +4,7 @@ interface, so that sending's rooms can change without them. `lint-imports` holds
 from __future__ import annotations
 
 from sending.api.errors import ApiError, error_body
+from sending.api.renderers import CsvRenderer
 from sending.feedback.suppressions import suppressed_addresses
 
-__all__ = ["ApiError", "error_body", "suppressed_addresses"]
+__all__ = ["ApiError", "CsvRenderer", "error_body", "suppressed_addresses"]

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from mail.bulk import bulk_update_rows, insert_rows
 from sending.models import Event, EventType, Message, Recipient, RecipientState
+from sending.stats.counting import COUNTED, Facts, events_counted, facts_of
 
 
 def recipient_event_row(r: Recipient, event_type: str, at: datetime, details: dict, sequence: int) -> dict[str, object]:
@@ -44,9 +45,64 @@ def recipient_event_row(r: Recipient, event_type: str, at: datetime, details: di
     }
 
 
-def events_insert(rows: list[dict[str, object]]) -> None:
-    """Events whose sequence numbers the caller's own state write has just taken (accept, delivery outcomes)."""
+def events_insert(rows: list[dict[str, object]], recipients: Iterable[Recipient]) -> None:
+    """Events whose sequence numbers the caller's own state write has just taken (accept, delivery outcomes), of
+    `recipients` (with their message loaded), and their counts (sending.stats)."""
     insert_rows(Event, rows)
+    _rows_counted(rows, recipients)
+
+
+# --- counts (sending.stats): written with the events they count ------------------------------------------------
+
+
+def recipient_facts(r: Recipient) -> Facts | None:
+    """What a recipient's events are counted under, from the recipient and its loaded message (no query)."""
+    message = r.message
+    return facts_of(
+        organization_id=r.organization_id,
+        domain_id=message.domain_id,
+        stream_id=message.stream_id,
+        tags=message.tags,
+        mx_host=r.mx_host,
+        started_at=message.send_at or r.created_at,
+        sandbox=message.sandbox,
+    )
+
+
+def _rows_counted(rows: list[dict[str, object]], recipients: Iterable[Recipient]) -> None:
+    if not any(row["type"] in COUNTED for row in rows):
+        return
+    facts = {r.pk: recipient_facts(r) for r in recipients}
+    events_counted(
+        (facts[row["recipient_id"]], row["type"], row["details"], row["sequence"], row["created_at"], False)  # type: ignore[misc]
+        for row in rows
+        if row["type"] in COUNTED
+    )
+
+
+# Read with a recipient (one join, in the query that reads its sequence number) to count its events.
+_FACT_FIELDS = (
+    "mx_host",
+    "created_at",
+    "message__domain_id",
+    "message__stream_id",
+    "message__tags",
+    "message__send_at",
+    "message__sandbox",
+)
+
+
+def _facts_read(organization_id: int, values: Sequence[object]) -> Facts | None:
+    mx_host, created_at, domain_id, stream_id, tags, send_at, sandbox = values
+    return facts_of(
+        organization_id=organization_id,
+        domain_id=domain_id,  # type: ignore[arg-type]
+        stream_id=stream_id,  # type: ignore[arg-type]
+        tags=tags,  # type: ignore[arg-type]
+        mx_host=str(mx_host),
+        started_at=send_at or created_at,  # type: ignore[arg-type]
+        sandbox=bool(sandbox),
+    )
 
 
 # --- one delivery at a time -------------------------------------------------------------------------------------
@@ -59,9 +115,11 @@ def recipient_changed(
     *,
     at: datetime | None = None,
     only_if: dict | None = None,
+    unique: bool = False,
     **fields: object,
 ) -> bool:
-    """Write `fields` (a `state`, say) and one event of the delivery, with its next sequence number, together.
+    """Write `fields` (a `state`, say) and one event of the delivery, with its next sequence number, together,
+    and count it (sending.stats; `unique`: the delivery's first of its kind, for the unique counts).
 
     `only_if` narrows the UPDATE (a first open: `{"opened_at__isnull": True}`); when it matches nothing, nothing
     is written and the answer is False. The UPDATE's row lock keeps concurrent writers (an open and a click) apart.
@@ -75,7 +133,9 @@ def recipient_changed(
         )
         if not won:
             return False
-        sequence = Recipient.objects.filter(pk=recipient.pk).values_list("event_seq", flat=True).get()
+        counted = event_type in COUNTED
+        read = Recipient.objects.filter(pk=recipient.pk).values_list("event_seq", *(_FACT_FIELDS if counted else ()))
+        sequence, *facts = read.get()
         Event.objects.create(
             organization_id=recipient.organization_id,
             message_id=recipient.message_id,
@@ -85,6 +145,9 @@ def recipient_changed(
             details=details,
             sequence=sequence,
         )
+        if counted:
+            facts_read = _facts_read(recipient.organization_id, facts)
+            events_counted([(facts_read, event_type, details, sequence, at, unique)])
     return True
 
 
@@ -93,8 +156,25 @@ def complaint_recorded(recipient: Recipient, details: dict, *, at: datetime | No
     the first complaint; a second report about the same delivery is not another one)."""
     at = at or timezone.now()
     with transaction.atomic():
-        Recipient.objects.filter(pk=recipient.pk, complained_at__isnull=True).update(complained_at=at)
-        recipient_changed(recipient, EventType.COMPLAINED, details, at=at)
+        first = Recipient.objects.filter(pk=recipient.pk, complained_at__isnull=True).update(complained_at=at)
+        recipient_changed(recipient, EventType.COMPLAINED, details, at=at, unique=bool(first))
+
+
+def click_recorded(recipient: Recipient, details: dict, *, at: datetime | None = None) -> None:
+    """A click on one of the message's links: its event, and `clicked_at` the first time (the unique click)."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        first = Recipient.objects.filter(pk=recipient.pk, clicked_at__isnull=True).update(clicked_at=at)
+        recipient_changed(recipient, EventType.CLICKED, details, at=at, unique=bool(first))
+
+
+def open_repeated(recipient: Recipient, details: dict, *, at: datetime | None = None) -> None:
+    """An open after the first of its kind: no event (the first said it was opened), but the total open count
+    counts it."""
+    at = at or timezone.now()
+    row = Recipient.objects.filter(pk=recipient.pk).values_list(*_FACT_FIELDS).first()
+    if row is not None:
+        events_counted([(_facts_read(recipient.organization_id, row), EventType.OPENED, details, None, at, False)])
 
 
 # --- many deliveries at once ----------------------------------------------------------------------------------
@@ -132,6 +212,14 @@ def locked_changed(
     Recipient.objects.filter(id__in=[r.id for r in rows], state=from_state).update(
         **fields, updated_at=at, event_seq=F("event_seq") + 1
     )
+    if event_type in COUNTED:
+        facts = {
+            pk: _facts_read(org, values)
+            for pk, org, *values in Recipient.objects.filter(id__in=[r.id for r in rows]).values_list(
+                "id", "organization_id", *_FACT_FIELDS
+            )
+        }
+        events_counted((facts[r.id], event_type, details, r.event_seq + 1, at, False) for r in rows if r.id in facts)
     Event.objects.bulk_create(
         Event(
             organization_id=r.organization_id,
@@ -291,7 +379,7 @@ def attempts_recorded(recipients: list[Recipient], events: list[dict[str, object
     events, whose sequence numbers its claim kept for it (no other writer touches a claimed row's events). Call
     inside the outcome's transaction."""
     bulk_update_rows(Recipient, recipients, OUTCOME_FIELDS)
-    insert_rows(Event, events)
+    events_insert(events, recipients)
 
 
 def claims_given_back(recipient_ids: Sequence[object], *, until: datetime, at: datetime) -> int:
@@ -333,7 +421,8 @@ def claims_waiting(recipients: Sequence[Recipient], *, until: datetime, at: date
                     r.event_seq,
                 )
                 for r in recipients
-            ]
+            ],
+            recipients,
         )
 
 

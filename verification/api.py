@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import uuid
 
 from django.conf import settings
@@ -13,14 +12,14 @@ from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Organization
 from accounts.scopes import Scope
-from sending.public import ApiError
+from sending.public import ApiError, CsvRenderer
 from verification.models import VerificationJob
 from verification.services import (
     QuotaExceeded,
@@ -136,17 +135,6 @@ class VerificationResultsJsonView(APIView):
     def get(self, request: Request, job_id: uuid.UUID) -> Response:
         job = _job(request, job_id)
         return Response({**verification_job_summary(job), "results": verification_job_answers(job)})
-
-
-class CsvRenderer(BaseRenderer):
-    """Lets `Accept: text/csv` through content negotiation; errors still go out as JSON text."""
-
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):  # type: ignore[no-untyped-def]
-        return data.encode() if isinstance(data, str) else json.dumps(data).encode()
 
 
 class VerificationResultsCsvView(APIView):

@@ -16,7 +16,6 @@ keeps them for POSTWERK_THROTTLE_CACHE_SECONDS and sees its own changes at once.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from mail.providers import Provider, Providers, ReplyRule, load
+from mail.providers import Provider, Providers, ReplyRule, file_stamp, load
 from mail.smtp_client import Reply
 from sending.delivery.pools import organizations_using
 from sending.delivery.throttling import tokens_refund, tokens_take
@@ -42,16 +41,13 @@ def providers() -> Providers:
     """The providers in force, re-read when the file (its path or its modification time) changes."""
     global _providers
     path = settings.POSTWERK_PROVIDERS_FILE
-    try:
-        stamp = os.stat(path).st_mtime if path else 0.0
-    except OSError:
-        stamp = -1.0
+    stamp = file_stamp(path)
     cached = _providers
-    if cached is not None and cached[0] == (path, stamp):
+    if cached is not None and cached[0] == stamp:
         return cached[1]
     data = load(path or None)
     with _lock:
-        _providers = ((path, stamp), data)
+        _providers = (stamp, data)
         _identified.clear()
     return data
 

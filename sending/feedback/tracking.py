@@ -48,7 +48,7 @@ from mail.dns import resolver
 from mail.errors import PostwerkError
 from sending.feedback.suppressions import suppression_add
 from sending.models import Domain, EventType, Message, Recipient, Suppression
-from sending.states import recipient_changed
+from sending.states import click_recorded, open_repeated, recipient_changed
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,12 @@ def open_record(*, token: str, visitor: Visitor) -> bool:
     details = {"address": r.address, **visitor.details(), "machine": reason is not None}
     if reason:
         details["machine_reason"] = reason
-    return recipient_changed(r, EventType.OPENED, details, at=now, only_if={f"{field}__isnull": True}, **{field: now})
+    first = recipient_changed(
+        r, EventType.OPENED, details, at=now, only_if={f"{field}__isnull": True}, unique=True, **{field: now}
+    )
+    if not first:
+        open_repeated(r, details, at=now)  # no second event, but the total open count counts it
+    return first
 
 
 def click_record(*, token: str, visitor: Visitor) -> str:
@@ -276,7 +281,7 @@ def click_record(*, token: str, visitor: Visitor) -> str:
     recipient_id, url = click_target(token)
     r = Recipient.objects.only("organization_id", "message_id", "address").filter(pk=recipient_id).first()
     if r is not None:  # a deleted message's links still lead where they said
-        recipient_changed(r, EventType.CLICKED, {"address": r.address, "url": url, **visitor.details()})
+        click_recorded(r, {"address": r.address, "url": url, **visitor.details()})
     return url
 
 

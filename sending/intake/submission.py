@@ -266,4 +266,4 @@ def _insert_all(
         for p in prepared
         for r in p.recipients
     ]
-    events_insert(events)
+    events_insert(events, (r for p in prepared for r in p.recipients))

@@ -95,17 +95,42 @@ def test_password_change(owner, owner_client):
 def test_overview_counts_and_charts_what_happened(owner_client, organization, delivered):
     response = owner_client.get(url("overview", organization) + "?period=24h")
     assert response.status_code == 200
-    stats = response.context["stats"]
-    totals = {m.key: m.chart.total for m in stats.metrics}
-    assert totals == {"queued": 2, "delivered": 1, "deferred": 0, "bounced": 1, "complained": 0}
-    assert stats.delivery_rate == 0.5
-    assert len(stats.metrics[0].chart.bars) == 24
+    totals = response.context["totals"]
+    assert (totals["accepted"], totals["sent"], totals["delivered"], totals["bounced"]) == (2, 2, 1, 1)
+    assert response.context["rates"].delivery_rate == 0.5 and response.context["rates"].bounce_rate == 0.5
+    charts = {c.id: c for c in response.context["charts"]}
+    assert list(charts) == ["chart-outcomes", "chart-bounce-rate", "chart-complaint-rate", "chart-engagement"]
+    outcomes = charts["chart-outcomes"]
+    assert len(outcomes.labels) == 24 and outcomes.labels[-1].endswith(":00")
+    assert [d.label for d in outcomes.datasets] == ["Delivered", "Deferred", "Bounced", "Complained", "Sent"]
+    assert outcomes.rows()[-1][2] == ["1", "0", "1", "0", "2"]  # this hour: the table under the chart
+    bounce = charts["chart-bounce-rate"]
+    assert [d.label for d in bounce.datasets] == ["Bounce rate", "Warning at 5 %", "Paused at 10 %"]
+    assert bounce.rows()[-1][2] == ["50.00 %"] and bounce.columns() == ["Bounce rate"]
     page = response.content.decode()
-    assert "<svg" in page and 'role="img"' in page and "Delivery rate" in page and "50 %" in page
+    # Data for charts.js as JSON (no inline script runs: the CSP allows only our own files), and the tables.
+    assert '<script id="chart-outcomes-data" type="application/json">' in page
+    assert 'id="chart-outcomes-table"' in page and "<canvas" in page and "Delivery rate" in page
+    assert "vendor/chart.umd.min.js" in page
     for period, buckets in (("7d", 7), ("30d", 30)):
-        stats = owner_client.get(url("overview", organization) + f"?period={period}").context["stats"]
-        assert len(stats.metrics[0].chart.bars) == buckets
-        assert stats.metrics[1].chart.total == 1
+        response = owner_client.get(url("overview", organization) + f"?period={period}")
+        (outcomes,) = [c for c in response.context["charts"] if c.id == "chart-outcomes"]
+        assert len(outcomes.labels) == buckets and response.context["totals"]["delivered"] == 1
+
+
+def test_statistics_page_breaks_down_by_domain_tag_stream_and_provider(owner_client, organization, delivered):
+    response = owner_client.get(url("statistics", organization) + "?period=365d")
+    assert response.status_code == 200
+    charts = {c.id: c for c in response.context["charts"]}
+    assert {"chart-delivery-time", "chart-by-domain", "chart-by-tag", "chart-by-stream", "chart-by-provider"} <= set(
+        charts
+    )
+    assert len(charts["chart-outcomes"].labels) == 365
+    assert charts["chart-by-tag"].rows() == [("order", "", ["1", "0", "0", "0"]), ("bounce", "", ["0", "0", "1", "0"])]
+    assert charts["chart-by-domain"].rows() == [("acme.example", "", ["1", "0", "1", "0"])]
+    delivery_time = charts["chart-delivery-time"].rows()[-1][2]
+    assert len(delivery_time) == 3 and all(v.startswith("≤ ") for v in delivery_time)
+    assert owner_client.get(url("statistics", organization) + "?period=nonsense").context["period"] == "7d"
 
 
 def test_overview_says_when_a_verified_domains_dns_broke(owner_client, organization, healthy):
