@@ -557,12 +557,29 @@ def webhook_endpoints(organization: Organization) -> QuerySet:
     )
 
 
-def webhook_recent_deliveries(endpoint: WebhookEndpoint, limit: int = 25) -> list[WebhookDelivery]:
-    """An endpoint's newest deliveries, each with every attempt (newest first)."""
+def webhook_recent_deliveries(
+    endpoint: WebhookEndpoint, *, event_type: str = "", state: str = "", recipient: str = "", limit: int = 25
+) -> list[WebhookDelivery]:
+    """An endpoint's newest deliveries, filtered, each with its event's message and recipient and every attempt
+    (newest first). A test send has no event: its type is in its sample payload."""
+    qs = WebhookDelivery.objects.filter(endpoint=endpoint)
+    if event_type:
+        qs = qs.filter(Q(event__type=event_type) | Q(event__isnull=True, payload__type=event_type))
+    if state:
+        qs = qs.filter(state=state)
+    if recipient:
+        qs = qs.filter(event__recipient__address__iexact=recipient.strip())
     return list(
-        WebhookDelivery.objects.filter(endpoint=endpoint)
-        .select_related("event")
-        .defer("event__details")
+        qs.select_related("event", "event__recipient", "event__message")
+        .only(
+            *(f.name for f in WebhookDelivery._meta.concrete_fields),
+            "event__id",
+            "event__type",
+            "event__message_id",
+            "event__recipient_id",
+            "event__recipient__address",
+            "event__message__subject",
+        )
         .prefetch_related(Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("-started_at", "-pk")))
         .order_by("-created_at")[:limit]
     )

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from dashboard.views import (
+    activity,
     audit,
     auth,
     domains,
@@ -35,6 +36,8 @@ urlpatterns = [
     path("account/two-factor/confirm", two_factor.two_factor_confirm, name="two_factor_confirm"),
     path("login/verify/", two_factor.two_factor_verify, name="two_factor_verify"),
     path(org, overview.overview, name="overview"),
+    path(f"{org}activity/", activity.activity, name="activity"),
+    path(f"{org}activity/feed", activity.activity_feed, name="activity_feed"),
     path(f"{org}domains/", domains.domains, name="domains"),
     path(f"{org}domains/add", domains.domain_add, name="domain_add"),
     path(f"{org}domains/<int:domain_id>/", domains.domain_detail, name="domain"),
