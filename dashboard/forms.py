@@ -33,6 +33,27 @@ class DomainAddForm(forms.Form):
             raise forms.ValidationError(str(exc)) from exc
 
 
+class DomainTestMessageForm(forms.Form):
+    local_part = forms.CharField(
+        max_length=64, initial="test", label="From (before the @)", help_text="Sent from this name at the domain."
+    )
+    to = forms.CharField(max_length=320, label="Send to", help_text="An address whose inbox you can read.")
+
+    def clean_local_part(self) -> str:
+        value = self.cleaned_data["local_part"].strip()
+        try:
+            parse_mailbox(f"{value}@example.com")
+        except AddressError as exc:
+            raise forms.ValidationError("Not a valid name before the @.") from exc
+        return value
+
+    def clean_to(self):  # type: ignore[no-untyped-def]
+        try:
+            return parse_mailbox(self.cleaned_data["to"])
+        except AddressError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
 class RotateDkimForm(forms.Form):
     algorithm = forms.ChoiceField(
         choices=[(DkimKey.Algorithm.RSA, "RSA-2048"), (DkimKey.Algorithm.ED25519, "Ed25519")],

@@ -323,6 +323,64 @@ def domain_status(domain: Domain, checks: list[DnsCheck]) -> DomainStatus:
     return DomainStatus("Cannot send", "error", problems)
 
 
+def check_publisher(check: DnsCheck) -> str:
+    """Who must act on a check that is not ok: "operator" when the record is the platform's (the DMARC report
+    authorisation, or the SPF of the platform's return-path host that a correct CNAME points at), else "owner"."""
+    return "operator" if (check.details or {}).get("publisher") == "operator" else "owner"
+
+
+def _record_check_keys(record: dict) -> list[str]:
+    """The checks that tell whether one record to publish is in place (the return path's SPF follows its CNAME)."""
+    purpose = record["purpose"]
+    if purpose == "dkim":
+        return [f"dkim:{record['name'].split('._domainkey.', 1)[0]}"]
+    if purpose == "return_path":
+        return ["return_path", "spf:return_path"]
+    if purpose == "spf":
+        return ["spf:from"]
+    return [purpose]
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    record: dict
+    label: str
+    checks: list[DnsCheck]
+    state: str  # "done", "todo" (missing or wrong), "unknown" (DNS did not answer), "unchecked"
+    publisher: str  # "owner" or "operator": who publishes the record or fixes what its checks found
+
+
+def domain_setup_steps(domain: Domain, records: list[dict], checks: list[DnsCheck]) -> list[SetupStep]:
+    """Each record to publish, ticked off by the checks that look at it."""
+    by_name = {c.name: c for c in checks}
+    steps = []
+    for record in records:
+        found = [by_name[k] for k in _record_check_keys(record) if k in by_name]
+        statuses = {c.status for c in found}
+        if not found:
+            state = "unchecked"
+        elif statuses & {DnsCheckStatus.MISSING, DnsCheckStatus.WRONG}:
+            state = "todo"
+        elif DnsCheckStatus.ERROR in statuses:
+            state = "unknown"
+        else:
+            state = "done"
+        failing = [c for c in found if c.status != DnsCheckStatus.OK]
+        operator = record.get("publisher") == "operator" or (
+            failing and all(check_publisher(c) == "operator" for c in failing)
+        )
+        steps.append(
+            SetupStep(
+                record,
+                RECORD_PURPOSES.get(record["purpose"], record["purpose"]),
+                found,
+                state,
+                "operator" if operator else "owner",
+            )
+        )
+    return steps
+
+
 RECORD_PURPOSES = {
     "ownership": "Ownership",
     "dkim": "DKIM",
