@@ -277,6 +277,11 @@ class WebhookDeliveryFilterForm(forms.Form):
     )
     recipient = forms.CharField(required=False, max_length=320, label="Recipient address")
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # Its own element ids: the endpoint's page also has the test-event form, whose field is `type` too.
+        kwargs.setdefault("auto_id", "filter_%s")
+        super().__init__(*args, **kwargs)
+
 
 class WebhookTestForm(forms.Form):
     type = forms.ChoiceField(choices=event_type_groups, initial=EventType.DELIVERED, label="Event type")

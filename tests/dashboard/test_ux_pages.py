@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the browser fixtures are imported from test_browser, then taken as arguments
 """Issue #27's pages in headless Chromium, at a desktop (1400 px) and a phone (390 px) width: the activity feed
 (live rows without a reload, filters, links), the domain set-up checklist (records looked up live and ticked off),
 a test message sent from a domain's page, webhook deliveries (event, message, recipient, response; filters; the
@@ -133,7 +134,7 @@ def test_send_a_test_message_from_the_domain_page_through_the_accept_pipeline(
     ui.page.get_by_role("heading", name="Postwerk test message from acme.example").wait_for()
     assert deliver_queued() == 1
     assert [m.rcpt_tos for m in sink.messages] == [["me@dest.example"]]
-    assert b"DKIM-Signature:" in sink.messages[0].content
+    assert b"DKIM-Signature:" in sink.messages[0].data
     entry = AuditEntry.objects.get(action="domain.test_message_sent")
     assert entry.changes["to"] == "me@dest.example" and entry.user_id == owner.pk
     ui.page.reload()
@@ -183,12 +184,13 @@ def test_webhook_deliveries_show_event_message_recipient_and_response_with_filte
     assert delivered.get_by_role("link", name="Order shipped").is_visible()
     ui.shot("70-webhook-deliveries")
 
-    ui.page.get_by_label("Event type").select_option("bounced")
-    ui.page.get_by_role("button", name="Filter").click()
+    filters = ui.page.get_by_role("search", name="Filter deliveries")
+    filters.get_by_label("Event type").select_option("bounced")
+    filters.get_by_role("button", name="Filter").click()
     ui.page.wait_for_load_state()
     assert table.locator("tbody tr").count() == 1 and "gone@dest.example" in table.inner_text()
     ui.page.get_by_role("link", name="Clear").click()
-    ui.page.get_by_label("Recipient address").fill("jane@dest.example")
+    filters.get_by_label("Recipient address").fill("jane@dest.example")
     ui.page.get_by_role("button", name="Filter").click()
     ui.page.wait_for_load_state()
     assert table.locator("tbody tr").count() == 1 and "Order shipped" in table.inner_text()
