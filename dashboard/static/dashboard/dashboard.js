@@ -14,6 +14,27 @@
       toggle.setAttribute("aria-expanded", open ? "true" : "false");
     });
   }
+  // A table wider than the screen scrolls inside its .table-wrap: a keyboard must be able to reach and scroll it
+  // (WCAG 2.1.1), so a scrolling wrapper becomes a focusable, named region; one that fits the screen does not.
+  var scrollers = function () {
+    document.querySelectorAll(".table-wrap").forEach(function (wrap) {
+      var scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+      if (scrolls && !wrap.hasAttribute("tabindex")) {
+        var caption = wrap.querySelector("caption");
+        var heading = wrap.closest("section, article");
+        heading = heading && heading.querySelector("h1, h2, h3");
+        wrap.setAttribute("tabindex", "0");
+        wrap.setAttribute("role", "region");
+        wrap.setAttribute("aria-label", (caption || heading || { textContent: "Table" }).textContent.trim() + " (scrolls sideways)");
+      } else if (!scrolls && wrap.getAttribute("role") === "region") {
+        ["tabindex", "role", "aria-label"].forEach(function (name) { wrap.removeAttribute(name); });
+      }
+    });
+  };
+  scrollers();
+  window.addEventListener("resize", scrollers);
+  document.addEventListener("toggle", scrollers, true);  // a table inside <details> is measured once it opens
+
   // Filter panels (<details class="filters" open>) start folded on a phone unless a filter is in use.
   if (phone.matches) {
     document.querySelectorAll("details.filters[data-fold-on-phone]").forEach(function (panel) {
