@@ -345,39 +345,33 @@ def _record_check_keys(record: dict) -> list[str]:
 class SetupStep:
     record: dict
     label: str
-    checks: list[DnsCheck]
     state: str  # "done", "todo" (missing or wrong), "unknown" (DNS did not answer), "unchecked"
-    publisher: str  # "owner" or "operator": who publishes the record or fixes what its checks found
+    publisher: str  # "owner" or "operator": who publishes the record
+    problems: list[tuple[str, str]]  # (who must act, what the check found) for each check that is not ok
+
+
+def _setup_state(checks: list[DnsCheck]) -> str:
+    statuses = {c.status for c in checks}
+    if not checks:
+        return "unchecked"
+    if statuses & {DnsCheckStatus.MISSING, DnsCheckStatus.WRONG}:
+        return "todo"
+    return "unknown" if DnsCheckStatus.ERROR in statuses else "done"
 
 
 def domain_setup_steps(domain: Domain, records: list[dict], checks: list[DnsCheck]) -> list[SetupStep]:
-    """Each record to publish, ticked off by the checks that look at it."""
+    """Each record to publish, ticked off by the checks that look at it. An owner's record is ticked by what the
+    owner controls: a return-path CNAME that is right is in place even while the platform's own SPF behind it is
+    missing; that problem is listed under it as the operator's."""
     by_name = {c.name: c for c in checks}
     steps = []
     for record in records:
         found = [by_name[k] for k in _record_check_keys(record) if k in by_name]
-        statuses = {c.status for c in found}
-        if not found:
-            state = "unchecked"
-        elif statuses & {DnsCheckStatus.MISSING, DnsCheckStatus.WRONG}:
-            state = "todo"
-        elif DnsCheckStatus.ERROR in statuses:
-            state = "unknown"
-        else:
-            state = "done"
-        failing = [c for c in found if c.status != DnsCheckStatus.OK]
-        operator = record.get("publisher") == "operator" or (
-            failing and all(check_publisher(c) == "operator" for c in failing)
-        )
-        steps.append(
-            SetupStep(
-                record,
-                RECORD_PURPOSES.get(record["purpose"], record["purpose"]),
-                found,
-                state,
-                "operator" if operator else "owner",
-            )
-        )
+        publisher = "operator" if record.get("publisher") == "operator" else "owner"
+        own = [c for c in found if publisher == "operator" or check_publisher(c) == "owner"]
+        problems = [(check_publisher(c), c.message) for c in found if c.status != DnsCheckStatus.OK]
+        label = RECORD_PURPOSES.get(record["purpose"], record["purpose"])
+        steps.append(SetupStep(record, label, _setup_state(own or found), publisher, problems))
     return steps
 
 

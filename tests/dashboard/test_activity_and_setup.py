@@ -92,6 +92,15 @@ def test_set_up_ticks_off_what_the_checks_found_and_names_who_publishes(owner_cl
     steps = {s.record["purpose"]: s for s in owner_client.get(response["Location"]).context["steps"]}
     assert steps["ownership"].state == "done"
     assert steps["dkim"].state == "todo" and steps["dkim"].publisher == "owner"
+    assert steps["dkim"].problems[0][0] == "owner" and "Add a TXT record" in steps["dkim"].problems[0][1]
+
+    # The return path's CNAME in place while the platform's SPF behind it is missing: ticked, the rest is the
+    # operator's.
+    publish_records(zone, shop, ("return_path",))
+    owner_client.post(url("domain_check", organization, shop.pk), {"next": "setup"})
+    steps = {s.record["purpose"]: s for s in owner_client.get(response["Location"]).context["steps"]}
+    assert steps["return_path"].state == "done"
+    assert [who for who, _ in steps["return_path"].problems] == ["operator"]
 
 
 def test_a_failing_return_path_spf_behind_the_right_cname_is_the_operators_to_fix(owner_client, organization, healthy):

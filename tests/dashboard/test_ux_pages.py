@@ -110,6 +110,10 @@ def test_domain_set_up_page_checks_the_records_live_and_ticks_them_off(ui, owner
     assert "in place" in ownership.inner_text() and "not in place" not in ownership.inner_text()
     assert ui.page.locator(".setup-step.step-done").count() > done_before
     assert "Can send" in ui.page.locator("h1").inner_text()
+    # The CNAME is the owner's part and in place; the SPF record behind it is the platform's, and says so.
+    return_path = ui.page.locator(".setup-step", has=ui.page.get_by_role("heading", name="Return path"))
+    assert "in place" in return_path.inner_text() and "not in place" not in return_path.inner_text()
+    assert "The platform operator must act" in return_path.inner_text()
     ui.shot("66-setup-ticked")
     fits_the_phone(ui, "67-setup")
 
