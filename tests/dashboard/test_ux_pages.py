@@ -144,6 +144,8 @@ def test_send_a_test_message_from_the_domain_page_through_the_accept_pipeline(
     ui.page.reload()
     assert "delivered" in ui.page.locator("ol.timeline").inner_text()
     ui.shot("68-test-message-delivered")
+    ui.go(f"/o/{organization.pk}/domains/{healthy.pk}/")
+    fits_the_phone(ui, "68-domain-with-test-message")
 
 
 def test_webhook_deliveries_show_event_message_recipient_and_response_with_filters(
@@ -160,6 +162,7 @@ def test_webhook_deliveries_show_event_message_recipient_and_response_with_filte
     ui.page.set_viewport_size(DESKTOP)
     ui.login("owner")
     ui.nav("Webhooks")
+    fits_the_phone(ui, "69-webhooks")
     with HttpReceiver() as receiver:
         url_field = ui.page.get_by_label("Endpoint URL")
         box = url_field.bounding_box()
