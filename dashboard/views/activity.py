@@ -31,8 +31,8 @@ POLL_SECONDS = 5
 LOOK_BACK = timedelta(seconds=30)
 
 
-def _events(request: HttpRequest, form: ActivityFilterForm, since: datetime | None, limit: int) -> list[dict]:
-    data = form.cleaned_data
+def _events(request: HttpRequest, data: dict, since: datetime | None, limit: int) -> list[dict]:
+    """The newest events matching the filters' cleaned `data`, in words."""
     domain = data.get("domain")
     qs = event_list(
         organization=request.organization,
@@ -50,9 +50,7 @@ def _events(request: HttpRequest, form: ActivityFilterForm, since: datetime | No
 def activity(request: HttpRequest) -> HttpResponse:
     form = ActivityFilterForm(request.GET or None, organization=request.organization)
     valid = form.is_valid() if request.GET else True
-    if not request.GET:
-        form.cleaned_data = {}
-    rows = _events(request, form, None, FIRST_PAGE) if valid else []
+    rows = _events(request, form.cleaned_data if request.GET else {}, None, FIRST_PAGE) if valid else []
     return page(
         request,
         "dashboard/activity.html",
@@ -80,7 +78,7 @@ def activity_feed(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return apply_headers(HttpResponse("Bad filters.", status=400, content_type="text/plain; charset=utf-8"))
     since = newest - LOOK_BACK if newest else None
-    rows = _events(request, form, since, PER_POLL)
+    rows = _events(request, form.cleaned_data, since, PER_POLL)
     return apply_headers(
         render(request, "dashboard/_activity_rows.html", {"rows": rows, "organization": request.organization})
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 
+from django.db import transaction
+
 from accounts.audit import audit_record
 from accounts.models import Organization
 from mail.addresses import Mailbox, parse_mailbox
@@ -39,15 +41,18 @@ def domain_test_message_send(*, organization: Organization, domain: Domain, loca
     """Accept one test message from `local_part@domain` to `to`; raises Refused with the pipeline's own reason."""
     if domain.organization_id != organization.pk:
         raise Refused(f"{domain.name} is not a sending domain of this organization.", http_status=403)
-    (result,) = accept(
-        Caller(organization), [ApiSubmission(domain_test_message_draft(domain=domain, local_part=local_part, to=to))]
-    )
-    if isinstance(result, Refused):
-        raise result
-    audit_record(
-        organization=organization,
-        action="domain.test_message_sent",
-        target=domain,
-        changes={"from": result.message.mail_from, "to": to.address, "message": str(result.message.pk)},
-    )
+    # The message and its audit entry commit together; delivery is enqueued once both have.
+    with transaction.atomic():
+        (result,) = accept(
+            Caller(organization),
+            [ApiSubmission(domain_test_message_draft(domain=domain, local_part=local_part, to=to))],
+        )
+        if isinstance(result, Refused):
+            raise result
+        audit_record(
+            organization=organization,
+            action="domain.test_message_sent",
+            target=domain,
+            changes={"from": result.message.mail_from, "to": to.address, "message": str(result.message.pk)},
+        )
     return result
