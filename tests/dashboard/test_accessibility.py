@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - the browser fixtures are imported from test_browser, then taken as arguments
 """An automated accessibility check of the dashboard's main pages: Deque's axe-core (from the npm registry, pinned
 by tests/servers/axe/package-lock.json; `make test` runs its `npm ci`) is evaluated in each page by Playwright,
 in headless Chromium, at a desktop (1400 px) and a phone (390 px) width, and no violation of impact serious or
@@ -18,7 +17,7 @@ import pytest
 
 from accounts.models import Membership
 from sending.models import Message, WebhookEndpoint
-from tests.dashboard.test_browser import Ui, _unavailable, browser, ui  # noqa: F401 - the shared browser fixtures
+from tests.dashboard.browser import Ui, _unavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

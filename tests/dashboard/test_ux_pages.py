@@ -1,9 +1,8 @@
-# ruff: noqa: F811 - the browser fixtures are imported from test_browser, then taken as arguments
 """Issue #27's pages in headless Chromium, at a desktop (1400 px) and a phone (390 px) width: the activity feed
 (live rows without a reload, filters, links), the domain set-up checklist (records looked up live and ticked off),
 a test message sent from a domain's page, webhook deliveries (event, message, recipient, response; filters; the
 grouped event-type picker; the full-width URL field), and the navigation (one row on a desktop, folded on a
-phone). Shares test_browser's browser, its `ui` helper and its screenshots folder."""
+phone). Uses the shared browser fixtures (tests/dashboard/browser.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +11,8 @@ import pytest
 from accounts.models import AuditEntry
 from sending.models import Recipient, WebhookDelivery
 from tests.conftest import add_mx_domain, deliver_queued, publish_records
+from tests.dashboard.browser import Ui
 from tests.dashboard.conftest import send
-from tests.dashboard.test_browser import Ui, browser, ui  # noqa: F401 - the shared browser fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
