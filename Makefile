@@ -56,7 +56,14 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
 	@if command -v npm >/dev/null; then npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "note: npm is missing: the single sign-on browser test will fail (apt-get install nodejs npm)"; fi
 
-test: venv $(OIDC_PROVIDER)/node_modules/.installed
+# axe-core (npm, pinned by its package-lock.json): the accessibility test injects it into dashboard pages through
+# Playwright; Postwerk never serves it. Without npm the accessibility test fails and says why.
+AXE := tests/servers/axe
+$(AXE)/node_modules/.installed: $(AXE)/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix $(AXE) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "note: npm is missing: the accessibility browser test will fail (apt-get install nodejs npm)"; fi
+
+test: venv $(OIDC_PROVIDER)/node_modules/.installed $(AXE)/node_modules/.installed
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Both checks run even when the first fails, so one pass shows everything to fix.

@@ -11,7 +11,7 @@ from accounts.models import ApiKey, Membership, Organization, SmtpCredential
 from accounts.scopes import Scope
 from mail.addresses import AddressError, parse_mailbox
 from sending.domains.service import DomainError, normalize_domain
-from sending.models import DkimKey, Domain, EventType, RecipientState, Suppression, TemplateKind
+from sending.models import DkimKey, Domain, EventType, RecipientState, Suppression, TemplateKind, WebhookDelivery
 
 MAX_IMPORT_BYTES = 10 * 1024 * 1024
 
@@ -30,6 +30,27 @@ class DomainAddForm(forms.Form):
         try:
             return normalize_domain(self.cleaned_data["name"])
         except DomainError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class DomainTestMessageForm(forms.Form):
+    local_part = forms.CharField(
+        max_length=64, initial="test", label="From (before the @)", help_text="Sent from this name at the domain."
+    )
+    to = forms.CharField(max_length=320, label="Send to", help_text="An address whose inbox you can read.")
+
+    def clean_local_part(self) -> str:
+        value = self.cleaned_data["local_part"].strip()
+        try:
+            parse_mailbox(f"{value}@example.com")
+        except AddressError as exc:
+            raise forms.ValidationError("Not a valid name before the @.") from exc
+        return value
+
+    def clean_to(self):  # type: ignore[no-untyped-def]
+        try:
+            return parse_mailbox(self.cleaned_data["to"])
+        except AddressError as exc:
             raise forms.ValidationError(str(exc)) from exc
 
 
@@ -192,6 +213,33 @@ class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(choices=Membership.Role.choices)
 
 
+# The event-type picker, grouped by what an event is about: the order a person looks for them in.
+_ENGAGEMENT = {EventType.OPENED, EventType.CLICKED, EventType.UNSUBSCRIBED, EventType.COMPLAINED}
+EVENT_TYPE_KINDS = [
+    ("Delivery", lambda t: "." not in t and t not in _ENGAGEMENT),
+    ("Engagement and feedback", lambda t: t in _ENGAGEMENT),
+    ("Domains and DNS", lambda t: t.startswith("domain.")),
+    ("Reputation, limits and blocklists", lambda t: t.split(".")[0] in ("reputation", "send_limit", "blocklist")),
+    ("Platform", lambda t: t.split(".")[0] in ("webhook", "ip")),
+]
+
+
+def event_type_groups() -> list[tuple[str, list[tuple[str, str]]]]:
+    """EventType's choices as (kind, choices) groups; a type no kind claims lands in the last one."""
+    groups: list[tuple[str, list[tuple[str, str]]]] = [(label, []) for label, _ in EVENT_TYPE_KINDS]
+    for value in EventType.values:
+        index = next((i for i, (_, test) in enumerate(EVENT_TYPE_KINDS) if test(value)), len(groups) - 1)
+        groups[index][1].append((value, value))
+    return [(label, choices) for label, choices in groups if choices]
+
+
+class GroupedCheckboxes(forms.CheckboxSelectMultiple):
+    """Checkboxes in one small fieldset per group of choices, laid out in columns (dashboard.css .choice-groups)."""
+
+    template_name = "dashboard/widgets/grouped_checkboxes.html"
+    grouped = True
+
+
 class WebhookEndpointForm(forms.Form):
     url = forms.CharField(
         max_length=2000,
@@ -200,9 +248,9 @@ class WebhookEndpointForm(forms.Form):
         help_text="Postwerk POSTs each event here, signed with the endpoint's secret.",
     )
     event_types = forms.MultipleChoiceField(
-        choices=EventType.choices,
+        choices=event_type_groups,
         required=False,
-        widget=forms.CheckboxSelectMultiple,
+        widget=GroupedCheckboxes,
         label="Event types",
         help_text="None ticked: every event type.",
     )
@@ -219,8 +267,40 @@ class WebhookEndpointForm(forms.Form):
         return self.cleaned_data.get("payload_format") or "postwerk"
 
 
+class ActivityFilterForm(forms.Form):
+    """The activity feed's filters; the domain choices are the organization's own."""
+
+    type = forms.ChoiceField(
+        required=False, choices=lambda: [("", "Any event"), *event_type_groups()], label="Event type"
+    )
+    domain = forms.ModelChoiceField(
+        queryset=Domain.objects.none(), required=False, empty_label="Any domain", label="Sender domain"
+    )
+    tag = forms.CharField(required=False, max_length=100, label="Tag")
+    recipient = forms.CharField(required=False, max_length=320, label="Recipient address")
+
+    def __init__(self, *args: object, organization: Organization, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["domain"].queryset = Domain.objects.filter(organization=organization).order_by("name")
+
+
+class WebhookDeliveryFilterForm(forms.Form):
+    type = forms.ChoiceField(
+        required=False, choices=lambda: [("", "Any event"), *event_type_groups()], label="Event type"
+    )
+    state = forms.ChoiceField(
+        required=False, choices=[("", "Any state"), *WebhookDelivery.State.choices], label="Delivery state"
+    )
+    recipient = forms.CharField(required=False, max_length=320, label="Recipient address")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # Its own element ids: the endpoint's page also has the test-event form, whose field is `type` too.
+        kwargs.setdefault("auto_id", "filter_%s")
+        super().__init__(*args, **kwargs)
+
+
 class WebhookTestForm(forms.Form):
-    type = forms.ChoiceField(choices=EventType.choices, initial=EventType.DELIVERED, label="Event type")
+    type = forms.ChoiceField(choices=event_type_groups, initial=EventType.DELIVERED, label="Event type")
 
 
 class WebhookEnabledForm(forms.Form):

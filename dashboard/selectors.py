@@ -267,6 +267,58 @@ def domain_status(domain: Domain, checks: list[DnsCheck]) -> DomainStatus:
     return DomainStatus("Cannot send", "error", problems)
 
 
+def check_publisher(check: DnsCheck) -> str:
+    """Who must act on a check that is not ok: "operator" when the record is the platform's (the DMARC report
+    authorisation, or the SPF of the platform's return-path host that a correct CNAME points at), else "owner"."""
+    return "operator" if (check.details or {}).get("publisher") == "operator" else "owner"
+
+
+def _record_check_keys(record: dict) -> list[str]:
+    """The checks that tell whether one record to publish is in place (the return path's SPF follows its CNAME)."""
+    purpose = record["purpose"]
+    if purpose == "dkim":
+        return [f"dkim:{record['name'].split('._domainkey.', 1)[0]}"]
+    if purpose == "return_path":
+        return ["return_path", "spf:return_path"]
+    if purpose == "spf":
+        return ["spf:from"]
+    return [purpose]
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    record: dict
+    label: str
+    state: str  # "done", "todo" (missing or wrong), "unknown" (DNS did not answer), "unchecked"
+    publisher: str  # "owner" or "operator": who publishes the record
+    problems: list[tuple[str, str]]  # (who must act, what the check found) for each check that is not ok
+
+
+def _setup_state(checks: list[DnsCheck]) -> str:
+    statuses = {c.status for c in checks}
+    if not checks:
+        return "unchecked"
+    if statuses & {DnsCheckStatus.MISSING, DnsCheckStatus.WRONG}:
+        return "todo"
+    return "unknown" if DnsCheckStatus.ERROR in statuses else "done"
+
+
+def domain_setup_steps(domain: Domain, records: list[dict], checks: list[DnsCheck]) -> list[SetupStep]:
+    """Each record to publish, ticked off by the checks that look at it. An owner's record is ticked by what the
+    owner controls: a return-path CNAME that is right is in place even while the platform's own SPF behind it is
+    missing; that problem is listed under it as the operator's."""
+    by_name = {c.name: c for c in checks}
+    steps = []
+    for record in records:
+        found = [by_name[k] for k in _record_check_keys(record) if k in by_name]
+        publisher = "operator" if record.get("publisher") == "operator" else "owner"
+        own = [c for c in found if publisher == "operator" or check_publisher(c) == "owner"]
+        problems = [(check_publisher(c), c.message) for c in found if c.status != DnsCheckStatus.OK]
+        label = RECORD_PURPOSES.get(record["purpose"], record["purpose"])
+        steps.append(SetupStep(record, label, _setup_state(own or found), publisher, problems))
+    return steps
+
+
 RECORD_PURPOSES = {
     "ownership": "Ownership",
     "dkim": "DKIM",
@@ -501,12 +553,29 @@ def webhook_endpoints(organization: Organization) -> QuerySet:
     )
 
 
-def webhook_recent_deliveries(endpoint: WebhookEndpoint, limit: int = 25) -> list[WebhookDelivery]:
-    """An endpoint's newest deliveries, each with every attempt (newest first)."""
+def webhook_recent_deliveries(
+    endpoint: WebhookEndpoint, *, event_type: str = "", state: str = "", recipient: str = "", limit: int = 25
+) -> list[WebhookDelivery]:
+    """An endpoint's newest deliveries, filtered, each with its event's message and recipient and every attempt
+    (newest first). A test send has no event: its type is in its sample payload."""
+    qs = WebhookDelivery.objects.filter(endpoint=endpoint)
+    if event_type:
+        qs = qs.filter(Q(event__type=event_type) | Q(event__isnull=True, payload__type=event_type))
+    if state:
+        qs = qs.filter(state=state)
+    if recipient:
+        qs = qs.filter(event__recipient__address__iexact=recipient.strip())
     return list(
-        WebhookDelivery.objects.filter(endpoint=endpoint)
-        .select_related("event")
-        .defer("event__details")
+        qs.select_related("event", "event__recipient", "event__message")
+        .only(
+            *(f.name for f in WebhookDelivery._meta.concrete_fields),
+            "event__id",
+            "event__type",
+            "event__message_id",
+            "event__recipient_id",
+            "event__recipient__address",
+            "event__message__subject",
+        )
         .prefetch_related(Prefetch("attempt_log", queryset=WebhookAttempt.objects.order_by("-started_at", "-pk")))
         .order_by("-created_at")[:limit]
     )

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from dashboard.views import (
+    activity,
     audit,
     auth,
     domains,
@@ -37,10 +38,14 @@ urlpatterns = [
     path("login/verify/", two_factor.two_factor_verify, name="two_factor_verify"),
     path(org, overview.overview, name="overview"),
     path(f"{org}statistics/", overview.statistics, name="statistics"),
+    path(f"{org}activity/", activity.activity, name="activity"),
+    path(f"{org}activity/feed", activity.activity_feed, name="activity_feed"),
     path(f"{org}domains/", domains.domains, name="domains"),
     path(f"{org}domains/add", domains.domain_add, name="domain_add"),
     path(f"{org}domains/<int:domain_id>/", domains.domain_detail, name="domain"),
     path(f"{org}domains/<int:domain_id>/check", domains.domain_check, name="domain_check"),
+    path(f"{org}domains/<int:domain_id>/setup", domains.domain_setup, name="domain_setup"),
+    path(f"{org}domains/<int:domain_id>/test-message", domains.domain_send_test, name="domain_send_test"),
     path(f"{org}domains/<int:domain_id>/rotate-dkim", domains.domain_rotate, name="domain_rotate"),
     path(f"{org}domains/<int:domain_id>/delete", domains.domain_remove, name="domain_delete"),
     path(f"{org}domains/<int:domain_id>/inbound", inbound.domain_inbound, name="domain_inbound"),

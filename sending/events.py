@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import Organization
 from sending.models import Event, Recipient
@@ -41,23 +41,26 @@ def event_payload(event: Event) -> dict:
     }
 
 
+# Only what the payload needs: never the message's raw bytes.
+PAYLOAD_FIELDS = (
+    "id",
+    "type",
+    "created_at",
+    "organization_id",
+    "details",
+    "sequence",
+    "message__id",
+    "message__tags",
+    "message__metadata",
+    "recipient__id",
+    "recipient__address",
+    "domain__id",
+    "domain__name",
+)
+
+
 def events_for_payload(qs: QuerySet[Event]) -> QuerySet[Event]:
-    # Only what the payload needs: never the message's raw bytes.
-    return qs.select_related("message", "recipient", "domain").only(
-        "id",
-        "type",
-        "created_at",
-        "organization_id",
-        "details",
-        "sequence",
-        "message__id",
-        "message__tags",
-        "message__metadata",
-        "recipient__id",
-        "recipient__address",
-        "domain__id",
-        "domain__name",
-    )
+    return qs.select_related("message", "recipient", "domain").only(*PAYLOAD_FIELDS)
 
 
 def event_list(
@@ -69,9 +72,13 @@ def event_list(
     tag: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    domain_id: int | None = None,
 ) -> QuerySet[Event]:
-    """The organization's events, newest first, filtered. `recipient` is a recipient id or an address."""
+    """The organization's events, newest first, filtered. `recipient` is a recipient id or an address;
+    `domain_id` matches a domain's own events and those of the mail sent from it."""
     qs = Event.objects.filter(organization=organization)
+    if domain_id:
+        qs = qs.filter(Q(domain_id=domain_id) | Q(message__domain_id=domain_id))
     if types:
         qs = qs.filter(type__in=types)
     if recipient:

@@ -266,6 +266,7 @@ def test_a_delivery_is_replayed_by_hand_from_the_api(api, receiver):
     detail = api.get(f"/api/v1/webhooks/{endpoint_id}/deliveries/{delivery.pk}").json()
     assert [(a["trigger"], a["status_code"]) for a in detail["attempt_log"]] == [("auto", 200), ("replay", 200)]
     assert detail["state"] == State.SUCCEEDED
+    assert detail["next_attempt_at"] is None  # nothing more is coming to a succeeded delivery
 
     WebhookEndpoint.objects.filter(pk=endpoint_id).update(enabled=False)
     refused = api.post(f"/api/v1/webhooks/{endpoint_id}/deliveries/{delivery.pk}/replay")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils.dateparse import parse_datetime
 
 from dashboard.access import org_view
+from dashboard.event_words import describe
 from dashboard.forms import MessageSearchForm
 from dashboard.mime import message_parts
 from dashboard.security import MESSAGE_HTML_CSP
 from dashboard.selectors import MessageFilters, message_raw, message_search, page_after
 from dashboard.views.common import page
-from sending.models import Event, Message
+from sending.models import Message
 from sending.operations.retention import body_purged
 from sending.selectors import events_by_recipient, message_get
 
@@ -67,53 +67,6 @@ def _purged_answer() -> HttpResponse:
         status=410,
         content_type="text/plain; charset=utf-8",
     )
-
-
-_POLICY_NAMES = {
-    "opportunistic": "none (opportunistic TLS)",
-    "mta-sts-testing": "MTA-STS testing",
-    "mta-sts-enforce": "MTA-STS enforce",
-    "dane": "DANE",
-}
-
-
-def tls_policy_words(policy: dict) -> str:
-    """ "MTA-STS enforce (id 2026): failure, certificate-expired" and the like, for a delivery attempt."""
-    name = _POLICY_NAMES.get(str(policy.get("policy")), str(policy.get("policy")))
-    if policy.get("policy_id"):
-        name += f" (id {policy['policy_id']})"
-    words = f"{name}: {policy.get('result', '')}"
-    if policy.get("failure"):
-        words += f", {policy['failure']}"
-    problem = policy.get("sts_problem")
-    if isinstance(problem, dict) and problem.get("failure"):
-        words += f"; MTA-STS policy problem: {problem['failure']}"
-    return words
-
-
-def describe(event: Event) -> dict:
-    """An event's details in words: the SMTP reply, and the facts worth a glance."""
-    details = event.details or {}
-    smtp = details.get("smtp") or {}
-    reply = " ".join(str(smtp[k]) for k in ("code", "enhanced", "text") if smtp.get(k))
-    facts: list[tuple[str, object]] = []
-    if details.get("mx_host"):
-        facts.append(("MX host", details["mx_host"]))
-    if "tls" in details:
-        facts.append(("TLS", "yes" if details["tls"] else "no"))
-    policy = details.get("tls_policy")
-    if isinstance(policy, dict) and policy.get("policy"):
-        facts.append(("TLS policy", tls_policy_words(policy)))
-    if details.get("attempt"):
-        facts.append(("Attempt", details["attempt"]))
-    if details.get("next_attempt_at"):
-        facts.append(("Next attempt", parse_datetime(details["next_attempt_at"]) or details["next_attempt_at"]))
-    for key in ("kind", "reason", "status", "source", "feedback_type"):
-        if details.get(key):
-            facts.append((key.replace("_", " ").capitalize(), details[key]))
-    if not reply and details.get("diagnostic"):
-        reply = details["diagnostic"]
-    return {"event": event, "reply": reply, "facts": facts}
 
 
 @org_view()

@@ -69,7 +69,7 @@ def statistics(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/statistics.html",
         {
-            "section": "overview",
+            "section": "statistics",
             "stats": stats,
             "totals": stats.overall.totals,
             "rates": rates_of(stats.overall.totals),

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 
 from dashboard.access import org_view
-from dashboard.forms import WebhookEnabledForm, WebhookEndpointForm, WebhookTestForm
+from dashboard.forms import WebhookDeliveryFilterForm, WebhookEnabledForm, WebhookEndpointForm, WebhookTestForm
 from dashboard.selectors import webhook_endpoints, webhook_recent_deliveries
 from dashboard.views.common import page
 from sending.models import WebhookDelivery, WebhookEndpoint
@@ -51,17 +51,32 @@ def _list(
 def _detail(
     request: HttpRequest, endpoint: WebhookEndpoint, *, new_secret: str | None = None, status: int = 200
 ) -> HttpResponse:
+    filters = WebhookDeliveryFilterForm(request.GET or None)
+    valid = filters.is_valid() if request.GET else True
+    chosen = filters.cleaned_data if request.GET and valid else {}
+    deliveries = (
+        webhook_recent_deliveries(
+            endpoint,
+            event_type=chosen.get("type", ""),
+            state=chosen.get("state", ""),
+            recipient=chosen.get("recipient", ""),
+        )
+        if valid
+        else []
+    )
     return page(
         request,
         "dashboard/webhook_detail.html",
         {
             "section": "webhooks",
             "endpoint": endpoint,
-            "deliveries": webhook_recent_deliveries(endpoint),
+            "deliveries": deliveries,
+            "form": filters,
+            "filtered": bool(request.GET),
             "test_form": WebhookTestForm(),
             "new_secret": new_secret,
         },
-        status=status,
+        status=status if valid else 400,
     )
 
 

@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from mail.addresses import AddressError, Mailbox, parse_mailbox
 from sending.intake.composer import Attachment, Draft, HeaderError, check_header, has_line_break
-from sending.models import Event, Message, Recipient
+from sending.models import FINAL_STATES, Event, Message, Recipient
 from sending.streams.options import NORMAL, PRIORITIES, SendOptions, send_at_problem
 from sending.templating.compose import TemplateRef
 
@@ -285,7 +285,24 @@ class EventSerializer(serializers.ModelSerializer):
         fields = ["id", "type", "created_at", "recipient_id", "details"]
 
 
+class NextAttemptField(serializers.DateTimeField):
+    """`next_attempt_at` while another attempt can still come; null once the row's state is final (a delivered
+    recipient or a succeeded webhook delivery has no next attempt, whatever the column still holds)."""
+
+    def __init__(self, final_states: tuple[str, ...], **kwargs: object) -> None:
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+        self.final_states = final_states
+
+    def get_attribute(self, instance: object) -> object:
+        if getattr(instance, "state", None) in self.final_states:
+            return None
+        return super().get_attribute(instance)
+
+
 class RecipientSerializer(serializers.ModelSerializer):
+    next_attempt_at = NextAttemptField(
+        FINAL_STATES, help_text="When the next delivery attempt is due; null once the recipient's state is final"
+    )
     last_reply = serializers.SerializerMethodField()
     events = serializers.SerializerMethodField()
 

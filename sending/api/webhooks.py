@@ -13,6 +13,7 @@ from accounts.scopes import Scope
 from sending.api.errors import ApiError
 from sending.api.pagination import CursorPagination
 from sending.api.scoping import owned_or_404
+from sending.api.serializers import NextAttemptField
 from sending.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from sending.webhooks.dispatch import ReplayRefused, delivery_replay, endpoint_test
 from sending.webhooks.endpoints import (
@@ -100,6 +101,10 @@ class WebhookAttemptSerializer(serializers.ModelSerializer):
 
 class WebhookDeliverySerializer(serializers.ModelSerializer):
     event_id = serializers.CharField(allow_null=True, read_only=True)
+    next_attempt_at = NextAttemptField(
+        (WebhookDelivery.State.SUCCEEDED, WebhookDelivery.State.FAILED, WebhookDelivery.State.CANCELLED),
+        help_text="When the next attempt is due; null once the delivery succeeded, failed or was cancelled",
+    )
     event_type = serializers.SerializerMethodField()
 
     class Meta:

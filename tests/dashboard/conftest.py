@@ -18,6 +18,7 @@ from sending.domains.service import domain_get_or_create
 from sending.feedback.suppressions import suppression_add
 from sending.models import DnsCheck, Message
 from tests.conftest import add_mx_domain, deliver_queued
+from tests.dashboard.browser import browser, ui  # noqa: F401 - the browser fixtures, registered once for every module
 
 PASSWORD = "correct horse battery staple"
 

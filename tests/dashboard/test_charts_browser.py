@@ -17,7 +17,6 @@ from accounts.services import api_key_create
 from sending.feedback.tracking import open_url, tracking_base
 from sending.models import Recipient, RecipientState
 from sending.states import complaint_recorded
-from tests.dashboard.test_browser import browser, ui  # noqa: F401 - the fixtures, shared
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,7 +61,7 @@ def opened(delivered, domain, settings):  # type: ignore[no-untyped-def]
     return delivered
 
 
-def table(ui, chart_id: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]  # noqa: F811
+def table(ui, chart_id: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
     """The chart's table, opened the way a person opens it: (row's time or label, cells)."""
     figure = ui.page.locator(f"#{chart_id}-figure")
     details = figure.locator("details")
@@ -77,7 +76,7 @@ def table(ui, chart_id: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-
     return rows
 
 
-def drawn_and_hovered(ui, chart_id: str) -> str:  # type: ignore[no-untyped-def]  # noqa: F811
+def drawn_and_hovered(ui, chart_id: str) -> str:  # type: ignore[no-untyped-def]
     """Wait for Chart.js to draw the chart with data, hover its last non-empty point, return the tooltip's text."""
     page = ui.page
     page.wait_for_function(
@@ -111,7 +110,7 @@ def drawn_and_hovered(ui, chart_id: str) -> str:  # type: ignore[no-untyped-def]
     return tooltip.inner_text()
 
 
-def test_overview_charts_are_drawn_hover_to_a_value_and_tables_match_the_api(ui, owner, organization, opened):  # noqa: F811
+def test_overview_charts_are_drawn_hover_to_a_value_and_tables_match_the_api(ui, owner, organization, opened):
     _, key = api_key_create(organization=organization, name="stats", scopes=[Scope.STATS_READ])
     ui.login("owner")
     for width, height in WIDTHS:
@@ -138,7 +137,7 @@ def test_overview_charts_are_drawn_hover_to_a_value_and_tables_match_the_api(ui,
         assert body["totals"]["delivered"] == 1 and body["totals"]["opened"] == 2
 
 
-def test_statistics_page_breakdowns_and_delivery_times(ui, owner, organization, opened):  # noqa: F811
+def test_statistics_page_breakdowns_and_delivery_times(ui, owner, organization, opened):
     _, key = api_key_create(organization=organization, name="stats", scopes=[Scope.STATS_READ])
     ui.login("owner")
     for width, height in WIDTHS:

@@ -8,7 +8,6 @@ from django.urls import reverse
 
 from sending.inbound.routes import inbound_domain_set, inbound_route_create
 from sending.models import InboundMail, InboundRoute
-from tests.dashboard.test_browser import browser, ui  # noqa: F401 - fixtures
 from tests.servers.http_receiver import HttpReceiver
 from tests.test_bounces import inbound  # noqa: F401 - the inbound listener fixture
 from tests.test_inbound_routes import HOST, SENDER, message, run_posts, smtp_send

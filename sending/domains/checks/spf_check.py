@@ -161,7 +161,10 @@ def check_spf_return_path(spec: DomainSpec) -> CheckResult:
     if not cname.found:
         return result  # MX + TXT at the host: the owner's own record, as the message says
     message = _cname_message(spec, cname.records[0], result)
-    return CheckResult(result.name, result.status, message, {**result.details, "cname": cname.records[0]})
+    details = {**result.details, "cname": cname.records[0]}
+    if normalize(cname.records[0]) == normalize(spec.platform_return_path_target):
+        details["publisher"] = "operator"  # the CNAME is right: the record to fix is the platform's own
+    return CheckResult(result.name, result.status, message, details)
 
 
 def _cname_message(spec: DomainSpec, cname: str, result: CheckResult) -> str:
