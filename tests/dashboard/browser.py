@@ -103,14 +103,16 @@ class Ui:
         self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
     def nav(self, name: str) -> None:
-        """Follow a main navigation link, opening the phone's Menu or the operators' menu first when it is folded."""
+        """Follow a main navigation link, opening the phone's Menu, or the Settings or operators' menu that holds
+        it, first when it is folded."""
         nav = self.page.get_by_role("navigation", name="Main")
         toggle = nav.get_by_role("button", name="Menu")
         if toggle.is_visible() and toggle.get_attribute("aria-expanded") == "false":
             toggle.click()
         link = nav.get_by_role("link", name=name, exact=True)
         if not link.is_visible():
-            nav.locator("summary", has_text="Operations").click()
+            # By text: a link inside a closed menu is hidden, so not found by its role.
+            nav.locator("details", has_text=name).locator("summary").click()
         link.click()
         self.page.wait_for_load_state()
 
