@@ -699,6 +699,9 @@ POSTWERK_MTA_STS_PORT = env.int("POSTWERK_MTA_STS_PORT", default=443)
 POSTWERK_MTA_STS_TIMEOUT = env.float("POSTWERK_MTA_STS_TIMEOUT", default=10.0)
 # After a failed policy fetch, no process fetches that domain's policy again for this long.
 POSTWERK_MTA_STS_RETRY = env.int("POSTWERK_MTA_STS_RETRY", default=300)
+# A domain publishes _mta-sts but its policy has never been fetched: mail waits (deferred, the fetch retried) this
+# long after the first failure before going as RFC 8461 §3.3 says, as if no policy were published. 0: at once.
+POSTWERK_MTA_STS_FETCH_GRACE = env.int("POSTWERK_MTA_STS_FETCH_GRACE", default=3600)
 POSTWERK_DANE = env.bool("POSTWERK_DANE", default=True)
 # DNSSEC trust anchors, DS or DNSKEY records in presentation format (`<zone> DS <tag> <alg> <type> <hex>`);
 # default: the root zone's KSK-2017 and KSK-2024. Answers are validated locally against them (RFC 4035 §5).

@@ -360,6 +360,10 @@ def open_to_host(
     return None, failure
 
 
+# A host refused because the domain's MTA-STS policy could not be had (mail.tls_policy.decide: waiting for it).
+_STS_NOT_FETCHED = (Failure.STS_POLICY_FETCH_ERROR, Failure.STS_WEBPKI_INVALID, Failure.STS_POLICY_INVALID)
+
+
 def _policy_words(policy: PolicyType) -> str:
     return {
         PolicyType.DANE: "DANE (RFC 7672) requires an authenticated TLS session",
@@ -404,7 +408,12 @@ def open_to_route(
         check = tls_check(host) if tls_check is not None else None
         if check is not None and check.refused is not None and check.require_tls:
             results.append(TlsResult(host, "", check.policy, check.refused, check.detail))
-            reply = Reply(451, "4.7.5", f"{host}: {_policy_words(check.policy)}: {check.detail}")
+            words = (
+                "MTA-STS (RFC 8461) policy published but not fetched"
+                if check.refused in _STS_NOT_FETCHED
+                else _policy_words(check.policy)
+            )
+            reply = Reply(451, "4.7.5", f"{host}: {words}: {check.detail}")
             failure = RouteAttempt(None, reply, host, tls_results=results)
             continue
         addresses = host_addresses(host)

@@ -1065,6 +1065,9 @@ class MtaStsPolicy(models.Model):
     fetched_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
+    # The first failure since the last success: with no cached policy, mail waits until POSTWERK_MTA_STS_FETCH_GRACE
+    # after it (sending.delivery.tls_policies).
+    failing_since = models.DateTimeField(null=True, blank=True)
     failure = models.CharField(max_length=40, blank=True)  # TLS-RPT result type of the last failure
     error = models.TextField(blank=True)
 

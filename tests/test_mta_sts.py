@@ -4,11 +4,15 @@ certificates, and the loopback DNS server."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from mail.tls_policy.mta_sts import PolicyError, mx_matches, parse_policy, record_id
+from sending.delivery.sweep import sweep
 from sending.delivery.tls_policies import clear_caches
-from sending.models import Event, EventType, MtaStsPolicy, Recipient, RecipientState
+from sending.models import DestinationState, Event, EventType, MtaStsPolicy, Recipient, RecipientState
 from tests.conftest import add_mx_domain, deliver_queued
 from tests.security.pki import make_ca, make_leaf
 from tests.servers import make_self_signed
@@ -254,9 +258,50 @@ def test_txt_record_removed_keeps_the_cached_policy_until_it_expires(api, zone, 
     assert Recipient.objects.get(address=f"joe@{DOMAIN}").state == RecipientState.DEFERRED
 
 
-def test_no_policy_ever_fetched_means_opportunistic_delivery_with_the_fetch_error_reported(
-    api, zone, mx, domain, sts_server
+def test_no_policy_ever_fetched_waits_with_the_reason_then_goes_as_without_a_policy(
+    api, zone, mx, domain, sts_server, settings
 ):
+    # The domain publishes _mta-sts but its policy cannot be fetched: the mail is not silently sent as if there
+    # were no policy; it waits, the fetch error as the reason, for POSTWERK_MTA_STS_FETCH_GRACE.
+    sts_server.pages[POLICY_PATH] = (500, "text/plain", b"oops")
+    sink = mx("127.0.0.2")
+    add_mx_domain(zone, DOMAIN, "127.0.0.2")
+    send(api)
+    deliver_queued()
+    assert sink.messages == []
+    jane = Recipient.objects.get(address=f"jane@{DOMAIN}")
+    assert jane.state == RecipientState.DEFERRED
+    assert f"MTA-STS policy of {DOMAIN} could not be fetched" in jane.last_text
+    assert "HTTP 500" in jane.last_text
+    assert "MTA-STS (RFC 8461) policy published but not fetched" in jane.last_text
+    assert "then delivering as if the domain published none (RFC 8461 §3.3)" in jane.last_text
+    policy = last_attempt().details["tls_policy"]
+    assert policy["sts_problem"]["failure"] == "sts-policy-fetch-error"
+
+    # Still failing once the grace has passed (and the fetch may be tried again): RFC 8461 §3.3, as if none.
+    past = timezone.now() - timedelta(seconds=settings.POSTWERK_MTA_STS_FETCH_GRACE + 1)
+    MtaStsPolicy.objects.filter(domain=DOMAIN).update(failing_since=past, failed_at=past)
+    Recipient.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    DestinationState.objects.update(backoff_until=None)  # the deferral backed the destination off for a while
+    clear_caches()
+    assert sweep().enqueued == 1
+    deliver_queued()
+    assert len(sink.messages) == 1
+    assert last_attempt().details["tls_policy"]["policy"] == "opportunistic"
+    assert policy_fetches(sts_server) == 2
+    # A success ends the failing spell.
+    sts_server.pages[POLICY_PATH] = (200, "text/plain", policy_text(mode="testing"))
+    MtaStsPolicy.objects.filter(domain=DOMAIN).update(failed_at=past)
+    clear_caches()
+    send(api, f"joe@{DOMAIN}")
+    deliver_queued()
+    assert MtaStsPolicy.objects.get(domain=DOMAIN).failing_since is None
+
+
+def test_no_policy_ever_fetched_and_no_grace_means_opportunistic_delivery_with_the_fetch_error_reported(
+    api, zone, mx, domain, sts_server, settings
+):
+    settings.POSTWERK_MTA_STS_FETCH_GRACE = 0
     sts_server.pages[POLICY_PATH] = (404, "text/plain", b"")
     sink = mx("127.0.0.2")
     add_mx_domain(zone, DOMAIN, "127.0.0.2")
@@ -274,6 +319,7 @@ def test_no_policy_ever_fetched_means_opportunistic_delivery_with_the_fetch_erro
 
 
 def test_policy_host_certificate_not_trusted_is_a_webpki_failure(api, zone, mx, domain, settings, tmp_path):
+    settings.POSTWERK_MTA_STS_FETCH_GRACE = 0  # deliver at once, as RFC 8461 §3.3 says, to see what is reported
     server = HttpReceiver("127.0.0.1", tls=make_self_signed(tmp_path / "sts", f"mta-sts.{DOMAIN}")).start()
     try:
         server.pages[POLICY_PATH] = (200, "text/plain", policy_text())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from mail.tls_policy import dane
@@ -67,6 +68,9 @@ class DestinationTls:
     # The MTA-STS policy could not be (re)fetched or parsed: what to report (and, with no cached policy, all
     # that is left of it: the domain is treated as having none, RFC 8461 §3.3).
     sts_problem: tuple[Failure, str] | None = None
+    # With no cached policy: mail waits for the policy until this time (POSTWERK_MTA_STS_FETCH_GRACE), rather
+    # than go at once as if the domain published none. None: not waiting.
+    sts_waiting_until: datetime | None = None
     mx_security: Security = Security.INSECURE
     mx_detail: str = ""
     tlsa_lookup: Callable[[str], Answer] | None = None  # host -> validated TLSA answer; None: DANE off
@@ -83,6 +87,14 @@ class DestinationTls:
                 return HostCheck(host, PolicyType.DANE, Failure.TLSA_INVALID, f"TLSA of {host}: {answer.detail}")
             if answer.security is Security.SECURE and answer.rrset is not None:
                 return HostCheck(host, PolicyType.DANE, tlsa=dane.from_rrset(answer.rrset))
+        if self.sts is None and self.sts_problem is not None and self.sts_waiting_until is not None:
+            return HostCheck(
+                host,
+                PolicyType.MTA_STS_ENFORCE,
+                self.sts_problem[0],
+                f"{self.sts_problem[1]}; waiting for the policy until {self.sts_waiting_until:%Y-%m-%d %H:%M} UTC"
+                " at most, then delivering as if the domain published none (RFC 8461 §3.3)",
+            )
         if self.sts is not None and self.sts.mode in ("enforce", "testing"):
             policy = PolicyType.MTA_STS_ENFORCE if self.sts.mode == "enforce" else PolicyType.MTA_STS_TESTING
             if not self.sts.matches(host):

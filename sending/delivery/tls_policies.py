@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dns.name
 import dns.rdatatype
@@ -62,7 +62,7 @@ def _destination_tls(domain: str, route: Route) -> DestinationTls:
         tls.mx_security, tls.mx_detail = mx.security, mx.detail
         tls.tlsa_lookup = lambda host: dnssec.lookup(dane.tlsa_name(host), "TLSA")
     if settings.POSTWERK_MTA_STS:
-        tls.sts, tls.sts_id, tls.sts_problem = sts_policy(domain)
+        tls.sts, tls.sts_id, tls.sts_problem, tls.sts_waiting_until = sts_policy(domain)
     return tls
 
 
@@ -75,12 +75,25 @@ def _policy(row: MtaStsPolicy | None) -> Policy | None:
     return Policy(mode=row.mode, max_age=row.max_age, mx=tuple(row.mx), text=row.text)
 
 
-def sts_policy(domain: str) -> tuple[Policy | None, str, tuple[Failure, str] | None]:
-    """The MTA-STS policy in force for `domain`, its id, and a problem to report (RFC 8461 §3.3, §5.1).
+def _waiting_until(row: MtaStsPolicy | None, cached: MtaStsPolicy | None, now: datetime) -> datetime | None:
+    """With no cached policy to keep, how long mail waits for a policy that could not be fetched: until
+    POSTWERK_MTA_STS_FETCH_GRACE after the first failure (None: no longer, or not failing)."""
+    if cached is not None or row is None or row.failing_since is None:
+        return None
+    until = row.failing_since + timedelta(seconds=settings.POSTWERK_MTA_STS_FETCH_GRACE)
+    return until if until > now else None
+
+
+def sts_policy(domain: str) -> tuple[Policy | None, str, tuple[Failure, str] | None, datetime | None]:
+    """The MTA-STS policy in force for `domain`, its id, a problem to report (RFC 8461 §3.3, §5.1), and until
+    when mail waits for a policy that could not be fetched.
 
     The TXT record says whether the cached policy is current; a new id, or a policy past half its max_age, is
     fetched (at most once per POSTWERK_MTA_STS_RETRY after a failure, across every process). When a fetch fails
-    the policy fetched before stays in force until it expires: a failure never lowers the protection."""
+    the policy fetched before stays in force until it expires: a failure never lowers the protection. With no
+    policy fetched before, a domain that publishes the TXT record is not silently treated as having none: its
+    mail waits (deferred, the fetch error as the reason, the fetch retried) for POSTWERK_MTA_STS_FETCH_GRACE
+    after the first failure, then goes as RFC 8461 §3.3 says (as without a policy, the failure reported)."""
     now = timezone.now()
     row = MtaStsPolicy.objects.filter(domain=domain).first()
     cached = row if row is not None and row.mode and row.expires_at is not None and row.expires_at > now else None
@@ -88,20 +101,20 @@ def sts_policy(domain: str) -> tuple[Policy | None, str, tuple[Failure, str] | N
     answer = records.txt(f"_mta-sts.{domain}")
     if answer.error or not answer.records:
         # No record (or no answer): a policy fetched before holds until its max_age runs out (RFC 8461 §8.3).
-        return _policy(cached), cached_id, None
+        return _policy(cached), cached_id, None, None
     try:
         txt_id = record_id(answer.records)
     except PolicyError as exc:
-        return _policy(cached), cached_id, (Failure.STS_POLICY_INVALID, f"_mta-sts.{domain}: {exc}")
+        return _policy(cached), cached_id, (Failure.STS_POLICY_INVALID, f"_mta-sts.{domain}: {exc}"), None
     if cached is not None and cached.policy_id == txt_id and cached.fetched_at is not None:
         if now - cached.fetched_at < timedelta(seconds=cached.max_age / 2):
-            return _policy(cached), cached_id, None
+            return _policy(cached), cached_id, None, None
     if (
         row is not None
         and row.failed_at is not None
         and now - row.failed_at < timedelta(seconds=settings.POSTWERK_MTA_STS_RETRY)
     ):
-        return _policy(cached), cached_id, (Failure(row.failure), row.error)
+        return _policy(cached), cached_id, (Failure(row.failure), row.error), _waiting_until(row, cached, now)
     try:
         policy = fetch_policy(domain)
     except (FetchError, PolicyError) as exc:
@@ -112,10 +125,11 @@ def sts_policy(domain: str) -> tuple[Policy | None, str, tuple[Failure, str] | N
         )
         text = f"MTA-STS policy of {domain} could not be fetched: {exc}"[:1000]
         log.warning("%s", text)
-        MtaStsPolicy.objects.update_or_create(
-            domain=domain, defaults={"failed_at": now, "failure": str(failure), "error": text}
+        since = row.failing_since if row is not None and row.failing_since is not None else now
+        row, _ = MtaStsPolicy.objects.update_or_create(
+            domain=domain, defaults={"failed_at": now, "failing_since": since, "failure": str(failure), "error": text}
         )
-        return _policy(cached), cached_id, (failure, text)
+        return _policy(cached), cached_id, (failure, text), _waiting_until(row, cached, now)
     MtaStsPolicy.objects.update_or_create(
         domain=domain,
         defaults={
@@ -127,11 +141,12 @@ def sts_policy(domain: str) -> tuple[Policy | None, str, tuple[Failure, str] | N
             "fetched_at": now,
             "expires_at": now + timedelta(seconds=policy.max_age),
             "failed_at": None,
+            "failing_since": None,
             "failure": "",
             "error": "",
         },
     )
-    return policy, txt_id, None
+    return policy, txt_id, None, None
 
 
 # --- what a connection concluded -----------------------------------------------------------------------------
