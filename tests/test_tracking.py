@@ -315,7 +315,9 @@ def received_for(sink, address: str) -> bytes:
 
 
 def test_a_message_turns_off_the_tracking_its_domain_does(api, tracked):
-    send(api, to="plain@dest.example", track_opens=False, track_clicks=False)
+    plain_id = send(api, to="plain@dest.example", track_opens=False, track_clicks=False)["id"]
+    detail = api.get(f"/api/v1/messages/{plain_id}").json()
+    assert (detail["track_opens"], detail["track_clicks"]) == (False, False)
     send(api, to="noopen@dest.example", track_opens=False)
     send(api, to="default@dest.example", track_opens=None, track_clicks=None)
     assert list(Message.objects.order_by("created_at").values_list("track_opens", "track_clicks")) == [

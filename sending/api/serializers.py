@@ -371,6 +371,13 @@ class MessageDetailSerializer(MessageSummarySerializer):
 
     sandbox = serializers.BooleanField(read_only=True, help_text="Sent with a sandbox key: captured, never delivered.")
 
+    track_opens = serializers.BooleanField(
+        read_only=True, allow_null=True, help_text="The message's own open tracking; null: the stream's or domain's."
+    )
+    track_clicks = serializers.BooleanField(
+        read_only=True, allow_null=True, help_text="The message's own click tracking; null: the stream's or domain's."
+    )
+
     template = serializers.SerializerMethodField(
         help_text="The template and version the message was rendered from; null when sent without one (or the "
         "template was deleted since)."
@@ -385,6 +392,8 @@ class MessageDetailSerializer(MessageSummarySerializer):
             "priority",
             "sandbox",
             "template",
+            "track_opens",
+            "track_clicks",
         ]
 
     def get_stream(self, obj: Message) -> str:
