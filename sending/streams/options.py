@@ -76,9 +76,10 @@ def options_apply(prepared: Prepared, caller: Caller, options: SendOptions) -> N
         refusal = list_unsubscribe_refusal(bytes(message.raw))
         if refusal is not None:
             raise refusal
-    refusal = tracking_override_refusal(message.domain, opens=options.track_opens, clicks=options.track_clicks)
-    if refusal is not None:
-        raise refusal
+    if options.track_opens or options.track_clicks:  # SMTP mail never asks: no domain to look at there
+        refusal = tracking_override_refusal(message.domain, opens=options.track_opens, clicks=options.track_clicks)
+        if refusal is not None:
+            raise refusal
     message.track_opens, message.track_clicks = options.track_opens, options.track_clicks
     now = message.created_at
     message.stream = stream
