@@ -191,6 +191,10 @@ class Message(models.Model):
     # becomes `expired`. Empty: POSTWERK_MAX_DELIVERY_AGE, then bounced as before.
     deliver_by = models.DateTimeField(null=True, blank=True)
     priority = models.CharField(max_length=6, default="normal", blank=True)  # "normal" | "high"
+    # This message's own open/click tracking (the send API's `track_opens`/`track_clicks`, Postmark's TrackOpens/
+    # TrackLinks); empty: the stream's default, else the domain's (sending.feedback.tracking.tracked_copies).
+    track_opens = models.BooleanField(null=True, blank=True)
+    track_clicks = models.BooleanField(null=True, blank=True)
     # The template version it was rendered from (sent with `template`); empty for mail without one, and once the
     # template is deleted. Not indexed alone: the partial index covers the few templated messages' deletes.
     template_version = models.ForeignKey(

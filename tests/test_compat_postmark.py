@@ -18,6 +18,7 @@ from accounts.services import api_key_create
 from sending.feedback.suppressions import suppression_add
 from sending.models import Message, Recipient, RecipientState, Suppression
 from tests.conftest import deliver_queued
+from tests.test_tracking import tracking_host_published
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +48,8 @@ def test_send_returns_postmarks_answer_and_the_mx_receives_every_field(postmark,
         Metadata={"order_id": "1234"},
         Headers={"X-Campaign": "spring"},
         Attachments=[("invoice.pdf", pdf, "application/pdf")],
-        TrackOpens=True,
+        TrackOpens=False,
+        TrackLinks="None",
         MessageStream="outbound",
     )
     message = Message.objects.get()
@@ -244,7 +246,7 @@ def test_partly_suppressed_is_sent_to_the_rest_and_says_which_are_inactive(postm
 
 
 def test_postmarks_fields_become_the_send_apis():
-    from sending.compat.postmark.fields import postwerk_message, split_addresses
+    from sending.compat.postmark.fields import PostmarkInvalid, postwerk_message, split_addresses
 
     assert split_addresses('"Doe, Jane" <jane@x.example>, bob@x.example,, (a, comment) c@x.example') == [
         '"Doe, Jane" <jane@x.example>',
@@ -274,7 +276,48 @@ def test_postmarks_fields_become_the_send_apis():
         "attachments": [{"filename": "l.png", "content": "eA==", "content_type": "image/png", "content_id": "l@x"}],
         "metadata": {"n": "4", "ok": "true", "s": "x"},
         "stream": "transactional",
+        "track_opens": True,
     }
+    for links, clicks in (("None", False), ("HtmlOnly", True), ("HtmlAndText", True)):
+        translated = postwerk_message({"TrackLinks": links, "TrackOpens": False}, template=False)
+        assert (translated.message["track_clicks"], translated.message["track_opens"]) == (clicks, False)
+    for bad, problem in (
+        ({"TrackLinks": "TextOnly"}, "Invalid 'TrackLinks': Postwerk tracks the links of the HTML body only"),
+        ({"TrackLinks": "Always"}, "Invalid 'TrackLinks': one of None"),
+        ({"TrackOpens": "yes"}, "Invalid 'TrackOpens'"),
+    ):
+        with pytest.raises(PostmarkInvalid, match=re.escape(problem)):
+            postwerk_message(bad, template=False)
     templated = postwerk_message({"From": "a@acme.example", "TemplateId": 7, "Subject": ""}, template=True)
     assert (templated.message["template"], templated.message["model"]) == (7, {})
     assert "subject" not in templated.message
+
+
+def test_track_opens_and_track_links_override_the_domains_tracking_per_message(
+    postmark, live_server, api, api_key, zone, domain, dest, settings
+):
+    settings.POSTWERK_TRACKING_HOST, settings.POSTWERK_TRACKING_SCHEME = "track.postwerk.example", "https"
+    html = '<html><body><a href="https://shop.example/order">your order</a></body></html>'
+    message = {"From": "hello@acme.example", "Subject": "Your order", "TextBody": "Hi", "HtmlBody": html}
+
+    # No tracking host yet: asking for tracking is ErrorCode 300 naming the field, and nothing is sent.
+    with pytest.raises(ClientError) as refused:
+        postmark.emails.send(To="jane@dest.example", TrackOpens=True, **message)
+    assert refused.value.error_code == 300 and "Invalid 'TrackOpens'" in str(refused.value)
+    answer = post(live_server, "/email", {**message, "To": "jane@dest.example", "TrackLinks": "TextOnly"}, api_key)
+    assert answer.status_code == 422 and answer.json()["ErrorCode"] == 300
+    assert "Invalid 'TrackLinks'" in answer.json()["Message"]
+    assert not Message.objects.exists()
+
+    tracking_host_published(api, zone, domain, opens=True, clicks=False)
+    postmark.emails.send(To="off@dest.example", TrackOpens=False, TrackLinks="HtmlAndText", **message)
+    postmark.emails.send(To="on@dest.example", TrackLinks="HtmlOnly", **message)
+    postmark.emails.send(To="default@dest.example", **message)
+    assert deliver_queued() == 3
+    off = raw_for(dest, "off@dest.example")
+    assert b"/t/o/" not in off and b'href="https://track.acme.example/t/c/' in off
+    on = raw_for(dest, "on@dest.example")
+    assert b'<img src="https://track.acme.example/t/o/' in on and b'href="https://track.acme.example/t/c/' in on
+    default = raw_for(dest, "default@dest.example")
+    assert b'<img src="https://track.acme.example/t/o/' in default and b"/t/c/" not in default
+    assert b"Hi\r\n" in on  # the text part goes out as written: Postwerk rewrites HTML links only

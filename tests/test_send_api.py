@@ -352,6 +352,14 @@ def test_schema_and_docs(client, db):
     assert client.get("/api/docs/").status_code == 200
 
 
+def test_schema_documents_per_message_tracking(client, db):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    fields = schema["components"]["schemas"]["SendMessage"]["properties"]
+    for name in ("track_opens", "track_clicks"):
+        assert (fields[name]["type"], fields[name]["nullable"]) == ("boolean", True)
+        assert "tracking host" in fields[name]["description"]
+
+
 def test_healthz_reports_database_and_broker(client, db, settings):
     from django.db import connection
 

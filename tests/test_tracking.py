@@ -34,17 +34,18 @@ def tracking_host(settings):
     settings.POSTWERK_TRACKING_SCHEME = "https"
 
 
+def tracking_host_published(api, zone, domain, **settings: object) -> dict:
+    """Publish acme.example's tracking CNAME and PATCH the domain's tracking `settings` (which checks it)."""
+    zone.add("track.acme.example", "CNAME", "track.postwerk.example.")
+    response = api.patch(f"/api/v1/domains/{domain.pk}/tracking", settings, format="json")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
 @pytest.fixture
 def tracked(api, zone, mx, domain):
     """acme.example tracking opens and clicks, with unsubscribe headers for `newsletter`, CNAME published."""
-    zone.add("track.acme.example", "CNAME", "track.postwerk.example.")
-    response = api.patch(
-        f"/api/v1/domains/{domain.pk}/tracking",
-        {"opens": True, "clicks": True, "unsubscribe_tags": ["newsletter"]},
-        format="json",
-    )
-    assert response.status_code == 200, response.json()
-    body = response.json()
+    body = tracking_host_published(api, zone, domain, opens=True, clicks=True, unsubscribe_tags=["newsletter"])
     assert body["tracking_host_ok"] and body["base_url"] == "https://track.acme.example"
     assert body["record"] == {"type": "CNAME", "name": "track.acme.example", "value": "track.postwerk.example"}
     publish_dkim(zone, domain)
@@ -300,3 +301,91 @@ def test_headers_and_links_go_out_plain_with_long_values(api, zone, tracked, dom
     post = client.post(path_of(url), "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
     assert post.status_code == 200
     assert Suppression.objects.get().address == "jane@dest.example"
+
+
+# --- a message's own tracking (track_opens / track_clicks) ------------------------------------------------------
+
+PIXEL_ON_WIRE = b'<img src="https://track.acme.example/t/o/'
+LINK_ON_WIRE = b'href="https://track.acme.example/t/c/'
+
+
+def received_for(sink, address: str) -> bytes:
+    (received,) = [m for m in sink.messages if address in m.rcpt_tos]
+    return received.data
+
+
+def test_a_message_turns_off_the_tracking_its_domain_does(api, tracked):
+    plain_id = send(api, to="plain@dest.example", track_opens=False, track_clicks=False)["id"]
+    detail = api.get(f"/api/v1/messages/{plain_id}").json()
+    assert (detail["track_opens"], detail["track_clicks"]) == (False, False)
+    send(api, to="noopen@dest.example", track_opens=False)
+    send(api, to="default@dest.example", track_opens=None, track_clicks=None)
+    assert list(Message.objects.order_by("created_at").values_list("track_opens", "track_clicks")) == [
+        (False, False),
+        (False, None),
+        (None, None),
+    ]
+    assert deliver_queued() == 3
+    plain = received_for(tracked, "plain@dest.example")
+    assert b"/t/o/" not in plain and b"/t/c/" not in plain and b"track.acme.example" not in plain
+    assert links(html_of(plain))[0] == "https://shop.example/order?id=7&amp;ref=mail"
+    noopen = received_for(tracked, "noopen@dest.example")
+    assert b"/t/o/" not in noopen and LINK_ON_WIRE in noopen
+    default = received_for(tracked, "default@dest.example")
+    assert PIXEL_ON_WIRE in default and LINK_ON_WIRE in default
+
+
+def test_a_message_turns_on_tracking_its_domain_does_not(api, zone, mx, domain):
+    body = tracking_host_published(api, zone, domain)
+    assert (body["opens"], body["clicks"], body["tracking_host_ok"]) == (False, False, True)
+    publish_dkim(zone, domain)
+    add_mx_domain(zone, "dest.example", "127.0.0.2")
+    sink = mx("127.0.0.2")
+    send(api, to="opens@dest.example", track_opens=True)
+    send(api, to="clicks@dest.example", track_clicks=True)
+    send(api, to="none@dest.example")
+    assert deliver_queued() == 3
+    opens = received_for(sink, "opens@dest.example")
+    assert PIXEL_ON_WIRE in opens and b"/t/c/" not in opens
+    assert dkim.verify(opens, dnsfunc=dns_txt(zone))
+    clicks = received_for(sink, "clicks@dest.example")
+    assert LINK_ON_WIRE in clicks and b"/t/o/" not in clicks
+    assert links(html_of(clicks))[0].startswith("https://track.acme.example/t/c/")
+    untouched = received_for(sink, "none@dest.example")
+    assert b"/t/" not in untouched
+
+
+def test_a_message_overrides_its_streams_tracking_default(api, tracked):
+    response = api.post("/api/v1/streams", {"name": "news", "kind": "broadcast", "track_opens": True}, format="json")
+    assert response.status_code == 201, response.json()
+    api.patch(f"/api/v1/domains/{Domain.objects.get().pk}/tracking", {"opens": False}, format="json")
+    html = HTML.replace("</body>", '<a href="https://acme.example/u">unsubscribe</a></body>')
+    send(api, to="stream@dest.example", stream="news", html=html)
+    send(api, to="message@dest.example", stream="news", html=html, track_opens=False)
+    assert deliver_queued() == 2
+    assert PIXEL_ON_WIRE in received_for(tracked, "stream@dest.example")
+    assert b"/t/o/" not in received_for(tracked, "message@dest.example")
+
+
+def test_tracking_asked_of_a_domain_without_a_tracking_host_is_refused_naming_the_field(api, domain):
+    body = {"from": "hello@acme.example", "to": ["jane@dest.example"], "subject": "Hi", "html": HTML}
+    response = api.post("/api/v1/messages", {**body, "track_opens": True}, format="json")
+    assert response.status_code == 400
+    fields = response.json()["fields"]
+    assert list(fields) == ["track_opens"] and "track.acme.example" in fields["track_opens"][0]
+    response = api.post("/api/v1/messages", {**body, "track_opens": True, "track_clicks": True}, format="json")
+    assert response.status_code == 400 and set(response.json()["fields"]) == {"track_opens", "track_clicks"}
+    response = api.post("/api/v1/messages", {**body, "track_clicks": "maybe"}, format="json")
+    assert response.status_code == 400 and list(response.json()["fields"]) == ["track_clicks"]
+    assert not Message.objects.exists()
+
+    batch = api.post(
+        "/api/v1/messages/batch",
+        [{**body, "track_clicks": True}, {**body, "track_opens": False, "track_clicks": False}],
+        format="json",
+    )
+    assert batch.status_code == 200 and (batch.json()["accepted"], batch.json()["rejected"]) == (1, 1)
+    first, second = batch.json()["results"]
+    assert (first["status"], first["error"], list(first["fields"])) == (400, "invalid", ["track_clicks"])
+    assert second["status"] == 202
+    assert Message.objects.get().track_opens is False  # turning tracking off needs no tracking host

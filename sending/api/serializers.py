@@ -166,6 +166,20 @@ class SendMessageSerializer(serializers.Serializer):
         help_text="Seconds: a recipient not delivered by then becomes `expired` (retries stop).",
     )
     priority = serializers.ChoiceField(choices=PRIORITIES, default=NORMAL)
+    track_opens = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Open tracking for this message: true or false; null or absent: the stream's, else the domain's "
+        "setting. true needs the domain's tracking host (400 naming the field otherwise).",
+    )
+    track_clicks = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Click tracking (links of the HTML part) for this message: true or false; null or absent: the "
+        "stream's, else the domain's setting. true needs the domain's tracking host (400 naming the field otherwise).",
+    )
     template = TemplateRefField(
         required=False,
         default=None,
@@ -229,12 +243,14 @@ class SendMessageSerializer(serializers.Serializer):
         return attrs
 
     def to_options(self, data: dict) -> SendOptions:
-        """The send options of validated data: stream, schedule, deadline and priority."""
+        """The send options of validated data: stream, schedule, deadline, priority and tracking."""
         return SendOptions(
             stream=data.get("stream"),
             send_at=data.get("send_at"),
             deliver_within=data.get("deliver_within"),
             priority=data.get("priority", NORMAL),
+            track_opens=data.get("track_opens"),
+            track_clicks=data.get("track_clicks"),
         )
 
     def to_draft(self, data: dict | None = None) -> Draft:
@@ -372,6 +388,13 @@ class MessageDetailSerializer(MessageSummarySerializer):
 
     sandbox = serializers.BooleanField(read_only=True, help_text="Sent with a sandbox key: captured, never delivered.")
 
+    track_opens = serializers.BooleanField(
+        read_only=True, allow_null=True, help_text="The message's own open tracking; null: the stream's or domain's."
+    )
+    track_clicks = serializers.BooleanField(
+        read_only=True, allow_null=True, help_text="The message's own click tracking; null: the stream's or domain's."
+    )
+
     template = serializers.SerializerMethodField(
         help_text="The template and version the message was rendered from; null when sent without one (or the "
         "template was deleted since)."
@@ -386,6 +409,8 @@ class MessageDetailSerializer(MessageSummarySerializer):
             "priority",
             "sandbox",
             "template",
+            "track_opens",
+            "track_clicks",
         ]
 
     def get_stream(self, obj: Message) -> str:

@@ -1,4 +1,5 @@
-"""Open and click tracking and one-click unsubscribe, per sender domain and off by default.
+"""Open and click tracking and one-click unsubscribe, per sender domain and off by default; a stream's defaults
+and a message's own `track_opens`/`track_clicks` take the place of the domain's (message first).
 
 Where the rewriting happens: in the worker, for each recipient, just before DKIM signing
 (`delivery.deliver_to_domain` calls `tracked_copies`). The tokens in a pixel, a rewritten link and an
@@ -46,6 +47,7 @@ from accounts.audit import audit_record, diff
 from mail import wire_policy
 from mail.dns import resolver
 from mail.errors import PostwerkError
+from sending.errors import Refused
 from sending.feedback.suppressions import suppression_add
 from sending.models import Domain, EventType, Message, Recipient, Suppression
 from sending.states import click_recorded, open_repeated, recipient_changed
@@ -197,6 +199,36 @@ def _unsubscribe_wanted(domain: Domain, tags: list[str]) -> bool:
     return bool(wanted) and ("*" in wanted or bool(wanted.intersection(tags or [])))
 
 
+def tracking_wanted(message: bool | None, stream: bool | None, domain: bool) -> bool:
+    """The first choice made: the message's own, else its stream's default, else its domain's."""
+    for choice in (message, stream):
+        if choice is not None:
+            return choice
+    return domain
+
+
+def tracking_override_refusal(domain: Domain | None, *, opens: bool | None, clicks: bool | None) -> Refused | None:
+    """Why a message may not ask for tracking itself (None when it may). A message turns tracking on only on a
+    domain whose tracking host (track.DOMAIN, a CNAME to POSTWERK_TRACKING_HOST) has been seen: its links and pixel
+    would otherwise point at a host that is not the sender's, which is what spam filters look for. Turning
+    tracking off is always allowed. The refusal names each field asked (400)."""
+    asked = [name for name, value in (("track_opens", opens), ("track_clicks", clicks)) if value]
+    if not asked or domain is None or domain.tracking_host_ok:
+        return None
+    problem = (
+        f"{domain.name} has no working tracking host: publish the CNAME {domain.tracking_host} → "
+        f"{settings.POSTWERK_TRACKING_HOST} and check it (PATCH /api/v1/domains/{domain.pk}/tracking), "
+        "or leave this field out."
+    )
+    return Refused(
+        f"Tracking asked for a domain without a tracking host ({', '.join(asked)}).",
+        code="invalid",
+        http_status=400,
+        fields={name: [problem] for name in asked},
+        smtp_reply="550 5.7.1 Tracking asked for a domain without a tracking host",
+    )
+
+
 def tracked_copies(message: Message, recipients: list[Recipient], raw: bytes) -> dict[uuid.UUID, bytes] | None:
     """Each recipient's own copy of `raw` (the message as it goes out, unsigned) when the message's domain tracks
     anything, else None (one copy for all). No database: the domain comes with the message."""
@@ -205,10 +237,10 @@ def tracked_copies(message: Message, recipients: list[Recipient], raw: bytes) ->
         return None
     stream = message.stream
     # Broadcast mail always carries one-click unsubscribe (RFC 8058; Gmail and Yahoo require it of bulk senders);
-    # a stream's tracking defaults, where set, take the place of the domain's.
+    # a message's own choice (track_opens/track_clicks) comes first, then the stream's default, then the domain's.
     unsubscribe = _unsubscribe_wanted(domain, message.tags) or (stream is not None and stream.is_broadcast)
-    opens = domain.track_opens if stream is None or stream.track_opens is None else stream.track_opens
-    clicks = domain.track_clicks if stream is None or stream.track_clicks is None else stream.track_clicks
+    opens = tracking_wanted(message.track_opens, None if stream is None else stream.track_opens, domain.track_opens)
+    clicks = tracking_wanted(message.track_clicks, None if stream is None else stream.track_clicks, domain.track_clicks)
     if not (opens or clicks or unsubscribe):
         return None
     base = tracking_base(domain)

@@ -1,6 +1,6 @@
 """How a message is to be sent, beyond its content: its stream, when it may go (`send_at`), by when it must have
-arrived (`deliver_within`) and its priority. Applied to a composed message in the compose step of the one accept
-pipeline (sending.intake.accept), whichever way the message came in."""
+arrived (`deliver_within`), its priority and its own open/click tracking. Applied to a composed message in the
+compose step of the one accept pipeline (sending.intake.accept), whichever way the message came in."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
+from sending.feedback.tracking import tracking_override_refusal
 from sending.models import RecipientState, Stream
 from sending.streams.service import stream_find, unknown_stream
 from sending.streams.unsubscribe import list_unsubscribe_refusal
@@ -31,6 +32,9 @@ class SendOptions:
     deliver_within: int | None = None  # seconds
     priority: str = NORMAL
     stream_field: str = "stream"  # where the stream came from, to name in an error (a field, or a header)
+    # This message's own open/click tracking; None: the stream's default, else the domain's.
+    track_opens: bool | None = None
+    track_clicks: bool | None = None
 
 
 def send_at_problem(send_at: datetime, now: datetime | None = None) -> str | None:
@@ -61,8 +65,9 @@ def caller_stream(caller: Caller, name: str | None) -> Stream | None:
 
 
 def options_apply(prepared: Prepared, caller: Caller, options: SendOptions) -> None:
-    """Put the message on its stream, lane and schedule. Raises Refused (400 naming the field) for a stream the
-    organization does not have."""
+    """Put the message on its stream, lane and schedule, with its own tracking. Raises Refused (400 naming the
+    field) for a stream the organization does not have, and for tracking asked of a domain without a tracking
+    host."""
     stream = caller_stream(caller, options.stream)
     if stream is None:
         raise unknown_stream(options.stream or "", field=options.stream_field)
@@ -71,6 +76,11 @@ def options_apply(prepared: Prepared, caller: Caller, options: SendOptions) -> N
         refusal = list_unsubscribe_refusal(bytes(message.raw))
         if refusal is not None:
             raise refusal
+    if options.track_opens or options.track_clicks:  # SMTP mail never asks: no domain to look at there
+        refusal = tracking_override_refusal(message.domain, opens=options.track_opens, clicks=options.track_clicks)
+        if refusal is not None:
+            raise refusal
+    message.track_opens, message.track_clicks = options.track_opens, options.track_clicks
     now = message.created_at
     message.stream = stream
     message.priority = options.priority

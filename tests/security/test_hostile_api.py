@@ -120,6 +120,8 @@ PLACEMENTS: dict[str, tuple[str, Callable[[str], dict]]] = {
     "send_at": ("send_at", lambda v: base(send_at=f"2030-01-01T00:00:00Z{v}")),
     "deliver_within": ("deliver_within", lambda v: base(deliver_within=f"60{v}")),
     "template": ("template", lambda v: templated(template=f"greeting{v}")),
+    "track_opens": ("track_opens", lambda v: base(track_opens=f"false{v}")),
+    "track_clicks": ("track_clicks", lambda v: base(track_clicks=f"true{v}")),
     # A model's values are rendered into the subject and the body: a header must never come out of them.
     "model.key": ("model", lambda v: templated(model={"name": "Jane", f"k{v}": "1"})),
     "model.value": ("subject", lambda v: templated(model={"name": f"Jane{v}"})),
@@ -157,6 +159,9 @@ ACCEPTED: dict[str, set[int]] = {
     "send_at": set(),
     "deliver_within": {0, 1, 2, 15},
     "template": set(),
+    # A boolean is true, false or null: "false\r" is none of them.
+    "track_opens": set(),
+    "track_clicks": set(),
     "model.key": set(range(len(HOSTILE))),  # keys the template does not use change nothing
     # Line breaks that would split the rendered subject are refused naming `subject`; a NUL naming `model`.
     "model.value": set(range(len(HOSTILE))) - {7, 8, 9, 10, 16, 17},
@@ -428,6 +433,8 @@ POSTMARK_PLACEMENTS: dict[str, Callable[[object], dict]] = {
     "Metadata": lambda v: {"Metadata": {"k": v}},
     "Metadata.key": lambda v: {"Metadata": {v if isinstance(v, str) else "k": "x"}},
     "MessageStream": lambda v: {"MessageStream": v},
+    "TrackOpens": lambda v: {"TrackOpens": v},
+    "TrackLinks": lambda v: {"TrackLinks": v},
 }
 POSTMARK_ODD_VALUES = [*HOSTILE, "x" * 100_000, 7, 1.5, True, None, [], {}, ["x"], {"a": "b"}]
 

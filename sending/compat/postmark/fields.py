@@ -31,7 +31,14 @@ POSTMARK_NAMES = {
     "stream": "MessageStream",
     "template": "TemplateId",
     "model": "TemplateModel",
+    "track_opens": "TrackOpens",
+    "track_clicks": "TrackLinks",
 }
+# Postmark's TrackLinks → the send API's track_clicks. Postwerk rewrites the links of the HTML part only (its text
+# part goes out as written), so HtmlAndText tracks the HTML links and TextOnly, which would track nothing Postwerk
+# can rewrite, is refused rather than taken as a promise it cannot keep (README: Compatible APIs → Postmark).
+TRACK_LINKS = {"None": False, "HtmlOnly": True, "HtmlAndText": True}
+TRACK_LINKS_TEXT_ONLY = "TextOnly"
 _ADDRESS_FIELDS = {"From": "from", "To": "to", "Cc": "cc", "Bcc": "bcc", "ReplyTo": "reply_to"}
 
 
@@ -126,11 +133,33 @@ def _metadata(value: object) -> object:
     }
 
 
+def _tracking(data: dict) -> dict[str, bool]:
+    """TrackOpens and TrackLinks as the send API's track_opens/track_clicks; absent or null: the stream's or the
+    domain's setting."""
+    out: dict[str, bool] = {}
+    opens = data.get("TrackOpens")
+    if opens is not None:
+        if not isinstance(opens, bool):
+            raise PostmarkInvalid("Invalid 'TrackOpens': true or false is expected.")
+        out["track_opens"] = opens
+    links = data.get("TrackLinks")
+    if links is not None:
+        if links == TRACK_LINKS_TEXT_ONLY:
+            raise PostmarkInvalid(
+                "Invalid 'TrackLinks': Postwerk tracks the links of the HTML body only; TextOnly is not supported "
+                "(use HtmlOnly, HtmlAndText or None)."
+            )
+        if not isinstance(links, str) or links not in TRACK_LINKS:
+            raise PostmarkInvalid("Invalid 'TrackLinks': one of None, HtmlAndText, HtmlOnly, TextOnly is expected.")
+        out["track_clicks"] = TRACK_LINKS[links]
+    return out
+
+
 def postwerk_message(data: object, *, template: bool) -> Translated:
     """The send-API fields of one Postmark message. `template`: the request came to a withTemplate endpoint,
     where TemplateId/TemplateAlias and TemplateModel are read (Postmark's /email and /email/batch ignore them).
-    TrackOpens and TrackLinks are ignored (Postwerk tracks per sender domain and stream), as is InlineCss
-    (Postwerk always inlines a template's CSS). Raises PostmarkInvalid for a field of the wrong JSON type."""
+    TrackOpens and TrackLinks become track_opens and track_clicks (HTML links only: TextOnly is refused); InlineCss
+    is ignored (Postwerk always inlines a template's CSS). Raises PostmarkInvalid for a field of the wrong JSON type."""
     if not isinstance(data, dict):
         raise PostmarkInvalid("Each message is a JSON object.")
     message: dict = {}
@@ -151,6 +180,7 @@ def postwerk_message(data: object, *, template: bool) -> Translated:
         message["tags"] = [tag]
     if data.get("Metadata") is not None:
         message["metadata"] = _metadata(data["Metadata"])
+    message.update(_tracking(data))
     stream = _string(data, "MessageStream")
     if stream:
         message["stream"] = TRANSACTIONAL if stream.lower() == POSTMARK_DEFAULT_STREAM else stream
