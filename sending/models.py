@@ -559,6 +559,9 @@ class InboundMail(models.Model):
     parsed = models.JSONField(default=dict, blank=True)
     # SPF, DKIM, DMARC and ARC results (sending.domains.message_authentication), and the header added.
     auth = models.JSONField(default=dict, blank=True)
+    # The spam check (sending.inbound.spam): {"checked": true, "score", "threshold", "is_spam", "rules"} from
+    # spamd, or {"checked": false, "reason"}; {} for mail received before the check existed.
+    spam = models.JSONField(default=dict, blank=True)
     note = models.CharField(max_length=300, blank=True)
 
     class Meta:
