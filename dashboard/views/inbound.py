@@ -11,8 +11,7 @@ from django.shortcuts import redirect
 
 from dashboard.access import org_view
 from dashboard.views.common import page
-from sending.inbound.receive import RetryRefused, inbound_post_retry
-from sending.inbound.release import inbound_release
+from sending.inbound.by_hand import RetryRefused, inbound_post_retry, inbound_release
 from sending.inbound.routes import RouteError, inbound_domain_set, inbound_route_create, inbound_route_delete
 from sending.models import Domain, InboundMail, InboundRoute
 

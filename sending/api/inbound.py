@@ -19,8 +19,7 @@ from sending.api.pagination import CursorPagination
 from sending.api.params import datetime_param
 from sending.api.scoping import owned_or_404
 from sending.api.webhooks import WebhookDeliveryDetailSerializer
-from sending.inbound.receive import RetryRefused, inbound_post_retry
-from sending.inbound.release import inbound_release
+from sending.inbound.by_hand import RetryRefused, inbound_post_retry, inbound_release
 from sending.models import InboundMail
 
 

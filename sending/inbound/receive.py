@@ -16,7 +16,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from mail.errors import PostwerkError
 from sending.domains.message_authentication import AuthResults, authenticate
 from sending.errors import Refused
 from sending.feedback.inbound_intake import inbound_store
@@ -244,29 +243,4 @@ def inbound_post_queue(mail: InboundMail, found: list | None = None, *, replay: 
     )
     refs = [(str(delivery.pk), str(endpoint.pk))]
     transaction.on_commit(lambda: enqueue(refs))
-    return delivery
-
-
-class RetryRefused(PostwerkError):
-    pass
-
-
-@transaction.atomic
-def inbound_post_retry(*, mail: InboundMail) -> WebhookDelivery:
-    """Post the mail again now, to its route's endpoint as it is today, as a `replay` delivery with fresh links
-    (held mail of a post route is released so)."""
-    route = mail.route
-    if route is None or route.action != Action.POST:
-        raise RetryRefused("The message's route no longer posts: nothing to retry.")
-    if route.endpoint is None or not route.endpoint.enabled:
-        raise RetryRefused("The route's endpoint is disabled; enable the route's endpoint first.")
-    if mail.state == InboundMail.State.HELD:
-        # Held mail of a post route is released by posting it: the release's own path, audited like it.
-        from sending.inbound.release import inbound_release
-
-        _, released = inbound_release(mail=mail)
-        assert released is not None
-        return released
-    delivery = inbound_post_queue(mail, replay=True)
-    assert delivery is not None
     return delivery

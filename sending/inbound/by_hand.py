@@ -1,13 +1,40 @@
-"""Releasing held inbound mail (held by a `hold` route, or for failing DMARC under p=reject): the mail of a route
-that posts is posted now; any other becomes stored. Audited as `inbound.released`."""
+"""Inbound mail handled by hand: posting it again, and releasing held mail (held by a `hold` route, or for failing
+DMARC under p=reject): the mail of a route that posts is posted now; any other becomes stored. A release is
+audited as `inbound.released`."""
 
 from __future__ import annotations
 
 from django.db import transaction
 
 from accounts.audit import audit_record
-from sending.inbound.receive import RetryRefused, inbound_post_queue
+from mail.errors import PostwerkError
+from sending.inbound.receive import inbound_post_queue
 from sending.models import InboundMail, InboundRoute, WebhookDelivery
+
+Action = InboundRoute.Action
+
+
+class RetryRefused(PostwerkError):
+    """The API's 409: the action does not apply to the mail as it is."""
+
+
+@transaction.atomic
+def inbound_post_retry(*, mail: InboundMail) -> WebhookDelivery:
+    """Post the mail again now, to its route's endpoint as it is today, as a `replay` delivery with fresh links
+    (held mail of a post route is released so)."""
+    route = mail.route
+    if route is None or route.action != Action.POST:
+        raise RetryRefused("The message's route no longer posts: nothing to retry.")
+    if route.endpoint is None or not route.endpoint.enabled:
+        raise RetryRefused("The route's endpoint is disabled; enable the route's endpoint first.")
+    if mail.state == InboundMail.State.HELD:
+        # Held mail of a post route is released by posting it: the release's own path, audited like it.
+        _, released = inbound_release(mail=mail)
+        assert released is not None
+        return released
+    delivery = inbound_post_queue(mail, replay=True)
+    assert delivery is not None
+    return delivery
 
 
 class NotHeld(RetryRefused):
@@ -23,7 +50,7 @@ def inbound_release(*, mail: InboundMail) -> tuple[InboundMail, WebhookDelivery 
     if mail.state != InboundMail.State.HELD:
         raise NotHeld(f"The message is {mail.state}, not held: nothing to release.")
     route = mail.route
-    posts = route is not None and route.action == InboundRoute.Action.POST
+    posts = route is not None and route.action == Action.POST
     if posts and (route.endpoint is None or not route.endpoint.enabled):  # type: ignore[union-attr]
         raise RetryRefused("The route's endpoint is disabled; enable the route's endpoint first.")
     mail.state = InboundMail.State.STORED
