@@ -521,6 +521,8 @@ class InboundRoute(models.Model):
         "WebhookEndpoint", on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_routes"
     )
     dmarc_reject = models.CharField(max_length=8, choices=DmarcReject.choices, default=DmarcReject.ACCEPT)
+    # What to do with mail the spam check calls spam (the same three answers; unchecked mail is always accepted).
+    spam = models.CharField(max_length=8, choices=DmarcReject.choices, default=DmarcReject.ACCEPT)
     description = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -124,3 +124,30 @@ def test_a_spamd_that_is_down_or_never_answers_costs_a_bounded_wait_and_no_mail(
     assert first.spam == {"checked": False, "reason": "the spam checker failed: AIOSpamcConnectionFailed"}
     assert second.spam == {"checked": False, "reason": "the spam checker did not answer within 1 s"}
     assert first.state == second.state == "stored"
+
+
+def test_a_route_refuses_or_holds_spam_as_it_says_and_takes_ham(api, inbound, inbound_domain, settings, spamd_address):
+    settings.POSTWERK_SPAMD_ADDRESS, settings.POSTWERK_SPAMD_TIMEOUT = spamd_address, 60.0
+    add_route(api, f"strict@{HOST}", "store", spam="refuse")
+    add_route(api, f"review@{HOST}", "store", spam="hold")
+    assert add_route(api, f"open@{HOST}", "store")["spam"] == "accept"
+    bad = api.post("/api/v1/inbound-routes", {"match": f"x@{HOST}", "action": "store", "spam": "drop"}, format="json")
+    assert bad.status_code == 400 and list(bad.json()["fields"]) == ["spam"]
+    _, (code, reply) = smtp_send(inbound, [f"strict@{HOST}"], gtube(f"strict@{HOST}"))
+    assert (code, reply) == (550, b"5.7.1 Refused: this message is spam")
+    assert not InboundMail.objects.exists()
+    assert smtp_send(inbound, [f"strict@{HOST}"], message(f"strict@{HOST}"))[1][0] == 250  # ham passes
+    for rcpt in ("review", "open"):
+        assert smtp_send(inbound, [f"{rcpt}@{HOST}"], gtube(f"{rcpt}@{HOST}"))[1][0] == 250
+    # Spam for a refusing and a holding route at once: held (a 550 would refuse it for both).
+    rcpts = [f"strict@{HOST}", f"review@{HOST}"]
+    assert smtp_send(inbound, rcpts, gtube(f"strict@{HOST}"))[1][0] == 250
+    rows = sorted(InboundMail.objects.values_list("rcpt_to", "state", "note"))
+    score = InboundMail.objects.get(rcpt_to=f"open@{HOST}").spam["score"]
+    assert rows == [
+        (f"open@{HOST}", "stored", ""),
+        (f"review@{HOST}", "held", f"held: spam (score {score:.1f})"),
+        (f"review@{HOST}", "held", f"held: spam (score {score:.1f})"),
+        (f"strict@{HOST}", "held", f"held: spam (score {score:.1f})"),
+        (f"strict@{HOST}", "stored", ""),
+    ]

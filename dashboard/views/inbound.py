@@ -25,6 +25,10 @@ class RouteForm(forms.Form):
     dmarc_reject = forms.ChoiceField(
         choices=InboundRoute.DmarcReject.choices, label="Failing DMARC under p=reject", initial="accept"
     )
+    spam = forms.ChoiceField(choices=InboundRoute.DmarcReject.choices, label="Spam", initial="accept", required=False)
+
+    def clean_spam(self) -> str:
+        return self.cleaned_data.get("spam") or InboundRoute.DmarcReject.ACCEPT  # forms from before the field
 
 
 def _list(request: HttpRequest, form: RouteForm, status: int = 200) -> HttpResponse:

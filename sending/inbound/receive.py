@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 NO_SUCH_USER = "550 5.1.1 No such recipient here"
 DMARC_REFUSED = "550 5.7.1 Refused: the From domain's DMARC policy is p=reject and this message fails DMARC"
+SPAM_REFUSED = "550 5.7.1 Refused: this message is spam"
 Action, DmarcReject = InboundRoute.Action, InboundRoute.DmarcReject
 
 
@@ -126,10 +127,12 @@ def _auth(raw: bytes, *, peer_ip: str | None, helo: str, mail_from: str) -> tupl
     )
 
 
-def _decide(route: InboundRoute, results: AuthResults | None) -> tuple[str, str]:
+def _decide(route: InboundRoute, results: AuthResults | None, spam: dict) -> tuple[str, str]:
     """(state, note) for the mail of one route."""
     if results is not None and results.dmarc_rejects and route.dmarc_reject != DmarcReject.ACCEPT:
         return InboundMail.State.HELD, "held: fails DMARC under p=reject"
+    if spam.get("is_spam") and route.spam != DmarcReject.ACCEPT:
+        return InboundMail.State.HELD, f"held: spam (score {spam['score']:.1f})"
     if route.action == Action.HOLD:
         return InboundMail.State.HELD, ""
     return InboundMail.State.STORED, ""
@@ -150,15 +153,14 @@ def inbound_receive(
     result (sending.inbound.spam), awaited by the SMTP session before this; None: not checked."""
     routes = {str(r.pk): r for r in InboundRoute.objects.filter(pk__in=set(routed.values())).select_related("endpoint")}
     results, auth = _auth(raw, peer_ip=peer_ip, helo=helo, mail_from=mail_from) if routed else (None, {})
-    if (
-        routed
-        and not feedback_rcpts
-        and results is not None
-        and results.dmarc_rejects
-        and all(routes[r].dmarc_reject == DmarcReject.REFUSE for r in routed.values() if r in routes)
-    ):
-        raise Refused.smtp(DMARC_REFUSED)
     spam = spam if spam is not None else not_checked(NOT_CONFIGURED)
+    # Refused at the end of DATA only when every recipient's route refuses it; otherwise such mail is held.
+    everyone = [routes[r] for r in routed.values() if r in routes] if routed and not feedback_rcpts else []
+    if everyone and results is not None and results.dmarc_rejects:
+        if all(route.dmarc_reject == DmarcReject.REFUSE for route in everyone):
+            raise Refused.smtp(DMARC_REFUSED)
+    if everyone and spam.get("is_spam") and all(route.spam == DmarcReject.REFUSE for route in everyone):
+        raise Refused.smtp(SPAM_REFUSED)
     raw = spam_headers(spam) + without_our_results(raw, settings.POSTWERK_HOSTNAME, spam_checked=spam["checked"])
     if auth:
         raw = b"Authentication-Results: " + auth["header"].encode() + b"\r\n" + raw
@@ -190,7 +192,7 @@ def _mail_store(
     helo: str,
     mail_from: str,
 ) -> InboundMail:
-    state, note = _decide(route, results)
+    state, note = _decide(route, results, spam)
     try:
         parsed, found = parsed_fields(raw, original_recipient=address)
     except Exception:  # kept raw all the same: nothing accepted is lost

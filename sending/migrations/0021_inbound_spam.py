@@ -15,4 +15,9 @@ class Migration(migrations.Migration):
             name='spam',
             field=models.JSONField(blank=True, default=dict),
         ),
+        migrations.AddField(
+            model_name='inboundroute',
+            name='spam',
+            field=models.CharField(choices=[('accept', 'Accept'), ('hold', 'Hold'), ('refuse', 'Refuse')], default='accept', max_length=8),
+        ),
     ]
