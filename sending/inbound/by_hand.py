@@ -46,7 +46,8 @@ def inbound_release(*, mail: InboundMail) -> tuple[InboundMail, WebhookDelivery 
     """Release held mail; (the mail, its post when its route posts). NotHeld when it is not held (any more);
     RetryRefused when its route posts to an endpoint that is disabled (it stays held, not silently unposted)."""
     # Locked so that two releases of the same mail post it once.
-    mail = InboundMail.objects.select_for_update().select_related("route__endpoint").get(pk=mail.pk)
+    # (Only its own row: PostgreSQL locks no nullable side of an outer join.)
+    mail = InboundMail.objects.select_for_update(of=("self",)).select_related("route__endpoint").get(pk=mail.pk)
     if mail.state != InboundMail.State.HELD:
         raise NotHeld(f"The message is {mail.state}, not held: nothing to release.")
     route = mail.route
