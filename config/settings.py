@@ -297,6 +297,10 @@ POSTWERK_FEEDBACK_LOCAL_PARTS = env.list("POSTWERK_FEEDBACK_LOCAL_PARTS", defaul
 # rest are signed links), and its signed links to the raw message and attachments work for this many seconds.
 POSTWERK_INBOUND_INLINE_ATTACHMENTS = env.int("POSTWERK_INBOUND_INLINE_ATTACHMENTS", default=512 * 1024)
 POSTWERK_INBOUND_LINK_TTL = env.int("POSTWERK_INBOUND_LINK_TTL", default=7 * 24 * 3600)
+# The inbound spam check (sending.inbound.spam): a SpamAssassin spamd at host:port; unset, mail is not checked (the
+# post says so). A spamd that answers no sooner than the timeout (seconds) leaves the mail "not checked", never held.
+POSTWERK_SPAMD_ADDRESS = env.str("POSTWERK_SPAMD_ADDRESS", default="")
+POSTWERK_SPAMD_TIMEOUT = env.float("POSTWERK_SPAMD_TIMEOUT", default=10.0)
 # Messages one client address may hand the inbound MX per window (seconds); past that MAIL is 450 4.7.1. 0: no limit.
 POSTWERK_INBOUND_MESSAGES_PER_IP = env.int("POSTWERK_INBOUND_MESSAGES_PER_IP", default=1000)
 POSTWERK_INBOUND_MESSAGES_WINDOW = env.int("POSTWERK_INBOUND_MESSAGES_WINDOW", default=3600)

@@ -111,6 +111,7 @@ urlpatterns = [
     path(f"{org}inbound/routes/<uuid:route_id>/delete", inbound.inbound_route_remove, name="inbound_route_remove"),
     path(f"{org}inbound/<uuid:inbound_id>", inbound.inbound_detail, name="inbound_detail"),
     path(f"{org}inbound/<uuid:inbound_id>/retry", inbound.inbound_retry, name="inbound_retry"),
+    path(f"{org}inbound/<uuid:inbound_id>/release", inbound.inbound_release_view, name="inbound_release"),
     path(f"{org}held/release", held.held_release_view, name="held_release"),
     path(f"{org}held/cancel", held.held_cancel_view, name="held_cancel"),
     path(f"{org}reputation/", reputation.reputation, name="reputation"),

@@ -537,6 +537,8 @@ class InboundRoute(models.Model):
         "WebhookEndpoint", on_delete=models.SET_NULL, null=True, blank=True, related_name="inbound_routes"
     )
     dmarc_reject = models.CharField(max_length=8, choices=DmarcReject.choices, default=DmarcReject.ACCEPT)
+    # What to do with mail the spam check calls spam (the same three answers; unchecked mail is always accepted).
+    spam = models.CharField(max_length=8, choices=DmarcReject.choices, default=DmarcReject.ACCEPT)
     description = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -575,6 +577,9 @@ class InboundMail(models.Model):
     parsed = models.JSONField(default=dict, blank=True)
     # SPF, DKIM, DMARC and ARC results (sending.domains.message_authentication), and the header added.
     auth = models.JSONField(default=dict, blank=True)
+    # The spam check (sending.inbound.spam): {"checked": true, "score", "threshold", "is_spam", "rules"} from
+    # spamd, or {"checked": false, "reason"}; {} for mail received before the check existed.
+    spam = models.JSONField(default=dict, blank=True)
     note = models.CharField(max_length=300, blank=True)
 
     class Meta:

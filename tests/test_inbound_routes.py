@@ -405,3 +405,45 @@ def test_a_message_with_nul_characters_is_stored_like_any_other(api, inbound, in
     stored = InboundMail.objects.get()
     assert stored.subject == "a\ufffdb" and "\ufffd" in stored.parsed["TextBody"]
     assert b"body \x00 with a NUL" in bytes(stored.raw)  # the raw message as it came
+
+
+def test_held_mail_is_released_stored_or_posted_as_its_route_says_and_audited(api, inbound, inbound_domain, zone):
+    from accounts.models import AuditEntry
+
+    add_route(api, f"review@{HOST}", "hold")
+    add_route(api, f"store@{HOST}", "store")
+    for rcpt in ("review", "store"):
+        assert smtp_send(inbound, [f"{rcpt}@{HOST}"], message(f"{rcpt}@{HOST}"))[1][0] == 250
+    held, stored = InboundMail.objects.get(rcpt_to=f"review@{HOST}"), InboundMail.objects.get(rcpt_to=f"store@{HOST}")
+    assert held.state == "held"
+    conflict = api.post(f"/api/v1/inbound/{stored.pk}/release")
+    assert (
+        conflict.status_code == 409
+        and conflict.json()["message"] == "The message is stored, not held: nothing to release."
+    )
+    released = api.post(f"/api/v1/inbound/{held.pk}/release")
+    assert released.status_code == 200
+    assert (released.json()["state"], released.json()["deliveries"]) == ("stored", [])  # a hold route posts nothing
+    assert api.post(f"/api/v1/inbound/{held.pk}/release").status_code == 409  # released once
+    entry = AuditEntry.objects.get(action="inbound.released")
+    assert (entry.target, entry.changes) == (
+        f"review@{HOST}: Re: your order",
+        {"state": ["held", "stored"], "posted": False},
+    )
+
+    # Held for failing DMARC under p=reject on a post route: released by posting it.
+    zone.add("forged.example", "TXT", "v=spf1 -all")
+    zone.add("_dmarc.forged.example", "TXT", "v=DMARC1; p=reject")
+    with HttpReceiver() as receiver:
+        add_route(api, f"hooks@{HOST}", "post", url=receiver.url(), dmarc_reject="hold")
+        forged = message(f"hooks@{HOST}", sender="ceo@forged.example")
+        assert smtp_send(inbound, [f"hooks@{HOST}"], forged, mail_from="ceo@forged.example")[1][0] == 250
+        mail = InboundMail.objects.get(rcpt_to=f"hooks@{HOST}")
+        assert mail.state == "held" and run_posts() == 0
+        released = api.post(f"/api/v1/inbound/{mail.pk}/release")
+        assert released.status_code == 200 and [d["state"] for d in released.json()["deliveries"]] == ["queued"]
+        assert run_posts() == 1 and len(receiver.requests) == 1
+    assert json.loads(receiver.requests[0].body)["To"] == f"hooks@{HOST}"
+    assert AuditEntry.objects.filter(action="inbound.released").count() == 2
+    missing = api.post("/api/v1/inbound/00000000-0000-0000-0000-000000000000/release")
+    assert missing.status_code == 404

@@ -11,7 +11,7 @@ from django.shortcuts import redirect
 
 from dashboard.access import org_view
 from dashboard.views.common import page
-from sending.inbound.receive import RetryRefused, inbound_post_retry
+from sending.inbound.by_hand import RetryRefused, inbound_post_retry, inbound_release
 from sending.inbound.routes import RouteError, inbound_domain_set, inbound_route_create, inbound_route_delete
 from sending.models import Domain, InboundMail, InboundRoute
 
@@ -25,6 +25,10 @@ class RouteForm(forms.Form):
     dmarc_reject = forms.ChoiceField(
         choices=InboundRoute.DmarcReject.choices, label="Failing DMARC under p=reject", initial="accept"
     )
+    spam = forms.ChoiceField(choices=InboundRoute.DmarcReject.choices, label="Spam", initial="accept", required=False)
+
+    def clean_spam(self) -> str:
+        return self.cleaned_data.get("spam") or InboundRoute.DmarcReject.ACCEPT  # forms from before the field
 
 
 def _list(request: HttpRequest, form: RouteForm, status: int = 200) -> HttpResponse:
@@ -106,6 +110,18 @@ def inbound_retry(request: HttpRequest, inbound_id: str) -> HttpResponse:
         messages.error(request, str(exc))
     else:
         messages.success(request, "Posting again now.")
+    return redirect("dashboard:inbound_detail", request.organization.pk, mail.pk)  # type: ignore[attr-defined]
+
+
+@org_view("sending", methods=("POST",))
+def inbound_release_view(request: HttpRequest, inbound_id: str) -> HttpResponse:
+    mail = _mail(request, inbound_id)
+    try:
+        _, delivery = inbound_release(mail=mail)
+    except RetryRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Released: posting it now." if delivery is not None else "Released: stored.")
     return redirect("dashboard:inbound_detail", request.organization.pk, mail.pk)  # type: ignore[attr-defined]
 
 

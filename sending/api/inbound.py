@@ -19,7 +19,7 @@ from sending.api.pagination import CursorPagination
 from sending.api.params import datetime_param
 from sending.api.scoping import owned_or_404
 from sending.api.webhooks import WebhookDeliveryDetailSerializer
-from sending.inbound.receive import RetryRefused, inbound_post_retry
+from sending.inbound.by_hand import RetryRefused, inbound_post_retry, inbound_release
 from sending.models import InboundMail
 
 
@@ -53,11 +53,16 @@ class InboundMailSerializer(serializers.ModelSerializer):
 
 class InboundMailDetailSerializer(InboundMailSerializer):
     authentication = serializers.JSONField(source="auth", read_only=True)
+    spam = serializers.JSONField(
+        read_only=True,
+        help_text='spamd\'s verdict: {"checked": true, "score", "threshold", "is_spam", "rules"}, or '
+        '{"checked": false, "reason"}',
+    )
     parsed = serializers.JSONField(read_only=True, help_text="The post's fields (attachment contents left out)")
     deliveries = serializers.SerializerMethodField(help_text="Every post of this mail with its attempts")
 
     class Meta(InboundMailSerializer.Meta):
-        fields = [*InboundMailSerializer.Meta.fields, "helo", "authentication", "parsed", "deliveries"]
+        fields = [*InboundMailSerializer.Meta.fields, "helo", "authentication", "spam", "parsed", "deliveries"]
 
     def get_deliveries(self, mail: InboundMail) -> list[dict]:
         rows = mail.deliveries.order_by("created_at").prefetch_related("attempt_log")
@@ -156,3 +161,19 @@ class InboundRetryView(APIView):
         except RetryRefused as exc:
             raise ApiError(409, str(exc), code="conflict") from exc
         return Response(WebhookDeliveryDetailSerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+class InboundReleaseView(APIView):
+    required_scope = Scope.DOMAINS  # whoever may set a route to hold may release what it held
+
+    @extend_schema(
+        request=None,
+        responses={200: InboundMailDetailSerializer},
+        summary="Release held inbound mail: posted when its route posts, stored otherwise (409 when not held)",
+    )
+    def post(self, request: Request, inbound_id: uuid.UUID) -> Response:
+        try:
+            mail, _ = inbound_release(mail=_mail(request, inbound_id))
+        except RetryRefused as exc:
+            raise ApiError(409, str(exc), code="conflict") from exc
+        return Response(InboundMailDetailSerializer(mail).data)

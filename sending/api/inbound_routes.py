@@ -36,6 +36,7 @@ class InboundRouteSerializer(serializers.ModelSerializer):
             "url",
             "endpoint_id",
             "dmarc_reject",
+            "spam",
             "description",
             "created_at",
             "updated_at",
@@ -63,6 +64,12 @@ class InboundRouteInputSerializer(serializers.Serializer):
         required=False,
         default=InboundRoute.DmarcReject.ACCEPT,
         help_text="Mail failing DMARC under p=reject: accept, hold, or refuse (550 5.7.1 after DATA)",
+    )
+    spam = serializers.ChoiceField(
+        choices=InboundRoute.DmarcReject.choices,
+        required=False,
+        default=InboundRoute.DmarcReject.ACCEPT,
+        help_text="Mail the spam check calls spam: accept, hold, or refuse (550 5.7.1 after DATA)",
     )
     description = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 

@@ -49,6 +49,7 @@ EXTRA: dict[tuple[str, str], frozenset[int]] = {
     ("post", "/api/v1/api-keys/{key_id}/ses-access-key"): frozenset({409}),
     ("post", "/api/v1/messages/{message_id}/cancel"): frozenset({409}),
     ("post", "/api/v1/inbound/{inbound_id}/retry"): frozenset({409}),
+    ("post", "/api/v1/inbound/{inbound_id}/release"): frozenset({409}),
     ("post", "/api/v1/templates"): frozenset({409}),
     ("put", "/api/v1/templates/{ref}"): frozenset({409}),
     ("patch", "/api/v1/templates/{ref}"): frozenset({409}),

@@ -36,6 +36,7 @@ urlpatterns = [
     path("inbound/<uuid:inbound_id>", inbound.InboundDetailView.as_view(), name="inbound-detail"),
     path("inbound/<uuid:inbound_id>/raw", inbound.InboundRawView.as_view(), name="inbound-raw"),
     path("inbound/<uuid:inbound_id>/retry", inbound.InboundRetryView.as_view(), name="inbound-retry"),
+    path("inbound/<uuid:inbound_id>/release", inbound.InboundReleaseView.as_view(), name="inbound-release"),
     path("inbound-routes", inbound_routes.InboundRoutesView.as_view(), name="inbound-routes"),
     path("inbound-routes/<uuid:route_id>", inbound_routes.InboundRouteDetailView.as_view(), name="inbound-route"),
     path("ips", ips_api.IpsView.as_view(), name="ips"),

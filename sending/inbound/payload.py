@@ -1,4 +1,5 @@
-"""The JSON a post route sends: Postmark's inbound webhook fields, plus the authentication results and links.
+"""The JSON a post route sends: Postmark's inbound webhook fields, plus the authentication and spam results and
+links.
 
 Attachments are inline (base64 `Content`) while their decoded sizes add up to at most
 POSTWERK_INBOUND_INLINE_ATTACHMENTS (512 KiB by default, so a post stays under the 1 MB request body limit that
@@ -13,6 +14,7 @@ from django.conf import settings
 
 from sending.inbound.links import file_link
 from sending.inbound.parse import Attachment
+from sending.inbound.spam import spam_status
 from sending.models import InboundMail
 
 
@@ -44,5 +46,10 @@ def inbound_payload(inbound: InboundMail, found: list[Attachment]) -> dict:
         "Attachments": attachments_payload(inbound.id, found),
         "AuthenticationResults": inbound.auth.get("header", ""),
         "Authentication": {k: v for k, v in inbound.auth.items() if k != "header"},
+        # The spam check: `spam`, `ham` or `not checked` (then the score, threshold and rules are null).
+        "SpamStatus": spam_status(inbound.spam),
+        "SpamScore": inbound.spam.get("score"),
+        "SpamThreshold": inbound.spam.get("threshold"),
+        "SpamRules": inbound.spam.get("rules"),
         "RawUrl": file_link(inbound.id, "raw"),
     }

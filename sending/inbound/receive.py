@@ -16,13 +16,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from mail.errors import PostwerkError
 from sending.domains.message_authentication import AuthResults, authenticate
 from sending.errors import Refused
 from sending.feedback.inbound_intake import inbound_store
 from sending.inbound.matching import RouteRef, route_for
 from sending.inbound.parse import parsed_fields, without_nul
 from sending.inbound.payload import inbound_payload
+from sending.inbound.spam import NOT_CONFIGURED, not_checked, spam_headers
 from sending.models import Domain, InboundMail, InboundRoute, WebhookDelivery
 from sending.webhooks.dispatch import enqueue
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 NO_SUCH_USER = "550 5.1.1 No such recipient here"
 DMARC_REFUSED = "550 5.7.1 Refused: the From domain's DMARC policy is p=reject and this message fails DMARC"
+SPAM_REFUSED = "550 5.7.1 Refused: this message is spam"
 Action, DmarcReject = InboundRoute.Action, InboundRoute.DmarcReject
 
 
@@ -67,9 +68,14 @@ def route_check(address: str) -> str | None:
     return str(route.pk)
 
 
-def without_our_results(raw: bytes, authserv_id: str) -> bytes:
+# Spam verdict headers as a spam checker writes them: a sender's own copies would pass for ours.
+SPAM_HEADERS = {b"x-spam-status", b"x-spam-score", b"x-spam-flag", b"x-spam-level", b"x-spam-tests"}
+
+
+def without_our_results(raw: bytes, authserv_id: str, *, spam_checked: bool = False) -> bytes:
     """The message without Authentication-Results headers that claim our authserv-id: RFC 8601 §5 says a
-    receiver removes them, as only we may write them and a sender could forge them."""
+    receiver removes them, as only we may write them and a sender could forge them. With `spam_checked`, also
+    without the X-Spam-* verdict headers it came with, as ours replace them."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
         return raw
@@ -81,10 +87,13 @@ def without_our_results(raw: bytes, authserv_id: str) -> bytes:
                 kept.append(line)
             continue
         name, colon, value = line.partition(b":")
-        dropping = (
-            bool(colon)
-            and name.strip().lower() == b"authentication-results"
-            and value.strip().split(b";", 1)[0].strip().lower() == authserv_id.lower().encode()
+        name = name.strip().lower()
+        dropping = bool(colon) and (
+            (
+                name == b"authentication-results"
+                and value.strip().split(b";", 1)[0].strip().lower() == authserv_id.lower().encode()
+            )
+            or (spam_checked and name in SPAM_HEADERS)
         )
         if not dropping:
             kept.append(line)
@@ -118,10 +127,12 @@ def _auth(raw: bytes, *, peer_ip: str | None, helo: str, mail_from: str) -> tupl
     )
 
 
-def _decide(route: InboundRoute, results: AuthResults | None) -> tuple[str, str]:
+def _decide(route: InboundRoute, results: AuthResults | None, spam: dict) -> tuple[str, str]:
     """(state, note) for the mail of one route."""
     if results is not None and results.dmarc_rejects and route.dmarc_reject != DmarcReject.ACCEPT:
         return InboundMail.State.HELD, "held: fails DMARC under p=reject"
+    if spam.get("is_spam") and route.spam != DmarcReject.ACCEPT:
+        return InboundMail.State.HELD, f"held: spam (score {spam['score']:.1f})"
     if route.action == Action.HOLD:
         return InboundMail.State.HELD, ""
     return InboundMail.State.STORED, ""
@@ -135,20 +146,22 @@ def inbound_receive(
     feedback_rcpts: list[str],
     routed: dict[str, str],
     raw: bytes,
+    spam: dict | None = None,
 ) -> str:
     """Store one message for its recipients; returns the queue id for the 250. Refused (550 5.7.1) when every
-    recipient is routed and every route refuses mail that fails DMARC under p=reject."""
+    recipient is routed and every route refuses mail that fails DMARC under p=reject. `spam` is the spam check's
+    result (sending.inbound.spam), awaited by the SMTP session before this; None: not checked."""
     routes = {str(r.pk): r for r in InboundRoute.objects.filter(pk__in=set(routed.values())).select_related("endpoint")}
     results, auth = _auth(raw, peer_ip=peer_ip, helo=helo, mail_from=mail_from) if routed else (None, {})
-    if (
-        routed
-        and not feedback_rcpts
-        and results is not None
-        and results.dmarc_rejects
-        and all(routes[r].dmarc_reject == DmarcReject.REFUSE for r in routed.values() if r in routes)
-    ):
-        raise Refused.smtp(DMARC_REFUSED)
-    raw = without_our_results(raw, settings.POSTWERK_HOSTNAME)
+    spam = spam if spam is not None else not_checked(NOT_CONFIGURED)
+    # Refused at the end of DATA only when every recipient's route refuses it; otherwise such mail is held.
+    everyone = [routes[r] for r in routed.values() if r in routes] if routed and not feedback_rcpts else []
+    if everyone and results is not None and results.dmarc_rejects:
+        if all(route.dmarc_reject == DmarcReject.REFUSE for route in everyone):
+            raise Refused.smtp(DMARC_REFUSED)
+    if everyone and spam.get("is_spam") and all(route.spam == DmarcReject.REFUSE for route in everyone):
+        raise Refused.smtp(SPAM_REFUSED)
+    raw = spam_headers(spam) + without_our_results(raw, settings.POSTWERK_HOSTNAME, spam_checked=spam["checked"])
     if auth:
         raw = b"Authentication-Results: " + auth["header"].encode() + b"\r\n" + raw
     queue_ids: list[str] = []
@@ -160,7 +173,9 @@ def inbound_receive(
             route = routes.get(route_id)
             if route is None:  # deleted between RCPT and DATA: the 451 makes the sender ask again
                 raise Refused.smtp("451 4.3.0 The route for this address changed; try again")
-            mail = _mail_store(route, address, raw, auth, results, peer_ip=peer_ip, helo=helo, mail_from=mail_from)
+            mail = _mail_store(
+                route, address, raw, auth, results, spam=spam, peer_ip=peer_ip, helo=helo, mail_from=mail_from
+            )
             queue_ids.append(str(mail.pk))
     return queue_ids[0] if queue_ids else ""
 
@@ -172,11 +187,12 @@ def _mail_store(
     auth: dict,
     results: AuthResults | None,
     *,
+    spam: dict,
     peer_ip: str | None,
     helo: str,
     mail_from: str,
 ) -> InboundMail:
-    state, note = _decide(route, results)
+    state, note = _decide(route, results, spam)
     try:
         parsed, found = parsed_fields(raw, original_recipient=address)
     except Exception:  # kept raw all the same: nothing accepted is lost
@@ -198,6 +214,7 @@ def _mail_store(
         raw=raw,
         parsed=parsed,
         auth=auth,
+        spam=spam,
         note=note,
     )
     if route.action == Action.POST and state == InboundMail.State.STORED:
@@ -228,26 +245,4 @@ def inbound_post_queue(mail: InboundMail, found: list | None = None, *, replay: 
     )
     refs = [(str(delivery.pk), str(endpoint.pk))]
     transaction.on_commit(lambda: enqueue(refs))
-    return delivery
-
-
-class RetryRefused(PostwerkError):
-    pass
-
-
-@transaction.atomic
-def inbound_post_retry(*, mail: InboundMail) -> WebhookDelivery:
-    """Post the mail again now, to its route's endpoint as it is today, as a `replay` delivery with fresh links
-    (held mail of a post route is released so)."""
-    route = mail.route
-    if route is None or route.action != Action.POST:
-        raise RetryRefused("The message's route no longer posts: nothing to retry.")
-    if route.endpoint is None or not route.endpoint.enabled:
-        raise RetryRefused("The route's endpoint is disabled; enable the route's endpoint first.")
-    if mail.state == InboundMail.State.HELD:
-        # Held mail of a post route (failing DMARC under p=reject) is released by posting it.
-        mail.state, mail.note = InboundMail.State.STORED, f"{mail.note}; released by hand".lstrip("; ")[:300]
-        mail.save(update_fields=["state", "note"])
-    delivery = inbound_post_queue(mail, replay=True)
-    assert delivery is not None
     return delivery

@@ -57,7 +57,7 @@ def _domain_of(organization: Organization, host: str) -> Domain:
     raise RouteError("match", f"{host} is not one of your inbound domains: enable inbound mail for it first.")
 
 
-def _checked(organization: Organization, match: str, action: str, url: str, dmarc_reject: str):  # type: ignore[no-untyped-def]
+def _checked(organization: Organization, match: str, action: str, url: str, dmarc_reject: str, spam: str):  # type: ignore[no-untyped-def]
     try:
         parsed = match_parse(match)
     except MatchError as exc:
@@ -66,6 +66,8 @@ def _checked(organization: Organization, match: str, action: str, url: str, dmar
         raise RouteError("action", f"action must be one of {', '.join(Action.values)}.")
     if dmarc_reject not in InboundRoute.DmarcReject.values:
         raise RouteError("dmarc_reject", f"dmarc_reject must be one of {', '.join(InboundRoute.DmarcReject.values)}.")
+    if spam not in InboundRoute.DmarcReject.values:
+        raise RouteError("spam", f"spam must be one of {', '.join(InboundRoute.DmarcReject.values)}.")
     if action == Action.POST and not url:
         raise RouteError("url", "A post route needs the URL to post to.")
     return parsed, _domain_of(organization, parsed.host)
@@ -101,10 +103,11 @@ def inbound_route_create(
     action: str,
     url: str = "",
     dmarc_reject: str = InboundRoute.DmarcReject.ACCEPT,
+    spam: str = InboundRoute.DmarcReject.ACCEPT,
     description: str = "",
 ) -> tuple[InboundRoute, str | None]:
     """A new route, and the signing secret of its endpoint for a post route (shown only now)."""
-    parsed, domain = _checked(organization, match, action, url, dmarc_reject)
+    parsed, domain = _checked(organization, match, action, url, dmarc_reject, spam)
     if InboundRoute.objects.filter(domain=domain, match=parsed.match).exists():
         raise RouteError("match", f"A route for {parsed.match} exists already.")
     route = InboundRoute(
@@ -114,6 +117,7 @@ def inbound_route_create(
         kind=parsed.kind,
         action=action,
         dmarc_reject=dmarc_reject,
+        spam=spam,
         description=description,
     )
     secret = _endpoint_for(route, url) if action == Action.POST else None
@@ -123,27 +127,31 @@ def inbound_route_create(
         action="inbound_route.created",
         target=route,
         target_label=route.match,
-        changes={"match": route.match, "action": action, "url": url, "dmarc_reject": dmarc_reject},
+        changes={"match": route.match, "action": action, "url": url, "dmarc_reject": dmarc_reject, "spam": spam},
     )
     return route, secret
 
 
 @transaction.atomic
 def inbound_route_update(*, route: InboundRoute, **changes: str) -> tuple[InboundRoute, str | None]:
-    """Change match, action, url, dmarc_reject or description; a new secret when the route became a post route."""
+    """Change match, action, url, dmarc_reject, spam or description; a new secret when the route became a post route."""
     before = {
         "match": route.match,
         "action": route.action,
         "url": route.endpoint.url if route.endpoint else "",
         "dmarc_reject": route.dmarc_reject,
+        "spam": route.spam,
         "description": route.description,
     }
     after = {**before, **{k: v for k, v in changes.items() if k in before}}
-    parsed, domain = _checked(route.organization, after["match"], after["action"], after["url"], after["dmarc_reject"])
+    parsed, domain = _checked(
+        route.organization, after["match"], after["action"], after["url"], after["dmarc_reject"], after["spam"]
+    )
     if InboundRoute.objects.filter(domain=domain, match=parsed.match).exclude(pk=route.pk).exists():
         raise RouteError("match", f"A route for {parsed.match} exists already.")
     route.domain, route.match, route.kind = domain, parsed.match, parsed.kind
     route.action, route.dmarc_reject, route.description = after["action"], after["dmarc_reject"], after["description"]
+    route.spam = after["spam"]
     secret = _endpoint_for(route, after["url"]) if route.action == Action.POST else None
     route.updated_at = timezone.now()
     route.save()

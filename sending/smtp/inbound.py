@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from sending.errors import Refused
 from sending.feedback.inbound_intake import check_inbound_recipient
 from sending.inbound.receive import inbound_receive, route_check
+from sending.inbound.spam import spam_check
 from sending.smtp.handler_base import TEMPORARY_FAILURE, BaseHandler, protocol, run_db
 from sending.smtp.inbound_limits import TOO_MANY, count_message, over_limit
 from sending.smtp.protocol import PostwerkSMTP
@@ -60,6 +61,9 @@ class InboundHandler(BaseHandler):
 
     async def handle_DATA(self, server: PostwerkSMTP, session: Session, envelope: Envelope) -> str:
         routed = _routed(envelope)
+        raw = envelope.original_content or b""
+        # Awaited here, not in the database thread: a slow spamd holds this session only, for a bounded time.
+        spam = await spam_check(raw) if routed else None
         try:
             queued = await run_db(
                 inbound_receive,
@@ -68,7 +72,8 @@ class InboundHandler(BaseHandler):
                 mail_from=envelope.mail_from or "",
                 feedback_rcpts=[a for a in envelope.rcpt_tos if a not in routed],
                 routed=dict(routed),
-                raw=envelope.original_content or b"",
+                raw=raw,
+                spam=spam,
             )
         except Refused as refused:
             return refused.reply

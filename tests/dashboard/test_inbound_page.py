@@ -68,6 +68,9 @@ def test_the_page_is_scoped_and_viewers_cannot_change_routes(
         {"match": f"x@{HOST}", "action": "store", "dmarc_reject": "accept"},
     )
     assert refused.status_code == 403 and InboundRoute.objects.count() == 1
+    release = reverse("dashboard:inbound_release", args=[organization.pk, "00000000-0000-0000-0000-000000000001"])
+    assert viewer.post(release).status_code == 403  # releasing held mail is for members who may send
+    assert owner_client.post(release).status_code == 404
     bad = owner_client.post(
         reverse("dashboard:inbound_route_add", args=[organization.pk]),
         {"match": "x@elsewhere.example", "action": "store", "dmarc_reject": "accept"},
@@ -89,3 +92,23 @@ def test_the_domain_page_enables_inbound_mail_and_shows_its_mx_record(owner_clie
     assert b"10 bounces.postwerk.example." in page.content  # the MX record to publish
     bad = owner_client.post(url, {"enabled": "on", "subdomain": "-bad-"}, follow=True)
     assert b"is not a valid subdomain label" in bad.content
+
+
+def test_held_mail_is_released_with_the_button(ui, owner, organization, inbound, inbound_domain):
+    from accounts.models import AuditEntry
+
+    inbound_route_create(organization=organization, match=f"review@{HOST}", action="hold")
+    _, (code, _) = smtp_send(inbound, [f"review@{HOST}"], message(f"review@{HOST}"))
+    assert code == 250 and InboundMail.objects.get().state == "held"
+    ui.login("owner")
+    ui.nav("Inbound")
+    ui.page.get_by_role("link", name="Re: your order").click()
+    facts = ui.page.locator("dl.facts")
+    assert "held, route action hold" in facts.inner_text()
+    assert "not checked (no spam checker configured)" in facts.inner_text()
+    ui.page.get_by_role("button", name="Release").click()
+    ui.page.get_by_text("Released: stored.").wait_for()
+    assert "stored, route action hold: released by hand" in ui.page.locator("dl.facts").inner_text()
+    assert ui.page.get_by_role("button", name="Release").count() == 0
+    assert InboundMail.objects.get().state == "stored"
+    assert AuditEntry.objects.filter(action="inbound.released").count() == 1
